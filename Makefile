@@ -1,0 +1,32 @@
+# Two commands on a fresh machine:
+#   make demo   -- installs into .venv, then runs the main job end to end
+#   make test   -- installs into .venv (with test extras), then runs the tests
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+RSNA_DATA_DIR ?= $(abspath ../shared/rsna)
+export RSNA_DATA_DIR
+
+.PHONY: install test test-all demo benchmark clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/activate setup.py
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+test-all: install
+	$(BIN)/python -m pytest -q -m "" tests
+
+demo: install
+	$(BIN)/rsna-detector demo --out demo_output
+
+clean:
+	rm -rf $(VENV) build *.egg-info

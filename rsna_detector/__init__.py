@@ -1,0 +1,50 @@
+"""rsna_detector: Mask R-CNN pneumonia-opacity detection on the RSNA challenge data.
+
+Importing the package is cheap: TensorFlow is imported only when a name that
+needs it (the detector, training, evaluation) is first used.
+
+Box conventions used everywhere in the library:
+
+* engine boxes: ``(y1, x1, y2, x2)`` in pixels, ``y2``/``x2`` exclusive
+  (matterport's convention);
+* RSNA boxes: ``(x, y, width, height)`` in pixels of the 1024x1024 image,
+  ``(x, y)`` the top-left corner. They are converted once when labels are read
+  and once when a submission is written.
+"""
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported lazily, PEP 562)
+_LAZY_EXPORTS = {
+    # data layer
+    "read_labels": "rsna_detector.data.labels",
+    "load_patient_records": "rsna_detector.data.labels",
+    "PatientRecord": "rsna_detector.data.labels",
+    "LabelError": "rsna_detector.data.labels",
+    "read_dicom": "rsna_detector.data.dicom",
+    "read_dicom_image": "rsna_detector.data.dicom",
+    "read_dicom_metadata": "rsna_detector.data.dicom",
+    "DicomMetadata": "rsna_detector.data.dicom",
+    "DicomReadError": "rsna_detector.data.dicom",
+    "convert_dicoms": "rsna_detector.data.convert",
+    "build_patient_table": "rsna_detector.data.table",
+    "make_synthetic_dataset": "rsna_detector.data.synthetic",
+    "split_patients": "rsna_detector.data.splits",
+    "KaggleLayout": "rsna_detector.data.layout",
+}
+
+__all__ = ["__version__", *_LAZY_EXPORTS]
+
+
+def __getattr__(name):
+    module_name = _LAZY_EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'rsna_detector' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,21 @@
+"""Shared fixtures. Real RSNA samples are found through RSNA_DATA_DIR
+(``make test`` and ``.ci/run`` point it at ``../shared/rsna``)."""
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def rsna_dir() -> Path:
+    """The real-sample directory (``labels/``, ``images/``, ``MANIFEST.csv``)."""
+    value = os.environ.get("RSNA_DATA_DIR")
+    if not value:
+        pytest.skip("RSNA_DATA_DIR is not set: real RSNA sample tests skipped")
+    path = Path(value)
+    if not (path / "labels").is_dir():
+        pytest.skip(f"RSNA_DATA_DIR={value} has no labels/ folder: real RSNA sample tests skipped")
+    return path
