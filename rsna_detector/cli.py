@@ -7,7 +7,9 @@ the file or field, and the command exits with a non-zero status.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
@@ -31,6 +33,94 @@ def _cmd_synth(args):
         image_size=args.image_size, workers=args.workers, progress=not args.quiet,
     )
     print(summary)
+    return 0
+
+
+def _load_config(args, default_preset="full"):
+    from .config import CPUDemoConfig, DetectorConfig
+
+    preset = getattr(args, "preset", None) or default_preset
+    return CPUDemoConfig() if preset == "cpu" else DetectorConfig()
+
+
+def _inference_model(model_path, config_json=None, preset="full"):
+    from .mrcnn import model as modellib
+    from .mrcnn.config import Config
+    from .config import CPUDemoConfig, DetectorConfig
+
+    if config_json:
+        config = Config.from_json(config_json)
+    else:
+        config = CPUDemoConfig() if preset == "cpu" else DetectorConfig()
+    model = modellib.MaskRCNN(mode="inference", config=config, model_dir=str(Path(model_path).parent))
+    model.load_weights(str(model_path), by_name=True)
+    return model
+
+
+def _write_predictions_json(predictions, path):
+    """``{patientId: [{"y1":.., "x1":.., "y2":.., "x2":.., "score":..}, ...]}`` in original pixels."""
+    payload = {
+        p.patient_id: [dict(zip(("y1", "x1", "y2", "x2"), map(float, box)), score=float(score))
+                       for box, score in zip(p.boxes, p.scores)]
+        for p in predictions
+    }
+    Path(path).write_text(json.dumps(payload, indent=1))
+
+
+def _cmd_demo(args):
+    from .demo import run_demo
+
+    summary = run_demo(args.out, args.data, n_train=args.n_train, n_test=args.n_test, epochs=args.epochs,
+                       seed=args.seed, progress=not args.quiet)
+    metrics = summary["metrics"]
+    print(f"demo finished in {summary['wall_time_s']:.0f} s: mAP@0.5 = {metrics.get('map50', float('nan')):.3f}, "
+          f"rsna_score = {metrics.get('rsna_score', float('nan')):.3f}; outputs in {args.out}")
+    return 0
+
+
+def _cmd_train(args):
+    from .train import train
+
+    config = _load_config(args)
+    if args.steps_per_epoch is not None:
+        config.STEPS_PER_EPOCH = args.steps_per_epoch
+    model, history = train(args.data, config, weights=None if args.weights == "none" else args.weights,
+                           model_dir=args.model_dir, epochs=args.epochs, augmentation=args.augmentation,
+                           val_fraction=args.val_fraction, val_count=args.val_count, seed=args.seed,
+                           resume=args.resume)
+    print(f"training finished at epoch {model.epoch}; checkpoints in {model.log_dir}")
+    return 0
+
+
+def _cmd_evaluate(args):
+    from .data.dataset import DetectorDataset
+    from .evaluate import evaluate_detector
+
+    model = _inference_model(args.model, args.config, args.preset)
+    _, val_ds = DetectorDataset.split_from_data_dir(args.data, image_size=model.config.IMAGE_MAX_DIM,
+                                                    val_fraction=args.val_fraction, val_count=args.val_count,
+                                                    seed=args.seed)
+    metrics = evaluate_detector(model, val_ds, val_ds.image_ids, config=model.config, out_dir=args.out)
+    print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (list, dict))}, indent=2, default=str))
+    return 0
+
+
+def _cmd_predict(args):
+    from .predict import predict
+    from .submission import write_submission
+
+    model = _inference_model(args.model, args.config, args.preset)
+    run = predict(model, args.images, flip_tta=args.flip_tta, min_confidence=args.min_confidence,
+                  progress=not args.quiet)
+    if args.command == "submit":
+        write_submission(run.predictions, args.out, sample_submission=args.sample_submission,
+                         missing="empty" if args.allow_missing else "error")
+    else:
+        _write_predictions_json(run.predictions, args.out)
+    print(f"wrote {len(run.predictions)} predictions to {args.out}")
+    if run.failed:
+        print(f"{len(run.failed)} files could not be read:", *run.failed, sep="\n  ", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -63,6 +153,85 @@ def _add_synth(sub):
     p.set_defaults(func=_cmd_synth)
 
 
+def _add_demo(sub):
+    p = sub.add_parser("demo", help="the main job end to end: data, training, evaluation, submission, pictures",
+                       description="Without --data, generate a synthetic RSNA-format data set and train the small "
+                                   "CPU preset; with --data, run the same job on a Kaggle download with the full "
+                                   "DetectorConfig and COCO weights. Outputs go to --out.")
+    p.add_argument("--data", default=None, help="Kaggle-layout data directory (default: synthetic data)")
+    p.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
+    p.add_argument("--n-train", type=int, default=400, help="synthetic training patients (default: 400)")
+    p.add_argument("--n-test", type=int, default=40, help="synthetic test patients (default: 40)")
+    p.add_argument("--epochs", type=int, default=None, help="total epochs (default: 8 synthetic, 16 real)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _add_model_args(p):
+    p.add_argument("--model", required=True, help="weights file (a checkpoint written by training)")
+    p.add_argument("--config", default=None, help="config JSON (default: the --preset)")
+    p.add_argument("--preset", choices=["full", "cpu"], default="full",
+                   help="DetectorConfig (full, default) or the CPU demo preset")
+
+
+def _add_train(sub):
+    p = sub.add_parser("train", help="train the detector with the staged schedule",
+                       description="Staged fine-tuning (heads at 2x LR, then all layers at LR, then LR/5). "
+                                   "Checkpoints go to a timestamped folder of --model-dir; --resume continues "
+                                   "from the latest one.")
+    p.add_argument("--data", required=True, help="Kaggle-layout data directory")
+    p.add_argument("--model-dir", default="logs", help="checkpoint and log folder (default: logs)")
+    p.add_argument("--weights", default="coco", help="coco (default), imagenet, none, or a weights file")
+    p.add_argument("--preset", choices=["full", "cpu"], default="full", help="DetectorConfig (default) or CPU preset")
+    p.add_argument("--epochs", type=int, default=16, help="total epochs (default: 16)")
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="override STEPS_PER_EPOCH")
+    p.add_argument("--augmentation", default="notebook", help="notebook (default), report or none")
+    p.add_argument("--val-fraction", type=float, default=None, help="validation share of patients (default 0.1)")
+    p.add_argument("--val-count", type=int, default=None, help="validation patients (e.g. 1500)")
+    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --model-dir")
+    p.set_defaults(func=_cmd_train)
+
+
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="mAP@0.5, mean IoU, the competition score and its best threshold",
+                       description="Evaluate a trained model on the validation split of --data; writes "
+                                   "metrics.json and figures to --out.")
+    _add_model_args(p)
+    p.add_argument("--data", required=True, help="Kaggle-layout data directory")
+    p.add_argument("--out", default="evaluation", help="output folder (default: evaluation)")
+    p.add_argument("--val-fraction", type=float, default=None, help="validation share (default 0.1)")
+    p.add_argument("--val-count", type=int, default=None, help="validation patients")
+    p.add_argument("--seed", type=int, default=42, help="split seed used in training (default: 42)")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _add_predict(sub, name="predict"):
+    if name == "submit":
+        p = sub.add_parser(name, help="detect opacities in DICOMs and write a Kaggle submission CSV",
+                           description="Run the detector on a folder of DICOMs (e.g. stage_2_test_images) and "
+                                       "write patientId,PredictionString rows, one per image.")
+    else:
+        p = sub.add_parser(name, help="detect opacities in DICOMs and write their boxes as JSON",
+                           description="Run the detector on a folder of DICOMs and write, per patientId, the "
+                                       "boxes (y1, x1, y2, x2 in the file's pixels) with their scores.")
+    _add_model_args(p)
+    p.add_argument("--images", required=True, help="folder of .dcm files")
+    p.add_argument("--out", default="submission.csv" if name == "submit" else "predictions.json",
+                   help="output file (default: %(default)s)")
+    p.add_argument("--sample-submission", default=None, help="check the ids against this sample submission")
+    p.add_argument("--allow-missing", action="store_true", help="write empty rows for sample ids not predicted")
+    p.add_argument("--flip-tta", action="store_true", help="horizontal-flip test-time augmentation")
+    p.add_argument("--min-confidence", type=float, default=None, help="drop boxes below this score")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_predict)
+
+
+def _add_submit(sub):
+    _add_predict(sub, name="submit")
+
+
 def build_parser():
     """The argparse parser of ``rsna-detector`` with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -71,7 +240,7 @@ def build_parser():
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_convert, _add_synth):
+    for add in (_add_demo, _add_train, _add_evaluate, _add_predict, _add_submit, _add_convert, _add_synth):
         add(sub)
     return parser
 
