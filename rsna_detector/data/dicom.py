@@ -29,6 +29,7 @@ __all__ = [
     "DicomReadError",
     "JPEG_BASELINE",
     "FAST_PATH_TOLERANCE",
+    "parse_age",
     "read_dicom",
     "read_dicom_image",
     "read_dicom_metadata",
@@ -299,10 +300,12 @@ def to_uint8(array, dataset):
 def resize_square(image, size):
     """Resize a uint8 grey image to ``[size, size]`` (aspect ratio not kept).
 
-    The one resize used by both decode paths: Pillow ``BOX`` (area average)
-    when shrinking, which matches libjpeg's DCT-domain downscaling best, and
-    ``BILINEAR`` when enlarging. An image already ``[size, size]`` is
-    returned unchanged.
+    The one resize used by both decode paths. Shrinking happens in two steps:
+    first a block average over ``k x k`` pixels (Pillow ``Image.reduce``),
+    ``k`` the largest power of two with ``k * size <= min(H, W)`` -- the
+    reduction libjpeg performs in the DCT domain on the fast path -- then
+    Pillow ``BOX`` (area average) to exactly ``size``. Enlarging uses
+    ``BILINEAR``. An image already ``[size, size]`` is returned unchanged.
 
     Parameters
     ----------
@@ -321,15 +324,23 @@ def resize_square(image, size):
     return _resize_pil(Image.fromarray(np.asarray(image, np.uint8)), size)
 
 
+def _power_of_two_reduction(width, height, size):
+    """Largest power of two ``k`` with ``k * size <= min(width, height)`` (1 when none)."""
+    ratio = min(width, height) // size
+    return 1 << (ratio.bit_length() - 1) if ratio >= 1 else 1
+
+
 def _resize_pil(picture, size):
     from PIL import Image
 
     size = int(size)
     if size <= 0:
         raise ValueError(f"size must be a positive number of pixels, got {size}")
-    width, height = picture.size
-    if (width, height) != (size, size):
-        shrinking = size <= min(width, height)
+    factor = _power_of_two_reduction(*picture.size, size)
+    if factor > 1:
+        picture = picture.reduce(factor)
+    if picture.size != (size, size):
+        shrinking = size <= min(picture.size)
         picture = picture.resize((size, size), Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR)
     return np.asarray(picture, np.uint8)
 
