@@ -1,0 +1,106 @@
+"""Patient-level train/validation splits, stratified by target.
+
+A patient with several boxes has several label rows; splitting rows would put
+one patient on both sides. ``split_patients`` takes ids with duplicates (one
+per row is fine), splits the distinct patients and keeps every class's share
+within one patient of exact.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["SplitError", "split_patients"]
+
+
+class SplitError(ValueError):
+    """Invalid split request (fraction or count out of range, inconsistent targets)."""
+
+
+def _distinct_patients(patient_ids, targets):
+    """Distinct ids in first-appearance order and one target each (None without targets)."""
+    ids = pd.Series([str(pid) for pid in patient_ids], dtype=object)
+    if targets is None:
+        return ids.drop_duplicates().tolist(), None
+    targets = pd.Series(list(targets), dtype=object)
+    if len(targets) != len(ids):
+        raise SplitError(f"targets: {len(targets)} values for {len(ids)} patient ids; expected one per id")
+    per_patient = targets.groupby(ids, sort=False).agg(lambda values: set(values))
+    inconsistent = per_patient[per_patient.map(len) > 1]
+    if len(inconsistent):
+        shown = ", ".join(f"{pid} ({sorted(map(str, values))})" for pid, values in inconsistent.head(5).items())
+        raise SplitError(f"targets: {len(inconsistent)} patient(s) have more than one target: {shown}")
+    return per_patient.index.tolist(), [next(iter(values)) for values in per_patient]
+
+
+def _validation_size(n_patients, val_fraction, val_count):
+    if (val_fraction is None) == (val_count is None):
+        raise SplitError("give exactly one of val_fraction and val_count")
+    if val_fraction is not None:
+        if not 0 < val_fraction < 1:
+            raise SplitError(f"val_fraction: {val_fraction!r} is not in (0, 1)")
+        size = int(round(val_fraction * n_patients))
+        if not 0 < size < n_patients:
+            raise SplitError(f"val_fraction {val_fraction} of {n_patients} patients gives {size} validation "
+                             "patients; both sides need at least one")
+        return size
+    if int(val_count) != val_count or not 0 < val_count < n_patients:
+        raise SplitError(f"val_count: {val_count!r}; expected an integer in [1, {n_patients - 1}] "
+                         f"for {n_patients} patients")
+    return int(val_count)
+
+
+def _stratum_quotas(stratum_sizes, n_val):
+    """Validation patients per stratum: largest-remainder rounding of the exact shares."""
+    sizes = np.asarray(stratum_sizes, dtype=np.int64)
+    exact = n_val * sizes / sizes.sum()
+    quotas = np.floor(exact).astype(np.int64)
+    remainder_order = np.argsort(-(exact - quotas), kind="stable")
+    quotas[remainder_order[: n_val - quotas.sum()]] += 1
+    return quotas
+
+
+def split_patients(patient_ids, targets=None, *, val_fraction=None, val_count=None, seed=42):
+    """Split patients into training and validation sets.
+
+    Parameters
+    ----------
+    patient_ids : sequence of str
+        Patient ids; duplicates (e.g. one per box row) are merged.
+    targets : sequence, optional
+        One label per entry of ``patient_ids`` (e.g. Target 0/1), the same for
+        every entry of a patient. When given, each target value's share of the
+        validation set is within one patient of its share of all patients.
+    val_fraction : float, optional
+        Share of patients for validation, in (0, 1) (the report's 70:30 split is 0.3).
+    val_count : int, optional
+        Number of validation patients (the RSNA notebook used 1,500).
+        Exactly one of ``val_fraction`` and ``val_count`` is given.
+    seed : int
+        The same seed and inputs give the same split.
+
+    Returns
+    -------
+    (list of str, list of str)
+        Training and validation patient ids, each in first-appearance order.
+
+    Raises
+    ------
+    SplitError
+        Both or neither of ``val_fraction``/``val_count``; a fraction outside
+        (0, 1) or one that leaves a side empty; a count not in [1, n - 1];
+        ``targets`` of another length or not the same for one patient.
+    """
+    ids, patient_targets = _distinct_patients(patient_ids, targets)
+    n_val = _validation_size(len(ids), val_fraction, val_count)
+    strata = [0] * len(ids) if patient_targets is None else patient_targets
+    codes, _ = pd.factorize(pd.Series(strata, dtype=object), sort=True)
+    quotas = _stratum_quotas(np.bincount(codes), n_val)
+    rng = np.random.default_rng(seed)
+    in_validation = np.zeros(len(ids), dtype=bool)
+    for code, quota in enumerate(quotas):
+        members = np.flatnonzero(codes == code)
+        in_validation[rng.permutation(members)[:quota]] = True
+    train = [pid for pid, val in zip(ids, in_validation) if not val]
+    validation = [pid for pid, val in zip(ids, in_validation) if val]
+    return train, validation
