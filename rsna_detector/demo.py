@@ -22,9 +22,10 @@ def inference_model_from(training_model, images_per_gpu=None):
     """
     from .mrcnn import model as modellib
 
-    config = training_model.config.__class__.from_dict(training_model.config.to_dict())
+    settings = training_model.config.to_dict()
     if images_per_gpu is not None:
-        config = config.replace(IMAGES_PER_GPU=images_per_gpu, GPU_COUNT=1)
+        settings.update(IMAGES_PER_GPU=images_per_gpu, GPU_COUNT=1)
+    config = type(training_model.config).from_dict(settings)
     try:
         weights_path = training_model.find_last()
     except FileNotFoundError:

@@ -147,6 +147,7 @@ def train(data, config=None, weights="coco", *, model_dir="logs", epochs=16, sch
     config = config or DetectorConfig()
     if seed is not None:
         config.SEED = seed
+        config.validate()
     Path(model_dir).mkdir(parents=True, exist_ok=True)
     train_ds, val_ds = prepare_datasets(data, config, val_fraction=val_fraction, val_count=val_count,
                                         seed=42 if seed is None else seed)
