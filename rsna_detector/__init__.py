@@ -32,6 +32,31 @@ _LAZY_EXPORTS = {
     "make_synthetic_dataset": "rsna_detector.data.synthetic",
     "split_patients": "rsna_detector.data.splits",
     "KaggleLayout": "rsna_detector.data.layout",
+    "LayoutError": "rsna_detector.data.layout",
+    "xywh_to_yxyx": "rsna_detector.data.labels",
+    "yxyx_to_xywh": "rsna_detector.data.labels",
+    "scale_boxes": "rsna_detector.data.labels",
+    "records_from_frame": "rsna_detector.data.labels",
+    "LabelWarning": "rsna_detector.data.labels",
+    "PatientTable": "rsna_detector.data.table",
+    "SplitError": "rsna_detector.data.splits",
+    "DetectorDataset": "rsna_detector.data.dataset",
+    # detector
+    "DetectorConfig": "rsna_detector.config",
+    "CPUDemoConfig": "rsna_detector.config",
+    "train": "rsna_detector.train",
+    "default_schedule": "rsna_detector.train",
+    "Stage": "rsna_detector.train",
+    "predict": "rsna_detector.predict",
+    "run_demo": "rsna_detector.demo",
+    "get_augmentation": "rsna_detector.augment",
+    "show_augmented_samples": "rsna_detector.augment",
+    "plot_gt_vs_prediction": "rsna_detector.figures",
+    # evaluation, submission, weights
+    "ImagePrediction": "rsna_detector.submission",
+    "write_submission": "rsna_detector.submission",
+    "parse_submission": "rsna_detector.submission",
+    "fetch_weights": "rsna_detector.weights",
 }
 
 __all__ = ["__version__", *_LAZY_EXPORTS]
