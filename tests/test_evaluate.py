@@ -1,0 +1,286 @@
+"""Evaluation: the competition metric (hand-computed), batch AP, PR curve, threshold sweep, report."""
+import json
+
+import numpy as np
+import pytest
+
+from rsna_detector.evaluate import (
+    RSNA_IOU_THRESHOLDS,
+    EvalRecord,
+    EvaluationError,
+    batch_ap,
+    collect_detections,
+    compute_batch_ap,
+    evaluate_detector,
+    mean_matched_iou,
+    precision_recall_curve,
+    rsna_image_score,
+    rsna_score,
+    rsna_score_records,
+    sweep_confidence_threshold,
+)
+from rsna_detector.submission import ImagePrediction
+
+GT = [[0, 0, 10, 10]]  # y1 x1 y2 x2, area 100
+
+
+def _strip(x1, x2):
+    """A box 10 pixels tall spanning x1..x2 (IoUs of such boxes are interval IoUs in x)."""
+    return [0, x1, 10, x2]
+
+
+# --------------------------------------------------------------------------- the competition metric
+def test_thresholds_are_the_competitions():
+    assert len(RSNA_IOU_THRESHOLDS) == 8
+    np.testing.assert_allclose(RSNA_IOU_THRESHOLDS, [0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70, 0.75])
+
+
+def test_perfect_match_scores_one():
+    assert rsna_image_score(GT, GT, [0.9]) == 1.0
+
+
+def test_iou_between_thresholds():
+    # IoU 60/100 = 0.6: hits at 0.40, 0.45, 0.50, 0.55 (0.6 > 0.6 is false) -> 4 of 8
+    assert rsna_image_score(GT, [[0, 0, 10, 6]], [0.9]) == pytest.approx(0.5)
+    # IoU exactly 0.5 is not a hit at 0.5: hits at 0.40 and 0.45 only -> 2 of 8
+    assert rsna_image_score(GT, [[0, 0, 10, 5]], [0.9]) == pytest.approx(0.25)
+
+
+def test_images_without_ground_truth_or_predictions():
+    assert rsna_image_score(np.zeros((0, 4)), GT, [0.5]) == 0.0      # false positive on a negative image
+    assert rsna_image_score(np.zeros((0, 4)), np.zeros((0, 4)), []) is None  # neither: left out
+    assert rsna_image_score(GT, np.zeros((0, 4)), []) == 0.0        # missed opacity
+
+
+def test_confidence_order_decides_the_matching():
+    gts = [_strip(0, 10), _strip(5, 15)]
+    p_wide = _strip(1, 11)   # IoU 9/11 = 0.818 with gt 1, 6/14 = 0.429 with gt 2
+    p_exact = _strip(0, 10)  # IoU 1.0 with gt 1, 5/15 = 0.333 with gt 2
+    # p_wide first takes gt 1; p_exact is then a false positive (0.333 < 0.40 with gt 2):
+    # TP 1, FP 1, FN 1 at every threshold -> 1/3
+    assert rsna_image_score(gts, [p_wide, p_exact], [0.9, 0.8]) == pytest.approx(1 / 3)
+    # p_exact first takes gt 1; p_wide hits gt 2 only at t = 0.40 (0.429 > 0.40):
+    # (1 + 7 * 1/3) / 8 = 5/12
+    assert rsna_image_score(gts, [p_wide, p_exact], [0.8, 0.9]) == pytest.approx(5 / 12)
+
+
+def test_a_prediction_takes_the_unmatched_ground_truth_with_the_highest_iou():
+    gts = [_strip(5, 15), _strip(0, 10)]
+    # the single prediction overlaps both; it must match gt 2 (IoU 1.0), so both
+    # precisions are TP 1 / (1 + 0 + 1) = 0.5 at every threshold
+    assert rsna_image_score(gts, [_strip(0, 10)], [0.9]) == pytest.approx(0.5)
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(EvaluationError, match=r"pred_boxes: expected shape \[N, 4\]"):
+        rsna_image_score(GT, [[0, 0, 10]], [0.9])
+    with pytest.raises(EvaluationError, match="pred_scores: expected 1 scores"):
+        rsna_image_score(GT, GT, [0.9, 0.1])
+
+
+def test_rsna_score_mean_over_images_leaves_out_empty_ones():
+    empty = np.zeros((0, 4))
+    ground_truth = {"perfect": GT, "iou06": GT, "fp": empty, "neither": empty, "missed": GT}
+    predictions = {
+        "perfect": ImagePrediction("perfect", GT, [0.9]),
+        "iou06": ([[0, 0, 10, 6]], [0.8]),
+        "fp": ([[50, 50, 60, 60]], [0.7]),
+        "neither": (empty, []),
+    }  # 'missed' has no entry: no prediction
+    # (1 + 0.5 + 0 + 0) / 4; 'neither' is left out of the mean
+    assert rsna_score(ground_truth, predictions) == pytest.approx(1.5 / 4)
+
+
+def test_rsna_score_rejects_unknown_ids():
+    with pytest.raises(EvaluationError, match="1 predicted id.*stranger"):
+        rsna_score({"a": GT}, {"a": (GT, [0.9]), "stranger": (GT, [0.9])})
+
+
+def test_rsna_score_nan_when_no_image_counts():
+    assert np.isnan(rsna_score({"a": np.zeros((0, 4))}, {}))
+
+
+# --------------------------------------------------------------------------- metrics over records
+def _record(gt_boxes, pred_boxes, scores, image_id=0):
+    gt_boxes = np.asarray(gt_boxes, np.float32).reshape(-1, 4)
+    pred_boxes = np.asarray(pred_boxes, np.float32).reshape(-1, 4)
+    return EvalRecord(
+        image_id=image_id,
+        gt_boxes=gt_boxes, gt_class_ids=np.ones(len(gt_boxes), np.int32), gt_masks=np.zeros((4, 4, len(gt_boxes)), bool),
+        pred_boxes=pred_boxes, pred_class_ids=np.ones(len(pred_boxes), np.int32),
+        pred_scores=np.asarray(scores, np.float32), pred_masks=np.zeros((4, 4, len(pred_boxes)), bool),
+    )
+
+
+FAR = [50, 50, 60, 60]
+
+
+def _sweep_records():
+    return [
+        _record(GT, [GT[0], FAR], [0.9, 0.6]),   # a hit and a low-confidence false positive
+        _record([], [FAR], [0.7]),               # a false positive on a negative image
+        _record(GT, GT, [0.95]),                 # a confident hit
+    ]
+
+
+def test_rsna_score_records_with_min_confidence():
+    records = _sweep_records()
+    assert rsna_score_records(records) == pytest.approx((0.5 + 0 + 1) / 3)
+    assert rsna_score_records(records, 0.65) == pytest.approx((1 + 0 + 1) / 3)
+    assert rsna_score_records(records, 0.8) == pytest.approx(1.0)   # the negative image drops out
+    assert rsna_score_records(records, 0.97) == pytest.approx(0.0)
+
+
+def test_sweep_picks_the_hand_known_best_threshold():
+    best, score, table = sweep_confidence_threshold(_sweep_records(), thresholds=[0.5, 0.65, 0.8, 0.97])
+    assert (best, score) == (0.8, pytest.approx(1.0))
+    assert [row["rsna_score"] for row in table] == pytest.approx([0.5, 2 / 3, 1.0, 0.0])
+    assert [row["boxes"] for row in table] == [4, 3, 2, 0]
+    # default grid 0.50, 0.52, ...: the lowest threshold above 0.7 that keeps 0.9 is 0.72
+    best, score, table = sweep_confidence_threshold(_sweep_records())
+    assert best == pytest.approx(0.72) and score == pytest.approx(1.0) and len(table) == 25
+
+
+def test_mean_matched_iou_pools_the_true_positives():
+    records = [
+        _record(GT, [[0, 0, 10, 6]], [0.9]),        # IoU 0.6
+        _record(GT, [GT[0], [0, 0, 10, 4]], [0.8, 0.9]),  # 0.4 (too low, but it goes first) then 1.0
+    ]
+    assert mean_matched_iou(records, 0.5) == pytest.approx(0.8)
+    assert np.isnan(mean_matched_iou([_record(GT, [FAR], [0.9])]))
+
+
+def test_precision_recall_curve_is_pooled_in_confidence_order():
+    records = [
+        _record(GT, [GT[0], FAR], [0.9, 0.6]),
+        _record([GT[0], FAR], [GT[0]], [0.8]),
+    ]
+    precisions, recalls, scores = precision_recall_curve(records)
+    np.testing.assert_allclose(scores, [0.9, 0.8, 0.6], rtol=1e-6)
+    np.testing.assert_allclose(precisions, [1, 1, 2 / 3])
+    np.testing.assert_allclose(recalls, [1 / 3, 2 / 3, 2 / 3])
+
+
+# --------------------------------------------------------------------------- with the engine's data path
+def _box_masks(boxes, size):
+    masks = np.zeros((size, size, len(boxes)), bool)
+    for k, (y1, x1, y2, x2) in enumerate(boxes):
+        masks[y1:y2, x1:x2, k] = True
+    return masks
+
+
+SIZE = 64
+# image index -> (ground-truth boxes, detections [(box, score)])
+SCENES = [
+    ([[10, 10, 30, 30]], [([10, 10, 30, 30], 0.95)]),                                   # AP 1
+    ([[5, 5, 25, 25], [35, 35, 55, 60]], [([5, 5, 25, 25], 0.9), ([40, 0, 60, 20], 0.8)]),  # AP 0.5
+    ([[10, 30, 40, 50]], [([45, 0, 60, 15], 0.85)]),                                   # AP 0
+    ([], [([20, 20, 40, 40], 0.7)]),                                                   # negative image
+]
+HAND_AP = [1.0, 0.5, 0.0]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    utils = pytest.importorskip("rsna_detector.mrcnn.utils")
+    from rsna_detector.mrcnn.config import Config
+
+    class TinyConfig(Config):
+        NAME = "tiny"
+        IMAGES_PER_GPU = 3
+        NUM_CLASSES = 2
+        IMAGE_MIN_DIM = SIZE
+        IMAGE_MAX_DIM = SIZE
+        DETECTION_MIN_CONFIDENCE = 0.6
+
+    class SceneDataset(utils.Dataset):
+        def __init__(self):
+            super().__init__()
+            self.add_class("scene", 1, "opacity")
+            for k, (boxes, _) in enumerate(SCENES):
+                self.add_image("scene", image_id=f"p{k}", path=None, boxes=boxes)
+
+        def load_image(self, image_id):
+            return np.full((SIZE, SIZE, 3), 10 * (image_id + 1), np.uint8)  # the pixel value names the image
+
+        def load_mask(self, image_id):
+            boxes = self.image_info[image_id]["boxes"]
+            return _box_masks(boxes, SIZE), np.ones(len(boxes), np.int32)
+
+    class SceneModel:
+        """Returns the known detections of each scene; checks it gets full batches."""
+
+        def __init__(self, config):
+            self.config = config
+            self.calls = 0
+
+        def detect(self, images, verbose=0):
+            assert len(images) == self.config.BATCH_SIZE
+            self.calls += 1
+            results = []
+            for image in images:
+                detections = SCENES[int(image[0, 0, 0]) // 10 - 1][1]
+                boxes = np.array([box for box, _ in detections], np.int32).reshape(-1, 4)
+                results.append({"rois": boxes, "class_ids": np.ones(len(boxes), np.int32),
+                                "scores": np.array([s for _, s in detections], np.float32),
+                                "masks": _box_masks(boxes, SIZE)})
+            return results
+
+    dataset = SceneDataset()
+    dataset.prepare()
+    config = TinyConfig()
+    return utils, dataset, SceneModel(config), config
+
+
+def test_compute_batch_ap_agrees_with_compute_ap_image_by_image(engine):
+    utils, dataset, model, config = engine
+    ids = [0, 1, 2]
+    mean_ap, aps = compute_batch_ap(model, dataset, ids, config)
+    for image_id, ap in zip(ids, aps):
+        gt_boxes = np.array(SCENES[image_id][0], np.int32)
+        detections = SCENES[image_id][1]
+        pred_boxes = np.array([b for b, _ in detections], np.int32)
+        expected, *_ = utils.compute_ap(gt_boxes, np.ones(len(gt_boxes), np.int32), _box_masks(gt_boxes, SIZE),
+                                        pred_boxes, np.ones(len(pred_boxes), np.int32),
+                                        np.array([s for _, s in detections], np.float32),
+                                        _box_masks(pred_boxes, SIZE), iou_threshold=0.5)
+        assert ap == pytest.approx(expected)
+    assert aps == pytest.approx(HAND_AP)
+    assert mean_ap == pytest.approx(0.5)
+
+
+def test_collect_detections_keeps_ground_truth_and_pads_batches(engine):
+    _, dataset, model, config = engine
+    calls_before = model.calls
+    records = collect_detections(model, dataset, [3, 0, 1, 2], config)  # 4 images, batches of 3 -> 2 calls
+    assert model.calls - calls_before == 2
+    assert [r.image_id for r in records] == [3, 0, 1, 2] and records[0].patient_id == "p3"
+    assert records[2].gt_boxes.tolist() == SCENES[1][0]
+    assert records[2].gt_masks.shape == (SIZE, SIZE, 2)   # full-size masks even with USE_MINI_MASK
+    assert records[0].pred_scores.tolist() == pytest.approx([0.7])
+    mean_ap, aps = batch_ap(records)
+    assert aps[1:] == pytest.approx(HAND_AP)
+
+
+def test_evaluate_detector_writes_metrics_and_figures(engine, tmp_path):
+    _, dataset, model, config = engine
+    metrics = evaluate_detector(model, dataset, dataset.image_ids, config, out_dir=tmp_path)
+    # per-image APs 1, 0.5, 0 and 0 for the negative image's false positive (utils.compute_ap)
+    assert metrics["per_image_ap"] == pytest.approx(HAND_AP + [0.0])
+    assert metrics["map50"] == pytest.approx(1.5 / 4)
+    assert metrics["counts"] == {"images": 4, "positive_images": 3, "gt_boxes": 4, "pred_boxes": 5,
+                                 "images_with_predictions": 4}
+    # scene IoUs of the matched detections: 1.0 and 1.0
+    assert metrics["mean_iou"] == pytest.approx(1.0)
+    # all detections: scene 0 -> 1, scene 1 -> TP 1 FP 1 FN 1 -> 1/3, scene 2 -> 0, scene 3 -> 0
+    assert metrics["rsna_score"] == pytest.approx((1 + 1 / 3) / 4)
+    # from 0.72 the negative image's false positive (0.70) is gone: (1 + 1/3 + 0) / 3
+    assert metrics["best_threshold"] == pytest.approx(0.72)
+    assert metrics["best_rsna_score"] == pytest.approx((1 + 1 / 3) / 3)
+    assert metrics["model_threshold"] == pytest.approx(0.6)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["map50"] == pytest.approx(1.5 / 4) and saved["best_threshold"] == pytest.approx(0.72)
+    for name in ("precision_recall", "threshold_sweep"):
+        path = tmp_path / f"{name}.png"
+        assert metrics["figures"][name] == str(path)
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
