@@ -51,6 +51,7 @@ __all__ = [
     "PERCENTILE_METHOD",
     "ASPECT_RATIO_DEFINITION",
     "OUTLIER_RULE",
+    "HEADER_COVERAGE_FOR_CHECKS",
     "BOX_QUANTITIES",
     "FIGURES",
     "SUMMARY_KEYS",
@@ -64,7 +65,16 @@ __all__ = [
     "compute_header_statistics",
     "check_report_statements",
     "statement_sentence",
+    "plot_distribution",
+    "plot_class_imbalance",
+    "plot_boxes_per_patient",
+    "plot_centroids",
+    "plot_aspect_vs_area",
+    "plot_age",
+    "plot_age_by_sex_and_target",
+    "plot_sample_grid",
     "run_eda",
+    "render_report",
     "add_eda_subcommand",
     "run_eda_cli",
 ]
@@ -77,6 +87,8 @@ ASPECT_RATIO_DEFINITION = "aspect_ratio = width / height (box width over box hei
 OUTLIER_RULE = ("Tukey fences: a value is an outlier when it lies outside [Q1 - 1.5 IQR, Q3 + 1.5 IQR] of its "
                 "distribution; a box centroid is an outlier when its x or its y lies outside the fences of the "
                 "centroid x or centroid y distribution")
+#: Header-based statements are judged only when this share of the patients has a DICOM header.
+HEADER_COVERAGE_FOR_CHECKS = 0.95
 AGE_RULE = "ages above 120 years (or below 0) are implausible: counted and listed, left out of the age statistics"
 _TUKEY_K = 1.5
 
@@ -636,13 +648,31 @@ def _format_number(value):
 def statement_sentence(check) -> str:
     """One sentence for a checked statement (an entry of ``check_report_statements``)."""
     word = _RELATIONS[check["relation"]][1]
-    said = f"The report says \"{check['claim']}\" ({check['label']} {word} {_format_number(check['report_value'])})"
-    if check["agrees"] is None:
-        return f"{said}; not checked: {check['unavailable']}."
+    within = f" +- {_format_number(check['tolerance'])}" if check["relation"] == "~" else ""
+    said = (f"The report says \"{check['claim']}\" ({check['label']} {word} "
+            f"{_format_number(check['report_value'])}{within})")
     data = f"{check['label']} = {_format_number(check['data_value'])}"
+    if check["agrees"] is None:
+        seen = f" (the data read gives {data})" if check["data_value"] is not None else ""
+        return f"{said}; not checked: {check['unavailable']}{seen}."
     if check["agrees"]:
         return f"{said}; the data agrees: {data}."
     return f"{said}; the data says {data}."
+
+
+def _why_unchecked(summary, statement, data_value):
+    """Why a statement cannot be judged on this summary, or None when it can."""
+    if statement.quantity[0] == "headers":
+        headers = summary.get("headers") or {}
+        if not headers.get("available"):
+            return "needs DICOM headers, which were not read"
+        covered, total = headers["n_with_header"], headers["n_patients"]
+        if covered < HEADER_COVERAGE_FOR_CHECKS * total:
+            return (f"DICOM headers of only {covered:,} of {total:,} patients were read (at least "
+                    f"{HEADER_COVERAGE_FOR_CHECKS:.0%} are needed to judge a statement on all patients)")
+    if data_value is None:
+        return "the data has no such value (an empty selection)"
+    return None
 
 
 def check_report_statements(summary, statements=REPORT_STATEMENTS) -> list:
@@ -660,19 +690,16 @@ def check_report_statements(summary, statements=REPORT_STATEMENTS) -> list:
     list of dict
         Per statement: its fields (``quantity`` as a list), ``report_value``,
         ``data_value`` (None when the summary lacks it), ``agrees`` (bool, or
-        None when not checkable), ``unavailable`` (why not checkable, else None)
+        None when not checkable: a missing value, or DICOM headers of fewer than
+        ``HEADER_COVERAGE_FOR_CHECKS`` of the patients), ``unavailable`` (why not checkable, else None)
         and ``sentence`` ("The report says X; the data says Y").
     """
     checks = []
     for statement in statements:
         data_value = _lookup(summary, statement.quantity)
-        if data_value is None:
-            unavailable = ("needs DICOM headers, which were not read" if statement.quantity[0] == "headers"
-                           and not _lookup(summary, ("headers", "available")) else "quantity absent from the data")
-            agrees = None
-        else:
-            unavailable = None
-            agrees = bool(_RELATIONS[statement.relation][0](float(data_value), statement.value, statement.tolerance))
+        unavailable = _why_unchecked(summary, statement, data_value)
+        agrees = None if unavailable else bool(
+            _RELATIONS[statement.relation][0](float(data_value), statement.value, statement.tolerance))
         check = {"section": statement.section, "figure": statement.figure, "claim": statement.claim,
                  "quantity": list(statement.quantity), "label": statement.label, "relation": statement.relation,
                  "report_value": statement.value, "tolerance": statement.tolerance, "data_value": data_value,
@@ -680,3 +707,729 @@ def check_report_statements(summary, statements=REPORT_STATEMENTS) -> list:
         check["sentence"] = statement_sentence(check)
         checks.append(check)
     return checks
+
+
+# =========================================================================== figures
+# Figures are built on matplotlib.figure.Figure (no pyplot): no global state, no GUI backend needed.
+_GRID_POINTS = 256
+_KDE_CHUNK = 32
+_COLOURS = {"0": "tab:blue", "1": "tab:red", "M": "tab:blue", "F": "tab:orange"}
+
+
+def _new_figure(width=7.0, height=4.5, ncols=1, nrows=1):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.subplots(nrows, ncols, squeeze=False)
+
+
+def _gaussian_density(values, grid):
+    """Gaussian kernel density of ``values`` [N] on ``grid`` [G] (Scott's bandwidth std * N ** -0.2), or None."""
+    values = np.asarray(values, np.float64)
+    values = values[~np.isnan(values)]
+    if values.size < 2 or values.std() == 0:
+        return None
+    bandwidth = values.std(ddof=1) * values.size ** -0.2
+    density = np.empty(grid.size)
+    for start in range(0, grid.size, _KDE_CHUNK):
+        z = (grid[start:start + _KDE_CHUNK, None] - values[None, :]) / bandwidth
+        density[start:start + _KDE_CHUNK] = np.exp(-0.5 * z * z).sum(axis=1)
+    return density / (values.size * bandwidth * math.sqrt(2 * math.pi))
+
+
+def _histogram_with_density(ax, values, colour="tab:blue", label=None, bins=50):
+    values = np.asarray(values, np.float64)
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
+        return
+    ax.hist(values, bins=bins, density=True, alpha=0.35, color=colour, label=label)
+    grid = np.linspace(values.min(), values.max(), _GRID_POINTS)
+    density = _gaussian_density(values, grid)
+    if density is not None:
+        ax.plot(grid, density, color=colour, linewidth=1.6)
+    ax.set_ylabel("density")
+
+
+def _stats_text(stats):
+    keys = ("min", *(f"p{p}" for p in PERCENTILES), "max", "iqr")
+    return "\n".join(f"{k:>4}: {_format_number(stats[k])}" for k in keys)
+
+
+def plot_distribution(values, stats, description):
+    """Histogram (density) with a Gaussian density curve, percentile lines and the statistics.
+
+    Parameters
+    ----------
+    values : array-like of float [N]
+    stats : dict
+        ``describe_distribution(values)``.
+    description : str
+        What the values are (x-axis label).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, axes = _new_figure()
+    ax = axes[0, 0]
+    _histogram_with_density(ax, values)
+    if stats["count"]:
+        for p in PERCENTILES:
+            ax.axvline(stats[f"p{p}"], color="grey", linestyle=":" if p in (1, 99) else "--", linewidth=1)
+        ax.text(0.99, 0.97, _stats_text(stats), transform=ax.transAxes, ha="right", va="top", family="monospace",
+                fontsize=8, bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
+    ax.set_xlabel(description)
+    ax.set_title(f"{description} (n = {stats['count']:,}); dashed: Q1, median, Q3; dotted: p1, p99", fontsize=9)
+    return fig
+
+
+def _bar(ax, counts, title, colours=None):
+    names = list(counts)
+    bars = ax.bar(range(len(names)), [counts[n] for n in names],
+                  color=[(colours or {}).get(n, "tab:grey") for n in names])
+    ax.bar_label(bars, labels=[f"{counts[n]:,}" for n in names], fontsize=8)
+    ax.set_xticks(range(len(names)), [n.replace(" / ", " /\n") for n in names], fontsize=8)
+    ax.set_title(title, fontsize=9)
+
+
+def plot_class_imbalance(label_stats):
+    """Bars of Target and of the detailed class, per label row and per patient (``compute_label_statistics``)."""
+    has_classes = label_stats["classes"]["rows"] is not None
+    fig, axes = _new_figure(9, 7 if has_classes else 3.6, ncols=2, nrows=2 if has_classes else 1)
+    targets = label_stats["targets"]
+    _bar(axes[0, 0], targets["rows"], "Target per label row", _COLOURS)
+    _bar(axes[0, 1], targets["patients"], "Target per patient", _COLOURS)
+    if has_classes:
+        _bar(axes[1, 0], label_stats["classes"]["rows"], "Class per label row")
+        _bar(axes[1, 1], label_stats["classes"]["patients"], "Class per patient")
+    return fig
+
+
+def plot_boxes_per_patient(label_stats):
+    """Bars of the number of patients per box count (0 = negative patients)."""
+    fig, axes = _new_figure(6, 4)
+    _bar(axes[0, 0], label_stats["boxes_per_patient"]["counts"], "Patients per number of boxes (0: negative)")
+    axes[0, 0].set_xlabel("boxes per patient")
+    return fig
+
+
+def plot_centroids(features, outlier, fences, image_size=1024):
+    """Box centroids over the image (y down, as in the image), outliers as red crosses, fences dashed.
+
+    Parameters
+    ----------
+    features : pandas.DataFrame
+        ``box_features``: ``centroid_x``, ``centroid_y`` [N], pixels.
+    outlier : bool ndarray [N]
+    fences : dict
+        ``{'x': (low, high), 'y': (low, high)}`` (``centroid_outliers``).
+    image_size : int
+        Side of the image the boxes refer to.
+    """
+    fig, axes = _new_figure(6.5, 6.5)
+    ax = axes[0, 0]
+    cx, cy = features["centroid_x"].to_numpy(), features["centroid_y"].to_numpy()
+    ax.scatter(cx[~outlier], cy[~outlier], s=3, alpha=0.25, color="tab:blue", label="centroid")
+    ax.scatter(cx[outlier], cy[outlier], s=18, marker="x", color="red", label=f"outlier ({int(outlier.sum())})")
+    for axis, (low, high) in fences.items() if fences.get("x") else ():
+        line = ax.axvline if axis == "x" else ax.axhline
+        for value in (low, high):
+            if 0 <= value <= image_size:
+                line(value, color="red", linestyle="--", linewidth=0.8)
+    ax.set_xlim(0, image_size)
+    ax.set_ylim(image_size, 0)
+    ax.set_aspect("equal")
+    ax.set_xlabel("centroid x (pixels)")
+    ax.set_ylabel("centroid y (pixels)")
+    ax.set_title("Box centroids; outlier: x or y outside [Q1 - 1.5 IQR, Q3 + 1.5 IQR]", fontsize=9)
+    ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+def plot_aspect_vs_area(features, correlation):
+    """Scatter of aspect ratio (width / height) against area, with the rank correlation in the title."""
+    fig, axes = _new_figure(7, 5)
+    ax = axes[0, 0]
+    ax.scatter(features["area"], features["aspect_ratio"], s=3, alpha=0.25)
+    ax.set_xlabel("area = width * height (square pixels)")
+    ax.set_ylabel("aspect ratio = width / height")
+    rho = correlation.get("spearman")
+    ax.set_title(f"Aspect ratio against area (n = {correlation['n']:,}; Spearman rho = {_format_number(rho)})",
+                 fontsize=9)
+    return fig
+
+
+def plot_age(ages, implausible_ages, stats):
+    """Plausible ages (histogram + density) and, in a second panel, the implausible ages (> 120)."""
+    fig, axes = _new_figure(10, 4.2, ncols=2)
+    left, right = axes[0]
+    _histogram_with_density(left, ages, bins=40)
+    left.set_xlabel("age (years)")
+    left.set_title(f"Plausible ages (n = {stats['count']:,}; median {_format_number(stats['p50'])}, "
+                   f"IQR {_format_number(stats['p25'])}-{_format_number(stats['p75'])})", fontsize=9)
+    if len(implausible_ages):
+        values, counts = np.unique(np.asarray(implausible_ages, np.float64), return_counts=True)
+        right.bar([_format_number(v) for v in values], counts, color="red")
+        right.set_ylabel("patients")
+    else:
+        right.text(0.5, 0.5, "no implausible age", ha="center", va="center", transform=right.transAxes)
+        right.set_xticks([])
+        right.set_yticks([])
+    right.set_title(f"Implausible ages (> 120): {len(implausible_ages)} patient(s), not in the left panel",
+                    fontsize=9)
+    right.set_xlabel("age (years)")
+    return fig
+
+
+def plot_age_by_sex_and_target(rows):
+    """Age densities per sex, one panel per target (``rows``: ``target``, ``sex``, ``age`` of plausible ages)."""
+    fig, axes = _new_figure(10, 4.2, ncols=2)
+    for ax, target in zip(axes[0], (0, 1)):
+        subset = rows[rows["target"] == target]
+        for sex, group in subset.groupby("sex"):
+            _histogram_with_density(ax, group["age"], colour=_COLOURS.get(str(sex), "tab:green"),
+                                    label=f"{sex} (n = {len(group):,})", bins=30)
+        ax.set_title(f"Target {target}", fontsize=9)
+        ax.set_xlabel("age (years)")
+        if len(subset):
+            ax.legend(fontsize=8)
+    return fig
+
+
+def plot_sample_grid(samples):
+    """Grid of images with their boxes.
+
+    Parameters
+    ----------
+    samples : list of dict
+        ``image`` (uint8 [H, W]), ``boxes`` (float [N, (y1, x1, y2, x2)] in the
+        image's pixels), ``title`` (str).
+    """
+    ncols = max(1, math.ceil(math.sqrt(len(samples))))
+    nrows = max(1, math.ceil(len(samples) / ncols))
+    fig, axes = _new_figure(3 * ncols, 3.2 * nrows, ncols=ncols, nrows=nrows)
+    from matplotlib.patches import Rectangle
+
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, sample in zip(axes.ravel(), samples):
+        ax.imshow(sample["image"], cmap="gray", vmin=0, vmax=255)
+        for y1, x1, y2, x2 in np.asarray(sample["boxes"], np.float64).reshape(-1, 4):
+            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="red", linewidth=1.5))
+        ax.set_title(sample["title"], fontsize=8)
+    return fig
+
+
+def _save_figure(fig, path):
+    fig.savefig(path, dpi=100)
+    return path
+
+
+# =========================================================================== images: sample grid, header dump
+_THUMBNAIL = 256
+
+
+def _choose_samples(patients, n, seed):
+    """Up to ``n`` patients with an image: about two thirds positive, the rest negative (seeded)."""
+    with_image = patients[patients["has_image"].astype(bool)] if "has_image" in patients.columns else patients[:0]
+    rng = np.random.default_rng(seed)
+    positive = with_image[with_image["target"] == 1]
+    negative = with_image[with_image["target"] == 0]
+    n_positive = min(len(positive), n - n // 3)
+    n_negative = min(len(negative), n - n_positive)
+    n_positive = min(len(positive), n - n_negative)
+    picks = [frame.iloc[np.sort(rng.choice(len(frame), size=k, replace=False))]
+             for frame, k in ((positive, n_positive), (negative, n_negative)) if k]
+    return pd.concat(picks) if picks else with_image[:0]
+
+
+def _sample_title(row):
+    age = row.get("age")
+    sex = row.get("sex")
+    parts = [str(row["patientId"])[:8], f"T={int(row['target'])}"]
+    parts += [f"{sex}" if sex is not None and not pd.isna(sex) else "?",
+              f"{int(age)}y" if age is not None and not pd.isna(age) else "?"]
+    return " ".join(parts)
+
+
+def _load_samples(chosen, boxes_df, image_dir, notes):
+    """Thumbnails and boxes (scaled to the thumbnail) of the chosen patients; unreadable files noted."""
+    from .data.dicom import DicomReadError, read_dicom
+    from .data.labels import scale_boxes
+
+    samples = []
+    for _, row in chosen.iterrows():
+        path = Path(image_dir) / f"{row['patientId']}.dcm"
+        try:
+            image, meta = read_dicom(path, size=_THUMBNAIL)
+        except DicomReadError as error:
+            notes.append(f"sample grid: {error}; patient left out")
+            continue
+        rows = boxes_df[(boxes_df["patientId"] == row["patientId"]) & (boxes_df["Target"] == 1)]
+        yxyx = rows[["y1", "x1", "y2", "x2"]].dropna().to_numpy(np.float64)
+        source = (meta.rows or _THUMBNAIL, meta.columns or _THUMBNAIL)
+        samples.append({"patientId": str(row["patientId"]), "target": int(row["target"]), "n_boxes": len(yxyx),
+                        "image": image, "boxes": scale_boxes(yxyx, source, _THUMBNAIL, "yxyx"),
+                        "title": _sample_title(row)})
+    return samples
+
+
+def _header_dump(patients, image_dir):
+    """(patientId, full pydicom text dump) of the first patient in file order with an image, or None."""
+    import pydicom
+
+    with_image = patients[patients["has_image"].astype(bool)]
+    for patient_id in with_image["patientId"]:
+        path = Path(image_dir) / f"{patient_id}.dcm"
+        try:
+            return str(patient_id), f"{path.name}\n\n{pydicom.dcmread(path)}\n"
+        except Exception:  # noqa: BLE001 - an unreadable file: try the next patient (read_dicom notes it)
+            continue
+    return None
+
+
+# =========================================================================== run_eda
+def _log(progress, message):
+    if progress:
+        print(f"eda: {message}", file=sys.stderr, flush=True)
+
+
+def _jsonable(value):
+    """Plain JSON types: numpy scalars to Python, NaN to None, tuples to lists."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _image_availability(layout, table, with_images):
+    """None when the image-dependent parts can run, else the reason they are skipped."""
+    if not with_images:
+        return "images not read (--no-images / with_images=False)"
+    if layout.train_images is None:
+        return f"{layout.root}: no training image folder (stage_2_train_images/ or images/): labels only"
+    if not table.patients["has_image"].astype(bool).any():
+        return f"{layout.train_images}: no DICOM file of a labelled patient"
+    return None
+
+
+def _build_table(layout, with_images, cache_path, progress):
+    from .data.table import PatientTableWarning, build_patient_table
+
+    table_layout = layout if with_images else dataclasses.replace(layout, train_images=None)
+    with warnings.catch_warnings():
+        # the table's missing-image warning lists ids; run_eda reports counts in its notes instead
+        warnings.simplefilter("ignore", PatientTableWarning)
+        return build_patient_table(table_layout, cache_path=cache_path, progress=progress)
+
+
+def _table_notes(table):
+    notes = list(table.notes)
+    n = len(table.patients)
+    if table.image_dir is not None and table.missing_images:
+        notes.append(f"{len(table.missing_images):,} of {n:,} patients have no DICOM file in {table.image_dir}; "
+                     f"header statistics cover the {n - len(table.missing_images) - len(table.unreadable):,} "
+                     "patients with a readable file")
+    if table.unreadable:
+        shown = "; ".join(f"{k}: {v}" for k, v in list(table.unreadable.items())[:5])
+        notes.append(f"{len(table.unreadable)} DICOM header(s) unreadable: {shown}")
+    return notes
+
+
+def _image_size(patients):
+    """Side of the images the boxes refer to: the largest header Rows/Columns, else 1024."""
+    sizes = [pd.to_numeric(patients[c], errors="coerce").max() for c in ("rows", "columns") if c in patients]
+    sizes = [s for s in sizes if s is not None and not pd.isna(s) and s > 0]
+    return int(max(sizes)) if sizes else 1024
+
+
+def _write_label_figures(figure_dir, label_stats, features, image_size):
+    written = {"class_imbalance": _save_figure(plot_class_imbalance(label_stats), figure_dir / "class_imbalance.png"),
+               "boxes_per_patient": _save_figure(plot_boxes_per_patient(label_stats),
+                                                 figure_dir / "boxes_per_patient.png")}
+    for name in _HISTOGRAM_QUANTITIES:
+        fig = plot_distribution(features[name], label_stats["distributions"][name], BOX_QUANTITIES[name])
+        written[f"distribution_{name}"] = _save_figure(fig, figure_dir / FIGURES[f"distribution_{name}"][0])
+    outlier, fences = centroid_outliers(features["centroid_x"], features["centroid_y"])
+    written["centroids"] = _save_figure(plot_centroids(features, outlier, fences, image_size),
+                                        figure_dir / "centroids.png")
+    written["aspect_vs_area"] = _save_figure(plot_aspect_vs_area(features, label_stats["aspect_vs_area"]),
+                                             figure_dir / "aspect_vs_area.png")
+    return written
+
+
+def _write_age_figures(figure_dir, patients, header_stats):
+    rows = _header_rows(patients)
+    plausible = rows[~rows["implausible"] & rows["age"].notna()]
+    implausible = rows.loc[rows["implausible"], "age"].to_numpy()
+    return {"age": _save_figure(plot_age(plausible["age"], implausible, header_stats["age"]),
+                                figure_dir / "age.png"),
+            "age_by_sex_and_target": _save_figure(plot_age_by_sex_and_target(plausible),
+                                                  figure_dir / "age_by_sex_and_target.png")}
+
+
+def _image_parts(out, table, sample_grid, seed, notes):
+    """Sample grid and header dump; returns (figures, sample list or None, dump path or None, skipped)."""
+    figures, skipped, listed, dump_path = {}, [], None, None
+    if sample_grid > 0:
+        chosen = _choose_samples(table.patients, sample_grid, seed)
+        samples = _load_samples(chosen, table.boxes, table.image_dir, notes)
+        if samples:
+            figures["sample_grid"] = _save_figure(plot_sample_grid(samples), out / "figures" / "sample_grid.png")
+            listed = [{k: s[k] for k in ("patientId", "target", "n_boxes")} for s in samples]
+        else:
+            skipped.append({"part": "sample_grid", "reason": "no readable DICOM file"})
+    else:
+        skipped.append({"part": "sample_grid", "reason": "sample grid size 0 (--sample-grid 0)"})
+    dump = _header_dump(table.patients, table.image_dir)
+    if dump is not None:
+        dump_path = out / "header_dump.txt"
+        dump_path.write_text(dump[1], encoding="utf-8")
+    else:
+        skipped.append({"part": "header_dump", "reason": "no readable DICOM file"})
+    return figures, listed, dump_path, skipped
+
+
+def run_eda(data_dir, out_dir, *, with_images=True, sample_grid=9, progress=True, cache_path=None, seed=0) -> dict:
+    """Run the report's exploratory analysis on an RSNA data directory; write figures, JSON and Markdown.
+
+    Parameters
+    ----------
+    data_dir : path or KaggleLayout
+        A Kaggle download, the sample layout (``labels/``, ``images/``) or a
+        folder holding only the label CSVs.
+    out_dir : path
+        Created if needed; receives ``figures/*.png``, ``summary.json``,
+        ``report.md`` and (with images) ``header_dump.txt``.
+    with_images : bool
+        Read the DICOM headers and images (age, sex, view position, sample grid,
+        header dump). False, or no image folder: those parts are skipped and
+        ``summary['skipped']`` and the report say so.
+    sample_grid : int
+        Number of images in the sample grid (about two thirds positive); 0 skips it.
+    progress : bool
+        Print progress lines to stderr (and the header-reading progress bar).
+    cache_path : path, False or None
+        DICOM header cache of ``build_patient_table`` (None: its default; False: none).
+    seed : int
+        Seed of the sample-grid choice.
+
+    Returns
+    -------
+    dict
+        The summary written to ``summary.json`` (keys: ``SUMMARY_KEYS``).
+
+    Raises
+    ------
+    LayoutError
+        ``data_dir`` is not a directory or holds no labels file.
+    LabelError
+        Invalid label rows.
+    """
+    from .data.layout import KaggleLayout
+
+    start = time.perf_counter()
+    layout = KaggleLayout.from_dir(data_dir)
+    layout.require_labels()
+    out = Path(out_dir)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    reading_headers = with_images and layout.train_images is not None
+    _log(progress, f"reading labels{' and DICOM headers' if reading_headers else ''} from {layout.root}")
+    table = _build_table(layout, with_images, cache_path, progress)
+    notes = _table_notes(table)
+    no_images = _image_availability(layout, table, with_images)
+
+    _log(progress, "computing statistics")
+    label_stats = compute_label_statistics(table.boxes)
+    header_stats = (compute_header_statistics(table.patients) if no_images is None else
+                    {"available": False, "reason": no_images, "n_patients": int(len(table.patients)),
+                     "n_with_header": 0})
+    _log(progress, "drawing figures")
+    features = box_features(table.boxes)
+    figures = _write_label_figures(out / "figures", label_stats, features, _image_size(table.patients))
+    skipped, listed, dump_path = [], None, None
+    if no_images is None and header_stats["available"]:
+        figures.update(_write_age_figures(out / "figures", table.patients, header_stats))
+    if no_images is None:
+        image_figures, listed, dump_path, skipped = _image_parts(out, table, sample_grid, seed, notes)
+        figures.update(image_figures)
+    else:
+        skipped = [{"part": part, "reason": no_images} for part in ("age", "age_by_sex_and_target", "sex",
+                                                                     "view_position", "sample_grid", "header_dump")]
+    summary = {
+        "schema": 1,
+        "data": {"root": layout.root, "labels_csv": layout.train_labels, "class_csv": layout.class_info,
+                 "train_images": layout.train_images if with_images else None,
+                 "n_dicom_files": int(table.patients["has_image"].astype(bool).sum()), "with_images": with_images},
+        "definitions": {"percentiles": list(PERCENTILES), "percentile_method": f"numpy.percentile method="
+                        f"'{PERCENTILE_METHOD}' (type 7: position p/100 * (n - 1), linear interpolation)",
+                        "aspect_ratio": ASPECT_RATIO_DEFINITION, "outlier_rule": OUTLIER_RULE, "age_rule": AGE_RULE,
+                        "box_statistics_over": "positive label rows (one per box), pixels of the original image",
+                        "std_ddof": 1},
+        "labels": label_stats,
+        "headers": header_stats,
+        "figures": {key: str(path.relative_to(out)) for key, path in figures.items()},
+        "sample_grid": listed,
+        "header_dump": str(dump_path.relative_to(out)) if dump_path else None,
+        "skipped": skipped,
+        "notes": notes,
+    }
+    summary["report_statements"] = check_report_statements(summary)
+    summary["runtime_s"] = round(time.perf_counter() - start, 3)
+    summary = _jsonable(summary)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False), encoding="utf-8")
+    (out / "report.md").write_text(render_report(summary, out), encoding="utf-8")
+    _log(progress, f"wrote {out / 'report.md'} and {out / 'summary.json'} in {summary['runtime_s']:.1f} s")
+    return summary
+
+
+# =========================================================================== report.md
+_SECTION_TITLES = {"x": "3.2 Box x (left edge)", "y": "3.3 Box y (top edge)", "width": "3.4 Box width",
+                   "height": "3.5 Box height", "area": "3.6 Box area", "aspect_ratio": "3.7 Box aspect ratio"}
+
+
+def _md_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _figure_block(summary, key):
+    path = summary["figures"].get(key)
+    if path:
+        return f"![{FIGURES[key][1]}]({path})"
+    reasons = [s["reason"] for s in summary["skipped"] if s["part"] == key]
+    return f"*Figure not produced: {reasons[0] if reasons else 'no data'}.*"
+
+
+def _statement_lines(summary, figure):
+    lines = []
+    for check in summary["report_statements"]:
+        if check["figure"] != figure:
+            continue
+        verdict = {True: "Agrees.", False: "**Disagrees.**", None: "Not checked."}[check["agrees"]]
+        note = f" *(Read as: {check['note']}.)*" if check["note"] else ""
+        lines.append(f"- {verdict} {check['sentence']}{note}")
+    return lines
+
+
+def _distribution_table(named_stats):
+    header = ["", "n", "min", "p1", "p25", "median", "p75", "p99", "max", "IQR", "mean", "std", "below / above fences"]
+    rows = [[name, _format_number(s["count"]), *(_format_number(s[k]) for k in
+                                                  ("min", "p1", "p25", "p50", "p75", "p99", "max", "iqr", "mean",
+                                                   "std")),
+             f"{_format_number(s['n_below_fence'])} / {_format_number(s['n_above_fence'])}"]
+            for name, s in named_stats]
+    return _md_table(header, rows)
+
+
+def _counts_table(first_column, rows_counts, patient_counts):
+    names = sorted(set(rows_counts) | set(patient_counts or {}))
+    return _md_table([first_column, "label rows", "patients"],
+                     [[n, _format_number(rows_counts.get(n, 0)), _format_number((patient_counts or {}).get(n, 0))]
+                      for n in names])
+
+
+def _section_overview(summary):
+    labels = summary["labels"]
+    lines = ["## 1 Data", "", _md_table(["quantity", "value"], [
+        ["label rows", _format_number(labels["n_rows"])], ["patients", _format_number(labels["n_patients"])],
+        ["positive patients", _format_number(labels["targets"]["patients"].get("1", 0))],
+        ["boxes", _format_number(labels["distributions"]["x"]["count"])],
+        ["DICOM files read", _format_number(summary["data"]["n_dicom_files"])]]), ""]
+    lines += _statement_lines(summary, None) + ["", "## 2 Data overview", "", "### 2.1 DICOM header of one file", ""]
+    if summary["header_dump"]:
+        dump = (Path(summary["_out"]) / summary["header_dump"]).read_text(encoding="utf-8")
+        lines += [f"Full text: [{summary['header_dump']}]({summary['header_dump']})", "", "```text", dump.rstrip(),
+                  "```"]
+    else:
+        lines.append(f"*Header dump not produced: {_skip_reason(summary, 'header_dump')}.*")
+    lines += ["", "### 2.3 Sample images with their boxes", "", _figure_block(summary, "sample_grid"), ""]
+    if summary["sample_grid"]:
+        lines.append("Shown: " + ", ".join(f"{s['patientId']} (Target {s['target']}, {s['n_boxes']} box(es))"
+                                           for s in summary["sample_grid"]))
+    return lines + [""]
+
+
+def _skip_reason(summary, part):
+    reasons = [s["reason"] for s in summary["skipped"] if s["part"] == part]
+    return reasons[0] if reasons else "no data"
+
+
+def _section_imbalance(summary):
+    labels = summary["labels"]
+    targets = labels["targets"]
+    lines = ["## 3 Univariate analysis", "", "### 3.1 Class imbalance", "", _figure_block(summary, "class_imbalance"),
+             "", _counts_table("Target", targets["rows"], targets["patients"]), ""]
+    if labels["classes"]["rows"] is not None:
+        lines += [_counts_table("class", labels["classes"]["rows"], labels["classes"]["patients"]), ""]
+    lines += [f"Negative patients per positive patient: {_format_number(targets['negatives_per_positive_patient'])}.",
+              ""]
+    lines += _statement_lines(summary, "class_imbalance")
+    per_patient = labels["boxes_per_patient"]
+    lines += ["", "### Boxes per patient", "", _figure_block(summary, "boxes_per_patient"), "",
+              _md_table(["boxes", "patients"], [[k, _format_number(v)] for k, v in per_patient["counts"].items()]),
+              ""]
+    return lines + _statement_lines(summary, "boxes_per_patient")
+
+
+def _section_distributions(summary):
+    lines = []
+    distributions = summary["labels"]["distributions"]
+    for name in _HISTOGRAM_QUANTITIES:
+        lines += ["", f"### {_SECTION_TITLES[name]}", "", f"{BOX_QUANTITIES[name]}, over the boxes.", "",
+                  _figure_block(summary, f"distribution_{name}"), "",
+                  _distribution_table([(name, distributions[name])]), ""]
+        lines += _statement_lines(summary, f"distribution_{name}")
+    lines += ["", "Box edges (x + width and y + height; both must stay within the image):", "",
+              _distribution_table([(n, distributions[n]) for n in ("right", "bottom")])]
+    return lines
+
+
+def _section_age(summary):
+    headers = summary["headers"]
+    lines = ["", "### 3.8 Patient age", ""]
+    if not headers["available"]:
+        return lines + [f"*Not produced: {headers['reason']}.*", ""] + _statement_lines(summary, "age") + [
+            "", "### 3.9 Age by sex and target", "", f"*Not produced: {headers['reason']}.*"]
+    implausible = headers["age_implausible"]
+    lines += [_figure_block(summary, "age"), "",
+              f"Ages from the DICOM headers of {headers['n_with_header']:,} of {headers['n_patients']:,} patients; "
+              f"{implausible['count']} implausible age(s) (> 120), shown apart and left out of the statistics: "
+              f"{', '.join(_format_number(v) for v in implausible['values']) or 'none'}; "
+              f"{headers['age_missing']} missing.", "",
+              _distribution_table([("age (plausible)", headers["age"])]), ""]
+    lines += _statement_lines(summary, "age")
+    by = [(f"sex {sex}, Target {target}", stats) for sex, targets in headers["age_by_sex_and_target"].items()
+          for target, stats in targets.items()]
+    by += [(f"sex {sex}", stats) for sex, stats in headers["age_by_sex"].items()]
+    by += [(f"Target {target}", stats) for target, stats in headers["age_by_target"].items()]
+    lines += ["", "### 3.9 Age by sex and target", "", _figure_block(summary, "age_by_sex_and_target"), "",
+              _distribution_table(by), ""]
+    for field in ("sex", "view_position"):
+        stats = headers[field]
+        lines += [_md_table([field, "patients", "share positive"],
+                            [[k, _format_number(v), _format_number(stats["positive_share"].get(k))]
+                             for k, v in stats["counts"].items()]), ""]
+    return lines + _statement_lines(summary, "age_by_sex_and_target")
+
+
+def _section_bivariate(summary):
+    labels = summary["labels"]
+    outliers = labels["centroid_outliers"]
+    fences = outliers["fences"]
+    fence_text = ("; ".join(f"{axis}: [{_format_number(v[0])}, {_format_number(v[1])}]"
+                            for axis, v in fences.items()) if fences["x"] else "none (no box)")
+    lines = ["", "## 4 Bivariate analysis", "", "### 4.1 Box centroids", "", _figure_block(summary, "centroids"), "",
+             f"Outlier rule: {outliers['rule']}. Fences: {fence_text}. Outliers: {outliers['n_outliers']:,} of "
+             f"{outliers['n_boxes']:,} boxes ({_format_number(100 * (outliers['share'] or 0))} %).", ""]
+    lines += _statement_lines(summary, "centroids")
+    correlation = labels["aspect_vs_area"]
+    lines += ["", "### 4.2 Aspect ratio against area", "", _figure_block(summary, "aspect_vs_area"), "",
+              f"Spearman rank correlation {_format_number(correlation['spearman'])}, Pearson "
+              f"{_format_number(correlation['pearson'])} (n = {correlation['n']:,}).", ""]
+    return lines + _statement_lines(summary, "aspect_vs_area")
+
+
+def _section_statements(summary):
+    checks = summary["report_statements"]
+    tally = {verdict: sum(c["agrees"] is verdict for c in checks) for verdict in (True, False, None)}
+    rows = [[c["section"], c["claim"].replace("|", "/"), c["label"], f"{c['relation']} {_format_number(c['report_value'])}",
+             _format_number(c["data_value"]), {True: "agrees", False: "**disagrees**", None: "not checked"}[c["agrees"]]]
+            for c in checks]
+    return ["", "## The report's numeric statements against the data", "",
+            f"{len(checks)} statements: {tally[True]} agree, {tally[False]} disagree, {tally[None]} not checked. "
+            "'~' means within the tolerance: half of the rounding step the report reads its plots at "
+            "(25 px for 50 px steps, 12,500 for area, 0.125 for aspect ratio, 2.5 years for age) or 10 % for "
+            "'almost N'.", "",
+            _md_table(["section", "the report says", "quantity", "report", "data", "verdict"], rows)]
+
+
+def _section_skipped(summary):
+    lines = ["", "## Skipped parts and notes", ""]
+    lines += [f"- Skipped {s['part']}: {s['reason']}." for s in summary["skipped"]] or ["- Nothing skipped."]
+    lines += [f"- Note: {n}" for n in summary["notes"]]
+    return lines
+
+
+def render_report(summary, out_dir) -> str:
+    """The Markdown report of a ``run_eda`` summary; figure links relative to ``out_dir``.
+
+    Parameters
+    ----------
+    summary : dict
+        ``run_eda``'s summary (as written to ``summary.json``).
+    out_dir : path
+        The output folder (where ``header_dump.txt`` is read from).
+
+    Returns
+    -------
+    str
+    """
+    summary = {**summary, "_out": str(out_dir)}
+    definitions = summary["definitions"]
+    data = summary["data"]
+    lines = ["# RSNA Pneumonia Detection: exploratory data analysis", "",
+             f"Data: `{data['root']}` (labels `{data['labels_csv']}`, classes `{data['class_csv']}`, training "
+             f"images `{data['train_images']}`). Written by `rsna_detector.eda.run_eda` in {summary['runtime_s']} s; "
+             "every number is in `summary.json`.", "", "Definitions:", "",
+             f"- Box statistics are over the {definitions['box_statistics_over']}.",
+             f"- {definitions['aspect_ratio']}.",
+             f"- Percentiles: {definitions['percentile_method']}; std with ddof = {definitions['std_ddof']}.",
+             f"- Outliers: {definitions['outlier_rule']}.",
+             f"- Age: {definitions['age_rule']}.", ""]
+    for section in (_section_overview, _section_imbalance, _section_distributions, _section_age, _section_bivariate,
+                    _section_statements, _section_skipped):
+        lines += section(summary)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# =========================================================================== command line
+def add_eda_subcommand(subparsers):
+    """Register ``eda --data DIR --out DIR [--no-images] [--sample-grid N] [--quiet]`` on an argparse subparsers.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        ``parser.add_subparsers(...)``'s result.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The ``eda`` parser (its default ``func`` is ``run_eda_cli``).
+    """
+    parser = subparsers.add_parser(
+        "eda", help="exploratory data analysis of a data directory: figures, summary.json, report.md",
+        description="Compute the interim report's EDA from the data (class balance, box distributions, age, "
+                    "centroids, aspect ratio against area, sample images, DICOM header) and check the report's "
+                    "numbers against it. A labels-only directory gives every label statistic.")
+    parser.add_argument("--data", required=True, help="RSNA data directory (Kaggle layout, labels/ + images/, "
+                                                      "or a folder with the label CSVs only)")
+    parser.add_argument("--out", required=True, help="output folder (figures/, summary.json, report.md)")
+    parser.add_argument("--no-images", action="store_true", help="do not read DICOM files (label statistics only)")
+    parser.add_argument("--sample-grid", type=int, default=9, metavar="N", help="images in the sample grid (0: none)")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.set_defaults(func=run_eda_cli)
+    return parser
+
+
+def run_eda_cli(args) -> int:
+    """Run ``run_eda`` from parsed ``eda`` arguments; print where the report went; return the exit status (0)."""
+    if args.sample_grid < 0:
+        raise ValueError(f"--sample-grid: expected a number >= 0, got {args.sample_grid}")
+    summary = run_eda(args.data, args.out, with_images=not args.no_images, sample_grid=args.sample_grid,
+                      progress=not args.quiet)
+    out = Path(args.out)
+    disagreements = sum(c["agrees"] is False for c in summary["report_statements"])
+    print(f"wrote {out / 'report.md'} ({len(summary['figures'])} figures in {out / 'figures'}, "
+          f"summary {out / 'summary.json'}; {disagreements} of the report's statements disagree with the data; "
+          f"{summary['runtime_s']:.1f} s)")
+    return 0
