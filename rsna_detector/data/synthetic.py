@@ -242,7 +242,7 @@ def _opacity_layer(boxes, X, Y, rng, texture):
     layer = np.zeros_like(X)
     for x, y, w, h in np.asarray(boxes, np.float64).reshape(-1, 4):
         level = ((X - (x + w / 2)) / (w / 2)) ** 2 + ((Y - (y + h / 2)) / (h / 2)) ** 2
-        amplitude = rng.uniform(0.30, 0.42)
+        amplitude = rng.uniform(0.34, 0.46)
         layer += amplitude * _soft_inside(level, 0.7) * (0.8 + 0.2 * texture)
     return np.clip(layer, 0, 0.6)
 
@@ -304,14 +304,16 @@ def synthetic_chest_image(rng, boxes, size, *, geometry=None, view_position="PA"
     image += 0.11 * _rib_layer(geometry, X, Y, s) + 0.15 * _clavicle_layer(geometry, X, Y, s)
     if abnormal and not enlarged:
         image += 0.35 * _line_layer(rng, geometry, X, Y, s)
+    gamma = rng.uniform(0.85, 1.15)
+    noise = rng.standard_normal((size, size), dtype=np.float32) * np.float32(0.012)
+    # drawn last, so that the same rng state gives the same image apart from the opacities
     opacity = _opacity_layer(boxes, X, Y, rng, patchiness)
     image = image + opacity * (1 - 0.6 * image)  # brighter, never saturating over bone
-    image = np.clip(image, 0, 1) ** rng.uniform(0.85, 1.15)
+    image = np.clip(image, 0, 1) ** gamma
     contrast = 0.85 if view_position == "AP" else 1.0
     image = (0.5 + contrast * (image - 0.5)).astype(np.float32)
     if side != size:
         image = np.asarray(Image.fromarray(image, mode="F").resize((size, size), Image.Resampling.BILINEAR))
-    noise = rng.standard_normal((size, size), dtype=np.float32) * np.float32(0.012)
     return np.clip((image + noise) * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
