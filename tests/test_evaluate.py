@@ -274,12 +274,15 @@ def test_evaluate_detector_writes_metrics_and_figures(engine, tmp_path):
     assert metrics["mean_iou"] == pytest.approx(1.0)
     # all detections: scene 0 -> 1, scene 1 -> TP 1 FP 1 FN 1 -> 1/3, scene 2 -> 0, scene 3 -> 0
     assert metrics["rsna_score"] == pytest.approx((1 + 1 / 3) / 4)
-    # from 0.72 the negative image's false positive (0.70) is gone: (1 + 1/3 + 0) / 3
-    assert metrics["best_threshold"] == pytest.approx(0.72)
-    assert metrics["best_rsna_score"] == pytest.approx((1 + 1 / 3) / 3)
+    # from 0.72 the negative image's false positive (0.70) is gone: (1 + 1/3 + 0) / 3 = 0.444;
+    # from 0.82 scene 1's false positive (0.80) too: (1 + 1/2 + 0) / 3 = 0.5, kept up to 0.90
+    assert metrics["best_threshold"] == pytest.approx(0.82)
+    assert metrics["best_rsna_score"] == pytest.approx(0.5)
+    rows = {round(row["threshold"], 2): row["rsna_score"] for row in metrics["sweep"]}
+    assert rows[0.72] == pytest.approx(4 / 9) and rows[0.9] == pytest.approx(0.5) and rows[0.92] == pytest.approx(1 / 3)
     assert metrics["model_threshold"] == pytest.approx(0.6)
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved["map50"] == pytest.approx(1.5 / 4) and saved["best_threshold"] == pytest.approx(0.72)
+    assert saved["map50"] == pytest.approx(1.5 / 4) and saved["best_threshold"] == pytest.approx(0.82)
     for name in ("precision_recall", "threshold_sweep"):
         path = tmp_path / f"{name}.png"
         assert metrics["figures"][name] == str(path)
