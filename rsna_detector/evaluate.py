@@ -272,7 +272,8 @@ def collect_detections(model, dataset, image_ids, config=None, verbose=False):
     -------
     list of EvalRecord
         In ``image_ids`` order. Images are detected in batches of the model's
-        ``BATCH_SIZE`` (the last batch padded with repeats).
+        ``BATCH_SIZE`` (the last batch padded with repeats). Records keep
+        full-size boolean masks: about H x W bytes per instance (64 KB at 256x256).
     """
     from tqdm.auto import tqdm
 
