@@ -169,6 +169,18 @@ def test_truncated_jpeg_stream_raises(tmp_path):
     assert str(path) in str(caught.value)
 
 
+def test_file_cut_inside_the_header_is_reported_truncated(tmp_path):
+    path = write_dicom(tmp_path / "whole.dcm", np.zeros((8, 8), np.uint8), PatientAge="51",
+                       SeriesDescription="a description long enough to be cut in the middle")
+    data = path.read_bytes()
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(data[: data.index(b"long enough")])
+    for reader in (read_dicom, read_dicom_metadata):
+        with pytest.raises(DicomReadError, match="truncated") as caught:
+            reader(cut)
+        assert str(cut) in str(caught.value)
+
+
 def test_uncompressed_pixel_data_too_short_raises(tmp_path):
     path = write_dicom(tmp_path / "short.dcm", np.zeros((8, 8), np.uint8))
     ds = pydicom.dcmread(path)

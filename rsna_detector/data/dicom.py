@@ -17,6 +17,7 @@ the reason.
 from __future__ import annotations
 
 import io
+import os
 import re
 import warnings
 from dataclasses import asdict, dataclass
@@ -187,7 +188,23 @@ def _read_dataset(path, *, headers_only):
     for warning in caught:
         if "end of file" in str(warning.message).lower():
             raise DicomReadError(path, f"truncated file ({warning.message})")
+    _check_last_element_complete(dataset, path)
     return dataset
+
+
+def _check_last_element_complete(dataset, path):
+    """pydicom stops silently at a file cut inside an element value: detect that from the element's length."""
+    from pydicom.dataelem import RawDataElement
+
+    if not len(dataset):
+        return
+    last = dataset.get_item(max(dataset.keys()))
+    if not isinstance(last, RawDataElement) or last.length == 0xFFFFFFFF:
+        return
+    size = os.path.getsize(path)
+    if last.value_tell + last.length > size:
+        raise DicomReadError(path, f"truncated file (element {last.tag} needs {last.length} bytes, "
+                                   f"the file ends after {size - last.value_tell})")
 
 
 def read_dicom_metadata(path):
