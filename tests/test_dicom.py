@@ -170,7 +170,7 @@ def test_truncated_jpeg_stream_raises(tmp_path):
 
 
 def test_file_cut_inside_the_header_is_reported_truncated(tmp_path):
-    path = write_dicom(tmp_path / "whole.dcm", np.zeros((8, 8), np.uint8), PatientAge="51",
+    path = write_dicom(tmp_path / "whole.dcm", np.zeros((8, 8), np.uint8), PatientAge="051Y",
                        SeriesDescription="a description long enough to be cut in the middle")
     data = path.read_bytes()
     cut = tmp_path / "cut.dcm"
