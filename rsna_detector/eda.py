@@ -1339,12 +1339,17 @@ def _section_bivariate(summary):
     return lines + _statement_lines(summary, "aspect_vs_area")
 
 
+def _report_value_text(check):
+    text = f"{check['relation']} {_format_number(check['report_value'])}"
+    return f"{text} +- {_format_number(check['tolerance'])}" if check["relation"] == "~" else text
+
+
 def _section_statements(summary):
     checks = summary["report_statements"]
     tally = {verdict: sum(c["agrees"] is verdict for c in checks) for verdict in (True, False, None)}
-    rows = [[c["section"], c["claim"].replace("|", "/"), c["label"], f"{c['relation']} {_format_number(c['report_value'])}",
-             _format_number(c["data_value"]), {True: "agrees", False: "**disagrees**", None: "not checked"}[c["agrees"]]]
-            for c in checks]
+    verdicts = {True: "agrees", False: "**disagrees**", None: "not checked"}
+    rows = [[c["section"], c["claim"].replace("|", "/"), c["label"], _report_value_text(c),
+             _format_number(c["data_value"]), verdicts[c["agrees"]]] for c in checks]
     return ["", "## The report's numeric statements against the data", "",
             f"{len(checks)} statements: {tally[True]} agree, {tally[False]} disagree, {tally[None]} not checked. "
             "'~' means within the tolerance: half of the rounding step the report reads its plots at "
