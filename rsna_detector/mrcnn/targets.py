@@ -1,0 +1,341 @@
+"""Training targets: RPN anchor targets (numpy) and ROI detection targets (TF).
+
+Box conventions
+---------------
+* :func:`build_rpn_targets` works in *pixel* coordinates ``(y1, x1, y2, x2)`` with
+  ``y2``/``x2`` exclusive, as ``utils.extract_bboxes`` and
+  ``utils.generate_pyramid_anchors`` produce them.
+* :class:`DetectionTargetLayer` works in *normalized* coordinates (the graph's
+  convention, ``utils.norm_boxes``): proposals come from ``ProposalLayer`` and the
+  ground-truth boxes are normalized by the training graph before they get here.
+
+Images without ground truth are first-class citizens: their anchors and ROIs are
+all sampled as negatives, which is how negative images train the RPN and the
+classifier (matterport's generator skipped them).
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import box_ops, utils
+
+__all__ = [
+    "TargetError",
+    "RPN_POSITIVE_IOU",
+    "RPN_NEGATIVE_IOU",
+    "ROI_POSITIVE_IOU",
+    "build_rpn_targets",
+    "DetectionTargetLayer",
+    "detection_targets_graph",
+]
+
+#: An anchor whose best IoU with a ground-truth box reaches this is positive.
+RPN_POSITIVE_IOU = 0.7
+#: An anchor whose best IoU with every ground-truth box is below this is negative.
+RPN_NEGATIVE_IOU = 0.3
+#: A proposal whose best IoU with a ground-truth box reaches this is a positive ROI;
+#: every other (valid, non-crowd) proposal is a negative ROI.
+ROI_POSITIVE_IOU = 0.5
+# An anchor or proposal touching a crowd box (class id < 0) by more than this is
+# neither positive nor negative.
+_CROWD_IOU = 0.001
+
+
+class TargetError(ValueError):
+    """Inputs of a target builder have the wrong shape or content."""
+
+
+# ----------------------------------------------------------------------------
+# RPN targets (numpy, run by the input pipeline)
+# ----------------------------------------------------------------------------
+
+def build_rpn_targets(image_shape, anchors, gt_class_ids, gt_boxes, config, rng=None):
+    """Label anchors for the RPN and compute the deltas of the positive ones.
+
+    Parameters
+    ----------
+    image_shape : tuple
+        ``(H, W, C)`` of the molded image (unused by the labelling itself; kept
+        for matterport's signature).
+    anchors : ndarray, float, [A, 4]
+        Anchors in pixels ``(y1, x1, y2, x2)``.
+    gt_class_ids : ndarray, int, [G]
+        Class id of each ground-truth box; ``< 0`` marks a crowd box (its anchors
+        are never negative). ``G`` may be 0.
+    gt_boxes : ndarray, [G, 4]
+        Ground-truth boxes in pixels ``(y1, x1, y2, x2)``.
+    config : Config
+        Uses ``RPN_TRAIN_ANCHORS_PER_IMAGE`` and ``RPN_BBOX_STD_DEV``.
+    rng : numpy.random.Generator, optional
+        Source of the subsampling; ``None`` makes a fresh unseeded generator.
+
+    Returns
+    -------
+    rpn_match : ndarray, int32, [A]
+        1 positive, -1 negative, 0 neutral (not trained on).
+    rpn_bbox : ndarray, float32, [RPN_TRAIN_ANCHORS_PER_IMAGE, 4]
+        ``(dy, dx, log(dh), log(dw)) / RPN_BBOX_STD_DEV`` of the positive anchors
+        in ascending anchor order, zero rows after them.
+
+    Notes
+    -----
+    An anchor is positive when its IoU with some box is >= 0.7, and so is, for
+    every box, the anchor (or the tied anchors) overlapping it best, unless that
+    best IoU is 0. It is negative when its best IoU is < 0.3 (and it does not touch
+    a crowd box). Positives are capped at half of ``RPN_TRAIN_ANCHORS_PER_IMAGE``
+    and negatives fill the rest, both chosen at random. With no ground truth every
+    sampled anchor is negative.
+    """
+    anchors = np.asarray(anchors, dtype=np.float32)
+    gt_class_ids = np.asarray(gt_class_ids).reshape(-1)
+    gt_boxes = np.asarray(gt_boxes, dtype=np.float32).reshape(-1, 4)
+    if anchors.ndim != 2 or anchors.shape[1] != 4:
+        raise TargetError(f"anchors: expected shape [A, 4], got {anchors.shape}")
+    if len(gt_class_ids) != len(gt_boxes):
+        raise TargetError(
+            f"gt_class_ids has {len(gt_class_ids)} entries but gt_boxes has {len(gt_boxes)} rows"
+        )
+    rng = np.random.default_rng() if rng is None else rng
+    total = int(config.RPN_TRAIN_ANCHORS_PER_IMAGE)
+
+    crowd = gt_class_ids < 0
+    clear_of_crowd = _clear_of_crowd(anchors, gt_boxes[crowd])
+    gt_boxes = gt_boxes[~crowd]
+
+    rpn_match = np.zeros(len(anchors), dtype=np.int32)
+    if len(gt_boxes):
+        overlaps = utils.compute_overlaps(anchors, gt_boxes)  # [A, G]
+        best_gt = np.argmax(overlaps, axis=1)
+        best_iou = overlaps[np.arange(len(anchors)), best_gt]
+        rpn_match[(best_iou < RPN_NEGATIVE_IOU) & clear_of_crowd] = -1
+        rpn_match[best_iou >= RPN_POSITIVE_IOU] = 1
+        rpn_match[_best_anchor_per_box(overlaps)] = 1
+    else:
+        best_gt = np.zeros(len(anchors), dtype=np.int64)
+        rpn_match[clear_of_crowd] = -1
+
+    _subsample(rpn_match, 1, total // 2, rng)
+    _subsample(rpn_match, -1, total - int(np.sum(rpn_match == 1)), rng)
+
+    rpn_bbox = np.zeros((total, 4), dtype=np.float32)
+    positive = np.flatnonzero(rpn_match == 1)
+    if len(positive):
+        deltas = utils.box_refinement(anchors[positive], gt_boxes[best_gt[positive]])
+        rpn_bbox[: len(positive)] = deltas / np.asarray(config.RPN_BBOX_STD_DEV, dtype=np.float32)
+    return rpn_match, rpn_bbox
+
+
+def _clear_of_crowd(anchors, crowd_boxes):
+    """bool [A]: anchors that do not touch any crowd box."""
+    if not len(crowd_boxes):
+        return np.ones(len(anchors), dtype=bool)
+    crowd_overlaps = utils.compute_overlaps(anchors, crowd_boxes)
+    return np.max(crowd_overlaps, axis=1) < _CROWD_IOU
+
+
+def _best_anchor_per_box(overlaps):
+    """Indices of the anchors that overlap some box best (ties included).
+
+    A box that no anchor touches (best IoU 0) gets no anchor: matterport's
+    ``overlaps == max`` rule would make every anchor positive for it.
+    """
+    best = np.max(overlaps, axis=0)  # [G]
+    hits = (overlaps == best[np.newaxis, :]) & (best[np.newaxis, :] > 0)
+    return np.flatnonzero(np.any(hits, axis=1))
+
+
+def _subsample(rpn_match, label, keep, rng):
+    """Reset random anchors labelled ``label`` to neutral until ``keep`` remain."""
+    ids = np.flatnonzero(rpn_match == label)
+    if len(ids) > keep:
+        drop = rng.choice(ids, size=len(ids) - max(keep, 0), replace=False)
+        rpn_match[drop] = 0
+
+
+# ----------------------------------------------------------------------------
+# Detection targets (TF graph)
+# ----------------------------------------------------------------------------
+
+def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, config, random_keys=None):
+    """Sample ROIs among the proposals and give them class, box and mask targets.
+
+    Every shape is static (no boolean masks, no dynamic gathers), so the graph
+    compiles and distributes the same way for any content.
+
+    Parameters
+    ----------
+    proposals : Tensor, float32, [B, N, 4]
+        Normalized ``(y1, x1, y2, x2)``; all-zero rows are padding.
+    gt_class_ids : Tensor, int, [B, G]
+        ``G = MAX_GT_INSTANCES``; 0 for padding, < 0 for crowd boxes.
+    gt_boxes : Tensor, float32, [B, G, 4]
+        Normalized ``(y1, x1, y2, x2)``; all-zero rows are padding.
+    gt_masks : Tensor, bool or float, [B, h, w, G]
+        Full-image masks (``h, w = IMAGE_SHAPE[:2]``) or, when
+        ``config.USE_MINI_MASK``, mini masks (``MINI_MASK_SHAPE``) in the frame
+        of their box.
+    config : Config
+        ``TRAIN_ROIS_PER_IMAGE``, ``ROI_POSITIVE_RATIO``, ``BBOX_STD_DEV``,
+        ``MASK_SHAPE``, ``USE_MINI_MASK``.
+    random_keys : Tensor, float32, [B, N], optional
+        Sampling priority in [0, 1) (higher first); uniform noise by default.
+
+    Returns
+    -------
+    rois : Tensor, float32, [B, T, 4]
+        ``T = TRAIN_ROIS_PER_IMAGE`` rows: positives first, then negatives, then
+        zero padding (only when the proposals run out).
+    target_class_ids : Tensor, int32, [B, T]
+        Class of the matched box for positives, 0 for negatives and padding.
+    target_bbox : Tensor, float32, [B, T, 4]
+        ``box_refinement(roi, gt) / BBOX_STD_DEV`` for positives, zeros elsewhere.
+    target_mask : Tensor, float32, [B, T, MASK_SHAPE[0], MASK_SHAPE[1]]
+        The matched mask cropped to the ROI, resized and rounded to {0, 1} for
+        positives; zeros elsewhere.
+
+    Notes
+    -----
+    Positives (best IoU >= 0.5) are capped at ``int(T * ROI_POSITIVE_RATIO)``;
+    negatives (best IoU < 0.5, clear of crowd boxes) fill the remaining rows.
+    Without ground truth every row is a negative, so negative images train the
+    classifier. (matterport kept negatives at ``positives * (1/ratio - 1)``, which
+    gives an image without positives no ROI at all.)
+    """
+    proposals = tf.cast(proposals, tf.float32)
+    gt_boxes = tf.cast(gt_boxes, tf.float32)
+    gt_class_ids = tf.cast(gt_class_ids, tf.int32)
+    total = int(config.TRAIN_ROIS_PER_IMAGE)
+    positive_cap = int(total * config.ROI_POSITIVE_RATIO)
+
+    valid_proposal = tf.reduce_any(tf.not_equal(proposals, 0.0), axis=-1)  # [B, N]
+    gt_real = tf.reduce_any(tf.not_equal(gt_boxes, 0.0), axis=-1) & tf.not_equal(gt_class_ids, 0)
+    gt_object = gt_real & (gt_class_ids > 0)  # [B, G]
+    gt_crowd = gt_real & (gt_class_ids < 0)
+
+    overlaps = box_ops.overlaps_graph(proposals, gt_boxes)  # [B, N, G]
+    object_overlaps = tf.where(gt_object[:, tf.newaxis, :], overlaps, -1.0)
+    crowd_overlaps = tf.where(gt_crowd[:, tf.newaxis, :], overlaps, 0.0)
+    best_iou = tf.reduce_max(object_overlaps, axis=2)  # [B, N]; -1 without gt
+    best_gt = tf.argmax(object_overlaps, axis=2, output_type=tf.int32)  # [B, N]
+    clear_of_crowd = tf.reduce_max(crowd_overlaps, axis=2) < _CROWD_IOU
+
+    positive = valid_proposal & (best_iou >= ROI_POSITIVE_IOU)
+    negative = valid_proposal & (best_iou < ROI_POSITIVE_IOU) & clear_of_crowd
+    if random_keys is None:
+        random_keys = tf.random.uniform(tf.shape(valid_proposal), dtype=tf.float32)
+    pos_index, pos_count = _pick(positive, random_keys, positive_cap)
+    neg_index, neg_count = _pick(negative, random_keys, total)
+    neg_count = tf.minimum(neg_count, total - pos_count)
+
+    # Output row j holds positive j, then negative (j - pos_count), then padding.
+    row = tf.range(total)[tf.newaxis, :]  # [1, T]
+    is_positive = row < pos_count[:, tf.newaxis]  # [B, T]
+    is_negative = ~is_positive & (row < (pos_count + neg_count)[:, tf.newaxis])
+    pos_source = tf.gather(pos_index, tf.minimum(row, max(positive_cap - 1, 0))[0], axis=1)
+    neg_source = tf.gather(neg_index, tf.clip_by_value(row - pos_count[:, tf.newaxis], 0, total - 1),
+                           batch_dims=1)
+    source = tf.where(is_positive, pos_source, neg_source)  # [B, T] proposal index
+    keep = tf.cast(is_positive | is_negative, tf.float32)
+
+    rois = tf.gather(proposals, source, batch_dims=1) * keep[..., tf.newaxis]
+    matched_gt = tf.gather(best_gt, source, batch_dims=1)  # [B, T]
+    matched_boxes = tf.gather(gt_boxes, matched_gt, batch_dims=1)  # [B, T, 4]
+    target_class_ids = tf.where(is_positive, tf.gather(gt_class_ids, matched_gt, batch_dims=1), 0)
+
+    positive_f = tf.cast(is_positive, tf.float32)
+    # Other rows get a unit box on both sides: no log(0) or 0/0 in the deltas.
+    unit_box = tf.constant([0.0, 0.0, 1.0, 1.0])
+    safe_rois = tf.where(is_positive[..., tf.newaxis], rois, unit_box)
+    safe_boxes = tf.where(is_positive[..., tf.newaxis], matched_boxes, unit_box)
+    deltas = box_ops.box_refinement_graph(safe_rois, safe_boxes) / tf.constant(config.BBOX_STD_DEV, tf.float32)
+    target_bbox = deltas * positive_f[..., tf.newaxis]
+
+    target_mask = _mask_targets(rois, matched_boxes, matched_gt, gt_masks, config)
+    target_mask = target_mask * positive_f[..., tf.newaxis, tf.newaxis]
+    return (tf.stop_gradient(rois), tf.stop_gradient(target_class_ids),
+            tf.stop_gradient(target_bbox), tf.stop_gradient(target_mask))
+
+
+def _pick(candidates, keys, k):
+    """Up to ``k`` candidate indices per image, highest key first.
+
+    Returns ``(indices int32 [B, k], count int32 [B])``; entries past ``count``
+    point at non-candidates and must be masked by the caller.
+    """
+    count = tf.minimum(tf.reduce_sum(tf.cast(candidates, tf.int32), axis=1), k)
+    if k <= 0:
+        return tf.zeros([tf.shape(candidates)[0], 0], tf.int32), count
+    num = candidates.shape[1]
+    if num is None:
+        raise TargetError("detection targets need a static number of proposals")
+    scored = tf.where(candidates, keys, keys - 2.0)  # every candidate ranks above every other
+    _, indices = tf.math.top_k(scored, k=min(k, num), sorted=True)
+    if k > num:
+        indices = tf.pad(indices, [[0, 0], [0, k - num]])
+    return tf.cast(indices, tf.int32), count
+
+
+def _mask_targets(rois, matched_boxes, matched_gt, gt_masks, config):
+    """float32 [B, T, mh, mw]: the matched gt mask cropped to each ROI and rounded."""
+    masks = tf.cast(gt_masks, tf.float32)  # [B, h, w, G]
+    height, width, num_gt = masks.shape[1], masks.shape[2], masks.shape[3]
+    masks = tf.reshape(tf.transpose(masks, [0, 3, 1, 2]), [-1, height, width, 1])  # [B*G, h, w, 1]
+    boxes = _in_box_frame(rois, matched_boxes) if config.USE_MINI_MASK else rois
+    batch = tf.shape(rois)[0]
+    total = rois.shape[1]
+    box_indices = tf.range(batch)[:, tf.newaxis] * num_gt + matched_gt  # [B, T]
+    crops = tf.image.crop_and_resize(
+        masks, tf.reshape(boxes, [-1, 4]), tf.reshape(box_indices, [-1]), list(config.MASK_SHAPE)
+    )  # [B*T, mh, mw, 1]
+    return tf.reshape(tf.round(crops), [batch, total, config.MASK_SHAPE[0], config.MASK_SHAPE[1]])
+
+
+def _in_box_frame(rois, boxes):
+    """``rois`` in the frame of ``boxes`` (0..1 spans the box), where mini masks live."""
+    y1, x1, y2, x2 = tf.unstack(rois, axis=-1)
+    gy1, gx1, gy2, gx2 = tf.unstack(boxes, axis=-1)
+    height = tf.where(gy2 - gy1 > 0, gy2 - gy1, 1.0)
+    width = tf.where(gx2 - gx1 > 0, gx2 - gx1, 1.0)
+    return tf.stack([(y1 - gy1) / height, (x1 - gx1) / width,
+                     (y2 - gy1) / height, (x2 - gx1) / width], axis=-1)
+
+
+class DetectionTargetLayer(keras.layers.Layer):
+    """Subsample proposals and build their class, box and mask targets.
+
+    Call it on ``[proposals, gt_class_ids, gt_boxes, gt_masks]`` (see
+    :func:`detection_targets_graph` for shapes); it returns ``[rois,
+    target_class_ids, target_bbox, target_mask]`` with ``TRAIN_ROIS_PER_IMAGE``
+    rows per image, positives first. Outputs carry no gradient.
+
+    Parameters
+    ----------
+    config : Config
+    """
+
+    def __init__(self, config, **kwargs):
+        kwargs.setdefault("name", "proposal_targets")
+        super().__init__(**kwargs)
+        self.config = config
+
+    def call(self, inputs):
+        proposals, gt_class_ids, gt_boxes, gt_masks = inputs
+        return list(detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, self.config))
+
+    def compute_output_spec(self, inputs):
+        batch = inputs[0].shape[0]
+        total = self.config.TRAIN_ROIS_PER_IMAGE
+        mask_height, mask_width = self.config.MASK_SHAPE
+        return [
+            keras.KerasTensor((batch, total, 4), dtype="float32"),
+            keras.KerasTensor((batch, total), dtype="int32"),
+            keras.KerasTensor((batch, total, 4), dtype="float32"),
+            keras.KerasTensor((batch, total, mask_height, mask_width), dtype="float32"),
+        ]
+
+    def get_config(self):
+        base = super().get_config()
+        base["config"] = self.config.to_dict()
+        return base
