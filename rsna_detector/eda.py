@@ -716,11 +716,11 @@ _KDE_CHUNK = 32
 _COLOURS = {"0": "tab:blue", "1": "tab:red", "M": "tab:blue", "F": "tab:orange"}
 
 
-def _new_figure(width=7.0, height=4.5, ncols=1, nrows=1):
+def _new_figure(width=7.0, height=4.5, ncols=1, nrows=1, sharex=False):
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), layout="constrained")
-    return fig, fig.subplots(nrows, ncols, squeeze=False)
+    return fig, fig.subplots(nrows, ncols, squeeze=False, sharex=sharex)
 
 
 def _gaussian_density(values, grid):
@@ -883,13 +883,18 @@ def plot_age(ages, implausible_ages, stats):
 
 
 def plot_age_by_sex_and_target(rows):
-    """Age densities per sex, one panel per target (``rows``: ``target``, ``sex``, ``age`` of plausible ages)."""
-    fig, axes = _new_figure(10, 4.2, ncols=2)
+    """Age densities per sex, one panel per target (``rows``: ``target``, ``sex``, ``age`` of plausible ages).
+
+    Every histogram uses the same 30 bins over the range of all the ages, so that panels compare.
+    """
+    fig, axes = _new_figure(10, 4.2, ncols=2, sharex=True)
+    ages = rows["age"].to_numpy(np.float64)
+    bins = np.linspace(ages.min(), max(ages.max(), ages.min() + 1), 31) if ages.size else 30
     for ax, target in zip(axes[0], (0, 1)):
         subset = rows[rows["target"] == target]
         for sex, group in subset.groupby("sex"):
             _histogram_with_density(ax, group["age"], colour=_COLOURS.get(str(sex), "tab:green"),
-                                    label=f"{sex} (n = {len(group):,})", bins=30)
+                                    label=f"{sex} (n = {len(group):,})", bins=bins)
         ax.set_title(f"Target {target}", fontsize=9)
         ax.set_xlabel("age (years)")
         if len(subset):
