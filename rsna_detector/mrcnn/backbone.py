@@ -1,0 +1,192 @@
+"""Backbones: ResNet-50/101 with matterport's layer names, a tiny CPU backbone, or your own.
+
+:func:`build_backbone` turns the image input into the feature maps ``[C2, C3, C4, C5]``
+(strides 4, 8, 16, 32) that the FPN consumes.
+
+* ``'resnet50'`` / ``'resnet101'``: the Caffe-style ResNet of matterport's Mask_RCNN
+  (stride on the first 1x1 convolution of a block, biases on every convolution) with
+  its exact layer names (``conv1``, ``bn_conv1``, ``res2a_branch2a``, ``bn2a_branch2a``,
+  ..., shortcut ``res2a_branch1`` / ``bn2a_branch1``), so ImageNet and COCO weight
+  files load by name.
+* ``'tiny'``: four strided conv/BN/ReLU stages (32-128 channels) for tests and CPU demos.
+* a callable ``config.BACKBONE(input_image, stage5=True, train_bn=config.TRAIN_BN)``
+  returning ``[C1, C2, C3, C4, C5]`` as matterport's ``resnet_graph`` does
+  (``config.COMPUTE_BACKBONE_SHAPE`` must then give the feature shapes).
+
+Batch normalisation uses :class:`BatchNorm`, whose training flag is fixed by
+``config.TRAIN_BN`` (``False``: always inference mode, the usual setting for the
+small batches of detection training; ``True``: always training mode; ``None``:
+follows the Keras training flag).
+"""
+from __future__ import annotations
+
+import keras
+
+__all__ = [
+    "BatchNorm",
+    "build_backbone",
+    "resnet_graph",
+    "tiny_backbone_graph",
+    "RESNET_STAGE4_BLOCKS",
+    "TINY_CHANNELS",
+    "BackboneError",
+]
+
+#: Identity blocks after block 'a' in stage 4, per ResNet depth.
+RESNET_STAGE4_BLOCKS = {"resnet50": 5, "resnet101": 22}
+#: Channels of the tiny backbone's C2..C5.
+TINY_CHANNELS = (32, 64, 96, 128)
+
+
+class BackboneError(ValueError):
+    """The configured backbone is unknown or returned the wrong feature maps."""
+
+
+@keras.saving.register_keras_serializable(package="rsna_detector")
+class BatchNorm(keras.layers.BatchNormalization):
+    """Batch normalisation whose training mode is fixed at construction.
+
+    Parameters
+    ----------
+    train_bn : bool or None
+        ``False``: always use the moving statistics (frozen BN, matterport's default
+        ``TRAIN_BN = False``); ``True``: always use batch statistics and update the
+        moving ones; ``None``: follow the ``training`` argument of the call.
+    **kwargs
+        Passed to ``keras.layers.BatchNormalization`` (``name``, ``axis``, ...).
+    """
+
+    def __init__(self, train_bn=None, **kwargs):
+        super().__init__(**kwargs)
+        self.train_bn = train_bn
+
+    def call(self, inputs, training=None, **kwargs):
+        if self.train_bn is not None:
+            training = bool(self.train_bn)
+        return super().call(inputs, training=training, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config["train_bn"] = self.train_bn
+        return config
+
+
+def _conv_bn(x, filters, kernel_size, conv_name, bn_name, train_bn, strides=1, padding="valid", relu=True):
+    x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding=padding, use_bias=True,
+                            name=conv_name)(x)
+    x = BatchNorm(train_bn=train_bn, name=bn_name)(x)
+    if relu:
+        x = keras.layers.Activation("relu")(x)
+    return x
+
+
+def _bottleneck(x, filters, stage, block, train_bn, strides=1, shortcut_conv=False):
+    """One ResNet bottleneck block named as matterport's ``identity_block`` / ``conv_block``.
+
+    ``shortcut_conv`` adds the projection shortcut ``res{stage}{block}_branch1`` and puts
+    ``strides`` on ``branch2a`` and on the shortcut.
+    """
+    filters_a, filters_b, filters_c = filters
+    conv = f"res{stage}{block}_branch"
+    bn = f"bn{stage}{block}_branch"
+    y = _conv_bn(x, filters_a, 1, conv + "2a", bn + "2a", train_bn, strides=strides)
+    y = _conv_bn(y, filters_b, 3, conv + "2b", bn + "2b", train_bn, padding="same")
+    y = _conv_bn(y, filters_c, 1, conv + "2c", bn + "2c", train_bn, relu=False)
+    if shortcut_conv:
+        x = _conv_bn(x, filters_c, 1, conv + "1", bn + "1", train_bn, strides=strides, relu=False)
+    y = keras.layers.Add(name=f"res{stage}{block}_add")([y, x])
+    return keras.layers.Activation("relu", name=f"res{stage}{block}_out")(y)
+
+
+def _resnet_stage(x, filters, stage, blocks, train_bn, strides):
+    x = _bottleneck(x, filters, stage, "a", train_bn, strides=strides, shortcut_conv=True)
+    for i in range(blocks):
+        x = _bottleneck(x, filters, stage, chr(ord("b") + i), train_bn)
+    return x
+
+
+def resnet_graph(input_image, architecture, stage5=True, train_bn=False):
+    """matterport's ResNet graph with its layer names.
+
+    Parameters
+    ----------
+    input_image : KerasTensor, [batch, H, W, C]
+    architecture : {'resnet50', 'resnet101'}
+    stage5 : bool
+        Build stage 5 (``C5``); ``None`` is returned in its place otherwise.
+    train_bn : bool or None
+        See :class:`BatchNorm`.
+
+    Returns
+    -------
+    list of KerasTensor
+        ``[C1, C2, C3, C4, C5]`` with strides 4 (C1 after the max-pool, as
+        matterport), 4, 8, 16, 32 and 64, 256, 512, 1024, 2048 channels.
+    """
+    if architecture not in RESNET_STAGE4_BLOCKS:
+        raise BackboneError(f"BACKBONE: expected one of {sorted(RESNET_STAGE4_BLOCKS)}, got {architecture!r}")
+    x = keras.layers.ZeroPadding2D((3, 3), name="conv1_pad")(input_image)
+    x = _conv_bn(x, 64, 7, "conv1", "bn_conv1", train_bn, strides=2)
+    c1 = x = keras.layers.MaxPooling2D((3, 3), strides=(2, 2), padding="same", name="pool1")(x)
+    c2 = x = _resnet_stage(x, (64, 64, 256), 2, 2, train_bn, strides=1)
+    c3 = x = _resnet_stage(x, (128, 128, 512), 3, 3, train_bn, strides=2)
+    c4 = x = _resnet_stage(x, (256, 256, 1024), 4, RESNET_STAGE4_BLOCKS[architecture], train_bn, strides=2)
+    c5 = _resnet_stage(x, (512, 512, 2048), 5, 2, train_bn, strides=2) if stage5 else None
+    return [c1, c2, c3, c4, c5]
+
+
+def tiny_backbone_graph(input_image, train_bn=False):
+    """A small, fast backbone for tests and CPU demos.
+
+    A stride-2 stem (16 channels) then four stride-2 conv/BN/ReLU stages named
+    ``tiny_c2`` .. ``tiny_c5`` (BN ``tiny_bn2`` .. ``tiny_bn5``) with
+    :data:`TINY_CHANNELS` channels.
+
+    Returns
+    -------
+    list of KerasTensor
+        ``[C2, C3, C4, C5]`` with strides 4, 8, 16, 32.
+    """
+    x = _conv_bn(input_image, 16, 3, "tiny_stem", "tiny_bn_stem", train_bn, strides=2, padding="same")
+    features = []
+    for level, channels in zip(range(2, 6), TINY_CHANNELS):
+        x = _conv_bn(x, channels, 3, f"tiny_c{level}", f"tiny_bn{level}", train_bn, strides=2, padding="same")
+        features.append(x)
+    return features
+
+
+def build_backbone(input_image, config):
+    """The backbone feature maps the FPN consumes.
+
+    Parameters
+    ----------
+    input_image : KerasTensor, float32, [batch, H, W, C]
+        The molded image (mean pixel subtracted); H and W multiples of 64.
+    config : Config
+        ``BACKBONE`` ('resnet50', 'resnet101', 'tiny' or a callable) and ``TRAIN_BN``.
+
+    Returns
+    -------
+    list of KerasTensor
+        ``[C2, C3, C4, C5]``, strides 4, 8, 16, 32.
+
+    Raises
+    ------
+    BackboneError
+        For an unknown name or a callable that does not return five feature maps.
+    """
+    backbone = config.BACKBONE
+    if callable(backbone):
+        features = backbone(input_image, stage5=True, train_bn=config.TRAIN_BN)
+        if not isinstance(features, (list, tuple)) or len(features) != 5:
+            raise BackboneError(
+                f"BACKBONE: the callable {getattr(backbone, '__name__', backbone)!r} must return "
+                f"[C1, C2, C3, C4, C5], got {type(features).__name__} of length "
+                f"{len(features) if isinstance(features, (list, tuple)) else 'n/a'}")
+        return list(features[1:])
+    if backbone == "tiny":
+        return tiny_backbone_graph(input_image, train_bn=config.TRAIN_BN)
+    if backbone in RESNET_STAGE4_BLOCKS:
+        return resnet_graph(input_image, backbone, stage5=True, train_bn=config.TRAIN_BN)[1:]
+    raise BackboneError(
+        f"BACKBONE: expected 'resnet50', 'resnet101', 'tiny' or a callable, got {backbone!r}")
