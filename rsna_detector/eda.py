@@ -832,10 +832,10 @@ def plot_centroids(features, outlier, fences, image_size=1024):
     cx, cy = features["centroid_x"].to_numpy(), features["centroid_y"].to_numpy()
     ax.scatter(cx[~outlier], cy[~outlier], s=3, alpha=0.25, color="tab:blue", label="centroid")
     ax.scatter(cx[outlier], cy[outlier], s=18, marker="x", color="red", label=f"outlier ({int(outlier.sum())})")
-    for axis, (low, high) in fences.items() if fences.get("x") else ():
+    for axis, bounds in fences.items():
         line = ax.axvline if axis == "x" else ax.axhline
-        for value in (low, high):
-            if 0 <= value <= image_size:
+        for value in bounds or ():
+            if 0 <= value <= image_size:  # fences outside the image are not drawn
                 line(value, color="red", linestyle="--", linewidth=0.8)
     ax.set_xlim(0, image_size)
     ax.set_ylim(image_size, 0)
