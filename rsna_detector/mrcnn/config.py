@@ -175,7 +175,10 @@ class Config:
         return names
 
     def _check_names(self) -> None:
-        known = set(self.known_settings())
+        extras = self.EXTRA_SETTINGS
+        if not isinstance(extras, (tuple, list)) or not all(isinstance(n, str) for n in extras):
+            _fail("EXTRA_SETTINGS", "a tuple of setting names", extras)
+        known = set(self.known_settings()) | set(extras)
         for name in sorted(self._declared_names() - known):
             raise ConfigError(_unknown_message(name, known))
 
@@ -244,7 +247,10 @@ class Config:
 
     @classmethod
     def from_dict(cls, values: dict) -> "Config":
-        """Build a config of ``cls`` (a dynamically created subclass) with ``values``.
+        """Build an instance of ``cls`` holding ``values`` (as instance attributes).
+
+        ``cls.__init__`` is not run (only ``Config.__init__``: derivation and
+        validation), since ``values`` already hold the final settings.
 
         Parameters
         ----------
@@ -269,13 +275,13 @@ class Config:
             if key in _DERIVED or key == "EXTRA_SETTINGS":
                 continue
             attrs[key] = _from_jsonable(key, value, getattr(cls, key, None))
-        for key in _CALLABLE_SETTINGS:
-            if callable(attrs.get(key)):
-                attrs[key] = staticmethod(attrs[key])
-        subclass = type(cls.__name__, (cls,), attrs)
-        subclass.__module__ = cls.__module__
-        subclass.__qualname__ = cls.__qualname__
-        return subclass()
+        # Values go on the instance (not on a generated subclass) so that the
+        # result pickles like any instance of ``cls`` (worker processes).
+        config = cls.__new__(cls)
+        for key, value in attrs.items():
+            setattr(config, key, value)
+        Config.__init__(config)
+        return config
 
     def to_json(self, path) -> Path:
         """Write :meth:`to_dict` to ``path`` as indented JSON; returns the path."""
@@ -431,8 +437,6 @@ def _validate_training(config):
             _fail(name, "True or False", getattr(config, name))
     if config.TRAIN_BN not in (None, True, False):
         _fail("TRAIN_BN", "None, True or False", config.TRAIN_BN)
-    if not isinstance(config.EXTRA_SETTINGS, (tuple, list)):
-        _fail("EXTRA_SETTINGS", "a tuple of setting names", config.EXTRA_SETTINGS)
 
 
 # ----------------------------------------------------------------------------

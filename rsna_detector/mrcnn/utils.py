@@ -1092,7 +1092,7 @@ def download_trained_weights(coco_model_path, verbose=1):
 
     if verbose > 0:
         print(f"Downloading pretrained model to {coco_model_path} ...")
-    path = fetch_weights("coco", destination=coco_model_path)
+    path = fetch_weights("coco", destination=coco_model_path, progress=verbose > 0)
     if verbose > 0:
         print("... done downloading pretrained model!")
     return path

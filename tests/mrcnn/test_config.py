@@ -147,6 +147,7 @@ class TestValidation:
         ({"BBOX_STD_DEV": [0.1, 0.1, 0.2]}, "BBOX_STD_DEV: expected a flat sequence of 4"),
         ({"SEED": -1}, "SEED: expected an integer >= 0"),
         ({"DATA_LOADER_WORKERS": -1}, "DATA_LOADER_WORKERS: expected an integer >= 0"),
+        ({"EXTRA_SETTINGS": "MY_SETTING"}, "EXTRA_SETTINGS: expected a tuple of setting names"),
     ])
     def test_invalid_values_name_the_setting(self, attrs, message):
         bad = type("Bad", (Config,), attrs)
@@ -207,6 +208,15 @@ class TestSerialisation:
         assert again.BACKBONE is _backbone
         assert again.COMPUTE_BACKBONE_SHAPE is _backbone_shapes
         assert again.to_dict() == d
+
+    def test_from_dict_result_pickles(self):
+        import pickle
+
+        c = RsnaLike.from_dict({"LEARNING_RATE": 0.02, "EXTRA_SETTINGS": ["MY_FLAG"], "MY_FLAG": True})
+        again = pickle.loads(pickle.dumps(c))
+        assert type(again) is RsnaLike
+        assert again.to_dict() == c.to_dict()
+        assert again.LEARNING_RATE == 0.02 and again.MY_FLAG is True
 
     def test_unknown_key_names_the_key(self):
         with pytest.raises(ConfigError, match="IMAGE_MAX_DIMS: unknown setting; did you mean IMAGE_MAX_DIM"):

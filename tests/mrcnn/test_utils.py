@@ -314,3 +314,19 @@ class TestDataset:
         ds.prepare()
         with pytest.raises(utils.DatasetError, match="broken.png"):
             ds.load_image(0)
+
+
+def test_download_trained_weights_delegates_to_the_registry(monkeypatch, tmp_path, capsys):
+    import rsna_detector.weights
+
+    calls = []
+
+    def fake_fetch(name, **kwargs):
+        calls.append((name, kwargs))
+        return kwargs["destination"]
+
+    monkeypatch.setattr(rsna_detector.weights, "fetch_weights", fake_fetch)
+    target = tmp_path / "mask_rcnn_coco.h5"
+    assert utils.download_trained_weights(target, verbose=0) == target
+    assert calls == [("coco", {"destination": target, "progress": False})]
+    assert capsys.readouterr().out == ""
