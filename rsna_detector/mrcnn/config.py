@@ -331,10 +331,15 @@ def _require_number(config, name, low=None, high=None, low_open=False):
     value = getattr(config, name)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
         _fail(name, "a number", value)
-    if low is not None and (value < low or (low_open and value == low)):
-        _fail(name, f"a number {'>' if low_open else '>='} {low}" + (f" and <= {high}" if high is not None else ""), value)
-    if high is not None and value > high:
-        _fail(name, f"a number <= {high}", value)
+    too_low = low is not None and (value < low or (low_open and value == low))
+    too_high = high is not None and value > high
+    if too_low or too_high:
+        bounds = []
+        if low is not None:
+            bounds.append(f"{'>' if low_open else '>='} {low}")
+        if high is not None:
+            bounds.append(f"<= {high}")
+        _fail(name, "a number " + " and ".join(bounds), value)
 
 
 def _require_sequence(config, name, length=None, positive=True):

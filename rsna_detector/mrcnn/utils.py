@@ -336,7 +336,8 @@ def compute_overlaps_masks(masks1, masks2):
     if masks1.shape[-1] == 0 or masks2.shape[-1] == 0:
         return np.zeros((masks1.shape[-1], masks2.shape[-1]))
     if masks1.shape[:2] != masks2.shape[:2]:
-        raise ValueError(f"compute_overlaps_masks: mask sizes differ: {masks1.shape[:2]} vs {masks2.shape[:2]}")
+        raise ValueError("compute_overlaps_masks: mask sizes differ: "
+                         f"{masks1.shape[:2]} vs {masks2.shape[:2]}")
     flat1 = (masks1 > 0.5).reshape(-1, masks1.shape[-1]).astype(np.float64)
     flat2 = (masks2 > 0.5).reshape(-1, masks2.shape[-1]).astype(np.float64)
     intersection = flat1.T @ flat2

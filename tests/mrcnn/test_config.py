@@ -141,7 +141,7 @@ class TestValidation:
         ({"TRAIN_ROIS_PER_IMAGE": 2, "ROI_POSITIVE_RATIO": 0.33}, "ROI_POSITIVE_RATIO: expected TRAIN_ROIS"),
         ({"GPU_COUNT": 0}, "GPU_COUNT: expected an integer >= 1"),
         ({"IMAGES_PER_GPU": 2.5}, "IMAGES_PER_GPU: expected an integer"),
-        ({"DETECTION_MIN_CONFIDENCE": 1.5}, "DETECTION_MIN_CONFIDENCE: expected a number <= 1"),
+        ({"DETECTION_MIN_CONFIDENCE": 1.5}, "DETECTION_MIN_CONFIDENCE: expected a number >= 0 and <= 1, got 1.5"),
         ({"LEARNING_RATE": 0}, "LEARNING_RATE: expected a number > 0"),
         ({"LOSS_WEIGHTS": {"rpn_clas_loss": 1.0}}, "LOSS_WEIGHTS: unknown loss 'rpn_clas_loss'"),
         ({"BBOX_STD_DEV": [0.1, 0.1, 0.2]}, "BBOX_STD_DEV: expected a flat sequence of 4"),
