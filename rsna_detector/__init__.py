@@ -52,6 +52,10 @@ _LAZY_EXPORTS = {
     "get_augmentation": "rsna_detector.augment",
     "show_augmented_samples": "rsna_detector.augment",
     "plot_gt_vs_prediction": "rsna_detector.figures",
+    # exploratory data analysis
+    "run_eda": "rsna_detector.eda",
+    "compute_label_statistics": "rsna_detector.eda",
+    "describe_distribution": "rsna_detector.eda",
     # evaluation, submission, weights
     "ImagePrediction": "rsna_detector.submission",
     "write_submission": "rsna_detector.submission",

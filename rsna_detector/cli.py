@@ -232,6 +232,12 @@ def _add_submit(sub):
     _add_predict(sub, name="submit")
 
 
+def _add_eda(sub):
+    from .eda import add_eda_subcommand  # pandas, not TensorFlow
+
+    add_eda_subcommand(sub)
+
+
 def build_parser():
     """The argparse parser of ``rsna-detector`` with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -240,7 +246,7 @@ def build_parser():
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_demo, _add_train, _add_evaluate, _add_predict, _add_submit, _add_convert, _add_synth):
+    for add in (_add_demo, _add_train, _add_evaluate, _add_predict, _add_submit, _add_convert, _add_synth, _add_eda):
         add(sub)
     return parser
 
