@@ -241,7 +241,7 @@ def _scale_to_uint8(array, low, high):
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
-def _voi_output_range(array, dataset):
+def _voi_output_range(dataset):
     """(low, high) of what pydicom's ``apply_voi_lut`` can output for this dataset."""
     from pydicom.pixels import apply_voi_lut
 
@@ -304,7 +304,7 @@ def to_uint8(array, dataset):
     else:
         values = apply_modality_lut(array, dataset)
         if _has_voi(dataset):
-            low, high = _voi_output_range(values, dataset)
+            low, high = _voi_output_range(dataset)
             image = _scale_to_uint8(apply_voi_lut(values, dataset), low, high)
         else:
             image = _scale_to_uint8(values, float(np.min(values)), float(np.max(values)))
@@ -450,6 +450,8 @@ def read_dicom(path, *, size=None, fast=True):
         Not a DICOM file, no pixel data, truncated or undecodable pixel data,
         unsupported format; the message names the file.
     """
+    if size is not None and int(size) <= 0:
+        raise ValueError(f"size must be a positive number of pixels or None, got {size}")
     dataset = _read_dataset(path, headers_only=False)
     metadata = _metadata_from_dataset(dataset, path)
     if "PixelData" not in dataset:
