@@ -60,7 +60,16 @@ _LAZY_EXPORTS = {
     "ImagePrediction": "rsna_detector.submission",
     "write_submission": "rsna_detector.submission",
     "parse_submission": "rsna_detector.submission",
+    "SubmissionError": "rsna_detector.submission",
     "fetch_weights": "rsna_detector.weights",
+    "list_weights": "rsna_detector.weights",
+    "WeightsError": "rsna_detector.weights",
+    "evaluate_detector": "rsna_detector.evaluate",
+    "compute_batch_ap": "rsna_detector.evaluate",
+    "rsna_score": "rsna_detector.evaluate",
+    "rsna_image_score": "rsna_detector.evaluate",
+    "sweep_confidence_threshold": "rsna_detector.evaluate",
+    "EvaluationError": "rsna_detector.evaluate",
 }
 
 __all__ = ["__version__", *_LAZY_EXPORTS]
