@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import threading
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -170,13 +171,18 @@ def _metadata_from_dataset(dataset, path):
     )
 
 
+_PARSE_LOCK = threading.Lock()
+
+
 def _read_dataset(path, *, headers_only):
     """pydicom Dataset of ``path``; DicomReadError when it is not a readable DICOM file."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        # catch_warnings swaps process-wide state: serialise the (short) parse so that
+        # concurrent readers (threaded input pipelines) never see each other's warnings.
+        with _PARSE_LOCK, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             dataset = pydicom.dcmread(path, stop_before_pixels=headers_only)
     except InvalidDicomError as error:
