@@ -1,0 +1,46 @@
+"""The ``eda`` subcommand of ``rsna-detector``."""
+from pathlib import Path
+
+from .report import run_eda
+
+
+def add_eda_subcommand(subparsers):
+    """Register ``eda --data DIR --out DIR [--no-images] [--sample-grid N] [--quiet]`` on an argparse subparsers.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        ``parser.add_subparsers(...)``'s result.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The ``eda`` parser (its default ``func`` is ``run_eda_cli``).
+    """
+    parser = subparsers.add_parser(
+        "eda", help="exploratory data analysis of a data directory: figures, summary.json, report.md",
+        description="Compute the interim report's EDA from the data (class balance, box distributions, age, "
+                    "centroids, aspect ratio against area, sample images, DICOM header) and check the report's "
+                    "numbers against it. A labels-only directory gives every label statistic.")
+    parser.add_argument("--data", required=True, help="RSNA data directory (Kaggle layout, labels/ + images/, "
+                                                      "or a folder with the label CSVs only)")
+    parser.add_argument("--out", required=True, help="output folder (figures/, summary.json, report.md)")
+    parser.add_argument("--no-images", action="store_true", help="do not read DICOM files (label statistics only)")
+    parser.add_argument("--sample-grid", type=int, default=9, metavar="N", help="images in the sample grid (0: none)")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.set_defaults(func=run_eda_cli)
+    return parser
+
+
+def run_eda_cli(args) -> int:
+    """Run ``run_eda`` from parsed ``eda`` arguments; print where the report went; return the exit status (0)."""
+    if args.sample_grid < 0:
+        raise ValueError(f"--sample-grid: expected a number >= 0, got {args.sample_grid}")
+    summary = run_eda(args.data, args.out, with_images=not args.no_images, sample_grid=args.sample_grid,
+                      progress=not args.quiet)
+    out = Path(args.out)
+    disagreements = sum(c["agrees"] is False for c in summary["report_statements"])
+    print(f"wrote {out / 'report.md'} ({len(summary['figures'])} figures in {out / 'figures'}, "
+          f"summary {out / 'summary.json'}; {disagreements} of the report's statements disagree with the data; "
+          f"{summary['runtime_s']:.1f} s)")
+    return 0
