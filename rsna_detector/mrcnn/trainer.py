@@ -1,0 +1,284 @@
+"""The training loop behind ``MaskRCNN.train`` (matterport's semantics, made safe).
+
+* layer presets 'heads', '3+', '4+', '5+', 'all' or any regex (full match on the
+  layer name, nested ``rpn_model`` included); BN layers stay frozen while
+  ``TRAIN_BN`` is False;
+* SGD with ``LEARNING_MOMENTUM``, per-weight gradient clipping at
+  ``GRADIENT_CLIP_NORM`` and matterport's L2 weight decay (in the training step);
+* epochs continue across calls (``initial_epoch = model.epoch``), so a staged
+  schedule ``train(..., epochs=2)``, ``train(..., epochs=6)`` runs epochs 1-2
+  then 3-6, and a run resumed from ``find_last()`` continues its numbering and
+  its (seeded) data stream;
+* a checkpoint per epoch, written atomically (``weights.save_hdf5_weights``),
+  named ``checkpoint_path`` (``mask_rcnn_<name>_<epoch:04d>.h5``);
+* ``training_log.csv`` and (when the ``tensorboard`` package is installed)
+  TensorBoard events in ``model.log_dir``;
+* training stops with :class:`NonFiniteLossError` naming the epoch, the step and
+  the loss that became NaN or infinite.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import re
+
+import keras
+import numpy as np
+
+from .data import TrainingBatches, make_input_dataset
+from .losses import LOSS_NAMES
+from .weights import save_hdf5_weights
+
+__all__ = [
+    "LAYER_PRESETS",
+    "TrainerError",
+    "NonFiniteLossError",
+    "train",
+    "set_trainable",
+    "compile_training_model",
+    "CheckpointSaver",
+    "NonFiniteLossStop",
+    "LOG_CSV_NAME",
+]
+
+#: matterport's layer presets (regexes over layer names, full match).
+LAYER_PRESETS = {
+    "heads": r"(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "3+": r"(res3.*)|(bn3.*)|(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "4+": r"(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "5+": r"(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "all": ".*",
+}
+#: Name of the per-epoch CSV log in the run's log directory.
+LOG_CSV_NAME = "training_log.csv"
+
+
+class TrainerError(ValueError):
+    """``train`` got arguments it cannot use."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training loss became NaN or infinite; the message names the epoch, step and loss."""
+
+
+# ----------------------------------------------------------------------------
+# trainable layers and compilation
+# ----------------------------------------------------------------------------
+
+def set_trainable(keras_model, layer_regex, train_bn=False, verbose=0):
+    """Make the layers whose name fully matches ``layer_regex`` trainable, the others frozen.
+
+    Parameters
+    ----------
+    keras_model : keras.Model
+        Nested models (``rpn_model``) are entered; their own layers are matched.
+    layer_regex : str
+        A key of :data:`LAYER_PRESETS` or a regular expression.
+    train_bn : bool or None
+        ``False`` freezes every batch-normalisation layer whatever the regex
+        (matterport's ``TRAIN_BN = False``).
+    verbose : int
+        1 prints the trainable layers.
+
+    Returns
+    -------
+    list of str
+        Names of the layers with weights that are now trainable.
+    """
+    pattern = re.compile(LAYER_PRESETS.get(layer_regex, layer_regex))
+    trainable = []
+    for layer in keras_model.layers:
+        if isinstance(layer, keras.Model):
+            trainable += set_trainable(layer, layer_regex, train_bn=train_bn, verbose=verbose)
+            layer.trainable = True  # its sublayers carry their own flags
+            continue
+        if not layer.weights:
+            continue
+        is_bn = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = bool(pattern.fullmatch(layer.name)) and not (is_bn and train_bn is False)
+        if layer.trainable:
+            trainable.append(layer.name)
+            if verbose:
+                print(f"    trainable: {layer.name:30} ({type(layer).__name__})")
+    return trainable
+
+
+def compile_training_model(keras_model, learning_rate, config):
+    """Compile with SGD (momentum, per-weight clip norm) in the model's strategy scope.
+
+    A ``LossScaleOptimizer`` wraps SGD when ``config.MIXED_PRECISION``. XLA is
+    off (NMS and the proposal gathers do not compile well on CPU).
+    """
+    with keras_model.distribute_strategy.scope():
+        optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=config.LEARNING_MOMENTUM,
+                                         clipnorm=config.GRADIENT_CLIP_NORM)
+        if config.MIXED_PRECISION:
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        keras_model.compile(optimizer=optimizer, jit_compile=False)
+    return keras_model
+
+
+# ----------------------------------------------------------------------------
+# callbacks
+# ----------------------------------------------------------------------------
+
+class CheckpointSaver(keras.callbacks.Callback):
+    """Write ``mrcnn_model``'s weights at the end of every epoch and advance its ``epoch``.
+
+    The file is ``mrcnn_model.checkpoint_path`` formatted with the 1-based epoch
+    number; the write is atomic, so an interrupted write leaves the previous
+    checkpoint as the latest loadable one.
+    """
+
+    def __init__(self, mrcnn_model):
+        super().__init__()
+        self.mrcnn_model = mrcnn_model
+        self.saved = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        number = epoch + 1
+        path = checkpoint_file(self.mrcnn_model.checkpoint_path, number)
+        save_hdf5_weights(self.mrcnn_model.keras_model, path, config=self.mrcnn_model.config, epoch=number)
+        self.mrcnn_model.epoch = number
+        self.saved.append(path)
+
+
+def checkpoint_file(pattern, epoch):
+    """``pattern`` (``{epoch:04d}`` or matterport's ``*epoch*`` placeholder) for ``epoch``."""
+    if "*epoch*" in pattern:
+        return pattern.replace("*epoch*", f"{epoch:04d}")
+    return pattern.format(epoch=epoch)
+
+
+class NonFiniteLossStop(keras.callbacks.Callback):
+    """Raise :class:`NonFiniteLossError` as soon as a reported loss is NaN or infinite.
+
+    The message names the epoch (1-based), the step of the epoch (1-based) and
+    every non-finite loss (the running epoch means Keras reports: a NaN step
+    makes them NaN at once).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        bad = {}
+        for name, value in (logs or {}).items():
+            number = float(np.asarray(value))
+            if not math.isfinite(number):
+                bad[name] = number
+        if not bad:
+            return
+        parts = [name for name in LOSS_NAMES if name in bad]
+        if not parts:
+            parts = ["loss (the weight-decay term: the weights themselves are no longer finite)"]
+        values = ", ".join(f"{name}={value}" for name, value in bad.items())
+        self.model.stop_training = True
+        raise NonFiniteLossError(
+            f"training stopped at epoch {self._epoch}, step {batch + 1}: {', '.join(parts)} became "
+            f"NaN or infinite ({values}); lower the learning rate or check the data of this step")
+
+
+# ----------------------------------------------------------------------------
+# train
+# ----------------------------------------------------------------------------
+
+def train(model, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
+          custom_callbacks=None, no_augmentation_sources=None, verbose="auto"):
+    """Train a training-mode ``MaskRCNN`` from ``model.epoch`` up to epoch ``epochs``.
+
+    Parameters
+    ----------
+    model : MaskRCNN
+        Training mode; uses ``keras_model``, ``config``, ``epoch``, ``log_dir``,
+        ``checkpoint_path``. ``model.epoch`` is advanced after every epoch.
+    train_dataset, val_dataset : utils.Dataset
+        Prepared datasets (images without objects are trained on).
+        ``val_dataset`` may be None, and validation is skipped when
+        ``config.VALIDATION_STEPS`` is 0.
+    learning_rate : float
+    epochs : int
+        The epoch number to reach (not a count): training runs epochs
+        ``model.epoch + 1 .. epochs``.
+    layers : str
+        'heads', '3+', '4+', '5+', 'all' or a regex over layer names.
+    augmentation : imgaug augmenter, optional
+    custom_callbacks : list of keras.callbacks.Callback, optional
+    no_augmentation_sources : list of str, optional
+    verbose : 'auto', 0, 1 or 2
+        Keras progress display.
+
+    Returns
+    -------
+    keras.callbacks.History or None
+        None when ``model.epoch >= epochs`` (nothing to do).
+
+    Raises
+    ------
+    NonFiniteLossError
+        When a loss becomes NaN or infinite.
+    TrainerError
+        For a model not in training mode or bad arguments.
+    """
+    if getattr(model, "mode", "training") != "training":
+        raise TrainerError("train: the model must be created with mode='training'")
+    if not isinstance(layers, str):
+        raise TrainerError(f"layers: expected a preset {sorted(LAYER_PRESETS)} or a regex, got {layers!r}")
+    config = model.config
+    if model.epoch >= epochs:
+        print(f"train: already at epoch {model.epoch} >= epochs={epochs}; nothing to do")
+        return None
+    keras_model = model.keras_model
+
+    set_trainable(keras_model, layers, train_bn=config.TRAIN_BN)
+    compile_training_model(keras_model, learning_rate, config)
+    train_input, val_input = _inputs(model, train_dataset, val_dataset, augmentation, no_augmentation_sources)
+
+    os.makedirs(model.log_dir, exist_ok=True)
+    callbacks = [
+        NonFiniteLossStop(),
+        CheckpointSaver(model),
+        keras.callbacks.CSVLogger(os.path.join(model.log_dir, LOG_CSV_NAME), append=True),
+    ] + _tensorboard(model.log_dir) + list(custom_callbacks or [])
+
+    print(f"\nStarting at epoch {model.epoch}. LR={learning_rate}\nCheckpoint Path: {model.checkpoint_path}")
+    history = keras_model.fit(
+        train_input,
+        initial_epoch=model.epoch,
+        epochs=epochs,
+        steps_per_epoch=config.STEPS_PER_EPOCH,
+        validation_data=val_input,
+        validation_steps=config.VALIDATION_STEPS if val_input is not None else None,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    model.epoch = max(model.epoch, epochs)
+    return history
+
+
+def _tensorboard(log_dir):
+    """A TensorBoard callback when the ``tensorboard`` package is installed (TF no longer requires it)."""
+    if importlib.util.find_spec("tensorboard") is None:
+        print("train: TensorBoard logs skipped (pip install tensorboard to get them); "
+              f"the CSV log is {os.path.join(log_dir, LOG_CSV_NAME)}")
+        return []
+    return [keras.callbacks.TensorBoard(log_dir=log_dir, histogram_freq=0, write_graph=False)]
+
+
+def _inputs(model, train_dataset, val_dataset, augmentation, no_augmentation_sources):
+    """The training and validation ``tf.data`` pipelines (validation None when skipped)."""
+    config = model.config
+    train_batches = TrainingBatches(train_dataset, config, shuffle=True, augmentation=augmentation,
+                                    no_augmentation_sources=no_augmentation_sources)
+    # Continue the seeded stream where the finished epochs left it.
+    train_input = make_input_dataset(train_batches, start_batch=model.epoch * config.STEPS_PER_EPOCH)
+    if val_dataset is None or not config.VALIDATION_STEPS:
+        return train_input, None
+    val_seed = None if config.SEED is None else config.SEED + 1
+    val_batches = TrainingBatches(val_dataset, config, shuffle=False, seed=val_seed)
+    return train_input, make_input_dataset(val_batches, workers=1)

@@ -1,0 +1,361 @@
+"""The training-mode Mask R-CNN graph and its training step.
+
+:func:`build_training_model` assembles the graph from the shared building blocks
+(backbone, FPN, RPN, proposals, ROI heads) plus the training targets and the five
+losses. Layer names are those of the inference graph, so weights move between
+the two modes by name.
+
+Inputs (in order, as :class:`~rsna_detector.mrcnn.data.TrainingBatches` makes them)::
+
+    input_image         float32 [B, H, W, C]   molded (mean pixel subtracted)
+    input_image_meta    float32 [B, IMAGE_META_SIZE]
+    input_rpn_match     int32   [B, A, 1]      1 / -1 / 0 per anchor
+    input_rpn_bbox      float32 [B, RPN_TRAIN_ANCHORS_PER_IMAGE, 4]
+    input_gt_class_ids  int32   [B, MAX_GT_INSTANCES]       0 = padding
+    input_gt_boxes      float32 [B, MAX_GT_INSTANCES, 4]    pixels (y1, x1, y2, x2)
+    input_gt_masks      bool    [B, mh, mw, MAX_GT_INSTANCES]
+
+Outputs: ``rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits,
+mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois, output_rois`` then the five loss
+scalars ``rpn_class_loss, rpn_bbox_loss, mrcnn_class_loss, mrcnn_bbox_loss,
+mrcnn_mask_loss``.
+
+Speed: the RPN runs on ``config.RPN_PYRAMID_LEVELS`` levels only, and the mask
+head runs on the first ``int(TRAIN_ROIS_PER_IMAGE * ROI_POSITIVE_RATIO)`` ROIs
+only -- the detection targets put the positives first, and the mask loss only
+looks at positives -- so ``mrcnn_mask`` is ``[B, that many, ...]``.
+
+The model is built inside :func:`training_strategy`'s scope: the default
+strategy for one device, ``tf.distribute.MirroredStrategy`` over ``GPU_COUNT``
+devices otherwise (global batch ``BATCH_SIZE = IMAGES_PER_GPU * GPU_COUNT``).
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import box_ops, losses, utils
+from .backbone import build_backbone
+from .data import training_anchors
+from .fpn import build_fpn
+from .heads import build_fpn_mask_graph, fpn_classifier_graph
+from .proposals import ProposalLayer
+from .rpn import apply_rpn, build_rpn_model
+from .targets import DetectionTargetLayer
+
+__all__ = [
+    "build_training_model",
+    "training_strategy",
+    "MaskRCNNTrainingModel",
+    "AnchorsLayer",
+    "LossLayer",
+    "TrainingGraphError",
+    "LOSS_NAMES",
+]
+
+LOSS_NAMES = losses.LOSS_NAMES
+
+
+class TrainingGraphError(ValueError):
+    """The config asks for a training graph this engine does not build."""
+
+
+# ----------------------------------------------------------------------------
+# strategy
+# ----------------------------------------------------------------------------
+
+def training_strategy(config):
+    """The distribution strategy for ``config.GPU_COUNT`` devices.
+
+    One device: the default strategy (TensorFlow places the work on the GPU if
+    there is one). More: ``MirroredStrategy`` over the first ``GPU_COUNT`` GPUs,
+    or, on a machine without GPUs, over the first ``GPU_COUNT`` logical CPU
+    devices (``tf.config.set_logical_device_configuration``, for tests).
+
+    Raises
+    ------
+    TrainingGraphError
+        When fewer devices than ``GPU_COUNT`` are visible.
+    """
+    count = int(config.GPU_COUNT)
+    if count <= 1:
+        return tf.distribute.get_strategy()
+    devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+    if not devices:
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    if len(devices) < count:
+        raise TrainingGraphError(
+            f"GPU_COUNT is {count} but only {len(devices)} device(s) are visible: {devices}")
+    return tf.distribute.MirroredStrategy(devices[:count])
+
+
+# ----------------------------------------------------------------------------
+# small layers of the training graph
+# ----------------------------------------------------------------------------
+
+class AnchorsLayer(keras.layers.Layer):
+    """Outputs the fixed normalized anchors ``[1, A, 4]`` (a constant, not a weight)."""
+
+    def __init__(self, anchors, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.anchors = np.asarray(anchors, np.float32)
+
+    def call(self, image):
+        del image  # only ties the constant into the graph
+        return tf.constant(self.anchors[np.newaxis])
+
+    def compute_output_spec(self, image):
+        return keras.KerasTensor((1,) + self.anchors.shape, dtype="float32")
+
+
+class NormBoxesLayer(keras.layers.Layer):
+    """Pixel ``(y1, x1, y2, x2)`` boxes to the graph's normalized boxes (zero rows stay zero)."""
+
+    def __init__(self, image_shape, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.image_shape = [int(v) for v in image_shape[:2]]
+
+    def call(self, boxes):
+        real = tf.reduce_any(tf.not_equal(boxes, 0.0), axis=-1, keepdims=True)
+        return tf.where(real, box_ops.norm_boxes_graph(boxes, self.image_shape), 0.0)
+
+
+class LossLayer(keras.layers.Layer):
+    """A float32 scalar computed by ``loss_fn(*inputs)`` (one of :mod:`.losses`), named after the loss."""
+
+    def __init__(self, loss_fn, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.loss_fn = loss_fn
+
+    def call(self, inputs):
+        return tf.cast(self.loss_fn(*inputs), tf.float32)
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor((), dtype="float32")
+
+
+class SliceRois(keras.layers.Layer):
+    """``x[:, :count]``: the first ``count`` ROIs (the positives come first)."""
+
+    def __init__(self, count, **kwargs):
+        super().__init__(**kwargs)
+        self.count = int(count)
+
+    def call(self, x):
+        return x[:, : self.count]
+
+    def compute_output_spec(self, x):
+        return keras.KerasTensor((x.shape[0], self.count) + tuple(x.shape[2:]), dtype=x.dtype)
+
+
+class RoiValid(keras.layers.Layer):
+    """bool ``[B, T]``: ROI rows that are not zero padding."""
+
+    def call(self, rois):
+        return tf.reduce_any(tf.not_equal(rois, 0.0), axis=-1)
+
+    def compute_output_spec(self, rois):
+        return keras.KerasTensor(tuple(rois.shape[:2]), dtype="bool")
+
+
+class ActiveClassIds(keras.layers.Layer):
+    """``[B, NUM_CLASSES]`` active-class flags read from the image meta."""
+
+    def call(self, image_meta):
+        return box_ops.parse_image_meta_graph(image_meta)["active_class_ids"]
+
+    def compute_output_spec(self, image_meta):
+        return keras.KerasTensor((image_meta.shape[0], image_meta.shape[1] - 12), dtype="float32")
+
+
+# ----------------------------------------------------------------------------
+# the model class with its training step
+# ----------------------------------------------------------------------------
+
+class MaskRCNNTrainingModel(keras.Model):
+    """The training graph with a custom ``train_step`` / ``test_step``.
+
+    The objective is ``sum(LOSS_WEIGHTS[name] * loss) + WEIGHT_DECAY * sum_w
+    mean(w ** 2)`` over the trainable weights other than BN gamma/beta
+    (matterport's L2 term, kernels and biases). Reported metrics: ``loss`` (that
+    objective) and the five unweighted losses. Under a multi-replica strategy the
+    objective is divided by the replica count before the gradients are summed
+    across replicas, so one step equals one step on the global batch.
+
+    Attributes set by :func:`build_training_model`: ``config``, ``loss_weights``
+    (dict), ``weight_decay`` (float).
+    """
+
+    def _setup_training(self, config):
+        self.config = config
+        self.loss_weights = {name: float(config.LOSS_WEIGHTS.get(name, 1.0)) for name in LOSS_NAMES}
+        self.weight_decay = float(config.WEIGHT_DECAY)
+        self._trackers = [keras.metrics.Mean(name="loss")] + [keras.metrics.Mean(name=n) for n in LOSS_NAMES]
+
+    @property
+    def metrics(self):
+        return list(self._trackers)
+
+    def _objective(self, inputs, training):
+        outputs = self(inputs, training=training)
+        named = dict(zip(LOSS_NAMES, outputs[-len(LOSS_NAMES):]))
+        total = tf.add_n([self.loss_weights[name] * named[name] for name in LOSS_NAMES])
+        if self.weight_decay:
+            total = total + self.weight_decay_loss()
+        return total, named
+
+    def weight_decay_loss(self):
+        """``WEIGHT_DECAY * sum(mean(w ** 2))`` over trainable non-BN-scale/offset weights (float32 scalar)."""
+        terms = [tf.reduce_mean(tf.square(tf.cast(w, tf.float32))) for w in self.trainable_weights
+                 if w.name not in ("gamma", "beta")]
+        if not terms:
+            return tf.constant(0.0)
+        return self.weight_decay * tf.add_n(terms)
+
+    def train_step(self, data):
+        inputs = _model_inputs(data)
+        with tf.GradientTape() as tape:
+            total, named = self._objective(inputs, training=True)
+            scaled = _scale_for_replicas(total)
+            scaled = self.optimizer.scale_loss(scaled)
+        variables = self.trainable_variables
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply(gradients, variables)
+        return self._track(total, named)
+
+    def test_step(self, data):
+        total, named = self._objective(_model_inputs(data), training=False)
+        return self._track(total, named)
+
+    def _track(self, total, named):
+        self._trackers[0].update_state(total)
+        for tracker, name in zip(self._trackers[1:], LOSS_NAMES):
+            tracker.update_state(named[name])
+        return {tracker.name: tracker.result() for tracker in self._trackers}
+
+
+def _model_inputs(data):
+    """The seven input tensors from a pipeline element ``((x...),)`` or ``(x...)``."""
+    if isinstance(data, (tuple, list)) and len(data) == 1:
+        data = data[0]
+    if isinstance(data, dict):
+        return data
+    return list(data)
+
+
+def _scale_for_replicas(value):
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return value / replicas if replicas > 1 else value
+
+
+# ----------------------------------------------------------------------------
+# graph assembly
+# ----------------------------------------------------------------------------
+
+def build_training_model(config, strategy=None):
+    """Build the training-mode Mask R-CNN graph.
+
+    Parameters
+    ----------
+    config : Config
+    strategy : tf.distribute.Strategy, optional
+        Default :func:`training_strategy(config) <training_strategy>`; the model
+        and (later) its optimizer live in its scope.
+
+    Returns
+    -------
+    MaskRCNNTrainingModel
+        Named ``mask_rcnn``; inputs and outputs as in the module docstring. With
+        ``config.MIXED_PRECISION`` the layers compute in float16 (targets,
+        proposals and losses stay float32).
+
+    Raises
+    ------
+    TrainingGraphError
+        For ``USE_RPN_ROIS = False`` (externally supplied ROIs are not supported).
+    """
+    if not config.USE_RPN_ROIS:
+        raise TrainingGraphError("USE_RPN_ROIS: only True (ROIs from the RPN) is supported for training")
+    if config.SEED is not None:
+        keras.utils.set_random_seed(int(config.SEED))
+    strategy = strategy or training_strategy(config)
+    previous_policy = keras.config.dtype_policy()
+    try:
+        if config.MIXED_PRECISION:
+            keras.config.set_dtype_policy("mixed_float16")
+        with strategy.scope():
+            inputs, outputs = _training_graph(config)
+            model = MaskRCNNTrainingModel(inputs=inputs, outputs=outputs, name="mask_rcnn")
+            model._setup_training(config)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    return model
+
+
+def _training_inputs(config):
+    image_shape = tuple(int(v) for v in config.IMAGE_SHAPE)
+    num_anchors = len(training_anchors(config))
+    if config.USE_MINI_MASK:
+        mask_shape = tuple(int(v) for v in config.MINI_MASK_SHAPE)
+    else:
+        mask_shape = image_shape[:2]
+    gt = config.MAX_GT_INSTANCES
+    return [
+        keras.Input(shape=image_shape, name="input_image", dtype="float32"),
+        keras.Input(shape=(config.IMAGE_META_SIZE,), name="input_image_meta", dtype="float32"),
+        keras.Input(shape=(num_anchors, 1), name="input_rpn_match", dtype="int32"),
+        keras.Input(shape=(config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4), name="input_rpn_bbox", dtype="float32"),
+        keras.Input(shape=(gt,), name="input_gt_class_ids", dtype="int32"),
+        keras.Input(shape=(gt, 4), name="input_gt_boxes", dtype="float32"),
+        keras.Input(shape=mask_shape + (gt,), name="input_gt_masks", dtype="bool"),
+    ]
+
+
+def _training_graph(config):
+    inputs = _training_inputs(config)
+    image, image_meta, rpn_match, rpn_bbox_target, gt_class_ids, gt_boxes_px, gt_masks = inputs
+    gt_boxes = NormBoxesLayer(config.IMAGE_SHAPE, name="norm_gt_boxes")(gt_boxes_px)
+
+    pyramid = build_fpn(build_backbone(image, config), config)  # [P2..P6]
+    rpn_maps = pyramid[: config.RPN_PYRAMID_LEVELS]
+    head_maps = pyramid[:4]  # P2..P5
+    rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS), config.TOP_DOWN_PYRAMID_SIZE)
+    rpn_class_logits, rpn_class, rpn_bbox = apply_rpn(rpn, rpn_maps)
+
+    anchors = utils.norm_boxes(training_anchors(config), tuple(int(v) for v in config.IMAGE_SHAPE[:2]))
+    anchors = AnchorsLayer(anchors, name="anchors")(image)
+    rpn_rois = ProposalLayer(proposal_count=config.POST_NMS_ROIS_TRAINING, nms_threshold=config.RPN_NMS_THRESHOLD,
+                             config=config, name="ROI", dtype="float32")([rpn_class, rpn_bbox, anchors])
+
+    rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(config, name="proposal_targets",
+                                                                            dtype="float32")(
+        [rpn_rois, gt_class_ids, gt_boxes, gt_masks])
+    mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
+        rois, head_maps, image_meta, config.POOL_SIZE, config.NUM_CLASSES, train_bn=config.TRAIN_BN,
+        fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
+    positive_cap = int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO)
+    mask_rois = SliceRois(positive_cap, name="positive_rois")(rois)
+    mrcnn_mask = build_fpn_mask_graph(mask_rois, head_maps, image_meta, config.MASK_POOL_SIZE, config.NUM_CLASSES,
+                                      train_bn=config.TRAIN_BN)
+    output_rois = keras.layers.Identity(name="output_rois")(rois)
+
+    active_class_ids = ActiveClassIds(name="active_class_ids")(image_meta)
+    roi_valid = RoiValid(name="roi_valid")(rois)
+    mask_class_ids = SliceRois(positive_cap, name="positive_class_ids")(target_class_ids)
+    mask_targets = SliceRois(positive_cap, name="positive_mask_targets")(target_mask)
+    loss_outputs = [
+        LossLayer(losses.rpn_class_loss_graph, name="rpn_class_loss")([rpn_match, rpn_class_logits]),
+        LossLayer(lambda *x: losses.rpn_bbox_loss_graph(config, *x), name="rpn_bbox_loss")(
+            [rpn_bbox_target, rpn_match, rpn_bbox]),
+        LossLayer(losses.mrcnn_class_loss_graph, name="mrcnn_class_loss")(
+            [target_class_ids, mrcnn_class_logits, active_class_ids, roi_valid]),
+        LossLayer(losses.mrcnn_bbox_loss_graph, name="mrcnn_bbox_loss")([target_bbox, target_class_ids, mrcnn_bbox]),
+        LossLayer(losses.mrcnn_mask_loss_graph, name="mrcnn_mask_loss")([mask_targets, mask_class_ids, mrcnn_mask]),
+    ]
+    outputs = [rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits, mrcnn_class, mrcnn_bbox, mrcnn_mask,
+               rpn_rois, output_rois] + loss_outputs
+    return inputs, outputs
