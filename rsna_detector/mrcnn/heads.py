@@ -15,7 +15,8 @@ import tensorflow as tf
 from .backbone import BatchNorm
 from .roi_align import PyramidROIAlign
 
-__all__ = ["fpn_classifier_graph", "build_fpn_mask_graph", "FoldRois", "UnfoldRois"]
+__all__ = ["fpn_classifier_graph", "build_fpn_mask_graph", "FoldRois", "UnfoldRois", "GatherRealRois",
+           "ScatterRealRois", "WindowDense"]
 
 
 @keras.saving.register_keras_serializable(package="rsna_detector")
@@ -60,6 +61,119 @@ class UnfoldRois(keras.layers.Layer):
         return config
 
 
+def _real_rows(rois):
+    """bool [B, N]: the ROI rows that are not all-zero padding."""
+    return tf.reduce_any(tf.not_equal(rois, 0.0), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="rsna_detector")
+class GatherRealRois(keras.layers.Layer):
+    """``[B, N, *rest]`` -> ``[M, *rest]``: only the rows whose ROI is not padding.
+
+    Call inputs ``[x, rois [B, N, 4]]``. With :class:`ScatterRealRois` it lets a head
+    skip the zero-padded ROIs (at inference most detection rows are padding).
+    """
+
+    def call(self, inputs):
+        x, rois = inputs
+        return tf.boolean_mask(x, _real_rows(rois))
+
+    def compute_output_shape(self, input_shape):
+        return (None,) + tuple(input_shape[0][2:])
+
+
+@keras.saving.register_keras_serializable(package="rsna_detector")
+class ScatterRealRois(keras.layers.Layer):
+    """Inverse of :class:`GatherRealRois`: ``[M, *rest]`` -> ``[B, N, *rest]``, zeros on padding rows.
+
+    ``target_shape`` (optional) reshapes ``rest`` as well.
+    """
+
+    def __init__(self, target_shape=None, **kwargs):
+        super().__init__(**kwargs)
+        self.target_shape = tuple(target_shape) if target_shape is not None else None
+
+    def call(self, inputs):
+        values, rois = inputs
+        if self.target_shape:
+            values = tf.reshape(values, tf.concat([[-1], tf.constant(self.target_shape, tf.int32)], axis=0))
+        shape = tf.concat([tf.shape(rois)[:2], tf.shape(values)[1:]], axis=0)
+        return tf.scatter_nd(tf.cast(tf.where(_real_rows(rois)), tf.int32), values, shape)
+
+    def compute_output_shape(self, input_shape):
+        values_shape, rois_shape = input_shape
+        rest = self.target_shape if self.target_shape else tuple(values_shape[1:])
+        return tuple(rois_shape[:2]) + tuple(rest)
+
+    def get_config(self):
+        config = super().get_config()
+        config["target_shape"] = list(self.target_shape) if self.target_shape else None
+        return config
+
+
+def _fold(x, rois, skip_padding, name):
+    if skip_padding:
+        return GatherRealRois(name=f"{name}_gather")([x, rois])
+    return FoldRois(name=f"{name}_fold")(x)
+
+
+def _unfold(x, rois, skip_padding, name, target_shape=None):
+    if skip_padding:
+        return ScatterRealRois(target_shape=target_shape, name=name)([x, rois])
+    return UnfoldRois(target_shape=target_shape, name=name)([x, rois])
+
+
+@keras.saving.register_keras_serializable(package="rsna_detector")
+class WindowDense(keras.layers.Layer):
+    """A 'valid' convolution whose kernel covers its whole input, computed as one matrix product.
+
+    Equal to ``Conv2D(filters, kernel_size, padding='valid')`` on ``[M, kh, kw, C]``
+    inputs (output ``[M, filters]`` instead of ``[M, 1, 1, filters]``), with the
+    same variables: ``kernel`` ``[kh, kw, C, filters]`` and ``bias`` ``[filters]``, so
+    matterport's ``mrcnn_class_conv1`` / ``mrcnn_class_conv2`` weights load into it.
+    On a CPU the matrix product is several times faster than the convolution
+    kernels for this shape.
+
+    Parameters
+    ----------
+    filters : int
+    kernel_size : (int, int)
+    """
+
+    def __init__(self, filters, kernel_size, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = tuple(int(v) for v in kernel_size)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if tuple(input_shape[1:3]) != self.kernel_size:
+            raise ValueError(f"{self.name}: expected inputs [M, {self.kernel_size[0]}, {self.kernel_size[1]}, C], "
+                             f"got {tuple(input_shape)}")
+        self.kernel = self.add_weight(name="kernel", shape=self.kernel_size + (channels, self.filters),
+                                      initializer="glorot_uniform")
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+
+    def call(self, inputs):
+        flat = tf.reshape(inputs, [-1, self.kernel_size[0] * self.kernel_size[1] * inputs.shape[-1]])
+        kernel = tf.reshape(self.kernel, [-1, self.filters])
+        return tf.nn.bias_add(tf.matmul(flat, kernel), self.bias)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, kernel_size=list(self.kernel_size))
+        return config
+
+
+def _dense_bn_relu(x, filters, kernel_size, name, bn_name, train_bn):
+    x = WindowDense(filters, kernel_size, name=name)(x)
+    x = BatchNorm(train_bn=train_bn, name=bn_name)(x)
+    return keras.layers.Activation("relu")(x)
+
+
 def _conv_bn_relu(x, filters, kernel_size, conv_name, bn_name, train_bn, padding="valid"):
     x = keras.layers.Conv2D(filters, kernel_size, padding=padding, name=conv_name)(x)
     x = BatchNorm(train_bn=train_bn, name=bn_name)(x)
@@ -67,7 +181,7 @@ def _conv_bn_relu(x, filters, kernel_size, conv_name, bn_name, train_bn, padding
 
 
 def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes, train_bn=True,
-                         fc_layers_size=1024):
+                         fc_layers_size=1024, *, skip_padding=False):
     """Class scores and class-specific box deltas for every ROI.
 
     Parameters
@@ -85,6 +199,10 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
         See ``backbone.BatchNorm``.
     fc_layers_size : int
         Width of the two "fully connected" layers (``FPN_CLASSIF_FC_LAYERS_SIZE``).
+    skip_padding : bool
+        Run the layers on the non-padding ROIs only; padding rows of the outputs are
+        then zeros (logits, deltas) and uniform (probabilities). The inference graph
+        uses it; with batch statistics (training BN) it changes what BN sees.
 
     Returns
     -------
@@ -95,21 +213,23 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
         Deltas ``(dy, dx, log(dh), log(dw))`` divided by ``BBOX_STD_DEV``.
     """
     x = PyramidROIAlign([pool_size, pool_size], name="roi_align_classifier")([rois, image_meta] + list(feature_maps))
-    x = FoldRois(name="mrcnn_class_fold")(x)  # [B*N, pool, pool, C]
-    # A pool x pool 'valid' convolution on a pool x pool input: a fully connected layer.
-    x = _conv_bn_relu(x, fc_layers_size, (pool_size, pool_size), "mrcnn_class_conv1", "mrcnn_class_bn1", train_bn)
-    x = _conv_bn_relu(x, fc_layers_size, (1, 1), "mrcnn_class_conv2", "mrcnn_class_bn2", train_bn)
-    shared = keras.layers.Reshape((fc_layers_size,), name="pool_squeeze")(x)  # [B*N, fc]
+    x = _fold(x, rois, skip_padding, "mrcnn_class")  # [B*N or M, pool, pool, C]
+    # matterport's pool x pool 'valid' convolution on a pool x pool input, then a 1x1
+    # convolution: two fully connected layers with convolution-shaped kernels.
+    x = _dense_bn_relu(x, fc_layers_size, (pool_size, pool_size), "mrcnn_class_conv1", "mrcnn_class_bn1", train_bn)
+    x = keras.layers.Reshape((1, 1, fc_layers_size), name="mrcnn_class_unsqueeze")(x)
+    shared = _dense_bn_relu(x, fc_layers_size, (1, 1), "mrcnn_class_conv2", "mrcnn_class_bn2", train_bn)  # [B*N, fc]
 
     logits = keras.layers.Dense(num_classes, name="mrcnn_class_logits")(shared)
     deltas = keras.layers.Dense(num_classes * 4, activation="linear", name="mrcnn_bbox_fc")(shared)
-    mrcnn_class_logits = UnfoldRois(name="mrcnn_class_logits_unfold")([logits, rois])
+    mrcnn_class_logits = _unfold(logits, rois, skip_padding, "mrcnn_class_logits_unfold")
     mrcnn_probs = keras.layers.Activation("softmax", name="mrcnn_class")(mrcnn_class_logits)
-    mrcnn_bbox = UnfoldRois(target_shape=(num_classes, 4), name="mrcnn_bbox")([deltas, rois])
+    mrcnn_bbox = _unfold(deltas, rois, skip_padding, "mrcnn_bbox", target_shape=(num_classes, 4))
     return mrcnn_class_logits, mrcnn_probs, mrcnn_bbox
 
 
-def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes, train_bn=True):
+def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes, train_bn=True, *,
+                         skip_padding=False):
     """Per-class mask probabilities for every ROI.
 
     Parameters
@@ -123,6 +243,9 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
         ROI Align output side (``MASK_POOL_SIZE``); masks are twice that.
     num_classes : int
     train_bn : bool or None
+    skip_padding : bool
+        Run the layers on the non-padding ROIs only (padding rows of the output are
+        zeros). The inference graph uses it: most detection rows are padding.
 
     Returns
     -------
@@ -130,9 +253,9 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
         Sigmoid mask probabilities in the frame of each ROI.
     """
     x = PyramidROIAlign([pool_size, pool_size], name="roi_align_mask")([rois, image_meta] + list(feature_maps))
-    x = FoldRois(name="mrcnn_mask_fold")(x)
+    x = _fold(x, rois, skip_padding, "mrcnn_mask")
     for i in range(1, 5):
         x = _conv_bn_relu(x, 256, (3, 3), f"mrcnn_mask_conv{i}", f"mrcnn_mask_bn{i}", train_bn, padding="same")
     x = keras.layers.Conv2DTranspose(256, (2, 2), strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
     x = keras.layers.Conv2D(num_classes, (1, 1), strides=1, activation="sigmoid", name="mrcnn_mask")(x)
-    return UnfoldRois(name="mrcnn_mask_unfold")([x, rois])
+    return _unfold(x, rois, skip_padding, "mrcnn_mask_unfold")

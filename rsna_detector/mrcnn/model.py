@@ -1,0 +1,530 @@
+"""The Mask R-CNN facade, compatible with matterport's ``mrcnn.model``.
+
+Use it as matterport's module::
+
+    import rsna_detector.mrcnn.model as modellib
+
+    model = modellib.MaskRCNN(mode="inference", config=config, model_dir="logs")
+    model.load_weights("mask_rcnn_coco.h5", by_name=True,
+                       exclude=["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"])
+    results = model.detect([image])           # list of dicts: rois, class_ids, scores, masks
+
+The inference graph is assembled here from the building blocks (``backbone``, ``fpn``,
+``rpn``, ``proposals``, ``heads``, ``detection``); the training graph comes from
+``training.build_training_model`` and the training loop from ``trainer.train``.
+
+``detect`` runs a compiled ``tf.function`` per molded image shape (input signature with
+a free batch axis, anchors baked in as a constant), so repeated calls never retrace and
+never go through ``keras.Model.predict``.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import re
+from collections import OrderedDict
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import utils
+from .backbone import build_backbone
+from .detection import DetectionLayer
+from .fpn import build_fpn
+from .heads import build_fpn_mask_graph, fpn_classifier_graph
+from .proposals import ProposalLayer
+from .rpn import apply_rpn, build_rpn_model
+from .utils import compose_image_meta, mold_image, parse_image_meta
+from .weights import load_hdf5_weights, save_hdf5_weights
+
+__all__ = [
+    "MaskRCNN",
+    "ModelError",
+    "build_inference_model",
+    "log",
+    "mold_image",
+    "compose_image_meta",
+    "parse_image_meta",
+    "load_image_gt",
+    "data_generator",
+    "MODES",
+    "CHECKPOINT_PATTERN",
+]
+
+#: Modes of :class:`MaskRCNN`.
+MODES = ("training", "inference")
+#: Checkpoint file names inside a log directory (``str.format`` with ``name`` and ``epoch``).
+CHECKPOINT_PATTERN = "mask_rcnn_{name}_{epoch:04d}.h5"
+# <model_dir>/<name><YYYYmmddTHHMM>/mask_rcnn_<name>_<epoch>.h5, either path separator.
+_CHECKPOINT_RE = re.compile(
+    r".*[/\\][\w-]+(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]mask_rcnn_[\w-]+?_(\d{4})\.h5$")
+# Names re-exported lazily from the training engineer's modules (they import this one late).
+_LAZY = {"load_image_gt": "data", "data_generator": "data"}
+
+
+class ModelError(ValueError):
+    """A MaskRCNN method got input it cannot use (wrong mode, bad image, ...)."""
+
+
+def __getattr__(name):
+    """PEP 562: ``load_image_gt`` and ``data_generator`` come from ``mrcnn.data`` on first use."""
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(f".{_LAZY[name]}", __package__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def log(text, array=None):
+    """Print ``text``, followed by the shape, min, max and dtype of ``array`` when given.
+
+    matterport's debugging helper. Returns the printed line.
+    """
+    if array is not None:
+        array = np.asarray(array)
+        text = text.ljust(25) + f"shape: {str(array.shape):20}  "
+        if array.size:
+            text += f"min: {array.min():10.5f}  max: {array.max():10.5f}"
+        else:
+            text += f"min: {'':10}  max: {'':10}"
+        text += f"  {array.dtype}"
+    print(text)
+    return text
+
+
+# ----------------------------------------------------------------------------
+# the inference graph
+# ----------------------------------------------------------------------------
+
+def build_inference_model(config):
+    """The inference-mode Mask R-CNN as a Keras functional model.
+
+    Parameters
+    ----------
+    config : Config
+
+    Returns
+    -------
+    keras.Model
+        Named ``mask_rcnn``. Inputs: ``input_image`` float32 ``[B, H, W, C]`` (molded),
+        ``input_image_meta`` ``[B, IMAGE_META_SIZE]``, ``input_anchors`` ``[B, A, 4]``
+        (normalized, :meth:`MaskRCNN.get_anchors`). Outputs, as matterport:
+        ``detections`` ``[B, DETECTION_MAX_INSTANCES, (y1, x1, y2, x2, class_id, score)]``
+        (normalized), ``mrcnn_class`` ``[B, N, NUM_CLASSES]``, ``mrcnn_bbox``
+        ``[B, N, NUM_CLASSES, 4]``, ``mrcnn_mask`` ``[B, DETECTION_MAX_INSTANCES, 28, 28,
+        NUM_CLASSES]``, ``rpn_rois`` ``[B, N, 4]``, ``rpn_class`` ``[B, A, 2]``,
+        ``rpn_bbox`` ``[B, A, 4]`` with ``N = POST_NMS_ROIS_INFERENCE``.
+    """
+    input_image = keras.Input(shape=[None, None, config.IMAGE_CHANNEL_COUNT], name="input_image")
+    input_image_meta = keras.Input(shape=[config.IMAGE_META_SIZE], name="input_image_meta")
+    input_anchors = keras.Input(shape=[None, 4], name="input_anchors")
+
+    pyramid = build_fpn(build_backbone(input_image, config), config)
+    mrcnn_feature_maps = pyramid[:4]
+    rpn_feature_maps = pyramid[:config.RPN_PYRAMID_LEVELS]
+
+    rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS), config.TOP_DOWN_PYRAMID_SIZE)
+    _, rpn_class, rpn_bbox = apply_rpn(rpn, rpn_feature_maps)
+    rpn_rois = ProposalLayer(config.POST_NMS_ROIS_INFERENCE, config.RPN_NMS_THRESHOLD, config,
+                             name="ROI")([rpn_class, rpn_bbox, input_anchors])
+
+    _, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
+        rpn_rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
+        train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE, skip_padding=True)
+    detections = DetectionLayer(config, name="mrcnn_detection")([rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])
+    detection_boxes = keras.layers.Lambda(lambda d: d[..., :4], output_shape=lambda s: tuple(s[:-1]) + (4,),
+                                          name="detection_boxes")(detections)
+    mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps, input_image_meta,
+                                      config.MASK_POOL_SIZE, config.NUM_CLASSES, train_bn=config.TRAIN_BN,
+                                      skip_padding=True)
+    return keras.Model([input_image, input_image_meta, input_anchors],
+                       [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois, rpn_class, rpn_bbox],
+                       name="mask_rcnn")
+
+
+# ----------------------------------------------------------------------------
+# images in and out
+# ----------------------------------------------------------------------------
+
+def _as_rgb(image, index, channels):
+    """uint8-range image with ``channels`` channels from ``[H, W]``, ``[H, W, 1]`` or ``[H, W, C]``."""
+    image = np.asarray(image)
+    if image.dtype == bool or not np.issubdtype(image.dtype, np.number):
+        raise ModelError(f"detect: image {index}: expected a numeric array, got dtype {image.dtype}")
+    if image.ndim == 2:
+        image = image[:, :, np.newaxis]
+    if image.ndim != 3 or image.shape[0] < 1 or image.shape[1] < 1:
+        raise ModelError(f"detect: image {index}: expected [H, W], [H, W, 1] or [H, W, {channels}], "
+                         f"got shape {image.shape}")
+    if image.shape[2] == 1 and channels != 1:
+        image = np.repeat(image, channels, axis=2)
+    if image.shape[2] != channels:
+        raise ModelError(f"detect: image {index}: expected 1 or {channels} channels "
+                         f"(IMAGE_CHANNEL_COUNT), got shape {image.shape}")
+    return image
+
+
+class MaskRCNN:
+    """matterport's ``MaskRCNN``: build, detect, load/save weights, train.
+
+    Parameters
+    ----------
+    mode : {'training', 'inference'}
+    config : Config
+    model_dir : str or Path
+        Where training logs and checkpoints go (``<model_dir>/<name><timestamp>/``).
+
+    Attributes
+    ----------
+    keras_model : keras.Model
+    epoch : int
+        Epochs already trained (recovered from a checkpoint's name by ``load_weights``).
+    log_dir, checkpoint_path : str
+        See :meth:`set_log_dir`.
+    trace_count : int
+        How many times a detect function was traced (stays 1 per molded image shape).
+    """
+
+    def __init__(self, mode, config, model_dir):
+        if mode not in MODES:
+            raise ModelError(f"MaskRCNN: mode: expected one of {MODES}, got {mode!r}")
+        self.mode = mode
+        self.config = config
+        self.model_dir = str(model_dir)
+        self.trace_count = 0
+        self._anchor_cache = {}
+        self._detect_functions = {}
+        self.set_log_dir()
+        self.keras_model = self.build(mode=mode, config=config)
+
+    # ------------------------------------------------------------------
+    # building
+    # ------------------------------------------------------------------
+    def build(self, mode, config):
+        """The Keras model of ``mode`` (training graph from ``training.build_training_model``)."""
+        if mode == "training":
+            from .training import build_training_model
+
+            return build_training_model(config)
+        return build_inference_model(config)
+
+    def get_anchors(self, image_shape):
+        """Normalized anchors for a molded image shape, computed once per shape.
+
+        Parameters
+        ----------
+        image_shape : (H, W, ...)
+
+        Returns
+        -------
+        ndarray, float32, [A, (y1, x1, y2, x2)]
+            The first ``RPN_PYRAMID_LEVELS`` pyramid levels, in the RPN's output order.
+            The pixel anchors of the last shape asked for are kept in ``self.anchors``.
+        """
+        key = (int(image_shape[0]), int(image_shape[1]))
+        if key not in self._anchor_cache:
+            config = self.config
+            levels = config.RPN_PYRAMID_LEVELS
+            shapes = np.asarray(utils.compute_backbone_shapes(config, image_shape))[:levels]
+            pixel_anchors = utils.generate_pyramid_anchors(
+                config.RPN_ANCHOR_SCALES[:levels], config.RPN_ANCHOR_RATIOS, shapes,
+                config.BACKBONE_STRIDES[:levels], config.RPN_ANCHOR_STRIDE)
+            self.anchors = pixel_anchors
+            self._anchor_cache[key] = utils.norm_boxes(pixel_anchors, key).astype(np.float32)
+        return self._anchor_cache[key]
+
+    # ------------------------------------------------------------------
+    # inference
+    # ------------------------------------------------------------------
+    def _mold_one(self, image, index):
+        config = self.config
+        image = _as_rgb(image, index, config.IMAGE_CHANNEL_COUNT)
+        molded, window, scale, _, _ = utils.resize_image(
+            image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
+            max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE)
+        meta = compose_image_meta(0, image.shape, molded.shape, window, scale,
+                                  np.zeros([config.NUM_CLASSES], dtype=np.int32))
+        return mold_image(molded, config), meta, np.asarray(window), image.shape
+
+    def mold_inputs(self, images):
+        """Resize and normalize images as the network expects them.
+
+        Parameters
+        ----------
+        images : list of ndarray
+            RGB ``[H, W, 3]`` (or grayscale ``[H, W]`` / ``[H, W, 1]``), uint8 range.
+            After resizing they must share one shape (true in 'square' mode).
+
+        Returns
+        -------
+        molded_images : ndarray, float32, [N, h, w, C]
+            Mean pixel subtracted.
+        image_metas : ndarray, float32, [N, IMAGE_META_SIZE]
+        windows : ndarray, int32, [N, (y1, x1, y2, x2)]
+            The real image's pixels inside each molded image.
+        """
+        molded = [self._mold_one(image, i) for i, image in enumerate(images)]
+        shapes = {m[0].shape for m in molded}
+        if len(shapes) > 1:
+            raise ModelError(f"mold_inputs: images resize to different shapes {sorted(shapes)}; "
+                             "mold them one shape at a time (detect does this for you)")
+        return (np.stack([m[0] for m in molded]).astype(np.float32),
+                np.stack([m[1] for m in molded]).astype(np.float32),
+                np.stack([m[2] for m in molded]).astype(np.int32))
+
+    def unmold_detections(self, detections, mrcnn_mask, original_image_shape, image_shape, window):
+        """Detections of one image in the original image's pixels.
+
+        Parameters
+        ----------
+        detections : ndarray, [D, (y1, x1, y2, x2, class_id, score)]
+            Normalized boxes in the molded image; rows from the first ``class_id == 0``
+            on are padding.
+        mrcnn_mask : ndarray, [D, h, w, NUM_CLASSES] or [D, h, w]
+            Mask probabilities per class, or already of each detection's class.
+        original_image_shape : (H, W, C)
+        image_shape : (h, w, C)
+            The molded image's shape.
+        window : (y1, x1, y2, x2)
+            Pixels of the real image inside the molded one.
+
+        Returns
+        -------
+        boxes : ndarray, int32, [N, (y1, x1, y2, x2)]
+            Original-image pixels, inside the image, ``y2``/``x2`` exclusive.
+        class_ids : ndarray, int32, [N]
+        scores : ndarray, float32, [N]
+        masks : ndarray, bool, [H, W, N]
+        """
+        detections = np.asarray(detections)
+        padding = np.where(detections[:, 4] == 0)[0]
+        count = int(padding[0]) if padding.shape[0] else detections.shape[0]
+        boxes = detections[:count, :4].astype(np.float64)
+        class_ids = detections[:count, 4].astype(np.int32)
+        scores = detections[:count, 5].astype(np.float32)
+        masks = np.asarray(mrcnn_mask)[:count]
+        if masks.ndim == 4:
+            masks = masks[np.arange(count), :, :, class_ids]
+
+        # Normalized molded-image coordinates -> normalized window coordinates -> pixels.
+        wy1, wx1, wy2, wx2 = utils.norm_boxes(np.asarray(window, np.float64)[np.newaxis], image_shape[:2])[0]
+        shift = np.array([wy1, wx1, wy1, wx1], np.float64)
+        scale = np.array([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1], np.float64)
+        boxes = utils.denorm_boxes((boxes - shift) / scale, original_image_shape[:2])
+        height, width = int(original_image_shape[0]), int(original_image_shape[1])
+        boxes = np.clip(boxes, 0, [height, width, height, width]).astype(np.int32)
+
+        visible = np.where((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))[0]
+        boxes, class_ids, scores, masks = boxes[visible], class_ids[visible], scores[visible], masks[visible]
+        full_masks = [utils.unmold_mask(masks[i], boxes[i], original_image_shape) for i in range(len(boxes))]
+        full_masks = (np.stack(full_masks, axis=-1) if full_masks
+                      else np.zeros((height, width, 0), dtype=bool))
+        return boxes.reshape(-1, 4), class_ids, scores, full_masks
+
+    def _detect_function(self, image_shape):
+        """The compiled detect graph for one molded shape: ``(images, metas) -> (detections, masks)``.
+
+        ``masks`` are the ``[B, D, 28, 28]`` probabilities of each detection's class.
+        """
+        key = (int(image_shape[0]), int(image_shape[1]))
+        if key in self._detect_functions:
+            return self._detect_functions[key]
+        if key[0] % 64 or key[1] % 64:
+            raise ModelError(f"detect: molded images of shape {key} cannot be used: height and width must "
+                             "be multiples of 64 (the FPN halves them 6 times); check IMAGE_RESIZE_MODE")
+        anchors = tf.constant(self.get_anchors(key), tf.float32)
+        model = self.keras_model
+        config = self.config
+
+        def detect_graph(images, image_metas):
+            self.trace_count += 1
+            batch = tf.shape(images)[0]
+            batch_anchors = tf.broadcast_to(anchors[tf.newaxis], [batch, anchors.shape[0], 4])
+            outputs = model([images, image_metas, batch_anchors], training=False)
+            detections, mrcnn_mask = outputs[0], outputs[3]
+            class_ids = tf.cast(detections[..., 4], tf.int32)
+            class_masks = tf.gather(tf.transpose(mrcnn_mask, [0, 1, 4, 2, 3]), class_ids, batch_dims=2)
+            return detections, class_masks
+
+        signature = [tf.TensorSpec([None, key[0], key[1], config.IMAGE_CHANNEL_COUNT], tf.float32),
+                     tf.TensorSpec([None, config.IMAGE_META_SIZE], tf.float32)]
+        function = tf.function(detect_graph, input_signature=signature)
+        self._detect_functions[key] = function
+        return function
+
+    def detect(self, images, verbose=0):
+        """Detect objects in images of any size and number.
+
+        Parameters
+        ----------
+        images : list of ndarray
+            RGB ``[H, W, 3]`` or grayscale ``[H, W]`` / ``[H, W, 1]``, uint8 range; sizes
+            may differ. Run in chunks of ``config.BATCH_SIZE`` (the last may be shorter).
+        verbose : int
+            1 prints what goes in (matterport's logging).
+
+        Returns
+        -------
+        list of dict, one per image
+            ``rois`` int32 ``[N, (y1, x1, y2, x2)]`` in the original image's pixels,
+            ``class_ids`` int32 ``[N]``, ``scores`` float32 ``[N]``, ``masks`` bool
+            ``[H, W, N]`` (the original size).
+        """
+        if self.mode != "inference":
+            raise ModelError("detect: create the model with mode='inference'")
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            images = list(images)
+        if not isinstance(images, (list, tuple)):
+            raise ModelError(f"detect: expected a list of images, got {type(images).__name__}")
+        if verbose:
+            log(f"Processing {len(images)} images")
+            for image in images:
+                log("image", image)
+        results = [None] * len(images)
+        batch_size = self.config.BATCH_SIZE
+        for start in range(0, len(images), batch_size):
+            indices = range(start, min(start + batch_size, len(images)))
+            molded = {i: self._mold_one(images[i], i) for i in indices}
+            by_shape = OrderedDict()
+            for i in indices:
+                by_shape.setdefault(molded[i][0].shape, []).append(i)
+            for shape, members in by_shape.items():
+                self._detect_group(shape, [molded[i] for i in members], members, results, verbose)
+        return results
+
+    def _detect_group(self, shape, molded, indices, results, verbose):
+        molded_images = np.stack([m[0] for m in molded]).astype(np.float32)
+        image_metas = np.stack([m[1] for m in molded]).astype(np.float32)
+        if verbose:
+            log("molded_images", molded_images)
+            log("image_metas", image_metas)
+            log("anchors", self.get_anchors(shape))
+        detections, masks = self._detect_function(shape)(molded_images, image_metas)
+        detections, masks = detections.numpy(), masks.numpy()
+        for k, i in enumerate(indices):
+            _, _, window, original_shape = molded[k]
+            rois, class_ids, scores, full_masks = self.unmold_detections(
+                detections[k], masks[k], original_shape, shape, window)
+            results[i] = {"rois": rois, "class_ids": class_ids, "scores": scores, "masks": full_masks}
+
+    def run_graph(self, images, outputs, image_metas=None):
+        """Values of intermediate tensors for the given images (debugging, as matterport).
+
+        Parameters
+        ----------
+        images : list of ndarray
+        outputs : list of (str, KerasTensor)
+            Tensors of ``keras_model`` (e.g. ``model.keras_model.get_layer("ROI").output``).
+        image_metas : ndarray, optional
+            Replaces the metas of :meth:`mold_inputs`.
+
+        Returns
+        -------
+        OrderedDict
+            ``name -> ndarray``.
+        """
+        if self.mode != "inference":
+            raise ModelError("run_graph: create the model with mode='inference'")
+        names = [name for name, _ in outputs]
+        probe = keras.Model(self.keras_model.inputs, [tensor for _, tensor in outputs])
+        molded_images, metas, _ = self.mold_inputs(images)
+        if image_metas is not None:
+            metas = np.asarray(image_metas, np.float32)
+        anchors = np.broadcast_to(self.get_anchors(molded_images.shape[1:]),
+                                  (len(molded_images),) + self.get_anchors(molded_images.shape[1:]).shape)
+        values = probe([molded_images, metas, np.ascontiguousarray(anchors)], training=False)
+        if not isinstance(values, (list, tuple)):
+            values = [values]
+        return OrderedDict((name, keras.ops.convert_to_numpy(v)) for name, v in zip(names, values))
+
+    # ------------------------------------------------------------------
+    # weights and checkpoints
+    # ------------------------------------------------------------------
+    def load_weights(self, filepath, by_name=False, exclude=None):
+        """Load a Keras-2 HDF5 weights file (matterport's or ours) and adopt its log dir.
+
+        See ``weights.load_hdf5_weights`` for ``by_name`` and ``exclude``. When the
+        path is a checkpoint of this library's naming, ``epoch`` and ``log_dir`` follow it
+        (training resumes there).
+        """
+        load_hdf5_weights(self.keras_model, filepath, by_name=by_name, exclude=exclude)
+        self.set_log_dir(str(filepath))
+
+    def save_weights(self, filepath):
+        """Write the weights (Keras-2 HDF5 layout, atomically, with config and epoch)."""
+        return save_hdf5_weights(self.keras_model, filepath, config=self.config, epoch=self.epoch)
+
+    def set_log_dir(self, model_path=None):
+        """Set ``log_dir``, ``checkpoint_path`` and ``epoch`` (matterport's naming).
+
+        New run: ``log_dir = <model_dir>/<name><now:%Y%m%dT%H%M>`` and ``epoch = 0``.
+        With ``model_path`` of the form ``.../<name><YYYYmmddTHHMM>/mask_rcnn_<name>_<EEEE>.h5``
+        the timestamp and ``epoch = EEEE`` (epochs done) are taken from it.
+        ``checkpoint_path`` is ``<log_dir>/mask_rcnn_<name>_{epoch:04d}.h5``.
+        """
+        self.epoch = 0
+        now = datetime.datetime.now()
+        if model_path:
+            match = _CHECKPOINT_RE.match(str(model_path))
+            if match:
+                year, month, day, hour, minute, epoch = (int(g) for g in match.groups())
+                now = datetime.datetime(year, month, day, hour, minute)
+                self.epoch = epoch
+        name = str(self.config.NAME).lower()
+        self.log_dir = os.path.join(self.model_dir, f"{name}{now:%Y%m%dT%H%M}")
+        self.checkpoint_path = os.path.join(self.log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
+
+    def find_last(self):
+        """Path of the latest checkpoint of the newest run of this config's NAME.
+
+        Run folders ``<model_dir>/<name><YYYYmmddTHHMM>`` are searched newest first; the
+        first holding ``mask_rcnn_*.h5`` files gives its highest-epoch file.
+
+        Raises
+        ------
+        FileNotFoundError
+            Naming ``model_dir`` and what was looked for.
+        """
+        name = str(self.config.NAME).lower()
+        run_re = re.compile(re.escape(name) + r"\d{8}T\d{4}$")
+        try:
+            runs = sorted((d for d in os.listdir(self.model_dir)
+                           if run_re.match(d) and os.path.isdir(os.path.join(self.model_dir, d))), reverse=True)
+        except FileNotFoundError:
+            runs = []
+        if not runs:
+            raise FileNotFoundError(f"find_last: no run folder '{name}YYYYmmddTHHMM' in model_dir "
+                                    f"{self.model_dir!r}: train first or give a weights path")
+        for run in runs:
+            folder = os.path.join(self.model_dir, run)
+            checkpoints = sorted(f for f in os.listdir(folder) if f.startswith("mask_rcnn") and f.endswith(".h5"))
+            if checkpoints:
+                return os.path.join(folder, checkpoints[-1])
+        raise FileNotFoundError(f"find_last: no mask_rcnn_*.h5 checkpoint in the run folders {runs} of "
+                                f"{self.model_dir!r}")
+
+    # ------------------------------------------------------------------
+    # training
+    # ------------------------------------------------------------------
+    def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
+              custom_callbacks=None, no_augmentation_sources=None):
+        """Train (see ``trainer.train``): ``layers`` is 'heads', '3+', '4+', '5+', 'all' or a regex."""
+        if self.mode != "training":
+            raise ModelError("train: create the model with mode='training'")
+        from .trainer import train
+
+        return train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
+                     augmentation=augmentation, custom_callbacks=custom_callbacks,
+                     no_augmentation_sources=no_augmentation_sources)
+
+    def find_trainable_layer(self, layer):
+        """The layer that owns the weights (matterport unwrapped ``TimeDistributed``; no wrappers here)."""
+        if isinstance(layer, keras.layers.TimeDistributed):
+            return self.find_trainable_layer(layer.layer)
+        return layer
+
+    def get_trainable_layers(self):
+        """Top-level layers of ``keras_model`` that have weights (the nested ``rpn_model`` included)."""
+        return [self.find_trainable_layer(layer) for layer in self.keras_model.layers if layer.weights]
