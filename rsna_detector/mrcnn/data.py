@@ -343,7 +343,8 @@ class TrainingBatches:
             rpn_bbox float32 [B, RPN_TRAIN_ANCHORS_PER_IMAGE, 4];
             gt_class_ids int32 [B, MAX_GT_INSTANCES] (0 = padding);
             gt_boxes float32 [B, MAX_GT_INSTANCES, 4] (pixels, zero padding);
-            gt_masks bool [B, mh, mw, MAX_GT_INSTANCES].
+            gt_masks float32 [B, mh, mw, MAX_GT_INSTANCES] in {0, 1} (not bool:
+            ``tf.distribute`` cannot reduce bool tensors when Keras builds the model).
         """
         arrays = self._empty_batch()
         for slot, image_id in enumerate(self.batch_image_ids(index)):
@@ -368,7 +369,7 @@ class TrainingBatches:
             np.zeros((batch, config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4), np.float32),
             np.zeros((batch, config.MAX_GT_INSTANCES), np.int32),
             np.zeros((batch, config.MAX_GT_INSTANCES, 4), np.float32),
-            np.zeros((batch,) + self.gt_mask_shape() + (config.MAX_GT_INSTANCES,), bool),
+            np.zeros((batch,) + self.gt_mask_shape() + (config.MAX_GT_INSTANCES,), np.float32),
         ]
 
     def gt_mask_shape(self):

@@ -25,6 +25,7 @@ import re
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from .data import TrainingBatches, make_input_dataset
 from .losses import LOSS_NAMES
@@ -161,10 +162,14 @@ class NonFiniteLossStop(keras.callbacks.Callback):
 
     def __init__(self):
         super().__init__()
-        self._epoch = 0
+        self.epoch = 0  # 1-based, for messages
+        self.step = 0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch + 1
+        self.epoch = epoch + 1
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.step = batch + 1
 
     def on_train_batch_end(self, batch, logs=None):
         bad = {}
@@ -180,7 +185,7 @@ class NonFiniteLossStop(keras.callbacks.Callback):
         values = ", ".join(f"{name}={value}" for name, value in bad.items())
         self.model.stop_training = True
         raise NonFiniteLossError(
-            f"training stopped at epoch {self._epoch}, step {batch + 1}: {', '.join(parts)} became "
+            f"training stopped at epoch {self.epoch}, step {batch + 1}: {', '.join(parts)} became "
             f"NaN or infinite ({values}); lower the learning rate or check the data of this step")
 
 
@@ -247,16 +252,26 @@ def train(model, train_dataset, val_dataset, learning_rate, epochs, layers, augm
     ] + _tensorboard(model.log_dir) + list(custom_callbacks or [])
 
     print(f"\nStarting at epoch {model.epoch}. LR={learning_rate}\nCheckpoint Path: {model.checkpoint_path}")
-    history = keras_model.fit(
-        train_input,
-        initial_epoch=model.epoch,
-        epochs=epochs,
-        steps_per_epoch=config.STEPS_PER_EPOCH,
-        validation_data=val_input,
-        validation_steps=config.VALIDATION_STEPS if val_input is not None else None,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
+    try:
+        history = keras_model.fit(
+            train_input,
+            initial_epoch=model.epoch,
+            epochs=epochs,
+            steps_per_epoch=config.STEPS_PER_EPOCH,
+            validation_data=val_input,
+            validation_steps=config.VALIDATION_STEPS if val_input is not None else None,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+    except tf.errors.InvalidArgumentError as exc:
+        if "finite" not in str(exc).lower():
+            raise
+        stop = callbacks[0]
+        detail = next((line.strip() for line in str(exc).splitlines() if "finite" in line.lower()), "")
+        raise NonFiniteLossError(
+            f"training stopped at epoch {stop.epoch}, step {stop.step}: a tensor became NaN or infinite "
+            f"inside the graph ({detail}); lower the learning rate or check the data of this step"
+        ) from exc
     model.epoch = max(model.epoch, epochs)
     return history
 

@@ -13,7 +13,7 @@ Inputs (in order, as :class:`~rsna_detector.mrcnn.data.TrainingBatches` makes th
     input_rpn_bbox      float32 [B, RPN_TRAIN_ANCHORS_PER_IMAGE, 4]
     input_gt_class_ids  int32   [B, MAX_GT_INSTANCES]       0 = padding
     input_gt_boxes      float32 [B, MAX_GT_INSTANCES, 4]    pixels (y1, x1, y2, x2)
-    input_gt_masks      bool    [B, mh, mw, MAX_GT_INSTANCES]
+    input_gt_masks      float32 [B, mh, mw, MAX_GT_INSTANCES]  0 or 1
 
 Outputs: ``rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits,
 mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois, output_rois`` then the five loss
@@ -50,6 +50,7 @@ __all__ = [
     "MaskRCNNTrainingModel",
     "AnchorsLayer",
     "LossLayer",
+    "FiniteBoxes",
     "TrainingGraphError",
     "LOSS_NAMES",
 ]
@@ -121,6 +122,19 @@ class NormBoxesLayer(keras.layers.Layer):
     def call(self, boxes):
         real = tf.reduce_any(tf.not_equal(boxes, 0.0), axis=-1, keepdims=True)
         return tf.where(real, box_ops.norm_boxes_graph(boxes, self.image_shape), 0.0)
+
+
+class FiniteBoxes(keras.layers.Layer):
+    """Rows with a NaN or infinite coordinate become zero (padding).
+
+    Once weights diverge the proposals turn NaN, and ROI Align would abort the
+    step with an opaque error before any loss is reported; zeroed instead, the
+    step finishes and the trainer's NaN stop names the loss that broke.
+    """
+
+    def call(self, boxes):
+        finite = tf.reduce_all(tf.math.is_finite(boxes), axis=-1, keepdims=True)
+        return tf.where(finite, boxes, 0.0)
 
 
 class LossLayer(keras.layers.Layer):
@@ -311,7 +325,7 @@ def _training_inputs(config):
         keras.Input(shape=(config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4), name="input_rpn_bbox", dtype="float32"),
         keras.Input(shape=(gt,), name="input_gt_class_ids", dtype="int32"),
         keras.Input(shape=(gt, 4), name="input_gt_boxes", dtype="float32"),
-        keras.Input(shape=mask_shape + (gt,), name="input_gt_masks", dtype="bool"),
+        keras.Input(shape=mask_shape + (gt,), name="input_gt_masks", dtype="float32"),
     ]
 
 
@@ -330,6 +344,7 @@ def _training_graph(config):
     anchors = AnchorsLayer(anchors, name="anchors")(image)
     rpn_rois = ProposalLayer(proposal_count=config.POST_NMS_ROIS_TRAINING, nms_threshold=config.RPN_NMS_THRESHOLD,
                              config=config, name="ROI", dtype="float32")([rpn_class, rpn_bbox, anchors])
+    rpn_rois = FiniteBoxes(name="finite_rpn_rois", dtype="float32")(rpn_rois)
 
     rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(config, name="proposal_targets",
                                                                             dtype="float32")(

@@ -1,0 +1,323 @@
+"""Training end to end: learning, resume, checkpoints, NaN stop, MirroredStrategy, layers."""
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from rsna_detector.mrcnn import data, trainer, training, utils
+from rsna_detector.mrcnn import model as modellib
+from rsna_detector.mrcnn import weights as weights_module
+from rsna_detector.mrcnn.config import Config
+
+
+class BlobDataset(utils.Dataset):
+    """``size`` x ``size`` noisy dark images; the first ``positives`` hold one bright ellipse each."""
+
+    def __init__(self, positives, negatives, seed=0, size=64):
+        super().__init__()
+        rng = np.random.default_rng(seed)
+        self.add_class("blobs", 1, "blob")
+        for i in range(positives + negatives):
+            boxes = []
+            if i < positives:
+                h, w = rng.integers(12, 25, 2)
+                y, x = rng.integers(2, size - 2 - h), rng.integers(2, size - 2 - w)
+                boxes = [(int(y), int(x), int(y + h), int(x + w))]
+            self.add_image("blobs", image_id=i, path=None, boxes=boxes, size=size, noise=int(rng.integers(1 << 30)))
+        self.prepare()
+
+    def _ellipses(self, image_id):
+        info = self.image_info[image_id]
+        masks = np.zeros((info["size"], info["size"], len(info["boxes"])), bool)
+        for k, (y1, x1, y2, x2) in enumerate(info["boxes"]):
+            yy, xx = np.mgrid[y1:y2, x1:x2]
+            cy, cx, ry, rx = (y1 + y2 - 1) / 2, (x1 + x2 - 1) / 2, (y2 - y1) / 2, (x2 - x1) / 2
+            masks[y1:y2, x1:x2, k] = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+        return masks
+
+    def load_image(self, image_id):
+        info = self.image_info[image_id]
+        image = np.random.default_rng(info["noise"]).integers(0, 40, (info["size"], info["size"])).astype(np.uint8)
+        image[np.any(self._ellipses(image_id), axis=-1)] = 200
+        return np.repeat(image[:, :, np.newaxis], 3, axis=2)
+
+    def load_mask(self, image_id):
+        masks = self._ellipses(image_id)
+        return masks, np.ones(masks.shape[-1], np.int32)
+
+
+class TinyConfig(Config):
+    NAME = "blobs"
+    BACKBONE = "tiny"
+    NUM_CLASSES = 2
+    IMAGES_PER_GPU = 4
+    IMAGE_MIN_DIM = 64
+    IMAGE_MAX_DIM = 64
+    RPN_ANCHOR_SCALES = (8, 16, 32)
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 64
+    MAX_GT_INSTANCES = 2
+    MINI_MASK_SHAPE = (28, 28)
+    TOP_DOWN_PYRAMID_SIZE = 32
+    FPN_CLASSIF_FC_LAYERS_SIZE = 64
+    PRE_NMS_LIMIT = 300
+    POST_NMS_ROIS_TRAINING = 64
+    POST_NMS_ROIS_INFERENCE = 32
+    TRAIN_ROIS_PER_IMAGE = 16
+    DETECTION_MAX_INSTANCES = 4
+    DETECTION_MIN_CONFIDENCE = 0.7
+    STEPS_PER_EPOCH = 2
+    VALIDATION_STEPS = 1
+    LEARNING_RATE = 0.02
+    SEED = 3
+
+
+def tiny_config(**settings):
+    config = TinyConfig()
+    for name, value in settings.items():
+        setattr(config, name, value)
+    return config.validate()
+
+
+# ----------------------------------------------------------------------------
+# learning
+# ----------------------------------------------------------------------------
+
+def test_learns_blobs_from_scratch(tmp_path):
+    """8 images with one blob and 2 empty ones; mAP@0.5 on them after ~1 CPU minute of training."""
+    dataset = BlobDataset(8, 2)
+    config = tiny_config(STEPS_PER_EPOCH=20, VALIDATION_STEPS=0)
+    model = modellib.MaskRCNN("training", config, str(tmp_path))
+    trainer.train(model, dataset, None, config.LEARNING_RATE, 4, "all", verbose=0)
+
+    inference_config = tiny_config(IMAGES_PER_GPU=10)
+    detector = modellib.MaskRCNN("inference", inference_config, str(tmp_path))
+    detector.load_weights(model.find_last(), by_name=True)
+    results = detector.detect([dataset.load_image(i) for i in dataset.image_ids])
+    precisions = []
+    for image_id, result in zip(dataset.image_ids, results):
+        masks, class_ids = dataset.load_mask(image_id)
+        if len(class_ids):
+            ap = utils.compute_ap(utils.extract_bboxes(masks), class_ids, masks, result["rois"],
+                                  result["class_ids"], result["scores"], result["masks"])[0]
+            precisions.append(ap)
+    assert np.mean(precisions) >= 0.9, precisions
+
+
+def test_training_step_reduces_the_loss_on_one_batch():
+    config = tiny_config()
+    keras_model = training.build_training_model(config)
+    trainer.set_trainable(keras_model, "all")
+    trainer.compile_training_model(keras_model, 0.02, config)
+    batch = data.TrainingBatches(BlobDataset(3, 1), config, shuffle=False).batch(0)
+    dataset = tf.data.Dataset.from_tensors((batch,)).repeat()
+    history = keras_model.fit(dataset, epochs=12, steps_per_epoch=1, verbose=0)
+    losses = history.history["loss"]
+    assert losses[-1] < 0.5 * losses[0]
+    assert set(history.history) == {"loss", *training.LOSS_NAMES}
+
+
+# ----------------------------------------------------------------------------
+# graph and layers
+# ----------------------------------------------------------------------------
+
+def test_training_graph_outputs_and_names():
+    config = tiny_config()
+    keras_model = training.build_training_model(config)
+    names = {layer.name for layer in keras_model.layers}
+    assert set(training.LOSS_NAMES) <= names
+    assert {"rpn_model", "ROI", "proposal_targets", "mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_mask",
+            "fpn_p2", "fpn_c5p5"} <= names
+    batch = data.TrainingBatches(BlobDataset(1, 1), config, shuffle=False, batch_size=2).batch(0)
+    outputs = keras_model(list(batch), training=False)
+    anchors = len(data.training_anchors(config))
+    assert tuple(outputs[0].shape) == (2, anchors, 2)  # rpn_class_logits on P2..P4 only
+    assert tuple(outputs[7].shape) == (2, 64, 4)  # rpn_rois
+    assert tuple(outputs[8].shape) == (2, 16, 4)  # output_rois
+    assert tuple(outputs[6].shape) == (2, 5, 28, 28, 2)  # masks for the int(16 * 0.33) = 5 positive slots
+    for value in outputs[-5:]:
+        assert np.isfinite(float(value))
+
+
+def test_layer_presets_and_frozen_batch_norm():
+    config = tiny_config(TRAIN_BN=False)
+    keras_model = training.build_training_model(config)
+    heads = set(trainer.set_trainable(keras_model, "heads", train_bn=False))
+    assert "rpn_conv_shared" in heads and "fpn_p2" in heads and "mrcnn_mask" in heads
+    assert "tiny_c2" not in heads
+    assert not any(name.startswith("mrcnn_mask_bn") or name.startswith("mrcnn_class_bn") for name in heads)
+    everything = set(trainer.set_trainable(keras_model, "all", train_bn=False))
+    assert "tiny_c2" in everything and "tiny_bn2" not in everything
+    with_bn = set(trainer.set_trainable(keras_model, "all", train_bn=True))
+    assert "tiny_bn2" in with_bn
+    custom = trainer.set_trainable(keras_model, r"mrcnn\_mask.*", train_bn=False)
+    assert "mrcnn_mask" in custom and "mrcnn_class_logits" not in custom
+
+
+def test_weight_decay_term_matches_matterport_formula():
+    config = tiny_config(WEIGHT_DECAY=0.01)
+    keras_model = training.build_training_model(config)
+    trainer.set_trainable(keras_model, "heads", train_bn=False)
+    expected = sum(0.01 * np.mean(np.square(w.numpy())) for w in keras_model.trainable_weights
+                   if w.name not in ("gamma", "beta"))
+    assert float(keras_model.weight_decay_loss()) == pytest.approx(expected, rel=1e-5)
+
+
+# ----------------------------------------------------------------------------
+# checkpoints and resume
+# ----------------------------------------------------------------------------
+
+def test_epochs_continue_and_resume_from_last_checkpoint(tmp_path):
+    dataset = BlobDataset(3, 1)
+    model = modellib.MaskRCNN("training", tiny_config(), str(tmp_path))
+    history = trainer.train(model, dataset, dataset, 0.01, 1, "heads", verbose=0)
+    assert model.epoch == 1 and len(history.history["loss"]) == 1 and "val_loss" in history.history
+    first = Path(model.find_last())
+    assert first.name == "mask_rcnn_blobs_0001.h5"
+
+    resumed = modellib.MaskRCNN("training", tiny_config(), str(tmp_path))
+    resumed.load_weights(resumed.find_last(), by_name=True)
+    assert resumed.epoch == 1 and Path(resumed.log_dir) == first.parent
+    trainer.train(resumed, dataset, dataset, 0.01, 2, "all", verbose=0)
+    assert resumed.epoch == 2
+    assert sorted(p.name for p in first.parent.glob("*.h5")) == ["mask_rcnn_blobs_0001.h5", "mask_rcnn_blobs_0002.h5"]
+    with open(first.parent / trainer.LOG_CSV_NAME) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    with h5py.File(first.parent / "mask_rcnn_blobs_0002.h5") as handle:
+        assert int(handle.attrs["epoch"]) == 2
+    assert trainer.train(resumed, dataset, None, 0.01, 2, "all", verbose=0) is None  # nothing left to do
+
+
+def test_interrupted_checkpoint_write_keeps_previous_loadable(tmp_path, monkeypatch):
+    dataset = BlobDataset(2, 1)
+    config = tiny_config(VALIDATION_STEPS=0, STEPS_PER_EPOCH=1)
+    model = modellib.MaskRCNN("training", config, str(tmp_path))
+    trainer.train(model, dataset, None, 0.01, 1, "heads", verbose=0)
+
+    class CrashingFile(h5py.File):
+        """Opens the temporary file, then fails while writing (a full disk, a kill)."""
+
+        def create_group(self, name, *args, **kwargs):
+            raise OSError("simulated crash during checkpoint write")
+
+    monkeypatch.setattr(weights_module.h5py, "File", CrashingFile)
+    with pytest.raises(OSError, match="simulated crash"):
+        trainer.train(model, dataset, None, 0.01, 2, "heads", verbose=0)
+    monkeypatch.undo()
+
+    folder = Path(model.log_dir)
+    assert sorted(p.name for p in folder.iterdir() if "mask_rcnn" in p.name) == ["mask_rcnn_blobs_0001.h5"]
+    fresh = modellib.MaskRCNN("training", config, str(tmp_path))
+    fresh.load_weights(fresh.find_last(), by_name=True)
+    assert fresh.epoch == 1
+
+
+# ----------------------------------------------------------------------------
+# NaN stop
+# ----------------------------------------------------------------------------
+
+def test_nan_loss_stops_naming_epoch_step_and_loss(tmp_path, monkeypatch):
+    original = data.TrainingBatches.batch
+
+    def poisoned(self, index):
+        arrays = list(original(self, index))
+        if index == 1:
+            arrays[3] = np.full_like(arrays[3], np.nan)  # RPN box targets of the second batch
+        return tuple(arrays)
+
+    monkeypatch.setattr(data.TrainingBatches, "batch", poisoned)
+    config = tiny_config(VALIDATION_STEPS=0, STEPS_PER_EPOCH=3)
+    model = modellib.MaskRCNN("training", config, str(tmp_path))
+    with pytest.raises(trainer.NonFiniteLossError, match=r"epoch 1, step 2: rpn_bbox_loss became NaN"):
+        trainer.train(model, BlobDataset(2, 1), None, 0.01, 1, "all", verbose=0)
+    assert not list(Path(model.log_dir).glob("*.h5"))  # no checkpoint of a broken epoch
+
+
+def test_huge_learning_rate_stops_with_a_named_loss(tmp_path):
+    config = tiny_config(VALIDATION_STEPS=0, STEPS_PER_EPOCH=20, GRADIENT_CLIP_NORM=1e30)
+    model = modellib.MaskRCNN("training", config, str(tmp_path))
+    with pytest.raises(trainer.NonFiniteLossError, match=r"epoch 1, step \d+: .*_loss"):
+        trainer.train(model, BlobDataset(2, 1), None, 1e12, 1, "all", verbose=0)
+
+
+# ----------------------------------------------------------------------------
+# multi-device
+# ----------------------------------------------------------------------------
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import numpy as np
+    sys.path.insert(0, sys.argv[1])
+    from tests.mrcnn.test_training import BlobDataset, tiny_config
+    from rsna_detector.mrcnn import data, trainer, training, weights
+
+    # Every proposal kept (16 proposals, 16 ROIs, ratio 1) so the ROI sampling is not random,
+    # and clipping off: per-replica clipping of partial gradients would differ by design.
+    settings = dict(POST_NMS_ROIS_TRAINING=16, TRAIN_ROIS_PER_IMAGE=16, ROI_POSITIVE_RATIO=1.0,
+                    GRADIENT_CLIP_NORM=1e9, WEIGHT_DECAY=0.001)
+    single = tiny_config(GPU_COUNT=1, IMAGES_PER_GPU=4, **settings)
+    mirrored = tiny_config(GPU_COUNT=2, IMAGES_PER_GPU=2, **settings)
+    pair = data.TrainingBatches(BlobDataset(1, 1), single, shuffle=False, batch_size=2).batch(0)
+    # global batch [a, b, a, b]: each replica gets [a, b]
+    batch = tuple(np.concatenate([x, x]) for x in pair)
+    dataset = tf.data.Dataset.from_tensors((batch,)).repeat()
+
+    results = {}
+    path = os.path.join(sys.argv[2], "init.h5")
+    for name, config in (("single", single), ("mirrored", mirrored)):
+        model = training.build_training_model(config)
+        if name == "single":
+            weights.save_hdf5_weights(model, path)
+        else:
+            weights.load_hdf5_weights(model, path, by_name=True)
+        trainer.set_trainable(model, "all")
+        trainer.compile_training_model(model, 0.01, config)
+        kernels = [model.get_layer("mrcnn_class_logits").kernel,
+                   model.get_layer("rpn_model").get_layer("rpn_conv_shared").kernel,
+                   model.get_layer("tiny_c2").kernel]
+        before = [k.numpy().ravel()[:200] for k in kernels]
+        history = model.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0)
+        results[name] = {
+            "replicas": model.distribute_strategy.num_replicas_in_sync,
+            "losses": {k: v[-1] for k, v in history.history.items()},
+            "updates": [(k.numpy().ravel()[:200] - b).tolist() for k, b in zip(kernels, before)],
+        }
+    print("RESULT " + json.dumps(results))
+""")
+
+
+def test_mirrored_strategy_two_cpus_matches_one_device(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    completed = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(root), str(tmp_path)],
+                               capture_output=True, text=True, timeout=600, env=env)
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
+    assert completed.returncode == 0 and lines, completed.stderr[-3000:]
+    results = json.loads(lines[-1][len("RESULT "):])
+    single, mirrored = results["single"], results["mirrored"]
+    assert single["replicas"] == 1 and mirrored["replicas"] == 2
+    # Tolerance: float32 reductions in a different order (per replica, then summed).
+    for name, value in single["losses"].items():
+        assert mirrored["losses"][name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
+    # One SGD step moved the weights by the same amount (a missing 1/replicas would double it).
+    for got, want in zip(mirrored["updates"], single["updates"]):
+        want = np.asarray(want)
+        assert np.abs(want).max() > 0
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+
+
+def test_more_replicas_than_devices_is_refused():
+    with pytest.raises(ValueError, match="GPU_COUNT is 64"):
+        training.training_strategy(tiny_config(GPU_COUNT=64))
