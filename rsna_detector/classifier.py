@@ -56,6 +56,7 @@ __all__ = [
     "preprocess_images",
     "classifier_augmentation",
     "ClassifierSequence",
+    "patient_images",
     "labelled_images",
     "class_weights",
     "train_classifier",
@@ -306,17 +307,23 @@ def build_classifier(name="densenet121", weights="imagenet", input_shape=DEFAULT
     return model
 
 
-def _register(cls):
-    import keras
-
-    return keras.saving.register_keras_serializable(package="rsna_detector")(cls)
-
-
-def _f1_metric_class():
+def _metric_class():
     import keras
     from keras import ops
 
-    class _BinaryF1Score(keras.metrics.Metric):
+    @keras.saving.register_keras_serializable(package="rsna_detector")
+    class BinaryF1Score(keras.metrics.Metric):
+        """F1 of binary predictions: ``2 TP / (2 TP + FP + FN)``, a prediction positive when ``score > threshold``.
+
+        Accumulates TP, FP and FN over batches (optional sample weights); 0 when
+        there is no positive at all.
+
+        Parameters
+        ----------
+        threshold : float
+        name : str
+        """
+
         def __init__(self, threshold=0.5, name="f1", **kwargs):
             super().__init__(name=name, **kwargs)
             self.threshold = float(threshold)
@@ -344,30 +351,7 @@ def _f1_metric_class():
         def get_config(self):
             return {**super().get_config(), "threshold": self.threshold}
 
-    _BinaryF1Score.__name__ = _BinaryF1Score.__qualname__ = "BinaryF1Score"
-    _BinaryF1Score.__doc__ = BinaryF1Score.__doc__
-    return _register(_BinaryF1Score)
-
-
-_F1_CLASS = None
-
-
-def BinaryF1Score(threshold=0.5, name="f1", **kwargs):  # noqa: N802 (a metric class, built lazily)
-    """F1 of binary predictions: ``2 TP / (2 TP + FP + FN)``, a prediction positive when ``score > threshold``.
-
-    A ``keras.metrics.Metric`` accumulating TP, FP and FN over batches (optional
-    sample weights); 0 when there is no positive at all. Built on first use so
-    that importing this module does not import Keras.
-
-    Parameters
-    ----------
-    threshold : float
-    name : str
-    """
-    global _F1_CLASS
-    if _F1_CLASS is None:
-        _F1_CLASS = _f1_metric_class()
-    return _F1_CLASS(threshold=threshold, name=name, **kwargs)
+    return BinaryF1Score
 
 
 def compile_classifier(model, learning_rate=1e-3, *, run_eagerly=False):
@@ -378,21 +362,25 @@ def compile_classifier(model, learning_rate=1e-3, *, run_eagerly=False):
         optimizer=keras.optimizers.Adam(learning_rate),
         loss="binary_crossentropy",
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.Precision(name="precision"),
-                 keras.metrics.Recall(name="recall"), BinaryF1Score(0.5, name="f1")],
+                 keras.metrics.Recall(name="recall"), _lazy("BinaryF1Score")(0.5, name="f1")],
         run_eagerly=run_eagerly,
     )
     return model
 
 
-def _name_of(model, name=None):
+def _name_of(model, name=None, default=None):
+    """The backbone name: ``name`` if given, else from the model's name ``<name>_pneumonia``, else ``default``."""
     if name is not None:
         _check_name(name)
         return name
     prefix = model.name[: -len(_MODEL_SUFFIX)] if model.name.endswith(_MODEL_SUFFIX) else model.name
-    if prefix not in CLASSIFIER_NAMES:
-        raise ClassifierError(f"model {model.name!r}: cannot tell its backbone; pass name= one of "
-                              f"{', '.join(CLASSIFIER_NAMES)}")
-    return prefix
+    if prefix in CLASSIFIER_NAMES:
+        return prefix
+    if default is not None:
+        _check_name(default)
+        return default
+    raise ClassifierError(f"model {model.name!r}: cannot tell its backbone; pass name= one of "
+                          f"{', '.join(CLASSIFIER_NAMES)}")
 
 
 # --------------------------------------------------------------------------- images
@@ -453,58 +441,34 @@ def classifier_augmentation():
     ], name="report_classifier")
 
 
-def _sequence_base():
+def _sequence_class():
     import keras
 
-    return keras.utils.PyDataset
+    class ClassifierSequence(keras.utils.PyDataset):
+        """Batches of (preprocessed images, labels) read from DICOMs, for ``fit`` and ``predict``.
 
+        Parameters
+        ----------
+        paths : sequence of path
+            DICOM files.
+        labels : sequence of int, optional
+            0/1 per path; None for prediction (batches are ``(images,)``).
+        name : str
+            Backbone name, for the preprocessing.
+        image_size : int
+            Images are read at ``[image_size, image_size]`` (fast DICOM path).
+        batch_size : int
+        augment : bool
+            Apply :func:`classifier_augmentation` (training only).
+        shuffle : bool
+            Reshuffle at every epoch.
+        preprocessing : {'backbone', 'rescale'}
+        seed : int
 
-class ClassifierSequence:
-    """Batches of (preprocessed images, labels) read from DICOMs; a ``keras.utils.PyDataset``.
-
-    Parameters
-    ----------
-    paths : sequence of path
-        DICOM files.
-    labels : sequence of int, optional
-        0/1 per path; None for prediction (batches are images only).
-    name : str
-        Backbone name, for the preprocessing.
-    image_size : int
-        Images are read at ``[image_size, image_size]`` (fast DICOM path).
-    batch_size : int
-    augment : bool
-        Apply :func:`classifier_augmentation` (training only).
-    shuffle : bool
-        Reshuffle at every epoch.
-    preprocessing : {'backbone', 'rescale'}
-    seed : int
-
-    Batches
-    -------
-    images float32 [B, S, S, 3] and labels float32 [B, 1]; the last batch may be short.
-    """
-
-    def __new__(cls, *args, **kwargs):
-        # a subclass of keras.utils.PyDataset made on first use (Keras is imported lazily)
-        concrete = _concrete_sequence()
-        instance = object.__new__(concrete)
-        return instance
-
-    def __len__(self):  # pragma: no cover - replaced by the concrete class
-        raise NotImplementedError
-
-
-_SEQUENCE_CLASS = None
-
-
-def _concrete_sequence():
-    global _SEQUENCE_CLASS
-    if _SEQUENCE_CLASS is not None:
-        return _SEQUENCE_CLASS
-
-    class _ClassifierSequence(ClassifierSequence, _sequence_base()):
-        __doc__ = ClassifierSequence.__doc__
+        Batches
+        -------
+        images float32 [B, S, S, 3] and labels float32 [B, 1]; the last batch may be short.
+        """
 
         def __init__(self, paths, labels=None, *, name="densenet121", image_size=224, batch_size=16,
                      augment=False, shuffle=False, preprocessing="backbone", seed=0, **kwargs):
@@ -517,9 +481,9 @@ def _concrete_sequence():
             self.name, self.image_size, self.batch_size = name, int(image_size), int(batch_size)
             self.preprocessing, self.shuffle = preprocessing, shuffle
             self.augmenter = classifier_augmentation() if augment else None
-            self._rng = np.random.default_rng(seed)
             if self.augmenter is not None:
                 self.augmenter.seed_(int(seed))
+            self._rng = np.random.default_rng(seed)
             self._order = np.arange(len(self.paths))
             self.on_epoch_end()
 
@@ -548,8 +512,25 @@ def _concrete_sequence():
                 return (images,)
             return images, self.labels[indices][:, None]
 
-    _SEQUENCE_CLASS = _ClassifierSequence
-    return _SEQUENCE_CLASS
+    return ClassifierSequence
+
+
+# Keras-dependent classes are built on first use, so that importing this module (the CLI does, for its
+# parser) does not import Keras.
+_LAZY_CLASSES = {"ClassifierSequence": _sequence_class, "BinaryF1Score": _metric_class}
+_BUILT = {}
+
+
+def _lazy(name):
+    if name not in _BUILT:
+        _BUILT[name] = _LAZY_CLASSES[name]()
+    return _BUILT[name]
+
+
+def __getattr__(name):
+    if name in _LAZY_CLASSES:
+        return _lazy(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- data
@@ -572,8 +553,8 @@ def _records_and_dir(data, image_dir):
     return records, Path(image_dir) if image_dir is not None else layout.require_train_images()
 
 
-def labelled_images(data, image_dir=None):
-    """Patients with an image: ids, targets and DICOM paths.
+def patient_images(data, image_dir=None):
+    """The labelled patients that have an image, with their DICOM paths.
 
     Parameters
     ----------
@@ -585,10 +566,9 @@ def labelled_images(data, image_dir=None):
 
     Returns
     -------
-    ids : list of str
-    targets : int64 array [N]
-        1 when the patient has a box.
-    paths : list of Path
+    records : dict id -> PatientRecord
+        In label order, only the patients whose ``<patientId>.dcm`` exists.
+    paths : dict id -> Path
 
     Notes
     -----
@@ -600,21 +580,31 @@ def labelled_images(data, image_dir=None):
     ClassifierError
         No labelled patient has an image.
     """
-    records, image_dir = _records_and_dir(data, image_dir)
-    ids, targets, paths = [], [], []
-    for patient_id, record in records.items():
-        path = image_dir / f"{patient_id}.dcm"
-        if path.is_file():
-            ids.append(patient_id)
-            targets.append(int(record.target))
-            paths.append(path)
-    if len(ids) < len(records):
-        log.info("%d of %d labelled patients have no image in %s; left out", len(records) - len(ids),
-                 len(records), image_dir)
-    if not ids:
-        raise ClassifierError(f"{image_dir}: none of the {len(records)} labelled patients has an image "
+    all_records, image_dir = _records_and_dir(data, image_dir)
+    paths = {pid: image_dir / f"{pid}.dcm" for pid in all_records}
+    records = {pid: record for pid, record in all_records.items() if paths[pid].is_file()}
+    if len(records) < len(all_records):
+        log.info("%d of %d labelled patients have no image in %s; left out", len(all_records) - len(records),
+                 len(all_records), image_dir)
+    if not records:
+        raise ClassifierError(f"{image_dir}: none of the {len(all_records)} labelled patients has an image "
                               "<patientId>.dcm there")
-    return ids, np.asarray(targets, np.int64), paths
+    return records, {pid: paths[pid] for pid in records}
+
+
+def labelled_images(data, image_dir=None):
+    """Patients with an image: ids, targets and DICOM paths (see :func:`patient_images`).
+
+    Returns
+    -------
+    ids : list of str
+    targets : int64 array [N]
+        1 when the patient has a box.
+    paths : list of Path
+    """
+    records, paths = patient_images(data, image_dir)
+    ids = list(records)
+    return ids, np.asarray([records[i].target for i in ids], np.int64), [paths[i] for i in ids]
 
 
 def class_weights(targets):
@@ -684,11 +674,12 @@ def train_classifier(data, name="densenet121", *, image_dir=None, model=None, we
     train_index, val_index = _split(ids, targets, val_fraction, seed)
     if model is None:
         model = build_classifier(name, weights, (image_size, image_size, 3), learning_rate=learning_rate)
-    name = _name_of(model, name if model is None else None)
-    common = dict(name=name, image_size=image_size, batch_size=batch_size, preprocessing=preprocessing)
-    train_data = ClassifierSequence([paths[i] for i in train_index], targets[train_index], augment=augment,
-                                    shuffle=True, seed=seed, **common)
-    val_data = ClassifierSequence([paths[i] for i in val_index], targets[val_index], **common) if val_index else None
+    sequence = _lazy("ClassifierSequence")
+    common = dict(name=_name_of(model, default=name), image_size=image_size, batch_size=batch_size,
+                  preprocessing=preprocessing)
+    train_data = sequence([paths[i] for i in train_index], targets[train_index], augment=augment, shuffle=True,
+                          seed=seed, **common)
+    val_data = sequence([paths[i] for i in val_index], targets[val_index], **common) if val_index else None
     history = model.fit(train_data, validation_data=val_data, epochs=epochs, steps_per_epoch=steps_per_epoch,
                         class_weight=class_weights(targets[train_index]) if class_weighting else None,
                         verbose=verbose)
@@ -716,7 +707,7 @@ def predict_scores(model, paths, *, name=None, batch_size=16, preprocessing="bac
     paths = list(paths)
     if not paths:
         return np.zeros(0, np.float32)
-    sequence = ClassifierSequence(paths, name=_name_of(model, name), image_size=int(model.input_shape[1]),
+    sequence = _lazy("ClassifierSequence")(paths, name=_name_of(model, name), image_size=int(model.input_shape[1]),
                                   batch_size=batch_size, preprocessing=preprocessing)
     scores = [np.asarray(model.predict_on_batch(sequence[i][0])).reshape(-1) for i in range(len(sequence))]
     return np.concatenate(scores).astype(np.float32)
@@ -977,8 +968,7 @@ def _cmd_train(args):
 def _cmd_evaluate(args):
     import keras
 
-    _concrete_sequence()
-    BinaryF1Score()  # registers the metric class so that the saved model loads
+    _lazy("BinaryF1Score")  # registers the metric class so that the saved model loads
     model = keras.saving.load_model(args.model)
     metrics = evaluate_classifier(model, args.data, split=args.split, val_fraction=args.val_fraction,
                                   seed=args.seed, batch_size=args.batch_size, preprocessing=args.preprocessing,
@@ -1001,7 +991,8 @@ def add_subcommands(subparsers):
                     "binary cross-entropy, 3 epochs, 70:30 patient split, class weights, augmentation. Saves a "
                     ".keras model.")
     train.add_argument("--data", required=True, help="Kaggle-layout data directory")
-    train.add_argument("--name", choices=CLASSIFIER_NAMES, default="densenet121", help="backbone (default: %(default)s)")
+    train.add_argument("--name", choices=CLASSIFIER_NAMES, default="densenet121",
+                       help="backbone (default: %(default)s)")
     train.add_argument("--weights", default="imagenet",
                        help="imagenet (default; chexnet: the registry's CheXNet file), none, or a weights file")
     train.add_argument("--out", default="classifier.keras", help="model file to write (default: %(default)s)")
