@@ -68,15 +68,18 @@ def _real_rows(rois):
 
 @keras.saving.register_keras_serializable(package="rsna_detector")
 class GatherRealRois(keras.layers.Layer):
-    """``[B, N, *rest]`` -> ``[M, *rest]``: only the rows whose ROI is not padding.
+    """``[B, N, *rest]`` -> ``[M + 1, *rest]``: the rows whose ROI is not padding, plus one zero row.
 
     Call inputs ``[x, rois [B, N, 4]]``. With :class:`ScatterRealRois` it lets a head
-    skip the zero-padded ROIs (at inference most detection rows are padding).
+    skip the zero-padded ROIs (at inference most detection rows are padding). The
+    extra zero row keeps the batch non-empty when every ROI is padding (oneDNN
+    kernels mishandle empty batches); :class:`ScatterRealRois` drops it.
     """
 
     def call(self, inputs):
         x, rois = inputs
-        return tf.boolean_mask(x, _real_rows(rois))
+        real = tf.boolean_mask(x, _real_rows(rois))
+        return tf.concat([real, tf.zeros_like(x[:1, 0])], axis=0)
 
     def compute_output_shape(self, input_shape):
         return (None,) + tuple(input_shape[0][2:])
@@ -84,7 +87,7 @@ class GatherRealRois(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="rsna_detector")
 class ScatterRealRois(keras.layers.Layer):
-    """Inverse of :class:`GatherRealRois`: ``[M, *rest]`` -> ``[B, N, *rest]``, zeros on padding rows.
+    """Inverse of :class:`GatherRealRois`: ``[M + 1, *rest]`` -> ``[B, N, *rest]``, zeros on padding rows.
 
     ``target_shape`` (optional) reshapes ``rest`` as well.
     """
@@ -95,6 +98,7 @@ class ScatterRealRois(keras.layers.Layer):
 
     def call(self, inputs):
         values, rois = inputs
+        values = values[:-1]  # the zero row GatherRealRois appended
         if self.target_shape:
             values = tf.reshape(values, tf.concat([[-1], tf.constant(self.target_shape, tf.int32)], axis=0))
         shape = tf.concat([tf.shape(rois)[:2], tf.shape(values)[1:]], axis=0)
