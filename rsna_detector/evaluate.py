@@ -495,7 +495,9 @@ def evaluate_detector(model, dataset, image_ids, config=None, out_dir=None, verb
     Returns
     -------
     dict
-        ``map50`` (mean per-image AP at IoU 0.5), ``per_image_ap``,
+        ``map50`` (mean per-image AP at IoU 0.5 over all images, as RSNA
+        notebooks compute it: a negative image without detections scores 1),
+        ``map50_positive`` (the same mean over images with ground truth only), ``per_image_ap``,
         ``mean_iou`` (matched detections, IoU >= 0.5), ``model_threshold``
         (DETECTION_MIN_CONFIDENCE), ``rsna_score`` (at the model's threshold,
         i.e. all detections), ``best_threshold``, ``best_rsna_score``,
@@ -506,8 +508,10 @@ def evaluate_detector(model, dataset, image_ids, config=None, out_dir=None, verb
     records = collect_detections(model, dataset, image_ids, config, verbose)
     map50, per_image_ap = batch_ap(records, 0.5)
     best_threshold, best_score, table = sweep_confidence_threshold(records)
+    positive_aps = [ap for r, ap in zip(records, per_image_ap) if len(r.gt_boxes) and np.isfinite(ap)]
     metrics = {
         "map50": map50,
+        "map50_positive": float(np.mean(positive_aps)) if positive_aps else float("nan"),
         "mean_iou": mean_matched_iou(records, 0.5),
         "model_threshold": float(getattr(model.config, "DETECTION_MIN_CONFIDENCE", float("nan"))),
         "rsna_score": rsna_score_records(records),

@@ -268,6 +268,7 @@ def test_evaluate_detector_writes_metrics_and_figures(engine, tmp_path):
     # per-image APs 1, 0.5, 0 and 0 for the negative image's false positive (utils.compute_ap)
     assert metrics["per_image_ap"] == pytest.approx(HAND_AP + [0.0])
     assert metrics["map50"] == pytest.approx(1.5 / 4)
+    assert metrics["map50_positive"] == pytest.approx(1.5 / 3)  # the negative image left out
     assert metrics["counts"] == {"images": 4, "positive_images": 3, "gt_boxes": 4, "pred_boxes": 5,
                                  "images_with_predictions": 4}
     # scene IoUs of the matched detections: 1.0 and 1.0
