@@ -618,104 +618,106 @@ def augment_image_and_boxes(augmenter, image, boxes, *, min_visible=0.5):
 
 
 # --------------------------------------------------------------------------- the input pipeline
-def _sequence_class():
-    import keras
+class RetinaNetSequence:
+    """Batches of (preprocessed images, {'boxes', 'labels'}) for keras-hub's RetinaNet.
 
-    class RetinaNetSequence(keras.utils.PyDataset):
-        """Batches of (preprocessed images, {'boxes', 'labels'}) for keras-hub's RetinaNet ``fit``.
+    keras-hub's ``fit`` takes arrays or a ``tf.data.Dataset`` (not a Keras
+    ``PyDataset``): :meth:`as_dataset` streams the batches through
+    ``tf.data.Dataset.from_generator``, reading the next batch while the model
+    trains on the current one.
 
-        Parameters
-        ----------
-        paths : sequence of path
-            DICOM or PNG/JPEG files.
-        boxes : sequence of float arrays [N_i, (y1, x1, y2, x2)], optional
-            Per image, pixels of the original file; None for prediction.
-        image_size : int
-        batch_size : int
-        augment : bool
-            Apply :func:`retinanet_augmentation` to image and boxes (training only).
-        shuffle : bool
-            Reshuffle at every epoch.
-        max_boxes : int, optional
-            Boxes per image after padding; default the largest count (at least 1).
-        seed : int
+    Parameters
+    ----------
+    paths : sequence of path
+        DICOM or PNG/JPEG files.
+    boxes : sequence of float arrays [N_i, (y1, x1, y2, x2)], optional
+        Per image, pixels of the original file; None for prediction.
+    image_size : int
+    batch_size : int
+    augment : bool
+        Apply :func:`retinanet_augmentation` to image and boxes (training only).
+    shuffle : bool
+        Reshuffle at every epoch (:meth:`on_epoch_end`).
+    max_boxes : int, optional
+        Boxes per image after padding; default the largest count (at least 1).
+    seed : int
 
-        Batches
-        -------
-        images float32 [B, S, S, 3]; ``boxes`` float32 [B, max_boxes, 4] in input
-        pixels and ``labels`` float32 [B, max_boxes] (0 = Pneumonia), both padded
-        with -1; the last batch may be short. Without boxes: ``(images,)``.
-        """
+    Batches
+    -------
+    images float32 [B, S, S, 3]; ``boxes`` float32 [B, max_boxes, 4] in input
+    pixels and ``labels`` float32 [B, max_boxes] (0 = Pneumonia), both padded
+    with -1; the last batch may be short. Without boxes: ``(images,)``.
+    """
 
-        def __init__(self, paths, boxes=None, *, image_size=DEFAULT_IMAGE_SIZE, batch_size=8, augment=False,
-                     shuffle=False, max_boxes=None, seed=0, **kwargs):
-            super().__init__(**kwargs)
-            self.paths = [Path(p) for p in paths]
-            self.boxes = None if boxes is None else [np.asarray(b, np.float32).reshape(-1, 4) for b in boxes]
-            if self.boxes is not None and len(self.boxes) != len(self.paths):
-                raise RetinaNetError(f"boxes: {len(self.boxes)} arrays for {len(self.paths)} paths")
-            counts = [len(b) for b in self.boxes] if self.boxes else [0]
-            self.max_boxes = int(max_boxes or max(1, max(counts)))
-            self.image_size, self.batch_size, self.shuffle = int(image_size), int(batch_size), shuffle
-            self.augmenter = retinanet_augmentation() if augment else None
-            if self.augmenter is not None:
-                self.augmenter.seed_(int(seed))
-            self._rng = np.random.default_rng(seed)
-            self._order = np.arange(len(self.paths))
+    def __init__(self, paths, boxes=None, *, image_size=DEFAULT_IMAGE_SIZE, batch_size=8, augment=False,
+                 shuffle=False, max_boxes=None, seed=0):
+        self.paths = [Path(p) for p in paths]
+        self.boxes = None if boxes is None else [np.asarray(b, np.float32).reshape(-1, 4) for b in boxes]
+        if self.boxes is not None and len(self.boxes) != len(self.paths):
+            raise RetinaNetError(f"boxes: {len(self.boxes)} arrays for {len(self.paths)} paths")
+        counts = [len(b) for b in self.boxes] if self.boxes else [0]
+        self.max_boxes = int(max_boxes or max(1, max(counts)))
+        self.image_size, self.batch_size, self.shuffle = int(image_size), int(batch_size), shuffle
+        self.augmenter = retinanet_augmentation() if augment else None
+        if self.augmenter is not None:
+            self.augmenter.seed_(int(seed))
+        self._rng = np.random.default_rng(seed)
+        self._order = np.arange(len(self.paths))
+        self.on_epoch_end()
+
+    def __len__(self):
+        return math.ceil(len(self.paths) / self.batch_size)
+
+    def on_epoch_end(self):
+        """Draw a new order of the images when shuffling."""
+        if self.shuffle:
+            self._order = self._rng.permutation(len(self.paths))
+
+    def sample(self, index):
+        """Image ``index`` (uint8 [S, S]) and its boxes in input pixels (float32 [N, 4]), augmented when training."""
+        from .data.labels import scale_boxes
+
+        image, original = read_grey_image(self.paths[index], self.image_size)
+        boxes = np.zeros((0, 4), np.float32) if self.boxes is None else scale_boxes(
+            self.boxes[index], original, self.image_size).astype(np.float32)
+        if self.augmenter is not None:
+            image, boxes = augment_image_and_boxes(self.augmenter, image, boxes)
+        return image, boxes[: self.max_boxes]
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} of {len(self)}")
+        indices = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        samples = [self.sample(i) for i in indices]
+        images = preprocess_images(np.stack([image for image, _ in samples]))
+        if self.boxes is None:
+            return (images,)
+        boxes = np.full((len(samples), self.max_boxes, 4), -1.0, np.float32)
+        labels = np.full((len(samples), self.max_boxes), -1.0, np.float32)
+        for row, (_, sample_boxes) in enumerate(samples):
+            boxes[row, : len(sample_boxes)] = sample_boxes
+            labels[row, : len(sample_boxes)] = 0.0
+        return images, {"boxes": boxes, "labels": labels}
+
+    def as_dataset(self):
+        """A ``tf.data.Dataset`` of the batches (one pass = one epoch, reshuffled after each pass)."""
+        import tensorflow as tf
+
+        size = self.image_size
+        images = tf.TensorSpec((None, size, size, 3), tf.float32)
+        if self.boxes is None:
+            signature = (images,)
+        else:
+            signature = (images, {"boxes": tf.TensorSpec((None, self.max_boxes, 4), tf.float32),
+                                  "labels": tf.TensorSpec((None, self.max_boxes), tf.float32)})
+
+        def batches():
+            for index in range(len(self)):
+                yield self[index]
             self.on_epoch_end()
 
-        def __len__(self):
-            return math.ceil(len(self.paths) / self.batch_size)
-
-        def on_epoch_end(self):
-            if self.shuffle:
-                self._order = self._rng.permutation(len(self.paths))
-
-        def sample(self, index):
-            """One image (uint8 [S, S]) and its boxes in input pixels (float32 [N, 4]), augmented when training."""
-            from .data.labels import scale_boxes
-
-            image, original = read_grey_image(self.paths[index], self.image_size)
-            boxes = np.zeros((0, 4), np.float32) if self.boxes is None else scale_boxes(
-                self.boxes[index], original, self.image_size).astype(np.float32)
-            if self.augmenter is not None:
-                image, boxes = augment_image_and_boxes(self.augmenter, image, boxes)
-            return image, boxes[: self.max_boxes]
-
-        def __getitem__(self, index):
-            if not 0 <= index < len(self):
-                raise IndexError(f"batch {index} of {len(self)}")
-            indices = self._order[index * self.batch_size:(index + 1) * self.batch_size]
-            samples = [self.sample(i) for i in indices]
-            images = preprocess_images(np.stack([image for image, _ in samples]))
-            if self.boxes is None:
-                return (images,)
-            boxes = np.full((len(samples), self.max_boxes, 4), -1.0, np.float32)
-            labels = np.full((len(samples), self.max_boxes), -1.0, np.float32)
-            for row, (_, sample_boxes) in enumerate(samples):
-                boxes[row, : len(sample_boxes)] = sample_boxes
-                labels[row, : len(sample_boxes)] = 0.0
-            return images, {"boxes": boxes, "labels": labels}
-
-    return RetinaNetSequence
-
-
-# Keras-dependent classes are built on first use, so that importing this module (the CLI does, for its
-# parser) does not import Keras.
-_LAZY_CLASSES = {"RetinaNetSequence": _sequence_class}
-_BUILT = {}
-
-
-def _lazy(name):
-    if name not in _BUILT:
-        _BUILT[name] = _LAZY_CLASSES[name]()
-    return _BUILT[name]
-
-
-def __getattr__(name):
-    if name in _LAZY_CLASSES:
-        return _lazy(name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+        return dataset.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(1)
 
 
 # --------------------------------------------------------------------------- training
@@ -785,17 +787,17 @@ def train_retinanet(data, image_dir=None, *, model=None, image_size=DEFAULT_IMAG
     if model is None:
         model = build_retinanet(image_size, weights=weights, backbone_config=backbone_config,
                                 learning_rate=learning_rate, seed=seed)
-    sequence = _lazy("RetinaNetSequence")
     size = _image_size_of(model)
     max_boxes = max(1, max(records[i].n_boxes for i in records))
 
     def make(ids, **kwargs):
-        return sequence([paths[i] for i in ids], [records[i].boxes for i in ids], image_size=size,
-                        batch_size=batch_size, max_boxes=max_boxes, **kwargs)
+        return RetinaNetSequence([paths[i] for i in ids], [records[i].boxes for i in ids], image_size=size,
+                                 batch_size=batch_size, max_boxes=max_boxes, **kwargs).as_dataset()
 
     history = model.fit(make(train_ids, augment=augment, shuffle=True, seed=seed),
                         validation_data=make(val_ids) if val_ids else None, epochs=epochs,
-                        steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
+                        steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose,
+                        shuffle=False)  # the sequence shuffles
     return model, history
 
 
@@ -837,7 +839,8 @@ def predict_retinanet(model, paths, *, batch_size=8, min_confidence=None):
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
         images, originals = zip(*(read_grey_image(p, size) for p in chunk))
-        output = model.predict_on_batch(preprocess_images(np.stack(images)))
+        # keras-hub's predict_step decodes (anchors, NMS); predict_on_batch does not hand it what it needs
+        output = model.predict(preprocess_images(np.stack(images)), batch_size=len(chunk), verbose=0)
         for row, (path, original) in enumerate(zip(chunk, originals)):
             count = int(np.asarray(output["num_detections"])[row])
             boxes = np.asarray(output["boxes"])[row, :count].astype(np.float32)
