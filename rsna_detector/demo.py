@@ -36,6 +36,21 @@ def inference_model_from(training_model, images_per_gpu=None):
     return model
 
 
+def _schedule(epochs, weights):
+    """The staged schedule for pretrained weights; from scratch, all layers train from the start.
+
+    Training the heads alone on top of a random backbone (the first stage of
+    the fine-tuning schedule) would waste epochs, so a randomly initialised
+    model trains all layers at LR for three quarters of the epochs, then at LR / 5.
+    """
+    from .train import Stage, default_schedule
+
+    if weights is not None:
+        return default_schedule(epochs)
+    first = max(1, round(epochs * 0.75))
+    return [Stage("all", 1.0, first, False)] + ([Stage("all", 0.2, epochs, False)] if epochs > first else [])
+
+
 def _synthetic_data(out_dir, n_train, n_test, seed, progress):
     from .data.synthetic import make_synthetic_dataset
 
@@ -95,7 +110,8 @@ def run_demo(out_dir="demo_output", data_dir=None, *, n_train=400, n_test=40, ep
                                                            val_fraction=0.2, seed=seed)
     print(f"training on {train_ds.num_images} patients, validating on {val_ds.num_images}")
     training_model, history = train((train_ds, val_ds), config, weights=weights, model_dir=out_dir / "logs",
-                                    epochs=epochs, seed=seed, augmentation=None if synthetic else "notebook")
+                                    epochs=epochs, seed=seed, schedule=_schedule(epochs, weights),
+                                    augmentation=None if synthetic else "notebook")
     model = inference_model_from(training_model)
     metrics = evaluate_detector(model, val_ds, val_ds.image_ids, config=model.config, out_dir=out_dir / "evaluation")
 
