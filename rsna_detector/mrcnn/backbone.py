@@ -36,6 +36,8 @@ __all__ = [
 RESNET_STAGE4_BLOCKS = {"resnet50": 5, "resnet101": 22}
 #: Channels of the tiny backbone's C2..C5.
 TINY_CHANNELS = (32, 64, 96, 128)
+#: The tiny backbone divides its (mean-subtracted) input by this.
+TINY_INPUT_SCALE = 128.0
 
 
 class BackboneError(ValueError):
@@ -138,7 +140,7 @@ def resnet_graph(input_image, architecture, stage5=True, train_bn=False):
 def tiny_backbone_graph(input_image, train_bn=False):
     """A small, fast backbone for tests and CPU demos.
 
-    A stride-2 stem (16 channels) then four stride-2 conv/BN/ReLU stages named
+    Input scaling by ``1 / TINY_INPUT_SCALE``, a stride-2 stem (16 channels), then four stride-2 conv/BN/ReLU stages named
     ``tiny_c2`` .. ``tiny_c5`` (BN ``tiny_bn2`` .. ``tiny_bn5``) with
     :data:`TINY_CHANNELS` channels.
 
@@ -147,7 +149,10 @@ def tiny_backbone_graph(input_image, train_bn=False):
     list of KerasTensor
         ``[C2, C3, C4, C5]`` with strides 4, 8, 16, 32.
     """
-    x = _conv_bn(input_image, 16, 3, "tiny_stem", "tiny_bn_stem", train_bn, strides=2, padding="same")
+    # Molded pixels span about +-128; scaled to about +-1 the network trains from scratch
+    # even with frozen BN (TRAIN_BN False keeps BN an identity at initialisation).
+    x = keras.layers.Rescaling(1.0 / TINY_INPUT_SCALE, name="tiny_input_scale")(input_image)
+    x = _conv_bn(x, 16, 3, "tiny_stem", "tiny_bn_stem", train_bn, strides=2, padding="same")
     features = []
     for level, channels in zip(range(2, 6), TINY_CHANNELS):
         x = _conv_bn(x, channels, 3, f"tiny_c{level}", f"tiny_bn{level}", train_bn, strides=2, padding="same")
