@@ -246,3 +246,72 @@ def test_full_rsna_settings_build_and_detect(tmp_path):
     rsna.detect([image])
     assert rsna.trace_count == 1
     print(f"build + first detect {first:.1f} s, second detect {time.perf_counter() - start:.2f} s")
+
+
+# ----------------------------------------------------------------------------
+# backbones and frozen batch normalisation
+# ----------------------------------------------------------------------------
+
+def _small_backbone(input_image, stage5=True, train_bn=False):
+    """A user backbone in matterport's calling convention: [C1, C2, C3, C4, C5]."""
+    x, features = input_image, []
+    for level, channels in zip(range(1, 6), (8, 8, 16, 16, 16)):
+        x = keras.layers.Conv2D(channels, 3, strides=2, padding="same", name=f"user_c{level}")(x)
+        features.append(x)
+    return features
+
+
+def _small_backbone_shapes(image_shape):
+    return np.array([[int(np.ceil(image_shape[0] / s)), int(np.ceil(image_shape[1] / s))] for s in (4, 8, 16, 32, 64)])
+
+
+def test_callable_backbone(tmp_path):
+    # C1 has stride 2 here; C2..C5 have the strides 4..32 the engine expects.
+    class UserBackbone(TinyConfig):
+        BACKBONE = staticmethod(_small_backbone)
+        COMPUTE_BACKBONE_SHAPE = staticmethod(_small_backbone_shapes)
+    user = modellib.MaskRCNN("inference", UserBackbone(), tmp_path)
+    assert user.keras_model.get_layer("user_c5").output.shape[-1] == 16
+    with pytest.raises(ValueError):
+        user.keras_model.get_layer("tiny_c2")
+    (result,) = user.detect([_images()[0]])
+    _check_result(result, (100, 80, 3), TinyConfig.DETECTION_MAX_INSTANCES)
+
+
+def test_callable_backbone_must_return_five_maps(tmp_path):
+    from rsna_detector.mrcnn.backbone import BackboneError
+
+    class Broken(TinyConfig):
+        BACKBONE = staticmethod(lambda image, stage5=True, train_bn=False: [image])
+        COMPUTE_BACKBONE_SHAPE = staticmethod(_small_backbone_shapes)
+    with pytest.raises(BackboneError, match=r"\[C1, C2, C3, C4, C5\]"):
+        modellib.MaskRCNN("inference", Broken(), tmp_path)
+
+
+@pytest.mark.parametrize("train_bn, training, uses_batch_statistics", [
+    (False, True, False),   # frozen: moving statistics even while training
+    (True, False, True),    # always batch statistics
+    (None, True, True),     # follows the call
+    (None, False, False),
+])
+def test_batchnorm_training_mode_is_fixed_by_train_bn(train_bn, training, uses_batch_statistics):
+    from rsna_detector.mrcnn.backbone import BatchNorm
+
+    layer = BatchNorm(train_bn=train_bn)
+    x = np.array([[1.0], [3.0]], np.float32)  # batch mean 2, variance 1
+    layer.build(x.shape)
+    out = keras.ops.convert_to_numpy(layer(x, training=training))
+    # moving statistics at creation: mean 0, variance 1 -> identity (up to epsilon)
+    expected = (x - 2.0) / np.sqrt(1.0 + layer.epsilon) if uses_batch_statistics else x / np.sqrt(1 + layer.epsilon)
+    np.testing.assert_allclose(out, expected, rtol=1e-5)
+    assert BatchNorm.from_config(layer.get_config()).train_bn == train_bn
+
+
+def test_resnet_stage4_depth(tmp_path):
+    from rsna_detector.mrcnn.backbone import resnet_graph
+
+    image = keras.Input((64, 64, 3))
+    c1, c2, c3, c4, c5 = resnet_graph(image, "resnet101", stage5=False)
+    assert c5 is None and tuple(c4.shape) == (None, 4, 4, 1024) and tuple(c2.shape) == (None, 16, 16, 256)
+    names = {layer.name for layer in keras.Model(image, c4).layers}
+    assert "res4w_branch2c" in names and "res4x_branch2c" not in names and "res5a_branch2a" not in names
