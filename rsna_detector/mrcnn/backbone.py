@@ -29,6 +29,7 @@ __all__ = [
     "tiny_backbone_graph",
     "RESNET_STAGE4_BLOCKS",
     "TINY_CHANNELS",
+    "TINY_INPUT_SCALE",
     "BackboneError",
 ]
 

@@ -509,15 +509,19 @@ class MaskRCNN:
     # training
     # ------------------------------------------------------------------
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
-              custom_callbacks=None, no_augmentation_sources=None):
-        """Train (see ``trainer.train``): ``layers`` is 'heads', '3+', '4+', '5+', 'all' or a regex."""
+              custom_callbacks=None, no_augmentation_sources=None, **options):
+        """Train up to epoch ``epochs`` (see ``trainer.train``).
+
+        ``layers`` is 'heads', '3+', '4+', '5+', 'all' or a regex; ``options`` (e.g.
+        ``verbose``) go to ``trainer.train``. Returns what it returns.
+        """
         if self.mode != "training":
             raise ModelError("train: create the model with mode='training'")
         from .trainer import train
 
         return train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
                      augmentation=augmentation, custom_callbacks=custom_callbacks,
-                     no_augmentation_sources=no_augmentation_sources)
+                     no_augmentation_sources=no_augmentation_sources, **options)
 
     def find_trainable_layer(self, layer):
         """The layer that owns the weights (matterport unwrapped ``TimeDistributed``; no wrappers here)."""

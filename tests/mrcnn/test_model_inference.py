@@ -315,3 +315,21 @@ def test_resnet_stage4_depth(tmp_path):
     assert c5 is None and tuple(c4.shape) == (None, 4, 4, 1024) and tuple(c2.shape) == (None, 16, 16, 256)
     names = {layer.name for layer in keras.Model(image, c4).layers}
     assert "res4w_branch2c" in names and "res4x_branch2c" not in names and "res5a_branch2a" not in names
+
+
+def test_training_mode_builds_the_training_graph_and_delegates_train(tmp_path, monkeypatch):
+    from rsna_detector.mrcnn import trainer
+
+    trainer_model = modellib.MaskRCNN("training", TinyConfig(), tmp_path)
+    trainer_model.keras_model.get_layer("input_gt_boxes")  # the training graph's input
+    with pytest.raises(modellib.ModelError, match="mode='inference'"):
+        trainer_model.detect([_images()[0]])
+    calls = []
+    monkeypatch.setattr(trainer, "train", lambda *args, **kwargs: calls.append((args, kwargs)) or "history")
+    assert trainer_model.train("train_ds", "val_ds", 0.01, 3, "heads", verbose=0) == "history"
+    (args, kwargs), = calls
+    assert args == (trainer_model, "train_ds", "val_ds", 0.01, 3, "heads")
+    assert kwargs == {"augmentation": None, "custom_callbacks": None, "no_augmentation_sources": None, "verbose": 0}
+    inference_model = modellib.MaskRCNN("inference", TinyConfig(), tmp_path)
+    with pytest.raises(modellib.ModelError, match="mode='training'"):
+        inference_model.train("train_ds", "val_ds", 0.01, 3, "heads")
