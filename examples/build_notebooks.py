@@ -229,8 +229,442 @@ def eda_notebook():
     ]
 
 
+# --------------------------------------------------------------------------- 02 Mask R-CNN
+def train_notebook():
+    return [
+        header("02_train_mask_rcnn.ipynb", "02 · Train and evaluate the Mask R-CNN pneumonia detector", """
+            The library's main job, step by step: the RSNA settings (`DetectorConfig`), COCO
+            initial weights, the three-stage fine-tuning schedule of the well-known RSNA
+            Mask R-CNN notebook (`train`), evaluation (mAP@0.5, mean IoU, the competition's
+            score and its best confidence threshold), the precision-recall curve, ground truth
+            beside predictions, and a Kaggle submission for the test images.
+
+            On Colab choose a GPU runtime (*Runtime -> Change runtime type*) for the real data:
+            16 epochs of 200 steps took about 1,100 s per epoch on the report's GPU.
+        """),
+        INSTALL,
+        DATA_MARKDOWN,
+        data_cell(n_train=100, n_test=8),
+        md("""
+            ## Settings
+
+            Real data: the brief's `DetectorConfig` (ResNet-50 FPN, 256 x 256 inputs, 8 images
+            per batch, anchors 16-128, at most 3 detections above confidence 0.78), matterport's
+            COCO weights (`weights="coco"`: the weights registry downloads
+            `mask_rcnn_coco.h5`, 246 MB, once into `~/.cache/rsna_detector/weights` and checks its
+            size and MD5; the class-specific heads are re-initialised), 16 epochs and the
+            notebook's augmentation. Synthetic data: `CPUDemoConfig` (a tiny backbone at 128 px),
+            random initial weights (no download) and two epochs of a few steps. That is far too
+            little training to detect anything: on the synthetic path the evaluation, the
+            pictures and the submission below are empty of detections; they only show the steps.
+        """),
+        code("""
+            import warnings
+
+            from rsna_detector import CPUDemoConfig, DetectorConfig
+
+            # pyimgaug's PiecewiseAffine calls a scikit-image method deprecated in 0.26: harmless here.
+            warnings.filterwarnings("ignore", message="`estimate` is deprecated", category=FutureWarning)
+
+            if REAL_DATA:
+                config = DetectorConfig()
+                WEIGHTS = "coco"
+                EPOCHS = 16
+                VALIDATION = {"val_count": 1500}  # the RSNA notebook's validation patients
+            else:
+                class NotebookCPUConfig(CPUDemoConfig):
+                    STEPS_PER_EPOCH = 6
+                    VALIDATION_STEPS = 1
+
+                config = NotebookCPUConfig()
+                WEIGHTS = None
+                EPOCHS = 2
+                VALIDATION = {"val_fraction": 0.2}
+            AUGMENTATION = "notebook"  # the RSNA notebook's imgaug pipeline (rsna_detector.augment)
+            config.display();
+        """),
+        md("""
+            ## Datasets
+
+            Patients are split at patient level, stratified by target. Every negative patient is
+            kept and trained on (matterport's original code silently skipped images without
+            objects, 77 % of RSNA). Masks are the label boxes filled as rectangles.
+        """),
+        code("""
+            from rsna_detector import DetectorDataset
+
+            train_ds, val_ds = DetectorDataset.split_from_data_dir(DATA_DIR, image_size=config.IMAGE_MAX_DIM, seed=0,
+                                                                   **VALIDATION)
+            positives = [i for i in val_ds.image_ids if len(val_ds.load_boxes(i))]
+            negatives = [i for i in val_ds.image_ids if not len(val_ds.load_boxes(i))]
+            print(f"training patients {train_ds.num_images}, validation patients {val_ds.num_images} "
+                  f"({len(positives)} positive)")
+        """),
+        code("""
+            from rsna_detector.mrcnn import utils, visualize
+
+            image_id = next(i for i in train_ds.image_ids if len(train_ds.load_boxes(i)))
+            image = train_ds.load_image(image_id)
+            masks, class_ids = train_ds.load_mask(image_id)
+            visualize.display_instances(image, utils.extract_bboxes(masks), masks, class_ids, train_ds.class_names,
+                                        title=train_ds.patient_id(image_id), figsize=(5, 5));
+        """),
+        md("What the training augmentation does to two training images (boxes follow the masks):"),
+        code("""
+            from rsna_detector import show_augmented_samples
+
+            sample_ids = [i for i in train_ds.image_ids if len(train_ds.load_boxes(i))][:2]
+            show_augmented_samples(train_ds, config, sample_ids, AUGMENTATION, n_variants=3);
+        """),
+        md("""
+            ## Training
+
+            `train` runs the staged schedule (heads only at twice the learning rate without
+            augmentation, then all layers, then all layers at a fifth of it; two epochs give the
+            first two stages), writes a checkpoint per epoch into a timestamped folder of
+            `rsna_work/logs/` and resumes from the latest one with `resume=True`.
+        """),
+        code("""
+            from rsna_detector import default_schedule
+
+            for stage in default_schedule(EPOCHS):
+                print(stage)
+        """),
+        code("""
+            from rsna_detector.train import train
+
+            training_model, history = train((train_ds, val_ds), config, weights=WEIGHTS, model_dir=WORK_DIR / "logs",
+                                            epochs=EPOCHS, augmentation=AUGMENTATION, seed=0)
+            print("checkpoints in", training_model.log_dir)
+        """),
+        code("""
+            import matplotlib.pyplot as plt
+
+            fig, ax = plt.subplots(figsize=(6, 3.5))
+            epochs = range(1, len(history["loss"]) + 1)
+            ax.plot(epochs, history["loss"], marker="o", label="training loss")
+            if "val_loss" in history:
+                ax.plot(epochs, history["val_loss"], marker="o", label="validation loss")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("loss (sum of the five)")
+            ax.legend();
+        """),
+        md("""
+            ## Evaluation
+
+            An inference-mode model carries the last checkpoint's weights. `evaluate_detector`
+            detects every validation image once and computes mAP@0.5 (per image, as the RSNA
+            notebooks do; `map50_positive` over the images with opacities only, since a negative
+            image without detections scores 1), the mean IoU of matched detections, the competition's score at the
+            model's threshold and the threshold that maximises it.
+        """),
+        code("""
+            from rsna_detector import evaluate_detector
+            from rsna_detector.demo import inference_model_from
+
+            model = inference_model_from(training_model)
+            metrics = evaluate_detector(model, val_ds, val_ds.image_ids, out_dir=WORK_DIR / "evaluation")
+            for key in ("map50", "map50_positive", "mean_iou", "model_threshold", "rsna_score", "best_threshold",
+                        "best_rsna_score"):
+                print(f"{key:16} {metrics[key]:.3f}")
+            print(metrics["counts"])
+        """),
+        code("""
+            from IPython.display import Image, display
+
+            display(Image(filename=metrics["figures"]["precision_recall"], width=480))
+            display(Image(filename=metrics["figures"]["threshold_sweep"], width=480))
+        """),
+        md("Ground truth (green) beside the detections (red, with confidence) on validation images:"),
+        code("""
+            from rsna_detector import plot_gt_vs_prediction
+
+            for image_id in positives[:3] + negatives[:1]:
+                image = val_ds.load_image(image_id)
+                masks, _ = val_ds.load_mask(image_id)
+                result = model.detect([image])[0]
+                plot_gt_vs_prediction(image, utils.extract_bboxes(masks), result["rois"], result["scores"],
+                                      title=val_ds.patient_id(image_id))
+                plt.show()
+        """),
+        md("""
+            ## Submission
+
+            `predict` reads each test DICOM at the model's size and returns boxes in the file's
+            own pixels (1024 for RSNA); `write_submission` writes Kaggle's CSV in the order of the
+            sample submission (`confidence x y width height` per box). The threshold chosen on the
+            validation set is applied when there is one.
+        """),
+        code("""
+            import math
+
+            import pandas as pd
+
+            from rsna_detector import write_submission
+            from rsna_detector.predict import predict
+
+            threshold = metrics["best_threshold"] if math.isfinite(metrics["best_threshold"]) else None
+            run = predict(model, layout.test_images, min_confidence=threshold, progress=False)
+            submission_path = write_submission(run.predictions, WORK_DIR / "submission.csv",
+                                               sample_submission=layout.sample_submission)
+            print(f"{len(run.predictions)} test images, {len(run.failed)} unreadable, "
+                  f"{sum(len(p.scores) for p in run.predictions)} boxes -> {submission_path}")
+            pd.read_csv(submission_path, keep_default_na=False).head()
+        """),
+    ]
+
+
+# --------------------------------------------------------------------------- 04 matterport style
+def matterport_notebook():
+    return [
+        header("04_matterport_notebook.ipynb", "04 · A matterport-style RSNA Mask R-CNN notebook", """
+            The RSNA Mask R-CNN notebooks of the competition were written against matterport's
+            `mrcnn` package, which no longer runs on TensorFlow 2 / Keras 3. This notebook is
+            written the way they were: its own `Config` and `Dataset` subclasses, DICOMs read with
+            pydicom, masks drawn from the label boxes, `MaskRCNN.train` in stages with an imgaug
+            augmentation, `find_last()`, `utils.compute_ap` and `visualize`. The only change a
+            matterport notebook needs is its imports:
+
+            ```python
+            from rsna_detector.mrcnn.config import Config   # was: from mrcnn.config import Config
+            from rsna_detector.mrcnn import utils, visualize # was: from mrcnn import utils, visualize
+            import rsna_detector.mrcnn.model as modellib     # was: import mrcnn.model as modellib
+            ```
+        """),
+        INSTALL,
+        DATA_MARKDOWN,
+        data_cell(n_train=80, n_test=2),
+        code("""
+            import random
+
+            import imgaug.augmenters as iaa
+            import matplotlib.pyplot as plt
+            import numpy as np
+            import pandas as pd
+            import pydicom
+
+            from rsna_detector.mrcnn.config import Config
+            from rsna_detector.mrcnn import utils, visualize
+            import rsna_detector.mrcnn.model as modellib
+
+            MODEL_DIR = str(WORK_DIR / "matterport_logs")
+            train_dicom_dir = str(layout.train_images)
+            # matterport's COCO weights (246 MB). On Colab, download them once:
+            # !wget --quiet https://github.com/matterport/Mask_RCNN/releases/download/v2.0/mask_rcnn_coco.h5
+            COCO_WEIGHTS_PATH = os.environ.get("COCO_WEIGHTS_PATH", "mask_rcnn_coco.h5")
+        """),
+        md("""
+            ## Configuration
+
+            Real data: the RSNA notebook's settings. Synthetic data: the same shape of settings
+            made tiny (the engine's `'tiny'` backbone, 128 px, a few steps) so that it runs on a CPU.
+        """),
+        code("""
+            class DetectorConfig(Config):
+                \"\"\"Pneumonia opacities: one class besides the background.\"\"\"
+
+                NAME = "pneumonia"
+                GPU_COUNT = 1
+                NUM_CLASSES = 2  # background + opacity
+                TRAIN_ROIS_PER_IMAGE = 32
+                MAX_GT_INSTANCES = 4
+                DETECTION_MAX_INSTANCES = 3
+                DETECTION_NMS_THRESHOLD = 0.01
+                if REAL_DATA:
+                    BACKBONE = "resnet50"
+                    IMAGES_PER_GPU = 8
+                    IMAGE_MIN_DIM = 256
+                    IMAGE_MAX_DIM = 256
+                    RPN_ANCHOR_SCALES = (16, 32, 64, 128)
+                    DETECTION_MIN_CONFIDENCE = 0.78
+                    STEPS_PER_EPOCH = 200
+                    LEARNING_RATE = 0.006
+                else:
+                    BACKBONE = "tiny"
+                    IMAGES_PER_GPU = 4
+                    IMAGE_MIN_DIM = 128
+                    IMAGE_MAX_DIM = 128
+                    RPN_ANCHOR_SCALES = (8, 16, 32, 64)
+                    TOP_DOWN_PYRAMID_SIZE = 64
+                    FPN_CLASSIF_FC_LAYERS_SIZE = 256
+                    RPN_TRAIN_ANCHORS_PER_IMAGE = 64
+                    PRE_NMS_LIMIT = 1000
+                    POST_NMS_ROIS_TRAINING = 200
+                    POST_NMS_ROIS_INFERENCE = 100
+                    DETECTION_MIN_CONFIDENCE = 0.5
+                    STEPS_PER_EPOCH = 6
+                    VALIDATION_STEPS = 1
+                    LEARNING_RATE = 0.01
+
+
+            config = DetectorConfig()
+            config.display();
+        """),
+        md("""
+            ## Dataset
+
+            One image entry per patient; its label rows travel with it. `load_image` reads the
+            DICOM with pydicom and repeats the grey channel to RGB; `load_mask` fills each box.
+            A negative patient has no mask at all (zero instances), and is trained on.
+        """),
+        code("""
+            def parse_dataset(dicom_dir, labels):
+                \"\"\"DICOM paths and, per path, the list of its positive label rows.\"\"\"
+                image_fps = sorted(os.path.join(dicom_dir, f"{pid}.dcm") for pid in labels["patientId"].unique())
+                image_annotations = {fp: [] for fp in image_fps}
+                for row in labels[labels["Target"] == 1].itertuples():
+                    image_annotations[os.path.join(dicom_dir, f"{row.patientId}.dcm")].append(row)
+                return image_fps, image_annotations
+
+
+            class DetectorDataset(utils.Dataset):
+                \"\"\"RSNA patients: DICOM images and their opacity boxes as masks.\"\"\"
+
+                def __init__(self, image_fps, image_annotations, orig_height, orig_width):
+                    super().__init__()
+                    self.add_class("pneumonia", 1, "Lung Opacity")
+                    for i, fp in enumerate(image_fps):
+                        self.add_image("pneumonia", image_id=i, path=fp, annotations=image_annotations[fp],
+                                       orig_height=orig_height, orig_width=orig_width)
+
+                def image_reference(self, image_id):
+                    return self.image_info[image_id]["path"]
+
+                def load_image(self, image_id):
+                    image = pydicom.dcmread(self.image_info[image_id]["path"]).pixel_array
+                    return np.stack([image] * 3, axis=-1) if image.ndim == 2 else image
+
+                def load_mask(self, image_id):
+                    info = self.image_info[image_id]
+                    annotations = info["annotations"]
+                    mask = np.zeros((info["orig_height"], info["orig_width"], len(annotations)), dtype=bool)
+                    for i, a in enumerate(annotations):
+                        x, y, w, h = int(a.x), int(a.y), int(a.width), int(a.height)
+                        mask[y:y + h, x:x + w, i] = True
+                    return mask, np.ones(len(annotations), dtype=np.int32)
+        """),
+        code("""
+            anns = pd.read_csv(layout.train_labels)
+            image_fps, image_annotations = parse_dataset(train_dicom_dir, anns)
+            ds = pydicom.dcmread(image_fps[0])
+            ORIG_SIZE = int(ds.Rows)  # 1024 for RSNA, 256 for the synthetic set
+            print(f"{len(image_fps)} patients, images of {ds.Rows} x {ds.Columns}")
+
+            random.seed(42)
+            image_fps_list = list(image_fps)
+            random.shuffle(image_fps_list)
+            val_size = 1500 if REAL_DATA else len(image_fps_list) // 5
+            image_fps_val, image_fps_train = image_fps_list[:val_size], image_fps_list[val_size:]
+
+            dataset_train = DetectorDataset(image_fps_train, image_annotations, ORIG_SIZE, ORIG_SIZE)
+            dataset_train.prepare()
+            dataset_val = DetectorDataset(image_fps_val, image_annotations, ORIG_SIZE, ORIG_SIZE)
+            dataset_val.prepare()
+            print(f"train {len(dataset_train.image_ids)}, validation {len(dataset_val.image_ids)}")
+        """),
+        code("""
+            image_id = next(i for i in dataset_train.image_ids if dataset_train.image_info[i]["annotations"])
+            image = dataset_train.load_image(image_id)
+            mask, class_ids = dataset_train.load_mask(image_id)
+            modellib.log("image", image)
+            modellib.log("mask", mask)
+            visualize.display_instances(image, utils.extract_bboxes(mask), mask, class_ids, dataset_train.class_names,
+                                        figsize=(5, 5));
+        """),
+        md("""
+            ## Training
+
+            Initial weights: matterport's COCO file when it is present (all layers but the
+            class-specific heads, which have COCO's 81 classes); otherwise random weights, which
+            is what happens on the synthetic path (the 'tiny' backbone has no COCO weights anyway).
+            Then the heads alone without augmentation, then all layers with it.
+        """),
+        code("""
+            model = modellib.MaskRCNN(mode="training", config=config, model_dir=MODEL_DIR)
+            if os.path.exists(COCO_WEIGHTS_PATH) and config.BACKBONE != "tiny":
+                model.load_weights(COCO_WEIGHTS_PATH, by_name=True,
+                                   exclude=["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"])
+                print("initial weights:", COCO_WEIGHTS_PATH)
+            else:
+                print(f"{COCO_WEIGHTS_PATH} not loaded (absent, or the 'tiny' backbone): random initial weights")
+        """),
+        code("""
+            import warnings
+
+            # pyimgaug's PiecewiseAffine calls a scikit-image method deprecated in 0.26: harmless here.
+            warnings.filterwarnings("ignore", message="`estimate` is deprecated", category=FutureWarning)
+
+            augmentation = iaa.Sequential([
+                iaa.OneOf([
+                    iaa.Affine(scale={"x": (0.98, 1.02), "y": (0.98, 1.04)},
+                               translate_percent={"x": (-0.02, 0.02), "y": (-0.04, 0.04)},
+                               rotate=(-2, 2), shear=(-1, 1)),
+                    iaa.PiecewiseAffine(scale=(0.001, 0.025)),
+                ]),
+                iaa.OneOf([iaa.Multiply((0.9, 1.1)), iaa.LinearContrast((0.9, 1.1))]),
+                iaa.OneOf([iaa.GaussianBlur(sigma=(0.0, 0.1)), iaa.Sharpen(alpha=(0.0, 0.1))]),
+            ])
+
+            HEADS_EPOCHS, ALL_EPOCHS = (2, 6) if REAL_DATA else (1, 2)
+            model.train(dataset_train, dataset_val, learning_rate=config.LEARNING_RATE * 2, epochs=HEADS_EPOCHS,
+                        layers="heads", augmentation=None)
+            model.train(dataset_train, dataset_val, learning_rate=config.LEARNING_RATE, epochs=ALL_EPOCHS,
+                        layers="all", augmentation=augmentation);
+        """),
+        md("""
+            ## Inference and evaluation
+
+            A model in inference mode, one image per batch, with the weights of the last
+            checkpoint (`find_last()`). Masks are kept full-size (`USE_MINI_MASK = False`) because
+            `utils.compute_ap` matches masks. A briefly trained CPU model usually detects nothing:
+            its mAP then only counts the negative images, which score 1 when left empty.
+        """),
+        code("""
+            class InferenceConfig(DetectorConfig):
+                GPU_COUNT = 1
+                IMAGES_PER_GPU = 1
+                USE_MINI_MASK = False
+
+
+            inference_config = InferenceConfig()
+            model = modellib.MaskRCNN(mode="inference", config=inference_config, model_dir=MODEL_DIR)
+            model_path = model.find_last()
+            print("loading weights from", model_path)
+            model.load_weights(model_path, by_name=True)
+        """),
+        code("""
+            APs, results = [], {}
+            for image_id in dataset_val.image_ids:
+                image, image_meta, gt_class_id, gt_bbox, gt_mask = modellib.load_image_gt(
+                    dataset_val, inference_config, image_id)
+                r = model.detect([image], verbose=0)[0]
+                AP, precisions, recalls, overlaps = utils.compute_ap(
+                    gt_bbox, gt_class_id, gt_mask, r["rois"], r["class_ids"], r["scores"], r["masks"])
+                APs.append(AP)
+                results[image_id] = (image, gt_class_id, gt_bbox, gt_mask, r, AP, precisions, recalls)
+            positive_ids = [i for i in dataset_val.image_ids if len(results[i][1])]
+            print(f"mAP @ IoU=50 over {len(APs)} images: {np.mean(APs):.3f}")
+            print(f"mAP @ IoU=50 over the {len(positive_ids)} images with opacities: "
+                  f"{np.mean([results[i][5] for i in positive_ids]):.3f}")
+        """),
+        code("""
+            image_id = positive_ids[0]
+            image, gt_class_id, gt_bbox, gt_mask, r, AP, precisions, recalls = results[image_id]
+            fig, axes = plt.subplots(1, 2, figsize=(10, 5))
+            visualize.display_instances(image, gt_bbox, gt_mask, gt_class_id, dataset_val.class_names,
+                                        ax=axes[0], title="ground truth")
+            visualize.display_instances(image, r["rois"], r["masks"], r["class_ids"], dataset_val.class_names,
+                                        r["scores"], ax=axes[1], title="prediction")
+            plt.show()
+            visualize.plot_precision_recall(AP, precisions, recalls);
+        """),
+    ]
+
+
 NOTEBOOKS = {
     "01_eda.ipynb": eda_notebook,
+    "02_train_mask_rcnn.ipynb": train_notebook,
+    "04_matterport_notebook.ipynb": matterport_notebook,
 }
 
 
