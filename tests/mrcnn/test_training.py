@@ -91,13 +91,20 @@ def tiny_config(**settings):
 # ----------------------------------------------------------------------------
 
 def test_learns_blobs_from_scratch(tmp_path):
-    """8 images with one blob and 2 empty ones; mAP@0.5 on them after ~1 CPU minute of training."""
-    dataset = BlobDataset(8, 2)
-    config = tiny_config(STEPS_PER_EPOCH=20, VALIDATION_STEPS=0)
-    model = modellib.MaskRCNN("training", config, str(tmp_path))
-    trainer.train(model, dataset, None, config.LEARNING_RATE, 4, "all", verbose=0)
+    """8 images with one blob and 2 empty ones: mAP@0.5 >= 0.9 on them after 120 steps (~1 CPU minute).
 
-    inference_config = tiny_config(IMAGES_PER_GPU=10)
+    From scratch, batch normalisation uses batch statistics (TRAIN_BN True,
+    matterport's large-batch setting): frozen, never-fitted BN learns too slowly
+    for a CI test, and 120 steps are too few for the moving averages that
+    TRAIN_BN None would use at inference. Detection then runs on the 10 images
+    as one batch.
+    """
+    dataset = BlobDataset(8, 2)
+    config = tiny_config(STEPS_PER_EPOCH=20, VALIDATION_STEPS=0, TRAIN_BN=True)
+    model = modellib.MaskRCNN("training", config, str(tmp_path))
+    trainer.train(model, dataset, None, config.LEARNING_RATE, 6, "all", verbose=0)
+
+    inference_config = tiny_config(IMAGES_PER_GPU=10, TRAIN_BN=True)
     detector = modellib.MaskRCNN("inference", inference_config, str(tmp_path))
     detector.load_weights(model.find_last(), by_name=True)
     results = detector.detect([dataset.load_image(i) for i in dataset.image_ids])
@@ -109,6 +116,8 @@ def test_learns_blobs_from_scratch(tmp_path):
                                   result["class_ids"], result["scores"], result["masks"])[0]
             precisions.append(ap)
     assert np.mean(precisions) >= 0.9, precisions
+    false_detections = sum(len(result["rois"]) for result in results[8:])
+    assert false_detections <= 1  # the empty images were trained on
 
 
 def test_training_step_reduces_the_loss_on_one_batch():
