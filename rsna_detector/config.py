@@ -80,4 +80,4 @@ class CPUDemoConfig(DetectorConfig):
     DETECTION_NMS_THRESHOLD = 0.1
     STEPS_PER_EPOCH = 50
     VALIDATION_STEPS = 5
-    LEARNING_RATE = 0.01
+    LEARNING_RATE = 0.02

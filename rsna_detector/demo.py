@@ -106,8 +106,10 @@ def run_demo(out_dir="demo_output", data_dir=None, *, n_train=400, n_test=40, ep
     epochs = epochs or (8 if synthetic else 16)
     weights = weights if weights is not None else (None if synthetic else "coco")
 
-    train_ds, val_ds = DetectorDataset.split_from_data_dir(data_dir, image_size=config.IMAGE_MAX_DIM,
-                                                           val_fraction=0.2, seed=seed)
+    # the short synthetic training sees as many negative as positive patients; validation keeps ~3.4:1
+    train_ds, val_ds = DetectorDataset.split_from_data_dir(
+        data_dir, image_size=config.IMAGE_MAX_DIM, val_fraction=0.2, seed=seed,
+        train_negatives_per_positive=1.0 if synthetic else None)
     print(f"training on {train_ds.num_images} patients, validating on {val_ds.num_images}")
     training_model, history = train((train_ds, val_ds), config, weights=weights, model_dir=out_dir / "logs",
                                     epochs=epochs, seed=seed, schedule=_schedule(epochs, weights),

@@ -73,3 +73,21 @@ def test_split_from_a_synthetic_data_dir_is_patient_level(tmp_path):
     masks, _ = val.load_mask(image_id)
     boxes = val.load_boxes(image_id)  # in 256-pixel file coordinates
     np.testing.assert_array_equal(extract_bboxes(masks), np.round(boxes / 2).astype(int))
+
+
+def test_training_negatives_can_be_downsampled_without_touching_validation(tmp_path):
+    from rsna_detector.data.synthetic import make_synthetic_dataset
+
+    make_synthetic_dataset(tmp_path, n_train=40, n_test=1, seed=2, image_size=128, workers=1, progress=False)
+    full_train, full_val = DetectorDataset.split_from_data_dir(tmp_path, val_fraction=0.25, seed=5)
+    train, val = DetectorDataset.split_from_data_dir(tmp_path, val_fraction=0.25, seed=5,
+                                                     train_negatives_per_positive=1.0)
+
+    def targets(dataset):
+        return [dataset.image_info[i]["target"] for i in dataset.image_ids]
+
+    assert targets(val) == targets(full_val)
+    positives = sum(targets(full_train))
+    assert sum(targets(train)) == positives and targets(train).count(0) == positives
+    kept = {train.patient_id(i) for i in train.image_ids}
+    assert kept <= {full_train.patient_id(i) for i in full_train.image_ids}

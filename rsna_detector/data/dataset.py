@@ -122,10 +122,14 @@ class DetectorDataset(Dataset):
 
     @classmethod
     def split_from_data_dir(cls, data_dir, *, image_size=None, val_fraction=None, val_count=None, seed=42,
-                            strict=True):
+                            strict=True, train_negatives_per_positive=None):
         """(train, validation) datasets, split at patient level, stratified by Target.
 
-        Default split: 10 % of patients for validation.
+        Default split: 10 % of patients for validation. ``train_negatives_per_positive``
+        (for example 1.0) keeps at most that many negative patients per positive
+        one in the *training* split, drawn with ``seed`` (downsampling negatives,
+        as top RSNA solutions did, speeds up short trainings); the validation
+        split keeps the real proportions.
         """
         from .splits import split_patients
 
@@ -135,6 +139,8 @@ class DetectorDataset(Dataset):
         ids = list(records)
         train_ids, val_ids = split_patients(ids, [records[i].target for i in ids], val_fraction=val_fraction,
                                             val_count=val_count, seed=seed)
+        if train_negatives_per_positive is not None:
+            train_ids = _downsample_negatives(train_ids, records, train_negatives_per_positive, seed)
         return (cls.from_records(records, image_dir, image_size=image_size, patient_ids=train_ids),
                 cls.from_records(records, image_dir, image_size=image_size, patient_ids=val_ids))
 
@@ -178,6 +184,16 @@ class DetectorDataset(Dataset):
             meta = read_dicom_metadata(info["path"])
             info["original_shape"] = (meta.rows, meta.columns)
         return info["original_shape"]
+
+
+def _downsample_negatives(patient_ids, records, negatives_per_positive, seed):
+    """Keep every positive id and at most ``negatives_per_positive`` x as many negatives (seeded), in order."""
+    positives = [i for i in patient_ids if records[i].target == 1]
+    negatives = [i for i in patient_ids if records[i].target == 0]
+    keep = min(len(negatives), int(round(negatives_per_positive * len(positives))))
+    chosen = set(np.random.default_rng(seed).choice(len(negatives), size=keep, replace=False).tolist())
+    kept_negatives = {negatives[k] for k in chosen}
+    return [i for i in patient_ids if records[i].target == 1 or i in kept_negatives]
 
 
 def _records_and_image_dir(data_dir, strict):
