@@ -121,7 +121,7 @@ def run(steps=6, warmup=2, layers="all", batch=8, threads=0):
     timer = _StepTimer()
     started = time.perf_counter()
     keras_model.fit(data.make_input_dataset(batches), epochs=1, steps_per_epoch=warmup + steps,
-                    callbacks=[timer], verbose=0)
+                    callbacks=[timer], verbose=0, shuffle=False)
     total_s = time.perf_counter() - started
     timed = timer.times[warmup:]
     median = statistics.median(timed)

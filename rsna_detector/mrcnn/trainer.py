@@ -261,6 +261,7 @@ def train(model, train_dataset, val_dataset, learning_rate, epochs, layers, augm
             validation_data=val_input,
             validation_steps=config.VALIDATION_STEPS if val_input is not None else None,
             callbacks=callbacks,
+            shuffle=False,  # the input pipeline shuffles, seeded
             verbose=verbose,
         )
     except tf.errors.InvalidArgumentError as exc:

@@ -127,7 +127,7 @@ def test_training_step_reduces_the_loss_on_one_batch():
     trainer.compile_training_model(keras_model, 0.02, config)
     batch = data.TrainingBatches(BlobDataset(3, 1), config, shuffle=False).batch(0)
     dataset = tf.data.Dataset.from_tensors((batch,)).repeat()
-    history = keras_model.fit(dataset, epochs=12, steps_per_epoch=1, verbose=0)
+    history = keras_model.fit(dataset, epochs=12, steps_per_epoch=1, verbose=0, shuffle=False)
     losses = history.history["loss"]
     assert losses[-1] < 0.5 * losses[0]
     assert set(history.history) == {"loss", *training.LOSS_NAMES}
@@ -250,6 +250,7 @@ def test_nan_loss_stops_naming_epoch_step_and_loss(tmp_path, monkeypatch):
     assert not list(Path(model.log_dir).glob("*.h5"))  # no checkpoint of a broken epoch
 
 
+@pytest.mark.slow
 def test_huge_learning_rate_stops_with_a_named_loss(tmp_path):
     config = tiny_config(VALIDATION_STEPS=0, STEPS_PER_EPOCH=20, GRADIENT_CLIP_NORM=1e30)
     model = modellib.MaskRCNN("training", config, str(tmp_path))
@@ -297,7 +298,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
                    model.get_layer("rpn_model").get_layer("rpn_conv_shared").kernel,
                    model.get_layer("tiny_c2").kernel]
         before = [k.numpy().ravel()[:200] for k in kernels]
-        history = model.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0)
+        history = model.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
         results[name] = {
             "replicas": model.distribute_strategy.num_replicas_in_sync,
             "losses": {k: v[-1] for k, v in history.history.items()},
@@ -307,6 +308,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_two_cpus_matches_one_device(tmp_path):
     root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=str(root))
