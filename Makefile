@@ -1,5 +1,6 @@
 # Two commands on a fresh machine:
 #   make demo   -- installs into .venv, then runs the main job end to end
+#                  (synthetic data; DATA=/path/to/kaggle for a real download)
 #   make test   -- installs into .venv (with test extras), then runs the tests
 PYTHON ?= python3
 VENV ?= .venv
@@ -26,7 +27,7 @@ test-all: install
 	$(BIN)/python -m pytest -q -m "" tests
 
 demo: install
-	$(BIN)/rsna-detector demo --out demo_output
+	$(BIN)/rsna-detector demo --out demo_output $(if $(DATA),--data $(DATA))
 
 clean:
 	rm -rf $(VENV) build *.egg-info
