@@ -31,6 +31,8 @@ devices otherwise (global batch ``BATCH_SIZE = IMAGES_PER_GPU * GPU_COUNT``).
 """
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -284,8 +286,8 @@ def build_training_model(config, strategy=None):
     -------
     MaskRCNNTrainingModel
         Named ``mask_rcnn``; inputs and outputs as in the module docstring. With
-        ``config.MIXED_PRECISION`` the layers compute in float16 (targets,
-        proposals and losses stay float32).
+        ``config.MIXED_PRECISION`` the backbone, FPN and RPN compute in float16;
+        proposals, targets, ROI heads and losses stay float32.
 
     Raises
     ------
@@ -297,17 +299,23 @@ def build_training_model(config, strategy=None):
     if config.SEED is not None:
         keras.utils.set_random_seed(int(config.SEED))
     strategy = strategy or training_strategy(config)
-    previous_policy = keras.config.dtype_policy()
-    try:
-        if config.MIXED_PRECISION:
-            keras.config.set_dtype_policy("mixed_float16")
-        with strategy.scope():
-            inputs, outputs = _training_graph(config)
-            model = MaskRCNNTrainingModel(inputs=inputs, outputs=outputs, name="mask_rcnn")
-            model._setup_training(config)
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
+    with strategy.scope(), _dtype_policy("mixed_float16" if config.MIXED_PRECISION else None):
+        inputs, outputs = _training_graph(config)
+        model = MaskRCNNTrainingModel(inputs=inputs, outputs=outputs, name="mask_rcnn")
+        model._setup_training(config)
     return model
+
+
+@contextlib.contextmanager
+def _dtype_policy(name):
+    """Set Keras' global dtype policy to ``name`` (None: leave it) for the layers built inside."""
+    previous = keras.config.dtype_policy()
+    try:
+        if name is not None:
+            keras.config.set_dtype_policy(name)
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def _training_inputs(config):
@@ -349,14 +357,17 @@ def _training_graph(config):
     rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(config, name="proposal_targets",
                                                                             dtype="float32")(
         [rpn_rois, gt_class_ids, gt_boxes, gt_masks])
-    mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
-        rois, head_maps, image_meta, config.POOL_SIZE, config.NUM_CLASSES, train_bn=config.TRAIN_BN,
-        fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
     positive_cap = int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO)
-    mask_rois = SliceRois(positive_cap, name="positive_rois")(rois)
-    mrcnn_mask = build_fpn_mask_graph(mask_rois, head_maps, image_meta, config.MASK_POOL_SIZE, config.NUM_CLASSES,
-                                      train_bn=config.TRAIN_BN)
-    output_rois = keras.layers.Identity(name="output_rois")(rois)
+    # The ROI heads stay float32 under mixed precision: ROI Align needs float32 boxes, and
+    # the backbone, FPN and RPN (where the work is) are the part that gains from float16.
+    with _dtype_policy("float32" if config.MIXED_PRECISION else None):
+        mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
+            rois, head_maps, image_meta, config.POOL_SIZE, config.NUM_CLASSES, train_bn=config.TRAIN_BN,
+            fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
+        mask_rois = SliceRois(positive_cap, name="positive_rois")(rois)
+        mrcnn_mask = build_fpn_mask_graph(mask_rois, head_maps, image_meta, config.MASK_POOL_SIZE,
+                                          config.NUM_CLASSES, train_bn=config.TRAIN_BN)
+    output_rois = keras.layers.Identity(name="output_rois", dtype="float32")(rois)
 
     active_class_ids = ActiveClassIds(name="active_class_ids")(image_meta)
     roi_valid = RoiValid(name="roi_valid")(rois)

@@ -215,3 +215,17 @@ def test_pipeline_error_names_the_image():
 def test_data_generator_matterport_signature():
     inputs, outputs = next(data.data_generator(stream_dataset(), SmallConfig(), shuffle=False, batch_size=2))
     assert outputs == [] and len(inputs) == 7 and inputs[0].shape == (2, 64, 64, 3)
+
+
+def test_worker_error_surfaces_through_tf_data_instead_of_hanging():
+    class Broken(RectDataset):
+        def load_image(self, image_id):
+            if image_id == 2:
+                raise OSError("unreadable file")
+            return super().load_image(image_id)
+
+    batches = data.TrainingBatches(Broken([[BOX], [], [BOX]]), SmallConfig(), shuffle=False, batch_size=1)
+    iterator = iter(data.make_input_dataset(batches, workers=2))
+    next(iterator), next(iterator)  # images 0 and 1 are fine
+    with pytest.raises(Exception, match="image 2 .*unreadable file"):
+        next(iterator)

@@ -133,6 +133,34 @@ def test_training_step_reduces_the_loss_on_one_batch():
     assert set(history.history) == {"loss", *training.LOSS_NAMES}
 
 
+def test_seeded_runs_repeat_exactly(tmp_path):
+    dataset = BlobDataset(3, 1)
+    histories = []
+    for run in range(2):
+        config = tiny_config(VALIDATION_STEPS=0, STEPS_PER_EPOCH=3)
+        model = modellib.MaskRCNN("training", config, str(tmp_path / str(run)))
+        histories.append(trainer.train(model, dataset, None, 0.02, 1, "all", verbose=0).history)
+    assert histories[0] == histories[1]
+
+
+def test_mixed_precision_builds_float16_trunk_and_float32_losses():
+    import keras
+
+    config = tiny_config(MIXED_PRECISION=True)
+    keras_model = training.build_training_model(config)
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    assert keras_model.get_layer("fpn_p2").compute_dtype == "float16"
+    assert keras_model.get_layer("mrcnn_class_logits").compute_dtype == "float32"
+    trainer.set_trainable(keras_model, "all")
+    trainer.compile_training_model(keras_model, 0.01, config)
+    assert isinstance(keras_model.optimizer, keras.optimizers.LossScaleOptimizer)
+    batch = data.TrainingBatches(BlobDataset(3, 1), config, shuffle=False).batch(0)
+    dataset = tf.data.Dataset.from_tensors((batch,)).repeat()
+    history = keras_model.fit(dataset, epochs=2, steps_per_epoch=1, verbose=0, shuffle=False).history
+    assert all(np.isfinite(values).all() for values in history.values())
+    assert all(output.dtype == tf.float32 for output in keras_model(list(batch))[-5:])
+
+
 # ----------------------------------------------------------------------------
 # graph and layers
 # ----------------------------------------------------------------------------
