@@ -206,13 +206,13 @@ def _backbone(name, input_shape, keras_weights):
     application = getattr(keras.applications, _APPLICATION[name])
     try:
         return application(include_top=False, weights=keras_weights, input_shape=tuple(input_shape), pooling="avg")
-    except Exception as error:  # Keras' own download of the ImageNet file failed (offline)
+    except Exception as error:  # keras.utils.get_file raises a bare Exception when the download fails
         if keras_weights != "imagenet":
             raise
         raise ClassifierError(
-            f"{name}: Keras could not provide its ImageNet weights ({error}). Offline: put the file Keras "
-            f"names (keras.applications.{_APPLICATION[name]}, no top) in ~/.keras/models/, or pass weights=None "
-            "or a weights file path") from error
+            f"{name}: Keras could not build keras.applications.{_APPLICATION[name]} with its ImageNet weights "
+            f"({error}). Offline: put the file Keras downloads for it (no top) in ~/.keras/models/, or pass "
+            "weights=None or a weights file path") from error
 
 
 def load_chexnet_weights(backbone, path):
@@ -968,8 +968,7 @@ def _cmd_train(args):
 def _cmd_evaluate(args):
     import keras
 
-    _lazy("BinaryF1Score")  # registers the metric class so that the saved model loads
-    model = keras.saving.load_model(args.model)
+    model = keras.saving.load_model(args.model, compile=False)  # prediction only: the metrics are not needed
     metrics = evaluate_classifier(model, args.data, split=args.split, val_fraction=args.val_fraction,
                                   seed=args.seed, batch_size=args.batch_size, preprocessing=args.preprocessing,
                                   threshold=args.threshold, out_dir=args.out)

@@ -982,7 +982,7 @@ def _cmd_evaluate(args):
     import keras
     import keras_hub  # noqa: F401  (registers the RetinaNet classes for loading)
 
-    model = keras.saving.load_model(args.model)
+    model = keras.saving.load_model(args.model, compile=False)  # prediction only
     metrics = evaluate_retinanet(model, args.data, split=args.split, val_fraction=args.val_fraction,
                                  seed=args.seed, batch_size=args.batch_size, out_dir=args.out,
                                  submission=args.submission)

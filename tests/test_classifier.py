@@ -316,3 +316,20 @@ def test_classifier_train_command_fails_cleanly_on_a_missing_dir(tmp_path):
     args = parser.parse_args(["classifier-train", "--data", str(tmp_path / "nope"), "--weights", "none"])
     with pytest.raises(FileNotFoundError, match="not a directory"):
         args.func(args)
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_commands_round_trip(synthetic_dir, tmp_path):
+    """classifier-train writes a .keras model that classifier-evaluate loads and scores (graph tracing: ~20 s)."""
+    parser = argparse.ArgumentParser()
+    clf.add_subcommands(parser.add_subparsers(dest="command"))
+    model_path = tmp_path / "vgg.keras"
+    args = parser.parse_args(["classifier-train", "--data", str(synthetic_dir), "--name", "vgg19", "--weights", "none",
+                              "--image-size", "32", "--epochs", "1", "--batch-size", "4", "--out", str(model_path),
+                              "--quiet"])
+    assert args.func(args) == 0 and model_path.is_file()
+    args = parser.parse_args(["classifier-evaluate", "--model", str(model_path), "--data", str(synthetic_dir),
+                              "--out", str(tmp_path / "eval"), "--batch-size", "4"])
+    assert args.func(args) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["n"] == 4 and sum(map(sum, metrics["confusion_matrix"])) == 4

@@ -329,7 +329,7 @@ def test_small_retinanet_learns_blobs(tmp_path):
     train = _blob_set(tmp_path / "train", 256, seed=0)
     test = _blob_set(tmp_path / "test", 32, seed=1)
     model = rn.build_retinanet(128, weights=None, backbone_config=SMALL_BACKBONE, learning_rate=1e-4, seed=0)
-    rn.train_retinanet((train, tmp_path / "train"), model=model, epochs=6, batch_size=8, val_fraction=None,
+    rn.train_retinanet((train, tmp_path / "train"), model=model, epochs=8, batch_size=8, val_fraction=None,
                        augment=False, verbose=0)
     metrics = rn.evaluate_retinanet(model, (test, tmp_path / "test"), split="all",
                                     submission=tmp_path / "submission.csv")
@@ -338,3 +338,25 @@ def test_small_retinanet_learns_blobs(tmp_path):
     by_id = {p.patient_id: p for p in metrics["predictions"]}
     assert metrics["rsna_score"] == pytest.approx(rsna_score({i: test[i].boxes for i in test}, by_id))
     assert set(parse_submission(tmp_path / "submission.csv")) == set(test)
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_commands_round_trip(blob_dir, tmp_path):
+    """retinanet-train (ResNet-50, 64 px, one step) saves a model that retinanet-evaluate loads and scores."""
+    from rsna_detector.submission import parse_submission
+
+    records, folder = blob_dir
+    annotations, _ = rn.write_retinanet_csv(records, folder, tmp_path / "annotations.csv")
+    parser = argparse.ArgumentParser()
+    rn.add_subcommands(parser.add_subparsers(dest="command"))
+    model_path = tmp_path / "retinanet.keras"
+    args = parser.parse_args(["retinanet-train", "--data", str(annotations), "--weights", "none", "--image-size", "64",
+                              "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--val-fraction", "0.25",
+                              "--out", str(model_path), "--quiet"])
+    assert args.func(args) == 0 and model_path.is_file()
+    args = parser.parse_args(["retinanet-evaluate", "--model", str(model_path), "--data", str(annotations),
+                              "--val-fraction", "0.25", "--out", str(tmp_path / "eval"),
+                              "--submission", str(tmp_path / "sub.csv")])
+    assert args.func(args) == 0
+    assert len(parse_submission(tmp_path / "sub.csv")) == 3  # round(0.25 * 12) validation images
+    assert (tmp_path / "eval" / "metrics.json").is_file()
