@@ -171,18 +171,25 @@ def _group_weight_shapes(root, layer_name, filepath):
         yield weight_name, tuple(group[weight_name].shape)
 
 
+def _same_path(file_parts, key_parts):
+    """Path components equal, allowing Keras 2's uniquifying suffix on layer names (``conv_1``)."""
+    if len(file_parts) != len(key_parts) or file_parts[-1] != key_parts[-1]:
+        return False
+    return all(f == k or re.fullmatch(re.escape(k) + r"_\d+", f) for f, k in zip(file_parts[:-1], key_parts[:-1]))
+
+
 def _match_weights(layer_name, file_names, variables):
     """Pair file weight names with model variable keys by name.
 
     Returns ``(pairs [(file_name, key)], problems [(layer, text)])``. A file name matches
     a key when its last path components equal the key's (a prefix such as the outer
-    model's name is allowed).
+    model's name is allowed, and an inner layer name may carry a ``_N`` suffix).
     """
     pairs, problems, used = [], [], set()
     for key in variables:
         key_parts = key.split("/")
         found = [name for name in file_names
-                 if _strip_suffix(name).split("/")[-len(key_parts):] == key_parts and name not in used]
+                 if name not in used and _same_path(_strip_suffix(name).split("/")[-len(key_parts):], key_parts)]
         if len(found) != 1:
             problems.append((layer_name, f"weight {key!r}: {'not in the file' if not found else 'ambiguous'} "
                                          f"(file has {file_names})"))

@@ -153,6 +153,16 @@ class TestKeras2Files:
         after = _values(model.keras_model)
         assert all(np.array_equal(after[k], before[k]) for k in before)  # nothing assigned
 
+    def test_prefixed_and_uniquified_weight_names(self, tmp_path):
+        # Keras 2 sometimes saved 'rpn_model/rpn_conv_shared_1/kernel:0' for a nested model's weights
+        model = _tiny_model(tmp_path)
+        layers = dict(_keras2_layers(model.keras_model, np.random.default_rng(6)))
+        layers["rpn_model"] = [("rpn_model/" + name.replace("/", "_1/", 1), value) for name, value in layers["rpn_model"]]
+        path = _write_keras2(tmp_path / "renamed.h5", list(layers.items()))
+        model.load_weights(str(path), by_name=True)
+        got = _values(model.keras_model)[("rpn_model", "rpn_conv_shared/kernel")]
+        np.testing.assert_array_equal(got, dict(layers["rpn_model"])["rpn_model/rpn_conv_shared_1/kernel:0"])
+
     def test_full_model_file_with_chunked_layer_names(self, tmp_path):
         model = _tiny_model(tmp_path)
         layers = _keras2_layers(model.keras_model, np.random.default_rng(2))
