@@ -120,26 +120,15 @@ def test_learns_blobs_from_scratch(tmp_path):
     assert false_detections <= 1  # the empty images were trained on
 
 
-def test_training_step_reduces_the_loss_on_one_batch():
-    config = tiny_config()
-    keras_model = training.build_training_model(config)
-    trainer.set_trainable(keras_model, "all")
-    trainer.compile_training_model(keras_model, 0.02, config)
-    batch = data.TrainingBatches(BlobDataset(3, 1), config, shuffle=False).batch(0)
-    dataset = tf.data.Dataset.from_tensors((batch,)).repeat()
-    history = keras_model.fit(dataset, epochs=12, steps_per_epoch=1, verbose=0, shuffle=False)
-    losses = history.history["loss"]
-    assert losses[-1] < 0.5 * losses[0]
-    assert set(history.history) == {"loss", *training.LOSS_NAMES}
-
-
+@pytest.mark.slow
 def test_seeded_runs_repeat_exactly(tmp_path):
     dataset = BlobDataset(3, 1)
     histories = []
     for run in range(2):
-        config = tiny_config(VALIDATION_STEPS=0, STEPS_PER_EPOCH=3)
+        config = tiny_config(VALIDATION_STEPS=0, STEPS_PER_EPOCH=2)
         model = modellib.MaskRCNN("training", config, str(tmp_path / str(run)))
         histories.append(trainer.train(model, dataset, None, 0.02, 1, "all", verbose=0).history)
+    assert set(histories[0]) == {"loss", *training.LOSS_NAMES}
     assert histories[0] == histories[1]
 
 
@@ -246,10 +235,12 @@ def test_interrupted_checkpoint_write_keeps_previous_loadable(tmp_path, monkeypa
             raise OSError("simulated crash during checkpoint write")
 
     monkeypatch.setattr(weights_module.h5py, "File", CrashingFile)
+    saver = trainer.CheckpointSaver(model)  # the callback train() uses, at the end of epoch 2
     with pytest.raises(OSError, match="simulated crash"):
-        trainer.train(model, dataset, None, 0.01, 2, "heads", verbose=0)
+        saver.on_epoch_end(1)
     monkeypatch.undo()
 
+    assert model.epoch == 1
     folder = Path(model.log_dir)
     assert sorted(p.name for p in folder.iterdir() if "mask_rcnn" in p.name) == ["mask_rcnn_blobs_0001.h5"]
     fresh = modellib.MaskRCNN("training", config, str(tmp_path))
