@@ -661,9 +661,147 @@ def matterport_notebook():
     ]
 
 
+# --------------------------------------------------------------------------- 03 baselines
+def baselines_notebook():
+    return [
+        header("03_baselines.ipynb", "03 · Baselines: a pneumonia classifier, classifier gating, RetinaNet", """
+            The report's baselines beside the Mask R-CNN: an image-level pneumonia classifier
+            (VGG19 / ResNet50 / DenseNet121 / CheXNet on `keras.applications`), gating of a
+            detector's boxes by the classifier's score (what the top RSNA solutions did), and a
+            RetinaNet (keras-hub) trained briefly and evaluated with exactly the Mask R-CNN's
+            metrics, including the competition's score (`rsna_score`).
+        """),
+        INSTALL,
+        DATA_MARKDOWN,
+        data_cell(n_train=100, n_test=4),
+        md("""
+            ## Settings
+
+            Real data: DenseNet121 with ImageNet weights at 224 px for 3 epochs (the report's best
+            classifier; use `"chexnet"` with the CheXNet weights file for the CheXNet variant), and
+            the report's RetinaNet (ResNet-50 FPN with ImageNet weights, learning rate 1e-4,
+            batch 32, 50 epochs). Synthetic data: the shallowest classifier (VGG19) at 64 px and a
+            small RetinaNet (one basic block per stage) at 128 px, from random weights, for two
+            short epochs: they learn next to nothing, and only show the steps. Both models use
+            the same patient-level 70:30 split (same fraction and seed), so the classifier can gate
+            the RetinaNet's detections on the same validation patients.
+        """),
+        code("""
+            SPLIT = {"val_fraction": 0.3, "seed": 0}
+            if REAL_DATA:
+                CLASSIFIER = "densenet121"
+                CLASSIFIER_SETTINGS = {"weights": "imagenet", "image_size": 224, "epochs": 3, "batch_size": 16}
+                RETINANET_SETTINGS = {"image_size": 256, "weights": "imagenet", "epochs": 50, "batch_size": 32,
+                                      "learning_rate": 1e-4}
+            else:
+                CLASSIFIER = "vgg19"
+                CLASSIFIER_SETTINGS = {"weights": None, "image_size": 64, "epochs": 2, "batch_size": 16}
+                small_resnet = {"input_conv_filters": [64], "input_conv_kernel_sizes": [7],
+                                "stackwise_num_filters": [64, 64, 128, 128], "stackwise_num_blocks": [1, 1, 1, 1],
+                                "stackwise_num_strides": [1, 2, 2, 2], "block_type": "basic_block"}
+                RETINANET_SETTINGS = {"image_size": 128, "weights": None, "backbone_config": small_resnet, "epochs": 2,
+                                      "batch_size": 8, "steps_per_epoch": 4, "learning_rate": 1e-3}
+        """),
+        md("""
+            ## Classifier
+
+            Global average pooling over the backbone and one sigmoid unit; Adam 1e-3, binary
+            cross-entropy with inverse-frequency class weights, the report's augmentation
+            (rotation 40 degrees, shear, zoom, horizontal flip, brightness).
+        """),
+        code("""
+            from rsna_detector.classifier import evaluate_classifier, train_classifier
+
+            classifier, classifier_history = train_classifier(DATA_DIR, CLASSIFIER, verbose=2, **SPLIT,
+                                                              **CLASSIFIER_SETTINGS)
+            print({key: round(values[-1], 3) for key, values in classifier_history.history.items()})
+        """),
+        code("""
+            from IPython.display import Image, display
+
+            classifier_metrics = evaluate_classifier(classifier, DATA_DIR, out_dir=WORK_DIR / "classifier", **SPLIT)
+            for key in ("n", "positives", "roc_auc", "pr_auc", "accuracy", "f1", "best_threshold", "best_f1"):
+                print(f"{key:15} {classifier_metrics[key]:.3f}")
+            print("confusion matrix at 0.5 [[TN, FP], [FN, TP]]:", classifier_metrics["confusion_matrix"])
+            for path in classifier_metrics["figures"].values():
+                display(Image(filename=path, width=360))
+        """),
+        md("""
+            ## RetinaNet
+
+            keras-hub's `RetinaNetObjectDetector`: focal loss, smooth-L1 box loss (sigma 3),
+            classification prior 0.01, anchors on P3-P7 with three aspect ratios sized for RSNA
+            boxes, the report's random transform. Evaluated by the Mask R-CNN's functions:
+            mAP@0.5, mean IoU of matched boxes, and the competition's score with its best
+            confidence threshold.
+        """),
+        code("""
+            from rsna_detector.retinanet import evaluate_retinanet, train_retinanet
+
+            retinanet, retinanet_history = train_retinanet(DATA_DIR, verbose=2, **SPLIT, **RETINANET_SETTINGS)
+            print({key: round(values[-1], 3) for key, values in retinanet_history.history.items()})
+        """),
+        code("""
+            # one image per predict call: every call has the same input shape, so one compiled function serves all
+            retinanet_metrics = evaluate_retinanet(retinanet, DATA_DIR, batch_size=1, out_dir=WORK_DIR / "retinanet",
+                                                   **SPLIT)
+            for key in ("map50", "map50_positive", "mean_iou", "rsna_score", "best_threshold", "best_rsna_score"):
+                print(f"{key:16} {retinanet_metrics[key]:.3f}")
+            print(retinanet_metrics["counts"])
+        """),
+        md("""
+            ## Classifier gating
+
+            An image whose classifier score is below a threshold keeps no box. On the competition's
+            metric this pays: an image without opacity that keeps any box scores 0 and counts,
+            while an image with neither opacity nor box is left out of the mean. The cost: the
+            opacities of positive images the classifier misses. `gating_effect` gives the score
+            before and after gating for a range of thresholds, first for the RetinaNet's
+            detections, then for a toy detector that finds every opacity (the ground-truth box
+            shifted by a few pixels) but also puts a box on every negative image, which shows the
+            mechanism clearly even when the briefly trained models are poor.
+        """),
+        code("""
+            import numpy as np
+
+            from rsna_detector import load_patient_records
+            from rsna_detector.gating import gate_predictions, gating_effect
+
+            records = load_patient_records(layout.train_labels, layout.class_info)
+            classifier_scores = dict(zip(classifier_metrics["patient_ids"], classifier_metrics["scores"]))
+            ground_truth = {pid: records[pid].boxes for pid in classifier_scores}
+            retinanet_predictions = {p.patient_id: p for p in retinanet_metrics["predictions"]}
+            THRESHOLDS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+            gating_effect(ground_truth, retinanet_predictions, classifier_scores, THRESHOLDS).round(3)
+        """),
+        code("""
+            from rsna_detector import ImagePrediction, rsna_score
+
+            rng = np.random.default_rng(0)
+            positive_boxes = np.concatenate([boxes for boxes in ground_truth.values() if len(boxes)])
+            typical_box = np.median(positive_boxes, axis=0)  # a plausible false positive, same pixel frame
+            toy_predictions = {}
+            for pid, boxes in ground_truth.items():
+                if len(boxes):
+                    shift = rng.normal(0, 0.02 * (boxes[:, 2:] - boxes[:, :2]).mean(), boxes.shape)
+                    toy_predictions[pid] = ImagePrediction(pid, boxes + shift, np.full(len(boxes), 0.9))
+                else:
+                    toy_predictions[pid] = ImagePrediction(pid, typical_box[None], np.array([0.9]))
+            gating_effect(ground_truth, toy_predictions, classifier_scores, THRESHOLDS).round(3)
+        """),
+        code("""
+            threshold = classifier_metrics["best_threshold"]  # the classifier's F1-best threshold
+            gated = gate_predictions(toy_predictions, classifier_scores, threshold)
+            print(f"toy detector: competition score {rsna_score(ground_truth, toy_predictions):.3f} before gating, "
+                  f"{rsna_score(ground_truth, gated):.3f} after gating at the F1-best threshold {threshold:.3f}")
+        """),
+    ]
+
+
 NOTEBOOKS = {
     "01_eda.ipynb": eda_notebook,
     "02_train_mask_rcnn.ipynb": train_notebook,
+    "03_baselines.ipynb": baselines_notebook,
     "04_matterport_notebook.ipynb": matterport_notebook,
 }
 
