@@ -39,7 +39,7 @@ import tensorflow as tf
 
 from . import box_ops, losses, utils
 from .backbone import build_backbone
-from .data import training_anchors
+from .data import INPUT_NAMES, training_anchors
 from .fpn import build_fpn
 from .heads import build_fpn_mask_graph, fpn_classifier_graph
 from .proposals import ProposalLayer
@@ -200,7 +200,9 @@ class MaskRCNNTrainingModel(keras.Model):
     (matterport's L2 term, kernels and biases). Reported metrics: ``loss`` (that
     objective) and the five unweighted losses. Under a multi-replica strategy the
     objective is divided by the replica count before the gradients are summed
-    across replicas, so one step equals one step on the global batch.
+    across replicas, so one step equals one step on the global batch (Keras
+    applies the per-weight clip norm to each replica's share before the sum, so
+    with clipping active the two can differ).
 
     Attributes set by :func:`build_training_model`: ``config``, ``loss_weights``
     (dict), ``weight_decay`` (float).
@@ -326,15 +328,16 @@ def _training_inputs(config):
     else:
         mask_shape = image_shape[:2]
     gt = config.MAX_GT_INSTANCES
-    return [
-        keras.Input(shape=image_shape, name="input_image", dtype="float32"),
-        keras.Input(shape=(config.IMAGE_META_SIZE,), name="input_image_meta", dtype="float32"),
-        keras.Input(shape=(num_anchors, 1), name="input_rpn_match", dtype="int32"),
-        keras.Input(shape=(config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4), name="input_rpn_bbox", dtype="float32"),
-        keras.Input(shape=(gt,), name="input_gt_class_ids", dtype="int32"),
-        keras.Input(shape=(gt, 4), name="input_gt_boxes", dtype="float32"),
-        keras.Input(shape=mask_shape + (gt,), name="input_gt_masks", dtype="float32"),
+    specs = [
+        (image_shape, "float32"),
+        ((config.IMAGE_META_SIZE,), "float32"),
+        ((num_anchors, 1), "int32"),
+        ((config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4), "float32"),
+        ((gt,), "int32"),
+        ((gt, 4), "float32"),
+        (mask_shape + (gt,), "float32"),
     ]
+    return [keras.Input(shape=shape, name=name, dtype=dtype) for name, (shape, dtype) in zip(INPUT_NAMES, specs)]
 
 
 def _training_graph(config):

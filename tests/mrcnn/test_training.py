@@ -102,7 +102,7 @@ def test_learns_blobs_from_scratch(tmp_path):
     dataset = BlobDataset(8, 2)
     config = tiny_config(STEPS_PER_EPOCH=20, VALIDATION_STEPS=0, TRAIN_BN=True)
     model = modellib.MaskRCNN("training", config, str(tmp_path))
-    trainer.train(model, dataset, None, config.LEARNING_RATE, 6, "all", verbose=0)
+    model.train(dataset, None, config.LEARNING_RATE, 6, "all", verbose=0)  # the facade, as users call it
 
     inference_config = tiny_config(IMAGES_PER_GPU=10, TRAIN_BN=True)
     detector = modellib.MaskRCNN("inference", inference_config, str(tmp_path))
@@ -211,7 +211,7 @@ def test_epochs_continue_and_resume_from_last_checkpoint(tmp_path):
     resumed = modellib.MaskRCNN("training", tiny_config(), str(tmp_path))
     resumed.load_weights(resumed.find_last(), by_name=True)
     assert resumed.epoch == 1 and Path(resumed.log_dir) == first.parent
-    trainer.train(resumed, dataset, dataset, 0.01, 2, "all", verbose=0)
+    resumed.train(dataset, dataset, 0.01, 2, "all", verbose=0)
     assert resumed.epoch == 2
     assert sorted(p.name for p in first.parent.glob("*.h5")) == ["mask_rcnn_blobs_0001.h5", "mask_rcnn_blobs_0002.h5"]
     with open(first.parent / trainer.LOG_CSV_NAME) as handle:
