@@ -78,6 +78,13 @@ _LAZY_EXPORTS = {
 __all__ = ["__version__", *_LAZY_EXPORTS]
 
 
+# ``train`` and ``predict`` are both functions and submodules of the package: importing
+# the submodule would rebind the package attribute to the module, so bind the functions
+# now (both modules are light: TensorFlow is imported inside the functions).
+from .predict import predict  # noqa: E402
+from .train import train  # noqa: E402
+
+
 def __getattr__(name):
     module_name = _LAZY_EXPORTS.get(name)
     if module_name is None:

@@ -162,7 +162,7 @@ def _add_demo(sub):
     p.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
     p.add_argument("--n-train", type=int, default=400, help="synthetic training patients (default: 400)")
     p.add_argument("--n-test", type=int, default=40, help="synthetic test patients (default: 40)")
-    p.add_argument("--epochs", type=int, default=None, help="total epochs (default: 8 synthetic, 16 real)")
+    p.add_argument("--epochs", type=int, default=None, help="total epochs (default: 10 synthetic, 16 real)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)

@@ -75,7 +75,7 @@ def run_demo(out_dir="demo_output", data_dir=None, *, n_train=400, n_test=40, ep
         A Kaggle-layout download. None: synthetic data (``n_train`` training and
         ``n_test`` test patients, seeded).
     epochs : int, optional
-        Default 8 on synthetic data, 16 on real data.
+        Default 10 on synthetic data, 16 on real data.
     config : Config, optional
         Default ``CPUDemoConfig`` on synthetic data, ``DetectorConfig`` on real data.
     weights : str, optional
@@ -103,7 +103,7 @@ def run_demo(out_dir="demo_output", data_dir=None, *, n_train=400, n_test=40, ep
     if synthetic:
         data_dir = _synthetic_data(out_dir, n_train, n_test, seed, progress)
     config = config or (CPUDemoConfig() if synthetic else DetectorConfig())
-    epochs = epochs or (8 if synthetic else 16)
+    epochs = epochs or (10 if synthetic else 16)
     weights = weights if weights is not None else (None if synthetic else "coco")
 
     # the short synthetic training sees as many negative as positive patients; validation keeps ~3.4:1

@@ -22,3 +22,14 @@ def test_importing_the_package_and_the_data_layer_does_not_import_tensorflow():
             "rsna_detector.cli.build_parser(); print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_train_and_predict_stay_functions_after_their_modules_are_imported():
+    import importlib
+
+    importlib.import_module("rsna_detector.train")
+    importlib.import_module("rsna_detector.predict")
+    from rsna_detector import predict, train
+
+    assert callable(train) and train.__name__ == "train"
+    assert callable(predict) and predict.__name__ == "predict"
