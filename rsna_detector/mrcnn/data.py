@@ -66,7 +66,7 @@ class DataPipelineError(ValueError):
 # one image
 # ----------------------------------------------------------------------------
 
-def load_image_gt(dataset, config, image_id, augmentation=None, seed=None):
+def load_image_gt(dataset, config, image_id, augmentation=None, seed=None, *, use_mini_mask=None, augment=False):
     """Load an image with its ground truth, resized (and augmented) for training.
 
     Parameters
@@ -82,6 +82,11 @@ def load_image_gt(dataset, config, image_id, augmentation=None, seed=None):
         applied to the masks, with the same random draws.
     seed : int, optional
         Seed of the random draws (augmentation, 'crop' position); unseeded when None.
+    use_mini_mask : bool, optional
+        matterport's keyword: overrides ``config.USE_MINI_MASK`` (RSNA notebooks
+        pass ``use_mini_mask=False`` to get full-size masks for evaluation).
+    augment : bool
+        matterport's deprecated keyword: a horizontal flip with probability 0.5.
 
     Returns
     -------
@@ -115,6 +120,8 @@ def load_image_gt(dataset, config, image_id, augmentation=None, seed=None):
     else:
         mask = np.zeros(image.shape[:2] + (0,), dtype=bool)
 
+    if augment and np.random.default_rng(seed).random() < 0.5:
+        image, mask = np.ascontiguousarray(image[:, ::-1]), np.ascontiguousarray(mask[:, ::-1])
     if augmentation is not None:
         image, mask = augment_image_and_masks(image, mask, augmentation, seed)
 
@@ -125,7 +132,7 @@ def load_image_gt(dataset, config, image_id, augmentation=None, seed=None):
     active_class_ids = np.zeros(dataset.num_classes, dtype=np.int32)
     source = dataset.image_info[image_id]["source"]
     active_class_ids[dataset.source_class_ids[source]] = 1
-    if config.USE_MINI_MASK:
+    if config.USE_MINI_MASK if use_mini_mask is None else use_mini_mask:
         if mask.shape[-1]:
             mask = utils.minimize_mask(bbox, mask, config.MINI_MASK_SHAPE)
         else:

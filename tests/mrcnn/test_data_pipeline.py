@@ -76,6 +76,17 @@ class TestLoadImageGt:
         assert mask.shape == (16, 16, 1) and mask.all()
         np.testing.assert_array_equal(bbox, [BOX])
 
+    def test_matterport_keywords_use_mini_mask_and_augment(self):
+        config = SmallConfig()
+        config.USE_MINI_MASK = True
+        config.validate()
+        _, _, _, bbox, mask = data.load_image_gt(RectDataset([[BOX]]), config, 0, use_mini_mask=False)
+        assert mask.shape == (64, 64, 1)  # the keyword overrides the config, as in matterport
+        flipped = {tuple(data.load_image_gt(RectDataset([[BOX]]), SmallConfig(), 0, seed=s, augment=True)[3][0])
+                   for s in range(12)}
+        # x 8..20 in a 64-wide image mirrors to 44..56; both outcomes occur over 12 seeds
+        assert flipped == {BOX, (10, 44, 30, 56)}
+
     def test_fliplr_moves_image_mask_and_box_together(self):
         image, _, _, bbox, mask = data.load_image_gt(RectDataset([[BOX]]), SmallConfig(), 0,
                                                      augmentation=iaa.Fliplr(1.0), seed=0)
