@@ -34,6 +34,8 @@ INSTALL_REQUIRES = [
 
 EXTRAS_REQUIRE = {
     "test": ["pytest>=8", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
+    # TensorFlow 2.21 no longer installs TensorBoard; training writes its logs when present.
+    "tensorboard": ["tensorboard>=2.16"],
 }
 
 setup(
