@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -968,7 +969,9 @@ def _cmd_train(args):
 def _cmd_evaluate(args):
     import keras
 
-    model = keras.saving.load_model(args.model, compile=False)  # prediction only: the metrics are not needed
+    with warnings.catch_warnings():  # the saved optimizer state is not needed to predict
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model = keras.saving.load_model(args.model, compile=False)
     metrics = evaluate_classifier(model, args.data, split=args.split, val_fraction=args.val_fraction,
                                   seed=args.seed, batch_size=args.batch_size, preprocessing=args.preprocessing,
                                   threshold=args.threshold, out_dir=args.out)

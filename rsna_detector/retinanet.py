@@ -62,6 +62,7 @@ import csv
 import json
 import logging
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -163,9 +164,10 @@ def rsna_anchor_generator(image_size, aspect_ratios=RSNA_ASPECT_RATIOS, anchor_s
 
 
 def _old_resnet50_name(hub_name):
-    """keras-hub ResNet layer name -> the old Keras ResNet-50 name (``conv1``, ``res2a_branch2a``, ...).
+    """keras-hub ResNet layer name -> the old Keras ResNet-50 layer name, or None for other layers.
 
-    Returns ``(conv_name, bn_name)`` for a ``*_conv`` / ``*_bn`` pair key, or None.
+    ``conv1_conv`` -> ``conv1``, ``conv1_bn`` -> ``bn_conv1``, ``stack{k}_block{i}_{j}_conv`` ->
+    ``res{k+2}{a,b,...}_branch{1,2a,2b,2c}`` (j = 0 is the shortcut), ``..._bn`` -> ``bn{k+2}...``.
     """
     if hub_name in ("conv1_conv", "conv1_bn"):
         return "conv1" if hub_name.endswith("conv") else "bn_conv1"
@@ -811,6 +813,24 @@ def _to_original(boxes, image_size, original):
     return boxes
 
 
+def _predict_batch(model, images, batch_size):
+    """``model.predict`` on exactly ``batch_size`` images (the last ones repeated), outputs cut back.
+
+    keras-hub 0.32's NonMaxSuppression needs a static batch size: once a predict
+    function has seen two batch sizes, TensorFlow retraces it with an unknown
+    batch dimension and the NMS fails. So every call gets ``batch_size`` images,
+    and the predict function is rebuilt when ``batch_size`` changes.
+    """
+    if getattr(model, "_rsna_predict_batch", None) != batch_size:
+        model.make_predict_function(force=True)
+        model._rsna_predict_batch = batch_size
+    count = len(images)
+    if count < batch_size:
+        images = np.concatenate([images, np.repeat(images[-1:], batch_size - count, axis=0)])
+    output = model.predict(images, batch_size=batch_size, verbose=0)
+    return {key: np.asarray(value)[:count] for key, value in output.items()}
+
+
 def predict_retinanet(model, paths, *, batch_size=8, min_confidence=None):
     """Detections of each image, in the pixels of the original image.
 
@@ -839,12 +859,11 @@ def predict_retinanet(model, paths, *, batch_size=8, min_confidence=None):
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
         images, originals = zip(*(read_grey_image(p, size) for p in chunk))
-        # keras-hub's predict_step decodes (anchors, NMS); predict_on_batch does not hand it what it needs
-        output = model.predict(preprocess_images(np.stack(images)), batch_size=len(chunk), verbose=0)
+        output = _predict_batch(model, preprocess_images(np.stack(images)), batch_size)
         for row, (path, original) in enumerate(zip(chunk, originals)):
-            count = int(np.asarray(output["num_detections"])[row])
-            boxes = np.asarray(output["boxes"])[row, :count].astype(np.float32)
-            scores = np.asarray(output["confidence"])[row, :count].astype(np.float32)
+            count = int(output["num_detections"][row])
+            boxes = output["boxes"][row, :count].astype(np.float32)
+            scores = output["confidence"][row, :count].astype(np.float32)
             keep = np.ones(count, bool) if min_confidence is None else scores >= min_confidence
             boxes = _to_original(boxes[keep], size, original)
             scores = scores[keep]
@@ -982,7 +1001,9 @@ def _cmd_evaluate(args):
     import keras
     import keras_hub  # noqa: F401  (registers the RetinaNet classes for loading)
 
-    model = keras.saving.load_model(args.model, compile=False)  # prediction only
+    with warnings.catch_warnings():  # the saved optimizer state is not needed to predict
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model = keras.saving.load_model(args.model, compile=False)
     metrics = evaluate_retinanet(model, args.data, split=args.split, val_fraction=args.val_fraction,
                                  seed=args.seed, batch_size=args.batch_size, out_dir=args.out,
                                  submission=args.submission)

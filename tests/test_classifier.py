@@ -318,9 +318,8 @@ def test_classifier_train_command_fails_cleanly_on_a_missing_dir(tmp_path):
         args.func(args)
 
 
-@pytest.mark.slow
 def test_train_and_evaluate_commands_round_trip(synthetic_dir, tmp_path):
-    """classifier-train writes a .keras model that classifier-evaluate loads and scores (graph tracing: ~20 s)."""
+    """classifier-train writes a .keras model that classifier-evaluate loads and scores."""
     parser = argparse.ArgumentParser()
     clf.add_subcommands(parser.add_subparsers(dest="command"))
     model_path = tmp_path / "vgg.keras"

@@ -360,3 +360,15 @@ def test_train_and_evaluate_commands_round_trip(blob_dir, tmp_path):
     assert args.func(args) == 0
     assert len(parse_submission(tmp_path / "sub.csv")) == 3  # round(0.25 * 12) validation images
     assert (tmp_path / "eval" / "metrics.json").is_file()
+
+
+def test_prediction_with_a_short_last_batch_in_graph_mode(blob_dir):
+    """keras-hub's NMS fails on a retraced (unknown) batch size: chunks are padded to the batch size."""
+    records, folder = blob_dir
+    model = rn.build_retinanet(64, weights=None, backbone_config=SMALL_BACKBONE, compile=False, seed=1)
+    paths = [folder / f"{i}.dcm" for i in list(records)[:3]]
+    first = rn.predict_retinanet(model, paths, batch_size=2)  # chunks of 2 and 1
+    again = rn.predict_retinanet(model, paths, batch_size=3)  # another batch size on the same model
+    assert [p.patient_id for p in first] == [p.patient_id for p in again] == [p.stem for p in paths]
+    for a, b in zip(first, again):
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4)
