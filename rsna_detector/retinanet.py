@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import math
 import warnings
 from pathlib import Path
@@ -95,8 +94,6 @@ __all__ = [
     "evaluate_retinanet",
     "add_subcommands",
 ]
-
-log = logging.getLogger(__name__)
 
 RETINANET_CLASS_NAME = "Pneumonia"
 RSNA_ASPECT_RATIOS = (1.0, 1.5, 2.25)  # height / width, keras-hub's convention
