@@ -59,6 +59,16 @@ _LAZY_EXPORTS = {
     "run_eda": "rsna_detector.eda",
     "compute_label_statistics": "rsna_detector.eda",
     "describe_distribution": "rsna_detector.eda",
+    # baselines
+    "build_classifier": "rsna_detector.classifier",
+    "train_classifier": "rsna_detector.classifier",
+    "evaluate_classifier": "rsna_detector.classifier",
+    "gate_predictions": "rsna_detector.gating",
+    "gating_effect": "rsna_detector.gating",
+    "build_retinanet": "rsna_detector.retinanet",
+    "train_retinanet": "rsna_detector.retinanet",
+    "predict_retinanet": "rsna_detector.retinanet",
+    "evaluate_retinanet": "rsna_detector.retinanet",
     # evaluation, submission, weights
     "ImagePrediction": "rsna_detector.submission",
     "write_submission": "rsna_detector.submission",

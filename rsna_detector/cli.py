@@ -238,6 +238,14 @@ def _add_eda(sub):
     add_eda_subcommand(sub)
 
 
+def _add_baselines(sub):
+    from .classifier import add_subcommands as add_classifier
+    from .retinanet import add_subcommands as add_retinanet
+
+    add_classifier(sub)
+    add_retinanet(sub)
+
+
 def build_parser():
     """The argparse parser of ``rsna-detector`` with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -246,7 +254,8 @@ def build_parser():
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_demo, _add_train, _add_evaluate, _add_predict, _add_submit, _add_convert, _add_synth, _add_eda):
+    for add in (_add_demo, _add_train, _add_evaluate, _add_predict, _add_submit, _add_convert, _add_synth, _add_eda,
+                _add_baselines):
         add(sub)
     return parser
 
