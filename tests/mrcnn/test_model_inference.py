@@ -232,8 +232,8 @@ class RsnaConfig(Config):
     DETECTION_NMS_THRESHOLD = 0.01
 
 
-@pytest.mark.slow
 def test_full_rsna_settings_build_and_detect(tmp_path):
+    """ResNet-50, 256 px, 1000 proposals: about 3 s on 2 idle cores, 15 s on busy ones."""
     keras.utils.set_random_seed(0)
     start = time.perf_counter()
     rsna = modellib.MaskRCNN("inference", RsnaConfig(), tmp_path)
