@@ -532,3 +532,16 @@ class MaskRCNN:
     def get_trainable_layers(self):
         """Top-level layers of ``keras_model`` that have weights (the nested ``rpn_model`` included)."""
         return [self.find_trainable_layer(layer) for layer in self.keras_model.layers if layer.weights]
+
+    def set_trainable(self, layer_regex, keras_model=None, indent=0, verbose=1):
+        """matterport's method: make the layers matching ``layer_regex`` trainable, freeze the others.
+
+        ``layer_regex`` is a preset ('heads', '3+', '4+', '5+', 'all') or a regular
+        expression; batch normalisation stays frozen unless ``config.TRAIN_BN``.
+        ``indent`` is accepted for compatibility and ignored. Returns the names of the
+        trainable layers (see ``trainer.set_trainable``).
+        """
+        from .trainer import set_trainable
+
+        return set_trainable(keras_model or self.keras_model, layer_regex, train_bn=self.config.TRAIN_BN,
+                             verbose=verbose)

@@ -64,6 +64,7 @@ def pyramid_roi_align_graph(boxes, image_shape, feature_maps, pool_shape):
         (bilinear, sample points spaced evenly from the box's first to its last
         coordinate, ``y * (h_i - 1)`` in feature-map cells; 0 outside the map).
     """
+    boxes = tf.cast(boxes, tf.float32)  # crop_and_resize needs float32 boxes (mixed precision)
     batch = tf.shape(boxes)[0]
     num_boxes = tf.shape(boxes)[1]
     flat_boxes = tf.reshape(boxes, [-1, 4])

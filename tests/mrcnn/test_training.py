@@ -187,6 +187,13 @@ def test_layer_presets_and_frozen_batch_norm():
     assert "mrcnn_mask" in custom and "mrcnn_class_logits" not in custom
 
 
+def test_model_set_trainable_is_matterports_method(tmp_path):
+    model = modellib.MaskRCNN("training", tiny_config(TRAIN_BN=False), str(tmp_path))
+    names = set(model.set_trainable("heads", verbose=0))
+    assert "mrcnn_mask" in names and "tiny_c2" not in names
+    assert not model.keras_model.get_layer("tiny_c2").trainable
+
+
 def test_weight_decay_term_matches_matterport_formula():
     config = tiny_config(WEIGHT_DECAY=0.01)
     keras_model = training.build_training_model(config)
