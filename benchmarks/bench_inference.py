@@ -33,24 +33,13 @@ REFERENCE_MS_PER_IMAGE = 435.0
 
 
 def benchmark_config(batch_size, backbone="resnet50"):
-    """The RSNA inference settings with ``IMAGES_PER_GPU = batch_size``."""
-    from rsna_detector.mrcnn.config import Config
+    """``DetectorConfig`` (the RSNA settings, 1000 proposals at inference) with ``IMAGES_PER_GPU = batch_size``."""
+    from rsna_detector.config import DetectorConfig
 
-    class BenchmarkConfig(Config):
-        NAME = "bench"
-        GPU_COUNT = 1
-        IMAGES_PER_GPU = batch_size
-        BACKBONE = backbone
-        NUM_CLASSES = 2
-        IMAGE_MIN_DIM = 256
-        IMAGE_MAX_DIM = 256
-        RPN_ANCHOR_SCALES = (16, 32, 64, 128)
-        POST_NMS_ROIS_INFERENCE = 1000
-        DETECTION_MAX_INSTANCES = 3
-        DETECTION_MIN_CONFIDENCE = 0.78
-        DETECTION_NMS_THRESHOLD = 0.01
-
-    return BenchmarkConfig()
+    config = DetectorConfig()
+    config.IMAGES_PER_GPU, config.BACKBONE = batch_size, backbone
+    assert config.POST_NMS_ROIS_INFERENCE == 1000
+    return config.validate()
 
 
 def time_detect(batch_size, runs, backbone, seed=0):
