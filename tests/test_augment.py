@@ -32,3 +32,21 @@ def test_notebook_preset_moves_a_box_only_slightly():
         ys, xs = np.nonzero(out[..., 0] > 128)
         # translation at most 2 % in x (2.6 px) and 4 % in y (5 px), small scale/rotation
         assert abs(ys.min() - 40) <= 8 and abs(xs.min() - 30) <= 6
+
+
+def test_show_augmented_samples_draws_originals_and_variants(tmp_path):
+    from rsna_detector.augment import show_augmented_samples
+    from rsna_detector.config import CPUDemoConfig
+    from rsna_detector.data.dataset import DetectorDataset
+    from rsna_detector.data.synthetic import make_synthetic_dataset
+
+    make_synthetic_dataset(tmp_path, n_train=12, n_test=1, seed=4, image_size=256, workers=1, progress=False)
+    dataset = DetectorDataset.from_data_dir(tmp_path, image_size=128)
+    config = CPUDemoConfig()
+    positives = [i for i in dataset.image_ids if len(dataset.image_info[i]["boxes"])][:2]
+    fig = show_augmented_samples(dataset, config, positives, "notebook", n_variants=2, seed=1)
+    assert len(fig.axes) == 2 * 3
+    boxes_drawn = [len(ax.patches) for ax in fig.axes]
+    assert boxes_drawn[0] == len(dataset.image_info[positives[0]]["boxes"]) and all(n > 0 for n in boxes_drawn)
+    fig.savefig(tmp_path / "aug.png")
+    assert (tmp_path / "aug.png").stat().st_size > 1000
