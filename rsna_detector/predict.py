@@ -53,18 +53,6 @@ def list_dicoms(paths_or_folder):
     return [Path(p) for p in paths_or_folder]
 
 
-def _box_iou(box, boxes):
-    """IoU of one box ``[4]`` with ``boxes [N, 4]``, both ``(y1, x1, y2, x2)``."""
-    y1 = np.maximum(box[0], boxes[:, 0])
-    x1 = np.maximum(box[1], boxes[:, 1])
-    y2 = np.minimum(box[2], boxes[:, 2])
-    x2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(y2 - y1, 0, None) * np.clip(x2 - x1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
-
-
 def fuse_flip_detections(boxes_a, scores_a, boxes_b, scores_b, iou_threshold=0.5):
     """Fuse the detections of an image and of its mirror (already un-mirrored).
 
@@ -81,6 +69,8 @@ def fuse_flip_detections(boxes_a, scores_a, boxes_b, scores_b, iou_threshold=0.5
     -------
     boxes : float32 [M, 4], scores : float32 [M], sorted by descending score.
     """
+    from .mrcnn.utils import compute_iou
+
     boxes_a, boxes_b = np.asarray(boxes_a, np.float32).reshape(-1, 4), np.asarray(boxes_b, np.float32).reshape(-1, 4)
     scores_a, scores_b = np.asarray(scores_a, np.float32), np.asarray(scores_b, np.float32)
     unmatched_b = np.ones(len(boxes_b), bool)
@@ -88,7 +78,7 @@ def fuse_flip_detections(boxes_a, scores_a, boxes_b, scores_b, iou_threshold=0.5
     for i in np.argsort(-scores_a):
         candidates = np.flatnonzero(unmatched_b)
         if candidates.size:
-            ious = _box_iou(boxes_a[i], boxes_b[candidates])
+            ious = compute_iou(boxes_a[i], boxes_b[candidates], _area(boxes_a[i:i + 1])[0], _area(boxes_b[candidates]))
             best = int(np.argmax(ious))
             if ious[best] >= iou_threshold:
                 j = candidates[best]
@@ -107,6 +97,11 @@ def fuse_flip_detections(boxes_a, scores_a, boxes_b, scores_b, iou_threshold=0.5
     boxes, scores = np.asarray(fused_boxes, np.float32), np.asarray(fused_scores, np.float32)
     order = np.argsort(-scores)
     return boxes[order], scores[order]
+
+
+def _area(boxes):
+    """Areas of ``(y1, x1, y2, x2)`` boxes ``[N, 4]``."""
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
 def _mirror_boxes(boxes, width):

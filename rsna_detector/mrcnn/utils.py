@@ -261,6 +261,9 @@ def _areas(boxes):
 
 
 def _as_boxes(boxes, name):
+    """float64 [N, 4] (extra columns dropped); None or empty input gives [0, 4]."""
+    if boxes is None:
+        return np.zeros((0, 4))
     boxes = np.asarray(boxes, dtype=np.float64)
     if boxes.size == 0:
         return boxes.reshape(0, 4)

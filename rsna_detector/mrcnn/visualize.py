@@ -73,17 +73,6 @@ def _as_rgb(image):
     return image[..., :3]
 
 
-def _as_boxes(boxes, name):
-    if boxes is None:
-        return np.zeros((0, 4))
-    boxes = np.asarray(boxes, dtype=np.float64)
-    if boxes.size == 0:
-        return boxes.reshape(0, 4)
-    if boxes.ndim != 2 or boxes.shape[1] < 4:
-        raise ValueError(f"{name}: expected boxes [N, (y1, x1, y2, x2)], got shape {boxes.shape}")
-    return boxes[:, :4]
-
-
 def _masks_or_empty(masks, image, count):
     """``masks`` as an array, or ``[H, W, 0]`` zeros for None / empty input with no instance."""
     if count == 0 and (masks is None or np.asarray(masks).size == 0):
@@ -204,7 +193,7 @@ def display_instances(image, boxes, masks, class_ids, class_names, scores=None, 
     matplotlib.figure.Figure
     """
     image = _as_rgb(image)
-    boxes = _as_boxes(boxes, "display_instances: boxes")
+    boxes = utils._as_boxes(boxes, "display_instances: boxes")
     count = len(boxes)
     class_ids = np.zeros(0, int) if class_ids is None else np.asarray(class_ids).reshape(-1)
     _check_count("class_ids", class_ids, count)
@@ -329,8 +318,8 @@ def draw_boxes(image, boxes=None, refined_boxes=None, masks=None, captions=None,
     matplotlib.figure.Figure
     """
     image = _as_rgb(image)
-    boxes = None if boxes is None else _as_boxes(boxes, "draw_boxes: boxes")
-    refined = None if refined_boxes is None else _as_boxes(refined_boxes, "draw_boxes: refined_boxes")
+    boxes = None if boxes is None else utils._as_boxes(boxes, "draw_boxes: boxes")
+    refined = None if refined_boxes is None else utils._as_boxes(refined_boxes, "draw_boxes: refined_boxes")
     count = len(boxes) if boxes is not None else (len(refined) if refined is not None else 0)
     if boxes is not None and refined is not None:
         _check_count("refined_boxes", refined, count)
@@ -376,8 +365,8 @@ def display_differences(image, gt_box, gt_class_id, gt_mask, pred_box, pred_clas
     one its best IoU. Returns the Figure.
     """
     image = _as_rgb(image)
-    gt_box = _as_boxes(gt_box, "display_differences: gt_box")
-    pred_box = _as_boxes(pred_box, "display_differences: pred_box")
+    gt_box = utils._as_boxes(gt_box, "display_differences: gt_box")
+    pred_box = utils._as_boxes(pred_box, "display_differences: pred_box")
     gt_mask = _masks_or_empty(gt_mask, image, len(gt_box))
     pred_mask = _masks_or_empty(pred_mask, image, len(pred_box))
     gt_keep = np.any(gt_box != 0, axis=1)
