@@ -38,11 +38,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+from .data.batching import ShuffledBatches
 
 __all__ = [
     "CLASSIFIER_NAMES",
@@ -445,7 +446,7 @@ def classifier_augmentation():
 def _sequence_class():
     import keras
 
-    class ClassifierSequence(keras.utils.PyDataset):
+    class ClassifierSequence(ShuffledBatches, keras.utils.PyDataset):
         """Batches of (preprocessed images, labels) read from DICOMs, for ``fit`` and ``predict``.
 
         Parameters
@@ -481,19 +482,7 @@ def _sequence_class():
                 raise ClassifierError(f"labels: {len(self.labels)} for {len(self.paths)} paths")
             self.name, self.image_size, self.batch_size = name, int(image_size), int(batch_size)
             self.preprocessing, self.shuffle = preprocessing, shuffle
-            self.augmenter = classifier_augmentation() if augment else None
-            if self.augmenter is not None:
-                self.augmenter.seed_(int(seed))
-            self._rng = np.random.default_rng(seed)
-            self._order = np.arange(len(self.paths))
-            self.on_epoch_end()
-
-        def __len__(self):
-            return math.ceil(len(self.paths) / self.batch_size)
-
-        def on_epoch_end(self):
-            if self.shuffle:
-                self._order = self._rng.permutation(len(self.paths))
+            self._init_order(classifier_augmentation() if augment else None, seed)
 
         def read(self, indices):
             """uint8 [B, S, S] images of the given path indices (augmented when training)."""
@@ -505,9 +494,7 @@ def _sequence_class():
             return images
 
         def __getitem__(self, index):
-            if not 0 <= index < len(self):
-                raise IndexError(f"batch {index} of {len(self)}")
-            indices = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+            indices = self.batch_indices(index)
             images = preprocess_images(self.read(indices), self.name, self.preprocessing)
             if self.labels is None:
                 return (images,)

@@ -66,6 +66,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .data.batching import ShuffledBatches
+
 __all__ = [
     "RetinaNetError",
     "RETINANET_CLASS_NAME",
@@ -617,7 +619,7 @@ def augment_image_and_boxes(augmenter, image, boxes, *, min_visible=0.5):
 
 
 # --------------------------------------------------------------------------- the input pipeline
-class RetinaNetSequence:
+class RetinaNetSequence(ShuffledBatches):
     """Batches of (preprocessed images, {'boxes', 'labels'}) for keras-hub's RetinaNet.
 
     keras-hub's ``fit`` takes arrays or a ``tf.data.Dataset`` (not a Keras
@@ -657,20 +659,7 @@ class RetinaNetSequence:
         counts = [len(b) for b in self.boxes] if self.boxes else [0]
         self.max_boxes = int(max_boxes or max(1, max(counts)))
         self.image_size, self.batch_size, self.shuffle = int(image_size), int(batch_size), shuffle
-        self.augmenter = retinanet_augmentation() if augment else None
-        if self.augmenter is not None:
-            self.augmenter.seed_(int(seed))
-        self._rng = np.random.default_rng(seed)
-        self._order = np.arange(len(self.paths))
-        self.on_epoch_end()
-
-    def __len__(self):
-        return math.ceil(len(self.paths) / self.batch_size)
-
-    def on_epoch_end(self):
-        """Draw a new order of the images when shuffling."""
-        if self.shuffle:
-            self._order = self._rng.permutation(len(self.paths))
+        self._init_order(retinanet_augmentation() if augment else None, seed)
 
     def sample(self, index):
         """Image ``index`` (uint8 [S, S]) and its boxes in input pixels (float32 [N, 4]), augmented when training."""
@@ -684,9 +673,7 @@ class RetinaNetSequence:
         return image, boxes[: self.max_boxes]
 
     def __getitem__(self, index):
-        if not 0 <= index < len(self):
-            raise IndexError(f"batch {index} of {len(self)}")
-        indices = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        indices = self.batch_indices(index)
         samples = [self.sample(i) for i in indices]
         images = preprocess_images(np.stack([image for image, _ in samples]))
         if self.boxes is None:
