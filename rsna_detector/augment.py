@@ -11,6 +11,8 @@ fork (see setup.py for why).
 """
 from __future__ import annotations
 
+import warnings
+
 __all__ = [
     "report_augmentation",
     "rsna_notebook_augmentation",
@@ -23,6 +25,9 @@ __all__ = [
 def _iaa():
     import imgaug.augmenters as iaa  # imported lazily: it pulls in scipy/skimage
 
+    # imgaug's PiecewiseAffine calls a scikit-image method deprecated in 0.26, once per
+    # image: one targeted filter instead of a warning for every training image.
+    warnings.filterwarnings("ignore", message="`estimate` is deprecated", category=FutureWarning)
     return iaa
 
 
