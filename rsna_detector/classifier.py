@@ -38,12 +38,12 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .data.batching import ShuffledBatches
+from .saved_models import load_model_for_prediction, save_trained_model
 
 __all__ = [
     "CLASSIFIER_NAMES",
@@ -946,19 +946,12 @@ def _cmd_train(args):
         seed=args.seed, augment=not args.no_augment, class_weighting=not args.no_class_weights,
         preprocessing=args.preprocessing, learning_rate=args.learning_rate, steps_per_epoch=args.steps_per_epoch,
         verbose=0 if args.quiet else 1)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    model.save(args.out)
-    last = {key: round(float(values[-1]), 4) for key, values in history.history.items()}
-    print(f"saved {args.out}; last epoch: {json.dumps(last)}")
+    print(save_trained_model(model, history, args.out))
     return 0
 
 
 def _cmd_evaluate(args):
-    import keras
-
-    with warnings.catch_warnings():  # the saved optimizer state is not needed to predict
-        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        model = keras.saving.load_model(args.model, compile=False)
+    model = load_model_for_prediction(args.model)
     metrics = evaluate_classifier(model, args.data, split=args.split, val_fraction=args.val_fraction,
                                   seed=args.seed, batch_size=args.batch_size, preprocessing=args.preprocessing,
                                   threshold=args.threshold, out_dir=args.out)

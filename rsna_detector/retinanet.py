@@ -61,12 +61,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .data.batching import ShuffledBatches
+from .saved_models import load_model_for_prediction, save_trained_model
 
 __all__ = [
     "RetinaNetError",
@@ -971,23 +971,18 @@ def _cmd_train(args):
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         augment=not args.no_augment, val_fraction=args.val_fraction or None, seed=args.seed,
         steps_per_epoch=args.steps_per_epoch, verbose=0 if args.quiet else 1)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    model.save(args.out)
+    summary = save_trained_model(model, history, args.out)
     if args.export_csv:
         records, paths = _records_and_paths(args.data, None)
         write_retinanet_csv(records, Path(next(iter(paths.values()))).parent, args.export_csv)
-    last = {key: round(float(values[-1]), 4) for key, values in history.history.items()}
-    print(f"saved {args.out}; last epoch: {json.dumps(last)}")
+    print(summary)
     return 0
 
 
 def _cmd_evaluate(args):
-    import keras
     import keras_hub  # noqa: F401  (registers the RetinaNet classes for loading)
 
-    with warnings.catch_warnings():  # the saved optimizer state is not needed to predict
-        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        model = keras.saving.load_model(args.model, compile=False)
+    model = load_model_for_prediction(args.model)
     metrics = evaluate_retinanet(model, args.data, split=args.split, val_fraction=args.val_fraction,
                                  seed=args.seed, batch_size=args.batch_size, out_dir=args.out,
                                  submission=args.submission)
