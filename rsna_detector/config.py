@@ -53,6 +53,12 @@ class DetectorConfig(Config):
     DETECTION_NMS_THRESHOLD = 0.01
     STEPS_PER_EPOCH = 200
     LEARNING_RATE = 0.006
+    # RSNA's negatives (77% of the images) train the heads as pure background: see
+    # docs/MATTERPORT.md for these switches and matterport's behaviour.
+    TRAIN_ON_EMPTY_IMAGES = True
+    ROI_FILL_NEGATIVES = True
+    CLASS_LOSS_SKIPS_PADDING = True
+    ACTIVE_CLASS_PER_IMAGE = True
 
 
 class CPUDemoConfig(DetectorConfig):

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Config", "ConfigError", "BACKBONE_NAMES", "RESIZE_MODES", "LOSS_NAMES"]
+__all__ = ["Config", "ConfigError", "BACKBONE_NAMES", "RESIZE_MODES", "LOSS_NAMES", "MATTERPORT_DIFFERENCE_SWITCHES"]
 
 #: Backbone names the engine builds (``'tiny'`` is a small CPU backbone).
 BACKBONE_NAMES = ("resnet50", "resnet101", "tiny")
@@ -136,6 +136,15 @@ class Config:
     MIXED_PRECISION = False  # mixed float16 compute (GPU option)
     DATA_LOADER_WORKERS = 2  # worker threads of the training input pipeline
     EXTRA_SETTINGS = ()  # names of genuine extra settings a subclass declares
+
+    # --- deliberate differences from matterport, as switches ----------------
+    # Each default is matterport's behaviour; DetectorConfig turns on what RSNA needs.
+    # docs/MATTERPORT.md lists every difference, its reason and its switch.
+    TRAIN_ON_EMPTY_IMAGES = False  # matterport skips training images without objects
+    ROI_FILL_NEGATIVES = False  # matterport: int(P / ROI_POSITIVE_RATIO) - P negatives, zero padding after
+    CLASS_LOSS_SKIPS_PADDING = False  # matterport counts zero-padding ROIs as background in the class loss
+    ACTIVE_CLASS_PER_IMAGE = False  # matterport masks the class loss with image 0's active classes
+    FREEZE_BN_AFFINE = False  # TRAIN_BN False: matterport fixes the statistics but trains gamma/beta
 
     def __init__(self):
         """Capture callables unbound, reject unknown names, derive values, validate."""
@@ -423,7 +432,15 @@ def _validate_heads(config):
               config.ROI_POSITIVE_RATIO)
 
 
+#: The switches that turn on deliberate differences from matterport (all bool, default False).
+MATTERPORT_DIFFERENCE_SWITCHES = ("TRAIN_ON_EMPTY_IMAGES", "ROI_FILL_NEGATIVES", "CLASS_LOSS_SKIPS_PADDING",
+                                  "ACTIVE_CLASS_PER_IMAGE", "FREEZE_BN_AFFINE")
+
+
 def _validate_training(config):
+    for name in MATTERPORT_DIFFERENCE_SWITCHES:
+        if not isinstance(getattr(config, name), (bool, np.bool_)):
+            _fail(name, "True or False", getattr(config, name))
     _require_number(config, "LEARNING_RATE", low=0, low_open=True)
     _require_number(config, "LEARNING_MOMENTUM", low=0, high=1)
     _require_number(config, "WEIGHT_DECAY", low=0)
