@@ -36,6 +36,7 @@ __all__ = [
     "collect_detections",
     "compute_batch_ap",
     "batch_ap",
+    "negative_image_ap",
     "mean_matched_iou",
     "precision_recall_curve",
     "rsna_score_records",
@@ -294,8 +295,32 @@ def collect_detections(model, dataset, image_ids, config=None, verbose=False):
 
 
 # --------------------------------------------------------------------------- metrics over records
+def negative_image_ap(gt_boxes, pred_boxes):
+    """The RSNA layer's AP of an image *without* ground truth; None for an image with some.
+
+    An image without ground truth (all-zero rows are padding) scores 1.0 when
+    nothing is detected on it (nothing to find, nothing wrongly found) and 0.0
+    when something is. This is the library's decision for negative images, the
+    convention of RSNA notebooks' mAP; matterport's ``utils.compute_ap`` gives
+    0.0 and NaN there.
+
+    Parameters
+    ----------
+    gt_boxes : array, [G, (y1, x1, y2, x2)]
+    pred_boxes : array, [P, (y1, x1, y2, x2)]
+
+    Returns
+    -------
+    float or None
+    """
+    gt_boxes = np.asarray(gt_boxes).reshape(-1, 4)
+    if np.any(gt_boxes != 0):
+        return None
+    return 0.0 if np.any(np.asarray(pred_boxes).reshape(-1, 4) != 0) else 1.0
+
+
 def batch_ap(records, iou_threshold=0.5):
-    """Per-image average precision (``utils.compute_ap``) and its mean.
+    """Per-image average precision and its mean.
 
     Parameters
     ----------
@@ -305,18 +330,21 @@ def batch_ap(records, iou_threshold=0.5):
     Returns
     -------
     (float, list of float)
-        The mean over the images, and every image's AP in record order, with
-        ``utils.compute_ap``'s definitions of the edge cases (an image with
-        predictions but no ground truth scores 0, one with neither scores 1).
+        The mean over the images, and every image's AP in record order:
+        ``utils.compute_ap`` (mask IoU) for an image with ground truth, and for
+        one without, :func:`negative_image_ap`: 1.0 without detections, 0.0
+        with some (where matterport's ``compute_ap`` gives 0.0 and NaN).
         An image whose AP is not finite is left out of the mean (NaN when none is finite).
     """
     from .mrcnn import utils
 
     aps = []
     for r in records:
-        ap, _precisions, _recalls, _overlaps = utils.compute_ap(
-            r.gt_boxes, r.gt_class_ids, r.gt_masks, r.pred_boxes, r.pred_class_ids, r.pred_scores,
-            r.pred_masks, iou_threshold=iou_threshold)
+        ap = negative_image_ap(r.gt_boxes, r.pred_boxes)
+        if ap is None:
+            ap = utils.compute_ap(
+                r.gt_boxes, r.gt_class_ids, r.gt_masks, r.pred_boxes, r.pred_class_ids, r.pred_scores,
+                r.pred_masks, iou_threshold=iou_threshold)[0]
         aps.append(float(ap))
     finite = [ap for ap in aps if np.isfinite(ap)]
     return (float(np.mean(finite)) if finite else float("nan")), aps
@@ -327,7 +355,9 @@ def compute_batch_ap(model, dataset, image_ids, config=None, iou_threshold=0.5, 
 
     For each id: ``load_image_gt(dataset, config, id)``, ``model.detect([image])[0]``,
     ``utils.compute_ap(gt_boxes, gt_class_ids, gt_masks, rois, class_ids, scores,
-    masks, iou_threshold)``; then the mean.
+    masks, iou_threshold)``; then the mean. Images without ground truth are
+    scored by :func:`negative_image_ap` (1 when nothing is detected on them, 0
+    otherwise), not by matterport's ``compute_ap`` (0.0 and NaN there).
 
     Returns
     -------
@@ -496,7 +526,9 @@ def evaluate_detector(model, dataset, image_ids, config=None, out_dir=None, verb
     -------
     dict
         ``map50`` (mean per-image AP at IoU 0.5 over all images, as RSNA
-        notebooks compute it: a negative image without detections scores 1),
+        notebooks compute it; :func:`negative_image_ap` decides the images
+        without ground truth: one without detections scores 1, one with
+        detections 0),
         ``map50_positive`` (the same mean over images with ground truth only), ``per_image_ap``,
         ``mean_iou`` (matched detections, IoU >= 0.5), ``model_threshold``
         (DETECTION_MIN_CONFIDENCE), ``rsna_score`` (at the model's threshold,

@@ -873,8 +873,12 @@ def _eval_records(records, predictions):
 
 
 def _box_ap(record, iou_threshold=0.5):
+    from .evaluate import negative_image_ap
     from .mrcnn.utils import compute_ap_boxes
 
+    negative = negative_image_ap(record.gt_boxes, record.pred_boxes)  # the batch_ap convention
+    if negative is not None:
+        return negative
     return float(compute_ap_boxes(record.gt_boxes, record.gt_class_ids, record.pred_boxes, record.pred_class_ids,
                                   record.pred_scores, iou_threshold)[0])
 

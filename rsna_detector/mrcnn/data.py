@@ -2,8 +2,7 @@
 
 * :func:`load_image_gt` -- matterport's function: one image resized to the
   config's shape, its (optionally augmented) masks, boxes recomputed from the
-  masks, and its image meta. Images without objects are returned with empty
-  arrays, not skipped.
+  masks, and its image meta.
 * :class:`TrainingBatches` -- builds batch ``i`` of an endless, seeded stream of
   training batches as numpy arrays (the training model's seven inputs). Batch
   ``i`` depends only on ``(seed, i)``, so a run with ``config.SEED`` is
@@ -11,17 +10,33 @@
 * :func:`make_input_dataset` -- the parallel pipeline: a ``tf.data`` map over
   batch indices with ``config.DATA_LOADER_WORKERS`` threads (no process fork,
   nothing that can hang), prefetching, feeding ``keras.Model.fit``.
-* :func:`data_generator` -- matterport's generator signature, for notebooks.
+* :func:`data_generator` -- matterport's generator, draw for draw (for notebooks).
+
+Images without objects: matterport skips them in training. So do
+:class:`TrainingBatches` and :func:`data_generator` with the default
+``config.TRAIN_ON_EMPTY_IMAGES = False``; with ``True`` (``DetectorConfig``:
+77 % of RSNA images are negative) they are trained on.
+
+Randomness: with no seed (``config.SEED`` None and no ``seed`` argument), every
+draw comes from where matterport takes it -- the global ``np.random`` (order,
+anchor, ROI and instance sampling), Python's ``random`` (the ``augment`` flip
+and the 'crop' position) and the augmenter's own imgaug random state -- so
+``np.random.seed`` (with ``random.seed`` / ``imgaug.seed`` where those are used)
+repeats a run, and :func:`data_generator` repeats matterport's own draws. With a
+seed, every draw comes from a ``numpy.random.Generator`` made from it.
 
 Boxes are pixel ``(y1, x1, y2, x2)``, ``y2``/``x2`` exclusive.
 """
 from __future__ import annotations
 
+import logging
+import random
 import threading
 
 import numpy as np
 
 from . import utils
+from .head_targets import build_detection_targets, generate_random_rois
 from .targets import build_rpn_targets
 
 __all__ = [
@@ -36,6 +51,8 @@ __all__ = [
     "INPUT_NAMES",
 ]
 
+logger = logging.getLogger(__name__)
+
 #: Names of the training model's inputs, in order.
 INPUT_NAMES = (
     "input_image",
@@ -47,15 +64,18 @@ INPUT_NAMES = (
     "input_gt_masks",
 )
 
-#: imgaug augmenter classes applied to masks as well as to the image (geometric
-#: ones and containers). Every other augmenter (colour, contrast, blur, sharpen,
-#: noise...) touches the image only.
+#: imgaug augmenter classes applied to the masks as well as to the image:
+#: matterport's list (containers and the geometric augmenters it trusted). Every
+#: other augmenter touches the image only -- including geometric ones matterport
+#: left out (Rot90, Crop, Pad, PerspectiveTransform, ...), so keep to these for
+#: anything that moves pixels.
 MASK_AUGMENTERS = frozenset({
-    "Sequential", "SomeOf", "OneOf", "Sometimes", "Identity", "Noop",
-    "Fliplr", "Flipud", "Rot90", "CropAndPad", "Crop", "Pad",
-    "Affine", "ScaleX", "ScaleY", "TranslateX", "TranslateY", "Rotate", "ShearX", "ShearY",
-    "PiecewiseAffine", "PerspectiveTransform", "ElasticTransformation",
+    "Sequential", "SomeOf", "OneOf", "Sometimes",
+    "Fliplr", "Flipud", "CropAndPad", "Affine", "PiecewiseAffine",
 })
+
+# matterport gives up after this many failing images in data_generator.
+_MAX_GENERATOR_ERRORS = 5
 
 
 class DataPipelineError(ValueError):
@@ -66,39 +86,56 @@ class DataPipelineError(ValueError):
 # one image
 # ----------------------------------------------------------------------------
 
-def load_image_gt(dataset, config, image_id, augmentation=None, seed=None, *, use_mini_mask=None, augment=False):
+def _as_rng(seed):
+    """None (matterport's global sources), or a Generator from an int seed or a Generator."""
+    if seed is None or isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(seed)
+
+
+def _coin(rng):
+    """0 or 1: Python's ``random.randint(0, 1)`` as matterport, or ``rng``."""
+    return random.randint(0, 1) if rng is None else int(rng.integers(0, 2))
+
+
+def load_image_gt(dataset, config, image_id, augment=False, augmentation=None, use_mini_mask=False, *,
+                  seed=None):
     """Load an image with its ground truth, resized (and augmented) for training.
+
+    matterport's signature and results.
 
     Parameters
     ----------
     dataset : utils.Dataset
-        Prepared dataset; ``load_image`` gives uint8 ``[H, W, 3]``, ``load_mask``
-        bool ``[H, W, N]`` and int ``[N]`` (``N`` may be 0).
+        Prepared dataset; ``load_image`` gives ``[H, W, C]``, ``load_mask``
+        ``[H, W, N]`` masks and ``[N]`` class ids (``N`` may be 0).
     config : Config
     image_id : int
         Index into ``dataset.image_ids``.
+    augment : bool
+        matterport's deprecated option: a horizontal flip with probability 0.5.
     augmentation : imgaug.augmenters.Augmenter, optional
         Applied to the image; only the :data:`MASK_AUGMENTERS` among it are
         applied to the masks, with the same random draws.
-    seed : int, optional
-        Seed of the random draws (augmentation, 'crop' position); unseeded when None.
-    use_mini_mask : bool, optional
-        matterport's keyword: overrides ``config.USE_MINI_MASK`` (RSNA notebooks
-        pass ``use_mini_mask=False`` to get full-size masks for evaluation).
-    augment : bool
-        matterport's deprecated keyword: a horizontal flip with probability 0.5.
+    use_mini_mask : bool
+        Return masks resized to ``config.MINI_MASK_SHAPE`` inside their boxes
+        (``utils.minimize_mask``) instead of image-sized ones.
+    seed : int or numpy.random.Generator, optional
+        Extension: the source of the random draws (crop position, flip,
+        augmentation). None draws them where matterport does (Python's
+        ``random``; the augmenter's own state, which advances).
 
     Returns
     -------
-    image : uint8 [h, w, 3]
+    image : [h, w, C], the image's dtype
         Resized to the config's shape (``utils.resize_image``).
-    image_meta : float64 [IMAGE_META_SIZE]
+    image_meta : [IMAGE_META_SIZE]
         ``utils.compose_image_meta``.
-    class_ids : int32 [n]
+    class_ids : [n], the dtype of ``load_mask``'s class ids
     bbox : int32 [n, (y1, x1, y2, x2)]
         Recomputed from the (augmented) masks; an instance whose mask left the
         image is dropped.
-    mask : bool [h, w, n], or [MINI_MASK_SHAPE..., n] when ``config.USE_MINI_MASK``
+    mask : bool [h, w, n], or [MINI_MASK_SHAPE..., n] with ``use_mini_mask``
 
     Raises
     ------
@@ -106,49 +143,54 @@ def load_image_gt(dataset, config, image_id, augmentation=None, seed=None, *, us
         When the masks do not match the image or the class ids, or when the
         augmentation changes the image size.
     """
+    rng = _as_rng(seed)
     image = dataset.load_image(image_id)
     mask, class_ids = dataset.load_mask(image_id)
     mask, class_ids = _check_ground_truth(dataset, image_id, image, mask, class_ids)
     original_shape = image.shape
     image, window, scale, padding, crop = utils.resize_image(
         image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
-        max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE,
-        rng=np.random.default_rng(seed),
-    )
-    if mask.shape[-1]:
-        mask = utils.resize_mask(mask, scale, padding, crop)
-    else:
-        mask = np.zeros(image.shape[:2] + (0,), dtype=bool)
+        max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE, rng=rng)
+    mask = utils.resize_mask(mask, scale, padding, crop)
 
-    if augment and np.random.default_rng(seed).random() < 0.5:
-        image, mask = np.ascontiguousarray(image[:, ::-1]), np.ascontiguousarray(mask[:, ::-1])
-    if augmentation is not None:
-        image, mask = augment_image_and_masks(image, mask, augmentation, seed)
+    if augment:
+        _warn_augment_deprecated()
+        if _coin(rng):
+            image, mask = np.fliplr(image), np.fliplr(mask)
+    if augmentation:
+        image, mask = augment_image_and_masks(image, mask, augmentation, rng)
 
-    present = np.any(mask, axis=(0, 1)) if mask.shape[-1] else np.zeros(0, dtype=bool)
+    present = np.sum(mask, axis=(0, 1)) > 0
     mask, class_ids = mask[:, :, present], class_ids[present]
-    bbox = utils.extract_bboxes(mask).astype(np.int32).reshape(-1, 4)
+    bbox = utils.extract_bboxes(mask)
 
-    active_class_ids = np.zeros(dataset.num_classes, dtype=np.int32)
+    active_class_ids = np.zeros([dataset.num_classes], dtype=np.int32)
     source = dataset.image_info[image_id]["source"]
     active_class_ids[dataset.source_class_ids[source]] = 1
-    if config.USE_MINI_MASK if use_mini_mask is None else use_mini_mask:
-        if mask.shape[-1]:
-            mask = utils.minimize_mask(bbox, mask, config.MINI_MASK_SHAPE)
-        else:
-            mask = np.zeros(tuple(config.MINI_MASK_SHAPE) + (0,), dtype=bool)
+    if use_mini_mask:
+        mask = utils.minimize_mask(bbox, mask, config.MINI_MASK_SHAPE)
     image_meta = utils.compose_image_meta(image_id, original_shape, image.shape, window, scale, active_class_ids)
     return image, image_meta, class_ids, bbox, mask
 
 
+_augment_warned = []
+
+
+def _warn_augment_deprecated():
+    if not _augment_warned:  # matterport logged this on every call
+        logger.warning("'augment' is deprecated. Use 'augmentation' instead.")
+        _augment_warned.append(True)
+
+
 def _check_ground_truth(dataset, image_id, image, mask, class_ids):
+    """bool masks [H, W, N] and class ids [N]; no-instance masks of any shape become [H, W, 0]."""
     where = f"image {image_id} ({_reference(dataset, image_id)})"
     image = np.asarray(image)
     mask = np.asarray(mask)
-    class_ids = np.asarray(class_ids, dtype=np.int32).reshape(-1)
+    class_ids = np.asarray(class_ids).reshape(-1)
     if image.ndim != 3:
         raise DataPipelineError(f"{where}: load_image must return [H, W, C], got shape {image.shape}")
-    if mask.ndim == 2 and mask.size == 0:
+    if mask.size == 0 and len(class_ids) == 0:
         mask = np.zeros(image.shape[:2] + (0,), dtype=bool)
     if mask.ndim != 3 or mask.shape[:2] != image.shape[:2]:
         raise DataPipelineError(
@@ -170,19 +212,22 @@ def augment_image_and_masks(image, mask, augmentation, seed=None):
     """Apply one random draw of ``augmentation`` to an image and its masks.
 
     The augmenter is frozen (``to_deterministic``) so that the image and the
-    masks see the same draw; the masks only go through :data:`MASK_AUGMENTERS`.
+    masks see the same draw; the masks (as uint8 0/1, as matterport) only go
+    through :data:`MASK_AUGMENTERS`, and come back as ``!= 0``.
 
     Parameters
     ----------
-    image : uint8 [H, W, C]
+    image : [H, W, C]
     mask : bool [H, W, N]
     augmentation : imgaug.augmenters.Augmenter
-    seed : int, optional
-        Seeds the draw (the shared augmenter itself is left untouched).
+    seed : int or numpy.random.Generator, optional
+        Seeds a copy of the augmenter (the shared one is left untouched, so
+        threads can share it). None freezes the augmenter itself, which
+        advances its random state, as matterport.
 
     Returns
     -------
-    (uint8 [H, W, C], bool [H, W, N])
+    ([H, W, C], bool [H, W, N])
 
     Raises
     ------
@@ -191,10 +236,13 @@ def augment_image_and_masks(image, mask, augmentation, seed=None):
     """
     import imgaug
 
-    frozen = augmentation.deepcopy()
-    if seed is not None:
-        frozen.seed_(int(seed))
-    frozen = frozen.to_deterministic()
+    rng = _as_rng(seed)
+    if rng is None:
+        frozen = augmentation.to_deterministic()
+    else:
+        frozen = augmentation.deepcopy()
+        frozen.seed_(int(rng.integers(2**31 - 1)))
+        frozen = frozen.to_deterministic()
     augmented = frozen.augment_image(image)
     if augmented.shape != image.shape:
         raise DataPipelineError(
@@ -202,11 +250,10 @@ def augment_image_and_masks(image, mask, augmentation, seed=None):
             "use size-preserving augmenters (keep_size=True)")
     if mask.shape[-1]:
         hooks = imgaug.HooksImages(activator=_mask_safe)
-        # 0/255 so that interpolating augmenters can be thresholded at half way
-        moved = frozen.augment_image(mask.astype(np.uint8) * 255, hooks=hooks)
+        moved = frozen.augment_image(mask.astype(np.uint8), hooks=hooks)
         if moved.shape != mask.shape:
             raise DataPipelineError(f"augmentation changed the mask shape from {mask.shape} to {moved.shape}")
-        mask = moved >= 128
+        mask = moved.astype(bool)
     return augmented, mask
 
 
@@ -231,18 +278,30 @@ def training_anchors(config, image_shape=None):
 
     Returns
     -------
-    float32 ndarray [A, (y1, x1, y2, x2)]
+    float64 ndarray [A, (y1, x1, y2, x2)]
         Levels ``P2 .. P(1 + RPN_PYRAMID_LEVELS)``; within a level, row-major
-        positions then ratios.
+        positions then ratios. The anchors matterport's ``data_generator`` uses
+        (float64, so that the IoUs of the RPN targets are matterport's).
     """
     image_shape = config.IMAGE_SHAPE if image_shape is None else image_shape
     levels = config.RPN_PYRAMID_LEVELS
     shapes = np.asarray(utils.compute_backbone_shapes(config, image_shape))[:levels]
-    anchors = utils.generate_pyramid_anchors(
+    return utils.generate_pyramid_anchors(
         config.RPN_ANCHOR_SCALES[:levels], config.RPN_ANCHOR_RATIOS, shapes,
         config.BACKBONE_STRIDES[:levels], config.RPN_ANCHOR_STRIDE,
     )
-    return np.asarray(anchors, dtype=np.float32)
+
+
+def _subsample_instances(class_ids, boxes, masks, limit, rng):
+    """At most ``limit`` instances, chosen at random (matterport's draw, unsorted)."""
+    if len(class_ids) <= limit:
+        return class_ids, boxes, masks
+    ids = (np.random if rng is None else rng).choice(np.arange(len(class_ids)), limit, replace=False)
+    return class_ids[ids], boxes[ids], masks[:, :, ids]
+
+
+def _has_objects(class_ids):
+    return bool(np.any(np.asarray(class_ids) > 0))
 
 
 # ----------------------------------------------------------------------------
@@ -253,10 +312,16 @@ class TrainingBatches:
     """Batch ``i`` of an endless stream of training batches, as numpy arrays.
 
     The stream visits the dataset epoch after epoch, each data epoch in a fresh
-    permutation (when ``shuffle``), ``batch_size`` images per batch; images
-    without objects are kept. Every random draw of batch ``i`` (order,
-    augmentation, anchor and instance subsampling) comes from ``(seed, i)``, so
-    batches can be built in any order, in parallel, and again.
+    permutation (when ``shuffle``), ``batch_size`` images per batch. Every random
+    draw of batch ``i`` (order, augmentation, anchor and instance subsampling)
+    comes from ``(seed, i)``, so batches can be built in any order, in parallel,
+    and again.
+
+    Images without objects (no class id > 0 after loading and augmenting) are
+    trained on when ``config.TRAIN_ON_EMPTY_IMAGES``; otherwise, as matterport,
+    they are skipped: the slot takes an image drawn at random (from the slot's
+    own random stream) until one has objects. Whether ``load_mask`` gives an
+    object is asked once per image, so an image without any is never decoded.
 
     Parameters
     ----------
@@ -268,7 +333,8 @@ class TrainingBatches:
     no_augmentation_sources : list of str, optional
         Dataset sources whose images are never augmented.
     seed : int, optional
-        Default ``config.SEED``; when both are None a random seed is drawn once.
+        Default ``config.SEED``; when both are None one is drawn from the global
+        ``np.random`` (so ``np.random.seed`` repeats the stream).
     batch_size : int, optional
         Default ``config.BATCH_SIZE``.
     """
@@ -288,10 +354,11 @@ class TrainingBatches:
         self.no_augmentation_sources = set(no_augmentation_sources or ())
         if seed is None:
             seed = config.SEED
-        self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
+        self.seed = int(np.random.randint(0, 2**31 - 1)) if seed is None else int(seed)
         self.batch_size = int(batch_size or config.BATCH_SIZE)
         self.anchors = training_anchors(config)
         self._permutations = {}
+        self._mask_verdicts = {}  # image id -> whether load_mask gives an object
         self._lock = threading.Lock()  # batches are built by several threads
 
     # ---- which image goes where ----
@@ -311,32 +378,59 @@ class TrainingBatches:
         return int(self.dataset.image_ids[order[offset]])
 
     def batch_image_ids(self, index):
-        """Image ids of batch ``index``."""
+        """Image ids at the positions of batch ``index`` (before any empty image is replaced)."""
         start = int(index) * self.batch_size
         return [self.image_id_at(start + j) for j in range(self.batch_size)]
 
     # ---- building ----
     def sample(self, image_id, rng):
-        """The seven per-image arrays for one image (see :meth:`batch`)."""
+        """The seven per-image arrays for one image (see :meth:`batch`).
+
+        Returns None for an image without objects when images without objects
+        are skipped (``config.TRAIN_ON_EMPTY_IMAGES`` False).
+        """
         config = self.config
         augmentation = self.augmentation
         if self.dataset.image_info[image_id]["source"] in self.no_augmentation_sources:
             augmentation = None
-        seed = int(rng.integers(2**31 - 1))
         try:
             image, image_meta, class_ids, boxes, masks = load_image_gt(
-                self.dataset, config, image_id, augmentation=augmentation, seed=seed)
+                self.dataset, config, image_id, augmentation=augmentation,
+                use_mini_mask=config.USE_MINI_MASK, seed=rng)
         except DataPipelineError:
             raise
         except Exception as exc:
             raise DataPipelineError(
                 f"image {image_id} ({_reference(self.dataset, image_id)}): {type(exc).__name__}: {exc}"
             ) from exc
-        if len(class_ids) > config.MAX_GT_INSTANCES:
-            keep = np.sort(rng.choice(len(class_ids), config.MAX_GT_INSTANCES, replace=False))
-            class_ids, boxes, masks = class_ids[keep], boxes[keep], masks[:, :, keep]
+        if not config.TRAIN_ON_EMPTY_IMAGES and not _has_objects(class_ids):
+            return None
+        # RPN targets from every instance, then the instance cap (matterport's order).
         rpn_match, rpn_bbox = build_rpn_targets(image.shape, self.anchors, class_ids, boxes, config, rng=rng)
+        class_ids, boxes, masks = _subsample_instances(class_ids, boxes, masks, config.MAX_GT_INSTANCES, rng)
         return image, image_meta, rpn_match, rpn_bbox, class_ids, boxes, masks
+
+    def _may_have_objects(self, image_id):
+        """Whether ``load_mask`` gives an object (asked once per image): if not, the image is never loaded."""
+        verdict = self._mask_verdicts.get(image_id)
+        if verdict is None:
+            verdict = self._mask_verdicts[image_id] = _has_objects(self.dataset.load_mask(image_id)[1])
+        return verdict
+
+    def _sample_for_slot(self, image_id, rng):
+        """:meth:`sample` of ``image_id`` or, when it is skipped, of random replacements."""
+        if self.config.TRAIN_ON_EMPTY_IMAGES:
+            return self.sample(image_id, rng)
+        ids = self.dataset.image_ids
+        for _ in range(10 * len(ids) + 100):
+            if self._may_have_objects(image_id):
+                sample = self.sample(image_id, rng)
+                if sample is not None:
+                    return sample
+            image_id = int(ids[rng.integers(len(ids))])
+        raise DataPipelineError(
+            f"no image with objects found in {10 * len(ids) + 100} draws from {len(ids)} images; "
+            "set config.TRAIN_ON_EMPTY_IMAGES = True to train on images without objects")
 
     def batch(self, index):
         """Batch ``index`` of the stream.
@@ -356,9 +450,9 @@ class TrainingBatches:
         arrays = self._empty_batch()
         for slot, image_id in enumerate(self.batch_image_ids(index)):
             rng = np.random.default_rng([self.seed, int(index), slot])
-            image, image_meta, rpn_match, rpn_bbox, class_ids, boxes, masks = self.sample(image_id, rng)
+            image, image_meta, rpn_match, rpn_bbox, class_ids, boxes, masks = self._sample_for_slot(image_id, rng)
             count = len(class_ids)
-            arrays[0][slot] = utils.mold_image(image.astype(np.float32), self.config)
+            arrays[0][slot] = utils.mold_image(image, self.config)
             arrays[1][slot] = image_meta
             arrays[2][slot, :, 0] = rpn_match
             arrays[3][slot] = rpn_bbox
@@ -397,7 +491,9 @@ def make_input_dataset(batches, start_batch=0, workers=None, prefetch=2):
     Batches are built by ``workers`` threads (default
     ``config.DATA_LOADER_WORKERS``; 0 builds them in the consuming thread) in
     a deterministic order. An exception in a worker stops the input with the
-    image it concerns named; nothing is forked, so nothing can hang.
+    image it concerns named; nothing is forked, so nothing can hang. Images
+    without objects are skipped or kept as :class:`TrainingBatches` says
+    (``config.TRAIN_ON_EMPTY_IMAGES``).
 
     Parameters
     ----------
@@ -439,22 +535,148 @@ def make_input_dataset(batches, start_batch=0, workers=None, prefetch=2):
     return dataset.with_options(options).prefetch(max(int(prefetch), 0))
 
 
+# ----------------------------------------------------------------------------
+# matterport's generator
+# ----------------------------------------------------------------------------
+
+def _generator_sample(dataset, config, image_id, anchors, options, rng):
+    """One image's arrays for :func:`data_generator`, or None when the image is skipped."""
+    augmentation = options["augmentation"]
+    if dataset.image_info[image_id]["source"] in options["no_augmentation_sources"]:
+        augmentation = None
+    image, image_meta, class_ids, boxes, masks = load_image_gt(
+        dataset, config, image_id, augment=options["augment"], augmentation=augmentation,
+        use_mini_mask=config.USE_MINI_MASK, seed=rng)
+    if not config.TRAIN_ON_EMPTY_IMAGES and not _has_objects(class_ids):
+        return None
+    rpn_match, rpn_bbox = build_rpn_targets(image.shape, anchors, class_ids, boxes, config, rng=rng)
+    extras = []
+    if options["random_rois"]:
+        rpn_rois = generate_random_rois(image.shape, options["random_rois"], class_ids, boxes, rng=rng)
+        extras.append(rpn_rois)
+        if options["detection_targets"]:
+            extras.extend(build_detection_targets(rpn_rois, class_ids, boxes, masks, config, rng=rng))
+    class_ids, boxes, masks = _subsample_instances(class_ids, boxes, masks, config.MAX_GT_INSTANCES, rng)
+    return [image, image_meta, rpn_match, rpn_bbox, class_ids, boxes, masks] + extras
+
+
+def _empty_generator_batch(sample, config, batch_size):
+    """Zero arrays for one batch, typed as matterport's generator types them."""
+    image, image_meta, rpn_match, rpn_bbox, _, _, masks = sample[:7]
+    limit = config.MAX_GT_INSTANCES
+    arrays = [
+        np.zeros((batch_size,) + image.shape, dtype=np.float32),
+        np.zeros((batch_size,) + image_meta.shape, dtype=image_meta.dtype),
+        np.zeros((batch_size, rpn_match.shape[0], 1), dtype=rpn_match.dtype),
+        np.zeros((batch_size,) + rpn_bbox.shape, dtype=rpn_bbox.dtype),
+        np.zeros((batch_size, limit), dtype=np.int32),
+        np.zeros((batch_size, limit, 4), dtype=np.int32),
+        np.zeros((batch_size, masks.shape[0], masks.shape[1], limit), dtype=masks.dtype),
+    ]
+    return arrays + [np.zeros((batch_size,) + extra.shape, dtype=extra.dtype) for extra in sample[7:]]
+
+
+def _fill_generator_slot(arrays, slot, sample, config):
+    image, image_meta, rpn_match, rpn_bbox, class_ids, boxes, masks = sample[:7]
+    arrays[0][slot] = utils.mold_image(image, config)
+    arrays[1][slot] = image_meta
+    arrays[2][slot] = rpn_match[:, np.newaxis]
+    arrays[3][slot] = rpn_bbox
+    arrays[4][slot, :len(class_ids)] = class_ids
+    arrays[5][slot, :len(boxes)] = boxes
+    arrays[6][slot, :, :, :masks.shape[-1]] = masks
+    for array, extra in zip(arrays[7:], sample[7:]):
+        array[slot] = extra
+
+
+def _generator_outputs(arrays, random_rois, detection_targets):
+    """matterport's ``(inputs, outputs)`` lists of a full batch."""
+    inputs, outputs = arrays[:7], []
+    if random_rois:
+        inputs.append(arrays[7])  # rpn_rois
+        if detection_targets:
+            rois, class_ids, bbox, mask = arrays[8:]
+            inputs.append(rois)
+            outputs = [np.expand_dims(class_ids, -1), bbox, mask]
+    return inputs, outputs
+
+
 def data_generator(dataset, config, shuffle=True, augment=False, augmentation=None, random_rois=0,
                    batch_size=1, detection_targets=False, no_augmentation_sources=None):
-    """matterport's generator: yields ``(inputs, [])`` forever.
+    """matterport's generator: yields ``(inputs, outputs)`` forever, draw for draw as matterport.
 
-    ``inputs`` are the training model's seven arrays (see
-    :meth:`TrainingBatches.batch`). Images without objects are yielded too.
-    ``augment`` (deprecated in matterport), ``random_rois`` and
-    ``detection_targets`` (matterport debugging aids) are not supported.
+    Parameters
+    ----------
+    dataset : utils.Dataset
+    config : Config
+    shuffle : bool
+        A fresh ``shuffle`` of the image ids at the start of every data epoch.
+    augment : bool
+        matterport's deprecated horizontal flip (see :func:`load_image_gt`).
+    augmentation : imgaug augmenter, optional
+    random_rois : int
+        When > 0, that many random ROIs per image (``head_targets.generate_random_rois``).
+    batch_size : int
+    detection_targets : bool
+        With ``random_rois``, also the heads' targets of those ROIs
+        (``head_targets.build_detection_targets``).
+    no_augmentation_sources : list of str, optional
+
+    Yields
+    ------
+    inputs : list of ndarrays
+        ``images`` float32 [B, H, W, C] (molded), ``image_meta`` [B, META]
+        (``compose_image_meta``'s dtype), ``rpn_match`` int32 [B, A, 1],
+        ``rpn_bbox`` float64 [B, RPN_TRAIN_ANCHORS_PER_IMAGE, 4], ``gt_class_ids``
+        int32 [B, MAX_GT_INSTANCES], ``gt_boxes`` int32 [B, MAX_GT_INSTANCES, 4],
+        ``gt_masks`` bool [B, h, w, MAX_GT_INSTANCES]; then with ``random_rois``
+        ``rpn_rois`` int32 [B, random_rois, 4], and with ``detection_targets``
+        ``rois`` int32 [B, TRAIN_ROIS_PER_IMAGE, 4].
+    outputs : list of ndarrays
+        Empty, or with ``detection_targets``: class ids [B, T, 1], box deltas
+        float32 [B, T, NUM_CLASSES, 4], masks float32 [B, T, 28, 28, NUM_CLASSES].
+
+    Images without objects are skipped unless ``config.TRAIN_ON_EMPTY_IMAGES``
+    (two passes over the data without one image with objects raise
+    :class:`DataPipelineError`; matterport looped forever).
+    An image that fails is logged (with its info) and skipped; after more than
+    5 failures the error is raised, as matterport does. With ``config.SEED``
+    every draw comes from a Generator seeded with it; without, from the global
+    ``np.random`` / ``random`` as matterport (see the module docstring).
     """
-    if augment or random_rois or detection_targets:
-        raise DataPipelineError(
-            "data_generator: augment, random_rois and detection_targets are not supported; "
-            "pass an imgaug augmenter as augmentation")
-    batches = TrainingBatches(dataset, config, shuffle=shuffle, augmentation=augmentation,
-                              no_augmentation_sources=no_augmentation_sources, batch_size=batch_size)
-    index = 0
+    rng = None if config.SEED is None else np.random.default_rng(config.SEED)
+    options = {"augment": augment, "augmentation": augmentation, "random_rois": random_rois,
+               "detection_targets": detection_targets, "no_augmentation_sources": no_augmentation_sources or []}
+    image_ids = np.copy(dataset.image_ids)
+    anchors = training_anchors(config)
+    image_index, slot, errors, arrays, skipped = -1, 0, 0, None, 0
     while True:
-        yield list(batches.batch(index)), []
-        index += 1
+        image_index = (image_index + 1) % len(image_ids)
+        if shuffle and image_index == 0:
+            (np.random if rng is None else rng).shuffle(image_ids)
+        image_id = image_ids[image_index]
+        try:
+            sample = _generator_sample(dataset, config, image_id, anchors, options, rng)
+        except (GeneratorExit, KeyboardInterrupt):
+            raise
+        except Exception:
+            logger.exception("Error processing image %s", dataset.image_info[image_id])
+            errors += 1
+            if errors > _MAX_GENERATOR_ERRORS:
+                raise
+            continue
+        if sample is None:
+            skipped += 1
+            if skipped > 2 * len(image_ids):  # matterport looped forever here
+                raise DataPipelineError(
+                    f"data_generator: no image with objects in two passes over {len(image_ids)} images; "
+                    "set config.TRAIN_ON_EMPTY_IMAGES = True to train on images without objects")
+            continue
+        skipped = 0
+        if slot == 0:
+            arrays = _empty_generator_batch(sample, config, batch_size)
+        _fill_generator_slot(arrays, slot, sample, config)
+        slot += 1
+        if slot >= batch_size:
+            yield _generator_outputs(arrays, random_rois, detection_targets)
+            slot = 0

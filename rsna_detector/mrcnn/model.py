@@ -77,6 +77,17 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# ---- matterport's numpy-side model.py names that notebooks reach as ``modellib.<name>`` ----
+from .data import data_generator, load_image_gt  # noqa: E402
+from .head_targets import build_detection_targets, generate_random_rois  # noqa: E402
+from .targets import build_rpn_targets  # noqa: E402
+from .utils import compute_backbone_shapes, unmold_image  # noqa: E402
+
+__all__ += ["compute_backbone_shapes", "unmold_image", "build_rpn_targets", "build_detection_targets",
+            "generate_random_rois"]
+# ---- end of the numpy-side names ----
+
+
 def log(text, array=None):
     """Print ``text``, followed by the shape, min, max and dtype of ``array`` when given.
 
@@ -166,6 +177,18 @@ def _as_rgb(image, index, channels):
     return image
 
 
+def _mold_one(config, image, index):
+    """``(molded image, meta, window, original shape)`` of one image, as matterport's ``mold_inputs``."""
+    image = _as_rgb(image, index, config.IMAGE_CHANNEL_COUNT)
+    molded, window, scale, _, _ = utils.resize_image(
+        image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
+        max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE)
+    molded = mold_image(molded, config)
+    meta = compose_image_meta(0, image.shape, molded.shape, window, scale,
+                              np.zeros([config.NUM_CLASSES], dtype=np.int32))
+    return molded, meta, np.asarray(window), image.shape
+
+
 class MaskRCNN:
     """matterport's ``MaskRCNN``: build, detect, load/save weights, train.
 
@@ -239,17 +262,10 @@ class MaskRCNN:
     # inference
     # ------------------------------------------------------------------
     def _mold_one(self, image, index):
-        config = self.config
-        image = _as_rgb(image, index, config.IMAGE_CHANNEL_COUNT)
-        molded, window, scale, _, _ = utils.resize_image(
-            image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
-            max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE)
-        meta = compose_image_meta(0, image.shape, molded.shape, window, scale,
-                                  np.zeros([config.NUM_CLASSES], dtype=np.int32))
-        return mold_image(molded, config), meta, np.asarray(window), image.shape
+        return _mold_one(self.config, image, index)
 
     def mold_inputs(self, images):
-        """Resize and normalize images as the network expects them.
+        """Resize and normalize images as the network expects them (matterport's method).
 
         Parameters
         ----------
@@ -259,23 +275,24 @@ class MaskRCNN:
 
         Returns
         -------
-        molded_images : ndarray, float32, [N, h, w, C]
-            Mean pixel subtracted.
-        image_metas : ndarray, float32, [N, IMAGE_META_SIZE]
-        windows : ndarray, int32, [N, (y1, x1, y2, x2)]
+        molded_images : ndarray, [N, h, w, C]
+            ``utils.mold_image`` of the resized images (float64 with the default
+            numpy ``MEAN_PIXEL``, as matterport).
+        image_metas : ndarray, [N, IMAGE_META_SIZE]
+            ``utils.compose_image_meta`` (image id 0, no active class).
+        windows : ndarray, int, [N, (y1, x1, y2, x2)]
             The real image's pixels inside each molded image.
         """
-        molded = [self._mold_one(image, i) for i, image in enumerate(images)]
+        molded = [_mold_one(self.config, image, i) for i, image in enumerate(images)]
         shapes = {m[0].shape for m in molded}
         if len(shapes) > 1:
             raise ModelError(f"mold_inputs: images resize to different shapes {sorted(shapes)}; "
                              "mold them one shape at a time (detect does this for you)")
-        return (np.stack([m[0] for m in molded]).astype(np.float32),
-                np.stack([m[1] for m in molded]).astype(np.float32),
-                np.stack([m[2] for m in molded]).astype(np.int32))
+        return (np.stack([m[0] for m in molded]), np.stack([m[1] for m in molded]),
+                np.stack([m[2] for m in molded]))
 
     def unmold_detections(self, detections, mrcnn_mask, original_image_shape, image_shape, window):
-        """Detections of one image in the original image's pixels.
+        """Detections of one image in the original image's pixels (matterport's method).
 
         Parameters
         ----------
@@ -283,7 +300,8 @@ class MaskRCNN:
             Normalized boxes in the molded image; rows from the first ``class_id == 0``
             on are padding.
         mrcnn_mask : ndarray, [D, h, w, NUM_CLASSES] or [D, h, w]
-            Mask probabilities per class, or already of each detection's class.
+            Mask probabilities per class, or already of each detection's class
+            (extension).
         original_image_shape : (H, W, C)
         image_shape : (h, w, C)
             The molded image's shape.
@@ -293,26 +311,32 @@ class MaskRCNN:
         Returns
         -------
         boxes : ndarray, int32, [N, (y1, x1, y2, x2)]
-            Original-image pixels, inside the image, ``y2``/``x2`` exclusive.
+            Original-image pixels, ``y2``/``x2`` exclusive; the window transform is
+            computed in the detections' precision (float32), as matterport.
         class_ids : ndarray, int32, [N]
-        scores : ndarray, float32, [N]
+        scores : ndarray, [N], the detections' dtype
         masks : ndarray, bool, [H, W, N]
+            ``utils.unmold_mask`` of each detection (threshold 0.5).
+
+        Detections whose box is empty are dropped. Extension: boxes are clipped
+        to the original image (the detection layer keeps them inside the window,
+        so matterport's never needed it).
         """
         detections = np.asarray(detections)
         padding = np.where(detections[:, 4] == 0)[0]
         count = int(padding[0]) if padding.shape[0] else detections.shape[0]
-        boxes = detections[:count, :4].astype(np.float64)
+        boxes = detections[:count, :4]
         class_ids = detections[:count, 4].astype(np.int32)
-        scores = detections[:count, 5].astype(np.float32)
+        scores = detections[:count, 5]
         masks = np.asarray(mrcnn_mask)[:count]
         if masks.ndim == 4:
             masks = masks[np.arange(count), :, :, class_ids]
 
         # Normalized molded-image coordinates -> normalized window coordinates -> pixels.
-        wy1, wx1, wy2, wx2 = utils.norm_boxes(np.asarray(window, np.float64)[np.newaxis], image_shape[:2])[0]
-        shift = np.array([wy1, wx1, wy1, wx1], np.float64)
-        scale = np.array([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1], np.float64)
-        boxes = utils.denorm_boxes((boxes - shift) / scale, original_image_shape[:2])
+        wy1, wx1, wy2, wx2 = utils.norm_boxes(window, image_shape[:2])
+        shift = np.array([wy1, wx1, wy1, wx1])
+        scale = np.array([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
+        boxes = utils.denorm_boxes(np.divide(boxes - shift, scale), original_image_shape[:2])
         height, width = int(original_image_shape[0]), int(original_image_shape[1])
         boxes = np.clip(boxes, 0, [height, width, height, width]).astype(np.int32)
 

@@ -7,18 +7,32 @@ normalized by :func:`norm_boxes`: ``(y1, x1, y2 - 1, x2 - 1) / (H - 1, W - 1)``.
 Contents: the :class:`Dataset` base class; box and mask helpers; image resizing;
 anchors; image meta; evaluation (:func:`compute_matches`, :func:`compute_ap`,
 :func:`compute_ap_boxes`, :func:`compute_ap_range`, :func:`compute_recall`).
-TF graph versions of the box operations live in ``mrcnn/box_ops.py``.
+TF graph versions of the box operations live in ``mrcnn/box_ops.py``
+(:func:`box_refinement_graph` and :func:`batch_slice` are reachable from here, as
+in matterport).
+
+Every function returns what matterport v2.1's function of the same name returns
+(values, dtypes, thresholds, edge cases), which the differential tests against
+matterport's own code hold. Where a function goes further it says so under
+"Extension"; those are inputs on which matterport fails (an assertion, a crash,
+or a silently wrong result), never ones on which it works.
 """
 from __future__ import annotations
 
 import logging
 import math
+import random
+import warnings
 
 import numpy as np
 
 __all__ = [
     "Dataset",
     "DatasetError",
+    "DatasetKeyError",
+    "DatasetAssertionError",
+    "NoGroundTruthError",
+    "COCO_MODEL_URL",
     # boxes and masks
     "extract_bboxes",
     "compute_iou",
@@ -26,15 +40,19 @@ __all__ = [
     "compute_overlaps_masks",
     "non_max_suppression",
     "box_refinement",
+    "box_refinement_graph",
     "apply_box_deltas",
     "norm_boxes",
     "denorm_boxes",
     "trim_zeros",
+    "batch_slice",
     # images and masks
+    "resize",
     "resize_image",
     "resize_mask",
     "minimize_mask",
     "expand_mask",
+    "mold_mask",
     "unmold_mask",
     # anchors
     "generate_anchors",
@@ -57,12 +75,29 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: Where matterport's COCO weights are published (the registry entry 'coco' holds its checksum).
+COCO_MODEL_URL = "https://github.com/matterport/Mask_RCNN/releases/download/v2.0/mask_rcnn_coco.h5"
+
 # Feature maps are halved 6 times (P2..P6), so padded sides are multiples of 2**6.
 _PAD_MULTIPLE = 64
 
 
 class DatasetError(ValueError):
     """A :class:`Dataset` was used with a wrong name, id or file."""
+
+
+class DatasetKeyError(DatasetError, KeyError):
+    """An unknown ``'source.id'`` key (also a ``KeyError``, which matterport raised)."""
+
+    __str__ = Exception.__str__  # KeyError would quote the message
+
+
+class DatasetAssertionError(DatasetError, AssertionError):
+    """A broken :class:`Dataset` precondition (also an ``AssertionError``, which matterport raised)."""
+
+
+class NoGroundTruthError(ValueError, ZeroDivisionError):
+    """A recall was asked of an image without ground truth (matterport raised as well)."""
 
 
 # ============================================================================
@@ -98,7 +133,7 @@ class Dataset:
     def add_class(self, source, class_id, class_name):
         """Register class ``class_id`` of ``source`` (no-op if already registered)."""
         if "." in source:
-            raise DatasetError(f"add_class: source {source!r} must not contain a dot")
+            raise DatasetAssertionError(f"add_class: source {source!r} must not contain a dot")
         for info in self.class_info:
             if info["source"] == source and info["id"] == class_id:
                 return
@@ -117,7 +152,9 @@ class Dataset:
     def prepare(self, class_map=None):
         """Build the internal id tables; call it after adding classes and images.
 
-        ``class_map`` is accepted for matterport compatibility and ignored.
+        ``class_map`` is accepted for matterport compatibility and ignored (as
+        matterport ignores it). ``sources`` is sorted (matterport's order was
+        that of a ``set``).
         """
         self.num_classes = len(self.class_info)
         self.class_ids = np.arange(self.num_classes)
@@ -137,25 +174,58 @@ class Dataset:
             for source in self.sources
         }
 
+    def append_data(self, class_info, image_info):
+        """matterport's legacy id tables of external data sets (arguments unused, as in matterport).
+
+        Builds ``external_to_class_id`` (``'<ds><id>'`` -> internal class id, from
+        the ``(ds, id)`` pairs in each class info's ``'map'`` list) and
+        ``external_to_image_id`` (``'<ds><id>'`` -> internal image id, from each
+        image info's ``'ds'`` and ``'id'``).
+
+        Extension: class and image infos without ``'map'`` / ``'ds'`` (the
+        background class always) are skipped; matterport raised ``KeyError``.
+        """
+        del class_info, image_info
+        self.external_to_class_id = {
+            f"{ds}{source_id}": class_id
+            for class_id, info in enumerate(self.class_info) for ds, source_id in info.get("map", ())
+        }
+        self.external_to_image_id = {
+            f"{info['ds']}{info['id']}": image_id
+            for image_id, info in enumerate(self.image_info) if "ds" in info
+        }
+
     @property
     def image_ids(self):
         """Internal image ids, ``np.arange(num_images)`` (after :meth:`prepare`)."""
         return self._image_ids
 
     def map_source_class_id(self, source_class_id):
-        """Internal class id of ``'source.class_id'`` (e.g. ``'coco.12'``)."""
+        """Internal class id of ``'source.class_id'`` (e.g. ``'coco.12'``).
+
+        Raises
+        ------
+        DatasetKeyError
+            (a ``KeyError``) for an unknown key.
+        """
         try:
             return self.class_from_source_map[source_class_id]
         except AttributeError:
             raise DatasetError("map_source_class_id: call prepare() first") from None
         except KeyError:
-            raise DatasetError(f"map_source_class_id: no class {source_class_id!r}") from None
+            raise DatasetKeyError(f"map_source_class_id: no class {source_class_id!r}") from None
 
     def get_source_class_id(self, class_id, source):
-        """The id that ``source`` gives to internal class ``class_id``."""
+        """The id that ``source`` gives to internal class ``class_id``.
+
+        Raises
+        ------
+        DatasetAssertionError
+            (an ``AssertionError``) when the class belongs to another source.
+        """
         info = self.class_info[class_id]
         if info["source"] != source:
-            raise DatasetError(
+            raise DatasetAssertionError(
                 f"get_source_class_id: class {class_id} belongs to source {info['source']!r}, not {source!r}"
             )
         return info["id"]
@@ -165,16 +235,24 @@ class Dataset:
         return self.image_info[image_id]["path"]
 
     def load_image(self, image_id):
-        """Read the image file of ``image_id``.
+        """Read the image file of ``image_id`` as matterport does.
 
         Returns
         -------
-        ndarray, uint8, [H, W, 3]
-            RGB. Grayscale is repeated to 3 channels, an alpha channel dropped,
-            other bit depths rescaled to 8 bits.
+        ndarray, [H, W, C], the file's dtype
+            A 2-D (grayscale) picture is repeated to 3 channels
+            (``skimage.color.gray2rgb``) and an alpha channel (``C == 4``) is
+            dropped; nothing else is changed: a 16-bit or float file keeps its
+            dtype and values, as in matterport.
+
+        Raises
+        ------
+        DatasetError
+            Naming the file, when it cannot be decoded (``FileNotFoundError``
+            is raised as is).
         """
+        import skimage.color
         import skimage.io
-        import skimage.util
 
         path = self.image_info[image_id]["path"]
         try:
@@ -183,7 +261,11 @@ class Dataset:
             raise
         except Exception as exc:  # skimage/imageio raise many types for corrupt files
             raise DatasetError(f"{path}: cannot read the image ({exc})") from exc
-        return _to_rgb_uint8(image, path, skimage.util)
+        if image.ndim != 3:
+            image = skimage.color.gray2rgb(image)
+        if image.shape[-1] == 4:
+            image = image[..., :3]
+        return image
 
     def load_mask(self, image_id):
         """Instance masks of the image: override in subclasses.
@@ -193,38 +275,21 @@ class Dataset:
         masks : ndarray, bool, [H, W, N]
         class_ids : ndarray, int32, [N]
 
-        The base class returns no instances (``N = 0``), with ``H, W`` from the
-        image info's ``height``/``width`` if given, else from the image file, and
-        logs a warning once.
+        The base class returns matterport's "no instance" arrays: float
+        ``[0, 0, 0]`` masks and int32 ``[0]`` class ids (``load_image_gt`` turns
+        them into ``[H, W, 0]``), and logs a warning (once per data set;
+        matterport logged it on every call).
         """
         if not self._empty_mask_logged:
             logger.warning("%s.load_mask is not overridden: returning no instances",
                            type(self).__name__)
             self._empty_mask_logged = True
-        info = self.image_info[image_id]
-        if "height" in info and "width" in info:
-            height, width = info["height"], info["width"]
-        else:
-            height, width = self.load_image(image_id).shape[:2]
-        return np.zeros([height, width, 0], dtype=bool), np.zeros([0], dtype=np.int32)
+        return np.empty([0, 0, 0]), np.empty([0], np.int32)
 
 
 def _clean_name(name):
     """Shorten a class name to its first comma-separated part."""
     return ",".join(str(name).split(",")[:1])
-
-
-def _to_rgb_uint8(image, path, skutil):
-    if image.ndim == 3 and image.shape[-1] == 1:
-        image = image[..., 0]
-    if image.ndim == 2:
-        image = np.stack([image] * 3, axis=-1)
-    if image.ndim != 3 or image.shape[-1] not in (3, 4):
-        raise DatasetError(f"{path}: expected a grayscale, RGB or RGBA image, got shape {image.shape}")
-    image = image[..., :3]
-    if image.dtype != np.uint8:
-        image = skutil.img_as_ubyte(image)
-    return image
 
 
 # ============================================================================
@@ -272,6 +337,18 @@ def _as_boxes(boxes, name):
     return boxes[:, :4]
 
 
+def _box_array(boxes):
+    """``boxes`` as an array of its own dtype; an empty input becomes ``[0, 4]``."""
+    boxes = np.asarray(boxes)
+    return boxes.reshape(0, 4) if boxes.size == 0 else boxes
+
+
+def _iou(intersection, union):
+    """``intersection / union`` without numpy's 0/0 warning (the result is NaN there, as in matterport)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return intersection / union
+
+
 def compute_iou(box, boxes, box_area, boxes_area):
     """IoU of one box with each of ``boxes``.
 
@@ -287,16 +364,17 @@ def compute_iou(box, boxes, box_area, boxes_area):
 
     Returns
     -------
-    ndarray, float, [N]
-        0 where the union is empty.
+    ndarray, [N]
+        In the promoted dtype of the inputs (float64 for integer boxes); NaN
+        where the union is empty (two zero-area boxes), as in matterport.
     """
-    box = np.asarray(box, dtype=np.float64)
-    boxes = _as_boxes(boxes, "compute_iou")
-    height = np.maximum(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0)
-    width = np.maximum(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0)
-    intersection = height * width
-    union = box_area + np.asarray(boxes_area, dtype=np.float64) - intersection
-    return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
+    box, boxes = np.asarray(box), _box_array(boxes)
+    y1 = np.maximum(box[0], boxes[:, 0])
+    y2 = np.minimum(box[2], boxes[:, 2])
+    x1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[3], boxes[:, 3])
+    intersection = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
+    return _iou(intersection, box_area + np.asarray(boxes_area) - intersection)
 
 
 def compute_overlaps(boxes1, boxes2):
@@ -309,16 +387,19 @@ def compute_overlaps(boxes1, boxes2):
 
     Returns
     -------
-    ndarray, float, [N1, N2]
+    ndarray, float64, [N1, N2]
+        Computed in the promoted dtype of the inputs (float32 boxes give float32
+        IoUs stored as float64, as matterport's loop did); NaN for pairs of
+        zero-area boxes.
     """
-    boxes1 = _as_boxes(boxes1, "compute_overlaps (boxes1)")
-    boxes2 = _as_boxes(boxes2, "compute_overlaps (boxes2)")
-    top_left = np.maximum(boxes1[:, None, :2], boxes2[None, :, :2])
-    bottom_right = np.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    sides = np.maximum(bottom_right - top_left, 0)
-    intersection = sides[..., 0] * sides[..., 1]
-    union = _areas(boxes1)[:, None] + _areas(boxes2)[None, :] - intersection
-    return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
+    boxes1, boxes2 = _box_array(boxes1), _box_array(boxes2)
+    y1 = np.maximum(boxes1[:, None, 0], boxes2[None, :, 0])
+    y2 = np.minimum(boxes1[:, None, 2], boxes2[None, :, 2])
+    x1 = np.maximum(boxes1[:, None, 1], boxes2[None, :, 1])
+    x2 = np.minimum(boxes1[:, None, 3], boxes2[None, :, 3])
+    intersection = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
+    union = _areas(boxes2)[None, :] + _areas(boxes1)[:, None] - intersection
+    return np.asarray(_iou(intersection, union), dtype=np.float64)
 
 
 def compute_overlaps_masks(masks1, masks2):
@@ -332,20 +413,21 @@ def compute_overlaps_masks(masks1, masks2):
 
     Returns
     -------
-    ndarray, float, [N1, N2]
-        Zeros when either set is empty.
+    ndarray, [N1, N2]
+        float32 (matterport's precision: pixel counts are exact up to 2**24
+        pixels); float64 zeros when either set is empty; NaN for two empty masks.
     """
     masks1, masks2 = np.asarray(masks1), np.asarray(masks2)
     if masks1.shape[-1] == 0 or masks2.shape[-1] == 0:
         return np.zeros((masks1.shape[-1], masks2.shape[-1]))
-    if masks1.shape[:2] != masks2.shape[:2]:
+    if masks1.shape[:-1] != masks2.shape[:-1]:
         raise ValueError("compute_overlaps_masks: mask sizes differ: "
-                         f"{masks1.shape[:2]} vs {masks2.shape[:2]}")
-    flat1 = (masks1 > 0.5).reshape(-1, masks1.shape[-1]).astype(np.float64)
-    flat2 = (masks2 > 0.5).reshape(-1, masks2.shape[-1]).astype(np.float64)
-    intersection = flat1.T @ flat2
-    union = flat1.sum(axis=0)[:, None] + flat2.sum(axis=0)[None, :] - intersection
-    return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
+                         f"{masks1.shape[:-1]} vs {masks2.shape[:-1]}")
+    flat1 = (masks1 > 0.5).reshape(-1, masks1.shape[-1]).astype(np.float32)
+    flat2 = (masks2 > 0.5).reshape(-1, masks2.shape[-1]).astype(np.float32)
+    intersection = np.dot(flat1.T, flat2)
+    union = np.sum(flat1, axis=0)[:, None] + np.sum(flat2, axis=0)[None, :] - intersection
+    return _iou(intersection, union)
 
 
 def non_max_suppression(boxes, scores, threshold):
@@ -354,6 +436,7 @@ def non_max_suppression(boxes, scores, threshold):
     Parameters
     ----------
     boxes : array, [N, (y1, x1, y2, x2)]
+        Integer boxes are computed in float32, float boxes in their own dtype.
     scores : array, [N]
     threshold : float
         A box is dropped when its IoU with a kept, higher-scoring box is > threshold.
@@ -361,20 +444,25 @@ def non_max_suppression(boxes, scores, threshold):
     Returns
     -------
     ndarray, int32, [K]
-        Indices of the kept boxes, highest score first.
+        Indices of the kept boxes, highest score first (ties in matterport's
+        order: ``argsort(scores)[::-1]``).
+
+    Extension: no boxes give an empty result (matterport asserted ``N > 0``).
     """
-    boxes = _as_boxes(boxes, "non_max_suppression")
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    boxes = _box_array(boxes)
+    scores = np.asarray(scores).reshape(-1)
     if len(scores) != len(boxes):
         raise ValueError(f"non_max_suppression: {len(boxes)} boxes but {len(scores)} scores")
+    if boxes.dtype.kind != "f":
+        boxes = boxes.astype(np.float32)
     areas = _areas(boxes)
-    order = np.argsort(-scores, kind="stable")
+    order = scores.argsort()[::-1]
     keep = []
     while order.size:
         best, rest = order[0], order[1:]
         keep.append(best)
         iou = compute_iou(boxes[best], boxes[rest], areas[best], areas[rest])
-        order = rest[iou <= threshold]
+        order = rest[~(iou > threshold)]
     return np.array(keep, dtype=np.int32)
 
 
@@ -402,6 +490,32 @@ def box_refinement(box, gt_box):
     return np.concatenate([shift, log_scale], axis=1).astype(np.float32)
 
 
+def box_refinement_graph(box, gt_box):
+    """TF version of :func:`box_refinement` (``box_ops.box_refinement_graph``).
+
+    Parameters
+    ----------
+    box, gt_box : Tensor, [N, (y1, x1, y2, x2)]
+
+    Returns
+    -------
+    Tensor, float32, [N, (dy, dx, log(dh), log(dw))]
+    """
+    from .box_ops import box_refinement_graph as graph_function
+
+    return graph_function(box, gt_box)
+
+
+def batch_slice(inputs, graph_fn, batch_size, names=None):
+    """Run a per-item graph function over the batch axis and stack the results.
+
+    matterport's helper, here ``box_ops.batch_slice`` (see there for the shapes).
+    """
+    from .box_ops import batch_slice as slice_function
+
+    return slice_function(inputs, graph_fn, batch_size, names=names)
+
+
 def apply_box_deltas(boxes, deltas):
     """Apply deltas from :func:`box_refinement` (the inverse operation).
 
@@ -413,13 +527,15 @@ def apply_box_deltas(boxes, deltas):
     Returns
     -------
     ndarray, float32, [N, (y1, x1, y2, x2)]
+        Each step is rounded to float32 as matterport's in-place float32
+        arithmetic does (products with float64 deltas are taken in float64).
     """
-    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    deltas = np.asarray(deltas, dtype=np.float32).reshape(-1, 4)
+    boxes = np.asarray(boxes).astype(np.float32).reshape(-1, 4)
+    deltas = np.asarray(deltas).reshape(-1, 4)
     size = boxes[:, 2:] - boxes[:, :2]
     center = boxes[:, :2] + 0.5 * size
-    center = center + deltas[:, :2] * size
-    size = size * np.exp(deltas[:, 2:])
+    center = (center + deltas[:, :2] * size).astype(np.float32)
+    size = (size * np.exp(deltas[:, 2:])).astype(np.float32)
     top_left = center - 0.5 * size
     return np.concatenate([top_left, top_left + size], axis=1).astype(np.float32)
 
@@ -456,7 +572,7 @@ def denorm_boxes(boxes, shape):
     Returns
     -------
     ndarray, int32, [..., (y1, x1, y2, x2)]
-        Rounded to the nearest pixel, ``y2``/``x2`` exclusive.
+        Rounded to the nearest pixel (half to even), ``y2``/``x2`` exclusive.
     """
     scale, shift = _norm_scale_shift(shape)
     return np.around(np.asarray(boxes, dtype=np.float64) * scale + shift).astype(np.int32)
@@ -483,28 +599,33 @@ def trim_zeros(x):
 # Images and masks
 # ============================================================================
 
-def _resize(array, size, order=1):
-    """skimage resize keeping the value range (no anti-aliasing, as matterport)."""
+def resize(image, output_shape, order=1, mode="constant", cval=0, clip=True, preserve_range=False,
+           anti_aliasing=False, anti_aliasing_sigma=None):
+    """``skimage.transform.resize`` with matterport's defaults (matterport's wrapper).
+
+    Bool input is converted to float64 0/1 first, which is what the scikit-image
+    of matterport's time did (today's refuses to interpolate bool arrays).
+
+    Returns
+    -------
+    ndarray, float, ``output_shape`` (plus the trailing axes of ``image``)
+    """
     import skimage.transform
 
+    image = np.asarray(image)
+    if image.dtype == bool:
+        image = image.astype(np.float64)
     return skimage.transform.resize(
-        array, size, order=order, mode="constant", preserve_range=True, anti_aliasing=False
-    )
-
-
-def _cast_like(array, dtype):
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        array = np.clip(np.rint(array), info.min, info.max)
-    return array.astype(dtype)
+        image, output_shape, order=order, mode=mode, cval=cval, clip=clip,
+        preserve_range=preserve_range, anti_aliasing=anti_aliasing, anti_aliasing_sigma=anti_aliasing_sigma)
 
 
 def _scale_for(h, w, min_dim, max_dim, min_scale, mode):
-    scale = 1.0
+    scale = 1
     if min_dim:
-        scale = max(1.0, min_dim / min(h, w))  # scale up, never down
+        scale = max(1, min_dim / min(h, w))  # scale up, never down
     if min_scale and scale < min_scale:
-        scale = float(min_scale)
+        scale = min_scale
     if max_dim and mode == "square":
         longest = max(h, w)
         if round(longest * scale) > max_dim:
@@ -517,7 +638,14 @@ def _centre_padding(size, target):
     return before, target - size - before
 
 
-def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square", rng=None):
+def _random_offset(rng, high):
+    """Uniform int in ``[0, high]``: Python's ``random`` when ``rng`` is None (matterport's source)."""
+    if rng is None:
+        return random.randint(0, high)
+    return int(rng.integers(0, high + 1))
+
+
+def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square", *, rng=None):
     """Resize an image keeping its aspect ratio, then pad or crop it.
 
     Parameters
@@ -537,18 +665,25 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
         'crop': scale by ``min_dim``/``min_scale``, then take a random
         ``min_dim x min_dim`` crop (training only).
     rng : numpy.random.Generator, optional
-        Source of the crop position ('crop' mode; extension, default unseeded).
+        Extension: source of the crop position. None uses Python's ``random``
+        module, as matterport (seed it with ``random.seed``).
 
     Returns
     -------
-    image : ndarray, same dtype as the input (integers are rounded)
+    image : ndarray, same dtype as the input
+        Resized bilinearly (``skimage``, no anti-aliasing) and cast back to the
+        input dtype: integer images are *truncated*, as matterport's
+        ``astype`` does. A scale of exactly 1 skips the resize.
     window : tuple (y1, x1, y2, x2)
         Where the image lies in the result, exclusive ``y2``/``x2``.
     scale : float
-        Resizing factor.
+        Resizing factor (the int 1 when not resized).
     padding : list
         ``[(top, bottom), (left, right), (0, 0)]`` (one ``(0, 0)`` per axis after the first two).
     crop : tuple (y, x, height, width) or None
+
+    Extension: 2-D images are accepted in every mode (matterport's padding
+    failed on them).
     """
     image = np.asarray(image)
     if image.ndim not in (2, 3):
@@ -570,13 +705,12 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
     dtype = image.dtype
     scale = _scale_for(h, w, min_dim, max_dim, min_scale, mode)
     if scale != 1:
-        image = _cast_like(_resize(image, (round(h * scale), round(w * scale))), dtype)
+        image = resize(image, (round(h * scale), round(w * scale)), preserve_range=True).astype(dtype)
     h, w = image.shape[:2]
 
     if mode == "crop":
-        rng = np.random.default_rng() if rng is None else rng
-        y = int(rng.integers(0, h - min_dim + 1))
-        x = int(rng.integers(0, w - min_dim + 1))
+        y = _random_offset(rng, h - min_dim)
+        x = _random_offset(rng, w - min_dim)
         crop = (y, x, min_dim, min_dim)
         return image[y:y + min_dim, x:x + min_dim], (0, 0, min_dim, min_dim), scale, padding, crop
 
@@ -590,11 +724,6 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
     padding = [(top, bottom), (left, right)] + extra_axes
     image = np.pad(image, padding, mode="constant", constant_values=0)
     return image, (top, left, top + h, left + w), scale, padding, crop
-
-
-def _nearest_indices(size, target):
-    """Source index of each target pixel for nearest-neighbour resizing (pixel centres aligned)."""
-    return np.minimum(((np.arange(target) + 0.5) * size / target).astype(np.int64), size - 1)
 
 
 def resize_mask(mask, scale, padding, crop=None):
@@ -611,14 +740,18 @@ def resize_mask(mask, scale, padding, crop=None):
     Returns
     -------
     ndarray, same dtype, [round(H*scale) (+ padding or cropped), ..., N]
-        Nearest-neighbour resizing, so binary masks stay binary.
+        ``scipy.ndimage.zoom(order=0)`` (nearest neighbour, corners aligned),
+        exactly matterport's sampling; a scale of 1 is the identity and skips it.
     """
+    import scipy.ndimage
+
     mask = np.asarray(mask)
     if mask.ndim != 3:
         raise ValueError(f"resize_mask: expected masks [H, W, N], got shape {mask.shape}")
-    h, w = mask.shape[:2]
-    new_h, new_w = round(h * scale), round(w * scale)
-    mask = mask[_nearest_indices(h, new_h)][:, _nearest_indices(w, new_w)]
+    if scale != 1:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # old scipy warned about how it rounds the output shape
+            mask = scipy.ndimage.zoom(mask, zoom=[scale, scale, 1], order=0)
     if crop is not None:
         y, x, ch, cw = crop
         return mask[y:y + ch, x:x + cw]
@@ -643,6 +776,8 @@ def minimize_mask(bbox, mask, mini_shape):
     Returns
     -------
     ndarray, bool, [mini_h, mini_w, N]
+        Bilinear resize (:func:`resize`) rounded half to even: a pixel is set
+        when the interpolated value is > 0.5 (matterport's ``np.around``).
 
     Raises
     ------
@@ -654,10 +789,10 @@ def minimize_mask(bbox, mask, mini_shape):
     mini_mask = np.zeros(mini_shape + (mask.shape[-1],), dtype=bool)
     for i in range(mask.shape[-1]):
         y1, x1, y2, x2 = _box_slice(bbox[i])
-        crop = mask[y1:y2, x1:x2, i].astype(np.float32)
+        crop = mask[:, :, i].astype(bool)[y1:y2, x1:x2]
         if crop.size == 0:
             raise ValueError(f"minimize_mask: box {i} {(y1, x1, y2, x2)} has zero area")
-        mini_mask[:, :, i] = _resize(crop, mini_shape) >= 0.5
+        mini_mask[:, :, i] = np.around(resize(crop, mini_shape)).astype(bool)
     return mini_mask
 
 
@@ -673,15 +808,23 @@ def expand_mask(bbox, mini_mask, image_shape):
     Returns
     -------
     ndarray, bool, [H, W, N]
+        Bilinear resize rounded half to even (> 0.5), as matterport.
+
+    Extension: a zero-area box leaves its mask empty (matterport failed).
     """
     mini_mask = np.asarray(mini_mask)
-    mask = np.zeros(tuple(image_shape[:2]) + (mini_mask.shape[-1],), dtype=bool)
+    mask = np.zeros(tuple(int(v) for v in image_shape[:2]) + (mini_mask.shape[-1],), dtype=bool)
     for i in range(mini_mask.shape[-1]):
         y1, x1, y2, x2 = _box_slice(bbox[i])
         if y2 > y1 and x2 > x1:
-            resized = _resize(mini_mask[:, :, i].astype(np.float32), (y2 - y1, x2 - x1))
-            mask[y1:y2, x1:x2, i] = resized >= 0.5
+            mask[y1:y2, x1:x2, i] = np.around(resize(mini_mask[:, :, i], (y2 - y1, x2 - x1))).astype(bool)
     return mask
+
+
+def mold_mask(mask, config):
+    """matterport's unimplemented placeholder, kept for its API: returns None."""
+    del mask, config
+    return None
 
 
 def unmold_mask(mask, bbox, image_shape):
@@ -692,21 +835,23 @@ def unmold_mask(mask, bbox, image_shape):
     mask : ndarray, float, [h, w]
         Typically 28x28 probabilities.
     bbox : (y1, x1, y2, x2)
-        Box in pixels of ``image_shape`` to fit the mask in; the part outside the
-        image is cut off.
+        Box in pixels of ``image_shape`` to fit the mask in.
     image_shape : (H, W, ...)
 
     Returns
     -------
     ndarray, bool, [H, W]
-        True where the resized mask is >= 0.5.
+        True where the bilinearly resized mask is >= 0.5 (matterport's threshold).
+
+    Extension: the part of a box outside the image is cut off, and an empty box
+    gives an empty mask (matterport failed on both).
     """
     height, width = int(image_shape[0]), int(image_shape[1])
     full_mask = np.zeros((height, width), dtype=bool)
     y1, x1, y2, x2 = _box_slice(bbox)
     if y2 <= y1 or x2 <= x1:
         return full_mask
-    resized = _resize(np.asarray(mask, dtype=np.float32), (y2 - y1, x2 - x1)) >= 0.5
+    resized = resize(mask, (y2 - y1, x2 - x1)) >= 0.5
     top, left = max(y1, 0), max(x1, 0)
     bottom, right = min(y2, height), min(x2, width)
     if bottom > top and right > left:
@@ -801,7 +946,7 @@ def compute_backbone_shapes(config, image_shape):
 # ============================================================================
 
 def compose_image_meta(image_id, original_image_shape, image_shape, window, scale, active_class_ids):
-    """Pack the attributes of an image into one float vector.
+    """Pack the attributes of an image into one vector.
 
     Layout: ``[image_id, original_image_shape (3), image_shape (3),
     window (y1, x1, y2, x2) in pixels of image_shape (4), scale (1),
@@ -809,14 +954,16 @@ def compose_image_meta(image_id, original_image_shape, image_shape, window, scal
 
     Returns
     -------
-    ndarray, float64, [IMAGE_META_SIZE]
+    ndarray, [IMAGE_META_SIZE]
+        numpy's type for the values, as matterport: float64 as soon as one value
+        is a float (the scale of a resized image), int64 when all are integers.
     """
     parts = [[image_id], list(original_image_shape), list(image_shape), list(window),
              [scale], list(active_class_ids)]
     if len(parts[1]) != 3 or len(parts[2]) != 3 or len(parts[3]) != 4:
         raise ValueError("compose_image_meta: expected 3-value shapes and a 4-value window, got "
                          f"{original_image_shape}, {image_shape}, {window}")
-    return np.array([float(v) for part in parts for v in part])
+    return np.array([value for part in parts for value in part])
 
 
 def parse_image_meta(meta):
@@ -832,7 +979,7 @@ def parse_image_meta(meta):
         ``image_id`` int32 [batch], ``original_image_shape`` int32 [batch, 3],
         ``image_shape`` int32 [batch, 3], ``window`` int32 [batch, 4] (pixels),
         ``scale`` float32 [batch], ``active_class_ids`` int32 [batch, NUM_CLASSES]
-        (without the batch axis for one vector).
+        (without the batch axis for one vector: an extension).
     """
     meta = np.asarray(meta)
     return {
@@ -846,58 +993,74 @@ def parse_image_meta(meta):
 
 
 def mold_image(images, config):
-    """Subtract the mean pixel: float32 network input from RGB images ``[..., C]``."""
-    return np.asarray(images, dtype=np.float32) - np.asarray(config.MEAN_PIXEL, dtype=np.float32)
+    """Network input from RGB images ``[..., C]``: float32 pixels minus ``config.MEAN_PIXEL``.
+
+    Returns
+    -------
+    ndarray
+        In the promoted type of float32 and ``MEAN_PIXEL`` (float64 for the
+        default numpy array), exactly matterport's ``astype(float32) - MEAN_PIXEL``.
+    """
+    return np.asarray(images).astype(np.float32) - config.MEAN_PIXEL
 
 
 def unmold_image(normalized_images, config):
-    """Inverse of :func:`mold_image`: add the mean pixel back, round, clip, uint8."""
-    images = np.asarray(normalized_images, dtype=np.float32) + np.asarray(config.MEAN_PIXEL, dtype=np.float32)
-    return np.clip(np.rint(images), 0, 255).astype(np.uint8)
+    """Inverse of :func:`mold_image`: add the mean pixel back and cast to uint8.
+
+    The cast truncates, as matterport's ``astype(np.uint8)`` (so a molded pixel
+    can come back one lower than it was). Values outside 0..255 are clipped
+    first (matterport's cast wrapped them around; extension).
+    """
+    images = np.asarray(normalized_images) + config.MEAN_PIXEL
+    return np.clip(images, 0, 255).astype(np.uint8)
 
 
 # ============================================================================
 # Evaluation
 # ============================================================================
 
-def _match_sorted(overlaps, gt_class_ids, pred_class_ids, iou_threshold, score_threshold):
-    """Greedy matching of predictions (sorted by score) to ground truth.
+def _first_rows(boxes):
+    """How many rows of ``boxes`` are not all-zero padding (matterport keeps that many leading entries)."""
+    boxes = np.asarray(boxes)
+    if boxes.size == 0:
+        return 0
+    return len(trim_zeros(boxes.reshape(len(boxes), -1)))
 
-    Each prediction takes the unmatched ground truth of its class with the
-    highest IoU >= ``iou_threshold``; every ground truth is matched at most once.
+
+def _descending(scores):
+    """matterport's descending order: ``argsort(scores)[::-1]`` (ties in that order)."""
+    return np.argsort(np.asarray(scores))[::-1]
+
+
+def _greedy_match(overlaps, gt_class_ids, pred_class_ids, iou_threshold, score_threshold):
+    """Match each prediction (rows, sorted by score) to an unmatched ground truth.
+
+    A prediction looks at the ground truths in descending IoU (matterport's
+    ``argsort(...)[::-1]`` order), ignores those with IoU below
+    ``score_threshold``, skips the taken ones and takes the first of its class
+    with IoU >= ``iou_threshold``.
+
+    Returns
+    -------
+    gt_match, pred_match : float64 ndarrays of indices, -1 for none (matterport's types)
     """
     n_pred, n_gt = overlaps.shape
-    gt_match = -np.ones(n_gt, dtype=np.int32)
-    pred_match = -np.ones(n_pred, dtype=np.int32)
+    gt_match = -1 * np.ones([n_gt])
+    pred_match = -1 * np.ones([n_pred])
     for i in range(n_pred):
-        for j in np.argsort(-overlaps[i], kind="stable"):
-            iou = overlaps[i, j]
-            if iou < score_threshold or iou < iou_threshold:
-                break  # the rest overlap even less
-            if gt_match[j] > -1:  # taken (index 0 included: matterport's old bug)
+        candidates = np.argsort(overlaps[i])[::-1]
+        too_low = np.flatnonzero(overlaps[i, candidates] < score_threshold)
+        if too_low.size:
+            candidates = candidates[:too_low[0]]
+        for j in candidates:
+            if gt_match[j] > -1:
                 continue
+            if overlaps[i, j] < iou_threshold:
+                break
             if pred_class_ids[i] == gt_class_ids[j]:
                 gt_match[j], pred_match[i] = i, j
                 break
     return gt_match, pred_match
-
-
-def _sorted_by_score(pred_scores):
-    return np.argsort(-np.asarray(pred_scores, dtype=np.float64), kind="stable")
-
-
-def _trim_predictions(pred_boxes, pred_class_ids, pred_scores):
-    """Drop zero-padding rows of boxes and the entries that go with them."""
-    pred_boxes = np.asarray(pred_boxes).reshape(-1, 4)
-    keep = ~np.all(pred_boxes == 0, axis=1)
-    return (pred_boxes[keep], np.asarray(pred_class_ids).reshape(-1)[keep],
-            np.asarray(pred_scores, dtype=np.float64).reshape(-1)[keep], keep)
-
-
-def _trim_ground_truth(gt_boxes, gt_class_ids):
-    gt_boxes = np.asarray(gt_boxes).reshape(-1, 4)
-    keep = ~np.all(gt_boxes == 0, axis=1)
-    return gt_boxes[keep], np.asarray(gt_class_ids).reshape(-1)[keep], keep
 
 
 def compute_matches(gt_boxes, gt_class_ids, gt_masks,
@@ -908,11 +1071,12 @@ def compute_matches(gt_boxes, gt_class_ids, gt_masks,
     Parameters
     ----------
     gt_boxes : array, [G, (y1, x1, y2, x2)]
-        All-zero rows are padding and dropped (with their masks).
+        All-zero rows are padding: with ``g`` non-zero rows, the first ``g``
+        ground truths (boxes, class ids, masks) are used (padding goes last).
     gt_class_ids : array, int, [G]
     gt_masks : ndarray, [H, W, G]
     pred_boxes : array, [P, (y1, x1, y2, x2)]
-        All-zero rows are padding and dropped.
+        The same for the predictions (the first ``p`` scores, class ids, masks).
     pred_class_ids : array, int, [P]
     pred_scores : array, float, [P]
     pred_masks : ndarray, [H, W, P]
@@ -923,22 +1087,21 @@ def compute_matches(gt_boxes, gt_class_ids, gt_masks,
 
     Returns
     -------
-    gt_match : ndarray, int32, [G]
+    gt_match : ndarray, float64, [g]
         Index (in score order) of the prediction matched to each ground truth, -1 if none.
-    pred_match : ndarray, int32, [P]
+    pred_match : ndarray, float64, [p]
         Index of the ground truth matched to each prediction *sorted by
-        descending score*, -1 if none.
-    overlaps : ndarray, float, [P, G]
-        Mask IoUs, predictions in descending score order.
+        descending score* (``argsort(scores)[::-1]``), -1 if none.
+    overlaps : ndarray, [p, g]
+        Mask IoUs (:func:`compute_overlaps_masks`), predictions in that order.
     """
-    gt_boxes, gt_class_ids, gt_keep = _trim_ground_truth(gt_boxes, gt_class_ids)
-    gt_masks = np.asarray(gt_masks)[..., gt_keep]
-    pred_boxes, pred_class_ids, pred_scores, pred_keep = _trim_predictions(
-        pred_boxes, pred_class_ids, pred_scores)
-    order = _sorted_by_score(pred_scores)
-    pred_masks = np.asarray(pred_masks)[..., pred_keep][..., order]
+    n_gt, n_pred = _first_rows(gt_boxes), _first_rows(pred_boxes)
+    gt_masks = np.asarray(gt_masks)[..., :n_gt]
+    order = _descending(np.asarray(pred_scores)[:n_pred])
+    pred_class_ids = np.asarray(pred_class_ids)[order]
+    pred_masks = np.asarray(pred_masks)[..., order]
     overlaps = compute_overlaps_masks(pred_masks, gt_masks)
-    gt_match, pred_match = _match_sorted(overlaps, gt_class_ids, pred_class_ids[order],
+    gt_match, pred_match = _greedy_match(overlaps, np.asarray(gt_class_ids), pred_class_ids,
                                          iou_threshold, score_threshold)
     return gt_match, pred_match, overlaps
 
@@ -946,22 +1109,20 @@ def compute_matches(gt_boxes, gt_class_ids, gt_masks,
 def _average_precision(gt_match, pred_match):
     """VOC-style AP (area under the monotone precision/recall curve) of one image.
 
-    Returns ``(ap, precisions, recalls)`` with the padded curves matterport returns.
-    Neither ground truth nor predictions: AP 1.0 (nothing to find, nothing
-    wrongly found), curves ``[1, 1]`` / ``[0, 1]``.
+    Returns ``(ap, precisions, recalls)`` with the padded curves, computed as
+    matterport does (recalls in float32). Without ground truth the recalls are
+    0/0: NaN with predictions (so the AP is NaN), and the AP is 0.0 without.
     """
-    n_gt, n_pred = len(gt_match), len(pred_match)
-    if n_gt == 0 and n_pred == 0:
-        return 1.0, np.array([1.0, 1.0]), np.array([0.0, 1.0])
-    hits = np.cumsum(pred_match > -1).astype(np.float64)
-    precisions = hits / np.arange(1, n_pred + 1)
-    recalls = hits / n_gt if n_gt else np.zeros(n_pred)
-    precisions = np.concatenate([[0.0], precisions, [0.0]])
-    recalls = np.concatenate([[0.0], recalls, [1.0]])
+    hits = np.cumsum(pred_match > -1)
+    precisions = hits / (np.arange(len(pred_match)) + 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recalls = hits.astype(np.float32) / len(gt_match)
+    precisions = np.concatenate([[0], precisions, [0]])
+    recalls = np.concatenate([[0], recalls, [1]])
     # precision at each recall = best precision at that recall or beyond
     precisions = np.maximum.accumulate(precisions[::-1])[::-1]
     steps = np.flatnonzero(recalls[:-1] != recalls[1:]) + 1
-    ap = float(np.sum((recalls[steps] - recalls[steps - 1]) * precisions[steps]))
+    ap = np.sum((recalls[steps] - recalls[steps - 1]) * precisions[steps])
     return ap, precisions, recalls
 
 
@@ -974,16 +1135,17 @@ def compute_ap(gt_boxes, gt_class_ids, gt_masks,
 
     Returns
     -------
-    mAP : float
-        Area under the monotone precision/recall curve. Defined edge cases:
-        ground truth but no prediction -> 0.0; predictions but no ground truth
-        -> 0.0; neither -> 1.0 (skip such images yourself if your metric leaves
-        them out, as the RSNA competition metric does).
-    precisions : ndarray, [P + 2]
+    mAP : numpy float64
+        Area under the monotone precision/recall curve. Edge cases, as in
+        matterport: ground truth but no prediction -> 0.0; neither ground truth
+        nor prediction -> 0.0; predictions but no ground truth -> NaN. (How
+        images without ground truth count is the caller's decision: see
+        ``rsna_detector.evaluate.batch_ap``.)
+    precisions : ndarray, [p + 2]
         Monotone precision after each prediction, padded with 0 at both ends.
-    recalls : ndarray, [P + 2]
+    recalls : ndarray, [p + 2]
         Recall after each prediction, padded with 0 and 1.
-    overlaps : ndarray, [P, G]
+    overlaps : ndarray, [p, g]
         Mask IoUs, predictions in descending score order.
     """
     gt_match, pred_match, overlaps = compute_matches(
@@ -995,9 +1157,10 @@ def compute_ap(gt_boxes, gt_class_ids, gt_masks,
 
 def compute_ap_boxes(gt_boxes, gt_class_ids, pred_boxes, pred_class_ids, pred_scores,
                      iou_threshold=0.5):
-    """Like :func:`compute_ap` but matching by *box* IoU (no masks needed).
+    """Like :func:`compute_ap` but matching by *box* IoU (no masks needed; not in matterport).
 
-    For filled-rectangle instances (RSNA boxes) box IoU equals mask IoU.
+    For filled-rectangle instances (RSNA boxes) box IoU equals mask IoU, and the
+    result equals :func:`compute_ap`'s, edge cases included.
 
     Parameters
     ----------
@@ -1012,15 +1175,14 @@ def compute_ap_boxes(gt_boxes, gt_class_ids, pred_boxes, pred_class_ids, pred_sc
     Returns
     -------
     (mAP, precisions, recalls, overlaps)
-        As :func:`compute_ap`; ``overlaps`` are box IoUs [P, G], predictions in
-        descending score order.
+        As :func:`compute_ap`; ``overlaps`` are box IoUs [p, g] (float64),
+        predictions in descending score order.
     """
-    gt_boxes, gt_class_ids, _ = _trim_ground_truth(gt_boxes, gt_class_ids)
-    pred_boxes, pred_class_ids, pred_scores, _ = _trim_predictions(
-        pred_boxes, pred_class_ids, pred_scores)
-    order = _sorted_by_score(pred_scores)
-    overlaps = compute_overlaps(pred_boxes[order], gt_boxes)
-    gt_match, pred_match = _match_sorted(overlaps, gt_class_ids, pred_class_ids[order],
+    n_gt, n_pred = _first_rows(gt_boxes), _first_rows(pred_boxes)
+    gt_boxes = _box_array(gt_boxes)[:n_gt]
+    order = _descending(np.asarray(pred_scores)[:n_pred])
+    overlaps = compute_overlaps(_box_array(pred_boxes)[order], gt_boxes)
+    gt_match, pred_match = _greedy_match(overlaps, np.asarray(gt_class_ids), np.asarray(pred_class_ids)[order],
                                          iou_threshold, 0.0)
     ap, precisions, recalls = _average_precision(gt_match, pred_match)
     return ap, precisions, recalls, overlaps
@@ -1033,12 +1195,15 @@ def compute_ap_range(gt_box, gt_class_id, gt_mask,
 
     Returns
     -------
-    float
-        The mean AP; with ``verbose`` each threshold's AP is printed.
+    numpy float64
+        The mean AP (NaN when an AP is NaN); with ``verbose`` each threshold's
+        AP is printed, as matterport does.
+
+    Extension: ``iou_thresholds`` may be a numpy array (matterport's
+    ``iou_thresholds or ...`` refused one).
     """
-    if iou_thresholds is None:
+    if iou_thresholds is None or len(iou_thresholds) == 0:
         iou_thresholds = np.arange(0.5, 1.0, 0.05)
-    iou_thresholds = list(iou_thresholds)
     aps = []
     for threshold in iou_thresholds:
         ap = compute_ap(gt_box, gt_class_id, gt_mask, pred_box, pred_class_id, pred_score,
@@ -1046,7 +1211,7 @@ def compute_ap_range(gt_box, gt_class_id, gt_mask,
         if verbose:
             print(f"AP @{threshold:.2f}:\t {ap:.3f}")
         aps.append(ap)
-    mean_ap = float(np.mean(aps))
+    mean_ap = np.array(aps).mean()
     if verbose:
         print(f"AP @{iou_thresholds[0]:.2f}-{iou_thresholds[-1]:.2f}:\t {mean_ap:.3f}")
     return mean_ap
@@ -1058,23 +1223,29 @@ def compute_recall(pred_boxes, gt_boxes, iou):
     Parameters
     ----------
     pred_boxes : array, [P, (y1, x1, y2, x2)]
-    gt_boxes : array, [G, (y1, x1, y2, x2)]
+    gt_boxes : array, [G, (y1, x1, y2, x2)], G >= 1
     iou : float
 
     Returns
     -------
     recall : float
         Distinct ground truths that are the best match of a prediction with IoU
-        >= ``iou``, over ``G``; 1.0 when there is no ground truth (nothing missed).
+        >= ``iou``, over ``G``.
     positive_ids : ndarray, int, [K]
         Indices of the predictions whose best IoU is >= ``iou``.
+
+    Raises
+    ------
+    NoGroundTruthError
+        (a ``ValueError`` and a ``ZeroDivisionError``) when ``G == 0``: a recall
+        is not defined, and matterport raised too.
     """
     overlaps = compute_overlaps(pred_boxes, gt_boxes)
     if overlaps.shape[1] == 0:
-        return 1.0, np.zeros(0, dtype=np.int64)
-    best_iou = overlaps.max(axis=1)
-    best_gt = overlaps.argmax(axis=1)
-    positive_ids = np.flatnonzero(best_iou >= iou)
+        raise NoGroundTruthError("compute_recall: no ground-truth boxes, so recall is undefined")
+    best_iou = np.max(overlaps, axis=1)
+    best_gt = np.argmax(overlaps, axis=1)
+    positive_ids = np.where(best_iou >= iou)[0]
     return len(set(best_gt[positive_ids].tolist())) / overlaps.shape[1], positive_ids
 
 
@@ -1086,11 +1257,13 @@ def download_trained_weights(coco_model_path, verbose=1):
     """Fetch matterport's COCO weights (``mask_rcnn_coco.h5``) to ``coco_model_path``.
 
     Delegates to ``rsna_detector.weights.fetch_weights('coco', destination=...)``,
-    which checks the file's checksum and gives a clear error offline.
+    which checks the file's checksum and, offline or when the download fails,
+    raises ``WeightsOfflineError`` naming :data:`COCO_MODEL_URL` and where to put
+    the file; nothing is written then.
 
     Returns
     -------
-    The path of the weights file.
+    The path of the weights file (matterport returned None).
     """
     from rsna_detector.weights import fetch_weights
 
