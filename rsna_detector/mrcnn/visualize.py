@@ -386,7 +386,7 @@ def display_differences(image, gt_box, gt_class_id, gt_mask, pred_box, pred_clas
     captions = [""] * len(gt_box)
     for i, score in enumerate(pred_score):
         if pred_match[i] > -1:
-            iou = overlaps[i, pred_match[i]]
+            iou = overlaps[i, int(pred_match[i])]  # compute_matches gives float indices, as matterport
         else:
             iou = overlaps[i].max() if overlaps.shape[1] else 0.0
         captions.append(f"{score:.2f} / {iou:.2f}")

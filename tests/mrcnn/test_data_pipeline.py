@@ -71,8 +71,7 @@ class TestLoadImageGt:
 
     def test_mini_mask(self):
         config = SmallConfig()
-        config.USE_MINI_MASK = True
-        _, _, _, bbox, mask = data.load_image_gt(RectDataset([[BOX]]), config.validate(), 0)
+        _, _, _, bbox, mask = data.load_image_gt(RectDataset([[BOX]]), config, 0, use_mini_mask=True)
         assert mask.shape == (16, 16, 1) and mask.all()
         np.testing.assert_array_equal(bbox, [BOX])
 
@@ -147,9 +146,15 @@ def stream_dataset():
     return RectDataset([[BOX], [(30, 30, 50, 60)], [], [BOX, (40, 40, 60, 60)], [(5, 5, 25, 25)]])
 
 
+def keeping_empty_images():
+    config = SmallConfig()
+    config.TRAIN_ON_EMPTY_IMAGES = True
+    return config.validate()
+
+
 class TestTrainingBatches:
     def test_shapes_dtypes_and_padding(self):
-        config = SmallConfig()
+        config = keeping_empty_images()
         batches = data.TrainingBatches(stream_dataset(), config, shuffle=False)
         images, meta, rpn_match, rpn_bbox, class_ids, boxes, masks = batches.batch(0)
         anchors = len(data.training_anchors(config))
@@ -189,7 +194,7 @@ class TestTrainingBatches:
         np.testing.assert_array_equal(batches.batch(0)[5][0, 0], BOX)
 
     def test_more_instances_than_max_are_subsampled(self):
-        config = SmallConfig()
+        config = keeping_empty_images()
         config.MAX_GT_INSTANCES = 1
         batches = data.TrainingBatches(stream_dataset(), config.validate(), shuffle=False, batch_size=5)
         class_ids = batches.batch(0)[4]
@@ -235,7 +240,7 @@ def test_worker_error_surfaces_through_tf_data_instead_of_hanging():
                 raise OSError("unreadable file")
             return super().load_image(image_id)
 
-    batches = data.TrainingBatches(Broken([[BOX], [], [BOX]]), SmallConfig(), shuffle=False, batch_size=1)
+    batches = data.TrainingBatches(Broken([[BOX], [], [BOX]]), keeping_empty_images(), shuffle=False, batch_size=1)
     iterator = iter(data.make_input_dataset(batches, workers=2))
     next(iterator), next(iterator)  # images 0 and 1 are fine
     with pytest.raises(Exception, match="image 2 .*unreadable file"):

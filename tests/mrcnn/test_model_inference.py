@@ -137,7 +137,7 @@ class TestMoldingAndUnmolding:
         image = np.full((100, 200, 3), 200, np.uint8)
         molded, metas, windows = model.mold_inputs([image])
         # scale 128 / 200 = 0.64 -> 64 x 128, centred: rows 32..95
-        assert molded.shape == (1, 128, 128, 3) and molded.dtype == np.float32
+        assert molded.shape == (1, 128, 128, 3) and molded.dtype == np.float64  # matterport's mold_image
         np.testing.assert_array_equal(windows, [[32, 0, 96, 128]])
         np.testing.assert_allclose(molded[0, 64, 64], 200 - TinyConfig.MEAN_PIXEL, rtol=1e-6)
         meta = utils.parse_image_meta(metas)

@@ -30,7 +30,7 @@ class TestRpnTargets:
     def test_labels_and_deltas_of_a_hand_made_box(self):
         match, deltas = targets.build_rpn_targets((64, 64, 3), ANCHORS, np.array([1]), GT_BOX, rpn_config(),
                                                   rng=np.random.default_rng(0))
-        assert match.dtype == np.int32 and deltas.dtype == np.float32
+        assert match.dtype == np.int32 and deltas.dtype == np.float64  # matterport's types
         np.testing.assert_array_equal(match, [1, 1, -1, 0, -1])
         assert deltas.shape == (8, 4)
         # anchor 0: centre (5, 5) size 10x10; box centre (5, 5.5) size 10x11

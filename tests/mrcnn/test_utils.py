@@ -220,10 +220,12 @@ class TestImageMeta:
         image = np.zeros((2, 2, 3), np.uint8)
         image[0, 0] = [124, 117, 104]
         molded = utils.mold_image(image, config)
-        assert molded.dtype == np.float32
+        assert molded.dtype == np.float64  # float32 pixels minus the float64 MEAN_PIXEL, as matterport
         np.testing.assert_allclose(molded[0, 0], [0.3, 0.2, 0.1], atol=1e-4)
         np.testing.assert_allclose(molded[1, 1], [-123.7, -116.8, -103.9], atol=1e-4)
         assert (utils.unmold_image(molded, config) == image).all()
+        # unmolding truncates (matterport's astype), and clips what is out of range
+        assert utils.unmold_image(np.array([[0.9 - 123.7, -200.0, 300.0]]), config).tolist() == [[0, 0, 255]]
 
     def test_compute_backbone_shapes(self):
         config = Config()
@@ -281,11 +283,11 @@ class TestDataset:
         with caplog.at_level(logging.WARNING, logger="rsna_detector.mrcnn.utils"):
             mask, class_ids = ds.load_mask(0)
             ds.load_mask(0)
-        assert mask.shape == (6, 4, 0) and mask.dtype == bool
+        assert mask.shape == (0, 0, 0)  # matterport's "no instance" arrays
         assert class_ids.shape == (0,) and class_ids.dtype == np.int32
         assert sum("load_mask is not overridden" in r.message for r in caplog.records) == 1
 
-    def test_load_image_gives_rgb_uint8(self, tmp_path):
+    def test_load_image_gives_rgb_in_the_files_dtype(self, tmp_path):
         import skimage.io
 
         gray = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
@@ -301,9 +303,8 @@ class TestDataset:
         assert loaded_gray.shape == (3, 4, 3) and loaded_gray.dtype == np.uint8
         assert (loaded_gray[..., 2] == gray).all()
         assert loaded_rgba.shape == (3, 4, 3) and (loaded_rgba[..., 0] == 50).all()
-        assert loaded_deep.dtype == np.uint8 and (loaded_deep[..., 0] == gray).all()
-        # with no height/width in the info, the default mask takes the image's size
-        assert ds.load_mask(0)[0].shape == (3, 4, 0)
+        # 16 bits stay 16 bits, as in matterport (no conversion to 8 bits)
+        assert loaded_deep.dtype == np.uint16 and (loaded_deep[..., 0] == deep).all()
 
     @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # imageio tries its legacy plugins
     def test_load_image_of_a_bad_file_names_it(self, tmp_path):
