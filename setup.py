@@ -24,6 +24,7 @@ INSTALL_REQUIRES = [
     "pylibjpeg-libjpeg>=2.1",
     "pyimgaug>=0.5",
     "scikit-image>=0.22",
+    "scipy>=1.10",  # ndimage.zoom: resize_mask samples masks exactly as matterport
     "numpy>=1.26",
     "pandas>=2.0",
     "h5py>=3.10",

@@ -6,6 +6,7 @@ import pytest
 
 from rsna_detector.evaluate import (
     RSNA_IOU_THRESHOLDS,
+    negative_image_ap,
     EvalRecord,
     EvaluationError,
     batch_ap,
@@ -265,7 +266,8 @@ def test_collect_detections_keeps_ground_truth_and_pads_batches(engine):
 def test_evaluate_detector_writes_metrics_and_figures(engine, tmp_path):
     _, dataset, model, config = engine
     metrics = evaluate_detector(model, dataset, dataset.image_ids, config, out_dir=tmp_path)
-    # per-image APs 1, 0.5, 0 and 0 for the negative image's false positive (utils.compute_ap)
+    # per-image APs 1, 0.5, 0 (utils.compute_ap) and 0 for the negative image's false positive
+    # (negative_image_ap; matterport's compute_ap would give NaN there)
     assert metrics["per_image_ap"] == pytest.approx(HAND_AP + [0.0])
     assert metrics["map50"] == pytest.approx(1.5 / 4)
     assert metrics["map50_positive"] == pytest.approx(1.5 / 3)  # the negative image left out
@@ -288,3 +290,20 @@ def test_evaluate_detector_writes_metrics_and_figures(engine, tmp_path):
         path = tmp_path / f"{name}.png"
         assert metrics["figures"][name] == str(path)
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_negative_images_are_the_rsna_layers_decision_not_compute_aps():
+    from rsna_detector.mrcnn import utils
+
+    empty = np.zeros((0, 4))
+    quiet, noisy = _record(empty, empty, []), _record(empty, [FAR], [0.9])
+    padded = _record(np.zeros((2, 4)), [FAR, [0, 0, 0, 0]], [0.9, 0.0])  # all-zero rows are padding
+    assert negative_image_ap(empty, empty) == 1.0 and negative_image_ap(empty, [FAR]) == 0.0
+    assert negative_image_ap(GT, [FAR]) is None  # an image with ground truth: compute_ap decides
+    mean_ap, aps = batch_ap([quiet, noisy, padded, _record(GT, [GT[0]], [0.9])])
+    assert aps == [1.0, 0.0, 0.0, 1.0] and mean_ap == pytest.approx(0.5)
+    # the engine itself keeps matterport's values for these images
+    for record, expected in ((quiet, 0.0), (noisy, np.nan)):
+        ap = utils.compute_ap(record.gt_boxes, record.gt_class_ids, record.gt_masks, record.pred_boxes,
+                              record.pred_class_ids, record.pred_scores, record.pred_masks)[0]
+        np.testing.assert_equal(ap, expected)

@@ -29,6 +29,7 @@ Boxes are pixel ``(y1, x1, y2, x2)``, ``y2``/``x2`` exclusive.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
@@ -173,13 +174,10 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None, u
     return image, image_meta, class_ids, bbox, mask
 
 
-_augment_warned = []
-
-
+@functools.lru_cache(maxsize=None)
 def _warn_augment_deprecated():
-    if not _augment_warned:  # matterport logged this on every call
-        logger.warning("'augment' is deprecated. Use 'augmentation' instead.")
-        _augment_warned.append(True)
+    """Log matterport's deprecation warning, once per process (matterport logged it on every call)."""
+    logger.warning("'augment' is deprecated. Use 'augmentation' instead.")
 
 
 def _check_ground_truth(dataset, image_id, image, mask, class_ids):

@@ -268,6 +268,23 @@ def test_mask_augmenters_apply_as_in_matterport(mpm, datasets, augmenter):
             same(a, b)
 
 
+def test_load_image_gt_of_the_default_load_mask(mpm, mpu):
+    # matterport's [0, 0, 0] "no instance" masks come out as the padding's shape there; ours
+    # as the image's (everything else is the same)
+    config, mp_config = configs()
+    results = []
+    for base, function, cfg in ((utils.Dataset, data.load_image_gt, config), (mpu.Dataset, mpm.load_image_gt, mp_config)):
+        dataset = type("Plain", (base,), {"load_image": lambda self, i: np.full((100, 80, 3), 9, np.uint8)})()
+        dataset.add_class("s", 1, "a")
+        dataset.add_image("s", 0, None)
+        dataset.prepare()
+        results.append(function(dataset, cfg, 0))
+    (ours, theirs) = results
+    for a, b in zip(ours[:4], theirs[:4]):
+        same(a, b)
+    assert ours[4].shape == (128, 128, 0) and theirs[4].shape == (28, 48, 0)
+
+
 # --------------------------------------------------------------------------- ROI targets
 def test_generate_random_rois(mpm):
     rng = np.random.default_rng(4)
