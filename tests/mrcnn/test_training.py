@@ -100,7 +100,7 @@ def test_learns_blobs_from_scratch(tmp_path):
     as one batch.
     """
     dataset = BlobDataset(8, 2)
-    config = tiny_config(STEPS_PER_EPOCH=20, VALIDATION_STEPS=0, TRAIN_BN=True)
+    config = tiny_config(STEPS_PER_EPOCH=20, VALIDATION_STEPS=0, TRAIN_BN=True, TRAIN_ON_EMPTY_IMAGES=True)
     model = modellib.MaskRCNN("training", config, str(tmp_path))
     model.train(dataset, None, config.LEARNING_RATE, 6, "all", verbose=0)  # the facade, as users call it
 
