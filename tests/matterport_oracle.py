@@ -19,8 +19,10 @@ the least that makes the 2018 code execute; none changes what a function compute
     - ``tf`` is ``tf.compat.v1`` (for ``tf.log``, ``tf.to_float``, ``tf.sets.set_intersection``,
       ``tf.random_shuffle``, ``tf.sparse_tensor_to_dense``), run eagerly;
     - ``K`` is a small shim mapping the Keras-2 backend calls the file makes onto ``keras.ops``
-      / TensorFlow (``K.switch`` -> ``tf.where`` on a scalar condition, the cross-entropies ->
-      ``keras.ops`` with Keras 2's argument order);
+      / TensorFlow (``K.switch`` with a scalar condition -> the chosen branch whole, as Keras 2's
+      ``tf.cond``, since matterport's branches differ in shape (an empty loss tensor or the
+      scalar 0); with a tensor condition -> ``tf.where``; the cross-entropies -> ``keras.ops``
+      with Keras 2's argument order);
     - ``KE.Layer`` is ``keras.layers.Layer`` (only needed for the class statements to execute;
       the graph functions are called directly, not through the layers);
     - ``utils`` is matterport's own ``mrcnn.utils`` (adapted as above).
@@ -128,6 +130,12 @@ def _backend_shim():
     import tensorflow as tf
 
     def switch(condition, then_expression, else_expression):
+        # Keras 2: a scalar condition picks one branch whole (tf.cond), so the branches may
+        # differ in shape (matterport's `K.switch(tf.size(x) > 0, loss_of_x, 0.0)`); a tensor
+        # condition selects elementwise.
+        condition = tf.cast(condition, tf.bool)
+        if condition.shape.rank == 0:
+            return then_expression if bool(condition) else else_expression
         return tf.where(condition, then_expression, else_expression)
 
     def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):

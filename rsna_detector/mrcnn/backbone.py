@@ -16,7 +16,7 @@
 Batch normalisation uses :class:`BatchNorm`, whose training flag is fixed by
 ``config.TRAIN_BN`` (``False``: always inference mode, the usual setting for the
 small batches of detection training; ``True``: always training mode; ``None``:
-follows the Keras training flag).
+follows the Keras training flag), with Keras 2's meaning of ``trainable``.
 """
 from __future__ import annotations
 
@@ -47,26 +47,50 @@ class BackboneError(ValueError):
 
 @keras.saving.register_keras_serializable(package="rsna_detector")
 class BatchNorm(keras.layers.BatchNormalization):
-    """Batch normalisation whose training mode is fixed at construction.
+    """Batch normalisation whose training mode is fixed at construction (Keras 2 semantics).
 
     Parameters
     ----------
     train_bn : bool or None
         ``False``: always use the moving statistics (frozen BN, matterport's default
-        ``TRAIN_BN = False``); ``True``: always use batch statistics and update the
-        moving ones; ``None``: follow the ``training`` argument of the call.
+        ``TRAIN_BN = False``); ``True``: always use batch statistics; ``None``:
+        follow the ``training`` argument of the call.
     **kwargs
         Passed to ``keras.layers.BatchNormalization`` (``name``, ``axis``, ...).
+
+    Notes
+    -----
+    ``trainable`` only decides whether gamma/beta train and the moving statistics
+    are updated, as in Keras 2 (matterport's stack): a frozen layer called in
+    training mode still normalises with the batch's statistics, without updating
+    its moving ones. (Keras 3's own layer switches to the moving statistics when
+    frozen.) With ``train_bn=False`` the moving statistics are used and never
+    updated, whether gamma/beta train or not.
     """
 
     def __init__(self, train_bn=None, **kwargs):
         super().__init__(**kwargs)
         self.train_bn = train_bn
 
-    def call(self, inputs, training=None, **kwargs):
+    def call(self, inputs, training=None, mask=None):
         if self.train_bn is not None:
             training = bool(self.train_bn)
-        return super().call(inputs, training=training, **kwargs)
+        if training and not self.trainable and mask is None:
+            return self._normalize_with_batch_statistics(inputs)
+        return super().call(inputs, training=training, mask=mask)
+
+    def _normalize_with_batch_statistics(self, inputs):
+        """``inputs`` normalised with their own mean and variance (moving statistics untouched)."""
+        values = keras.ops.cast(inputs, "float32")
+        axis = self.axis % len(inputs.shape)
+        reduction_axes = [i for i in range(len(inputs.shape)) if i != axis]
+        mean, variance = keras.ops.moments(values, axes=reduction_axes)
+        outputs = keras.ops.batch_normalization(
+            values, mean, variance, axis=axis,
+            offset=keras.ops.cast(self.beta, "float32") if self.center else None,
+            scale=keras.ops.cast(self.gamma, "float32") if self.scale else None,
+            epsilon=self.epsilon)
+        return keras.ops.cast(outputs, self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()

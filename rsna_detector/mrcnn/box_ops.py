@@ -23,6 +23,7 @@ __all__ = [
     "parse_image_meta_graph",
     "trim_zeros_graph",
     "batch_slice",
+    "batch_pack_graph",
     "box_areas_graph",
 ]
 
@@ -76,14 +77,16 @@ def clip_boxes_graph(boxes, window):
     Returns
     -------
     Tensor, float32, same shape as ``boxes``
+        Each coordinate is ``max(min(c, w_high), w_low)`` (matterport's order, which
+        decides the result for an inverted window: the low edge wins).
     """
     window = tf.cast(window, boxes.dtype)
     wy1, wx1, wy2, wx2 = tf.unstack(window, num=4, axis=-1)
     y1, x1, y2, x2 = tf.unstack(boxes, num=4, axis=-1)
-    y1 = tf.minimum(tf.maximum(y1, wy1), wy2)
-    x1 = tf.minimum(tf.maximum(x1, wx1), wx2)
-    y2 = tf.minimum(tf.maximum(y2, wy1), wy2)
-    x2 = tf.minimum(tf.maximum(x2, wx1), wx2)
+    y1 = tf.maximum(tf.minimum(y1, wy2), wy1)
+    x1 = tf.maximum(tf.minimum(x1, wx2), wx1)
+    y2 = tf.maximum(tf.minimum(y2, wy2), wy1)
+    x2 = tf.maximum(tf.minimum(x2, wx2), wx1)
     return tf.stack([y1, x1, y2, x2], axis=-1, name="clipped_boxes")
 
 
@@ -249,3 +252,22 @@ def batch_slice(inputs, graph_fn, batch_size, names=None):
         names = [None] * len(per_output)
     stacked = [tf.stack(list(items), axis=0, name=name) for items, name in zip(per_output, names)]
     return stacked[0] if len(stacked) == 1 else stacked
+
+
+def batch_pack_graph(x, counts, num_rows):
+    """Concatenate the first ``counts[i]`` rows of every batch item (matterport's helper).
+
+    Parameters
+    ----------
+    x : Tensor, [batch, N, ...]
+    counts : Tensor or sequence, int, [batch]
+        Rows to take from each item (at most ``N``).
+    num_rows : int
+        Number of batch items to take (a Python int: the loop is unrolled).
+
+    Returns
+    -------
+    Tensor, [sum(counts[:num_rows]), ...]
+        ``x[0, :counts[0]]``, then ``x[1, :counts[1]]``, ... stacked on axis 0.
+    """
+    return tf.concat([x[i, : counts[i]] for i in range(num_rows)], axis=0)

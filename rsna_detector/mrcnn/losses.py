@@ -1,8 +1,11 @@
 """The five Mask R-CNN training losses (TF graph functions).
 
-Each loss is a float32 scalar. An empty selection (no positive anchor, no
-positive ROI, an image without ground truth) gives exactly 0, never NaN: every
-mean is a masked sum divided by ``max(count, 1)``. Predictions are cast to
+Each loss is a float32 scalar and equals matterport's (``tests/mrcnn/
+test_matterport_losses.py`` holds them equal), with one exception: an empty
+selection (no positive anchor, no positive ROI, an image without ground truth,
+no ROI counted by the class loss) gives exactly 0, never NaN: every mean is a
+masked sum divided by ``max(count, 1)``. (matterport guards the empty case too,
+except in the class loss, where it divides by zero.) Predictions are cast to
 float32 first, so the losses stay float32 under mixed precision.
 
 Box deltas are ``(dy, dx, log(dh), log(dw))`` divided by the config's
@@ -101,33 +104,48 @@ def rpn_bbox_loss_graph(config, target_bbox, rpn_match, rpn_bbox):
     return _masked_mean(loss, selected) / 4.0
 
 
-def mrcnn_class_loss_graph(target_class_ids, pred_class_logits, active_class_ids, roi_valid=None):
-    """ROI classification cross-entropy over the classes active for each image.
+def mrcnn_class_loss_graph(target_class_ids, pred_class_logits, active_class_ids, roi_valid=None,
+                           active_class_per_image=False):
+    """ROI classification cross-entropy (matterport's rule by default).
 
     Parameters
     ----------
     target_class_ids : Tensor, int, [B, T]
-        0 for background (negative ROIs).
+        0 for background (negative ROIs and zero padding).
     pred_class_logits : Tensor, [B, T, num_classes]
     active_class_ids : Tensor, [B, num_classes]
         1 for the classes of the image's dataset source (from ``image_meta``),
-        0 for the others; inactive classes are left out of the softmax.
+        0 for the others.
     roi_valid : Tensor, bool or float, [B, T], optional
-        ROIs to count (e.g. not zero padding); all by default.
+        ROIs to count (``CLASS_LOSS_SKIPS_PADDING``: the rows that are not zero
+        padding). Default: every row, padding included, counts as background
+        (matterport).
+    active_class_per_image : bool
+        False (matterport): the softmax runs over every class, and the loss of a
+        ROI whose *predicted* (argmax) class is inactive in image 0 is dropped,
+        for every image of the batch. True (``ACTIVE_CLASS_PER_IMAGE``): each
+        image's inactive classes are left out of its softmax; every ROI counts.
 
     Returns
     -------
     Tensor, float32, scalar
-        Mean cross-entropy over the counted ROIs; 0 if there are none.
+        Mean cross-entropy over the counted ROIs; 0 if none counts (matterport
+        divides by zero there and gives NaN).
     """
     logits = tf.cast(pred_class_logits, tf.float32)
-    active = tf.cast(active_class_ids, tf.float32)[:, tf.newaxis, :] > 0.5  # [B, 1, C]
-    logits = tf.where(active, logits, -1e9)
     labels = tf.cast(target_class_ids, tf.int32)
+    active_class_ids = tf.cast(active_class_ids, tf.float32)
+    if active_class_per_image:
+        active = active_class_ids[:, tf.newaxis, :] > 0.5  # [B, 1, C]
+        logits = tf.where(active, logits, -1e9)
+        counted = tf.ones_like(labels, tf.float32)
+    else:
+        predicted = tf.argmax(logits, axis=2, output_type=tf.int32)  # [B, T]
+        counted = tf.gather(active_class_ids[0], predicted)  # image 0's flags, as matterport
     entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-    if roi_valid is None:
-        roi_valid = tf.ones_like(entropy)
-    return _masked_mean(entropy, roi_valid)
+    if roi_valid is not None:
+        counted = counted * tf.cast(roi_valid, tf.float32)
+    return _masked_mean(entropy, counted)
 
 
 def mrcnn_bbox_loss_graph(target_bbox, target_class_ids, pred_bbox):

@@ -9,9 +9,11 @@ Box conventions
   convention, ``utils.norm_boxes``): proposals come from ``ProposalLayer`` and the
   ground-truth boxes are normalized by the training graph before they get here.
 
-Images without ground truth are first-class citizens: their anchors and ROIs are
-all sampled as negatives, which is how negative images train the RPN and the
-classifier (matterport's generator skipped them).
+Images without ground truth: their anchors are all sampled as negatives. Their
+ROIs follow matterport's rule by default (negatives are kept in proportion to the
+positives, so such an image gets none: only zero padding); with
+``config.ROI_FILL_NEGATIVES`` negatives fill every row that positives leave, which
+is how negative images train the classifier.
 """
 from __future__ import annotations
 
@@ -199,7 +201,8 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, config,
         of their box.
     config : Config
         ``TRAIN_ROIS_PER_IMAGE``, ``ROI_POSITIVE_RATIO``, ``BBOX_STD_DEV``,
-        ``MASK_SHAPE``, ``USE_MINI_MASK``.
+        ``MASK_SHAPE``, ``USE_MINI_MASK``, ``ROI_FILL_NEGATIVES`` (absent, as in
+        matterport's ``Config``: False).
     random_keys : Tensor, float32, [B, N], optional
         Sampling priority in [0, 1) (higher first); uniform noise by default.
 
@@ -207,7 +210,7 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, config,
     -------
     rois : Tensor, float32, [B, T, 4]
         ``T = TRAIN_ROIS_PER_IMAGE`` rows: positives first, then negatives, then
-        zero padding (only when the proposals run out).
+        zero padding.
     target_class_ids : Tensor, int32, [B, T]
         Class of the matched box for positives, 0 for negatives and padding.
     target_bbox : Tensor, float32, [B, T, 4]
@@ -218,11 +221,15 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, config,
 
     Notes
     -----
-    Positives (best IoU >= 0.5) are capped at ``int(T * ROI_POSITIVE_RATIO)``;
-    negatives (best IoU < 0.5, clear of crowd boxes) fill the remaining rows.
-    Without ground truth every row is a negative, so negative images train the
-    classifier. (matterport kept negatives at ``positives * (1/ratio - 1)``, which
-    gives an image without positives no ROI at all.)
+    Positives are the proposals whose best IoU with a (non-crowd) box is >= 0.5,
+    negatives those below 0.5 that do not touch a crowd box; both are sampled at
+    random. ``P``, the number of positives, is capped at
+    ``int(T * ROI_POSITIVE_RATIO)``. The number of negatives is matterport's
+    ``int(P / ROI_POSITIVE_RATIO) - P`` (computed in float32 as matterport does),
+    so an image without positives gets no ROI at all; with
+    ``ROI_FILL_NEGATIVES`` it is ``T - P`` instead (every row a negative for an
+    image without ground truth). Either way there are at most as many as the
+    candidates, and zero rows pad the output to ``T``.
     """
     proposals = tf.cast(proposals, tf.float32)
     gt_boxes = tf.cast(gt_boxes, tf.float32)
@@ -248,7 +255,7 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, config,
         random_keys = tf.random.uniform(tf.shape(valid_proposal), dtype=tf.float32)
     pos_index, pos_count = _pick(positive, random_keys, positive_cap)
     neg_index, neg_count = _pick(negative, random_keys, total)
-    neg_count = tf.minimum(neg_count, total - pos_count)
+    neg_count = tf.minimum(neg_count, _negative_quota(config, pos_count))
 
     # Output row j holds positive j, then negative (j - pos_count), then padding.
     row = tf.range(total)[tf.newaxis, :]  # [1, T]
@@ -277,6 +284,17 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, config,
     target_mask = target_mask * positive_f[..., tf.newaxis, tf.newaxis]
     return (tf.stop_gradient(rois), tf.stop_gradient(target_class_ids),
             tf.stop_gradient(target_bbox), tf.stop_gradient(target_mask))
+
+
+def _negative_quota(config, pos_count):
+    """int32 [B]: how many negatives may follow ``pos_count`` positives (see detection_targets_graph)."""
+    total = int(config.TRAIN_ROIS_PER_IMAGE)
+    if getattr(config, "ROI_FILL_NEGATIVES", False):
+        return total - pos_count
+    # matterport: tf.cast(r * tf.cast(P, tf.float32), tf.int32) - P with r = 1 / ratio.
+    inverse_ratio = tf.constant(1.0 / config.ROI_POSITIVE_RATIO, tf.float32)
+    quota = tf.cast(inverse_ratio * tf.cast(pos_count, tf.float32), tf.int32) - pos_count
+    return tf.minimum(quota, total - pos_count)
 
 
 def _pick(candidates, keys, k):

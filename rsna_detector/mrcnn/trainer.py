@@ -1,10 +1,12 @@
 """The training loop behind ``MaskRCNN.train`` (matterport's semantics, made safe).
 
 * layer presets 'heads', '3+', '4+', '5+', 'all' or any regex (full match on the
-  layer name, nested ``rpn_model`` included); BN layers stay frozen while
-  ``TRAIN_BN`` is False;
-* SGD with ``LEARNING_MOMENTUM``, per-weight gradient clipping at
-  ``GRADIENT_CLIP_NORM`` and matterport's L2 weight decay (in the training step);
+  layer name, nested ``rpn_model`` included), BN layers included as in
+  matterport (their statistics stay fixed while ``TRAIN_BN`` is False; with
+  ``FREEZE_BN_AFFINE`` their gamma/beta are frozen too);
+* SGD with ``LEARNING_MOMENTUM``, gradients clipped to a global norm of
+  ``GRADIENT_CLIP_NORM`` (Keras 2's ``clipnorm``) and matterport's L2 weight
+  decay (in the training step);
 * epochs continue across calls (``initial_epoch = model.epoch``), so a staged
   schedule ``train(..., epochs=2)``, ``train(..., epochs=6)`` runs epochs 1-2
   then 3-6, and a run resumed from ``find_last()`` continues its numbering and
@@ -67,8 +69,14 @@ class NonFiniteLossError(FloatingPointError):
 # trainable layers and compilation
 # ----------------------------------------------------------------------------
 
-def set_trainable(keras_model, layer_regex, train_bn=False, verbose=0):
+def set_trainable(keras_model, layer_regex, train_bn=False, verbose=0, freeze_bn_affine=None):
     """Make the layers whose name fully matches ``layer_regex`` trainable, the others frozen.
+
+    matterport's rule: every layer with weights (batch normalisation included)
+    is trainable exactly when its name fully matches the regex. ``TRAIN_BN``
+    does not enter it: with ``TRAIN_BN = False`` a selected BN layer keeps its
+    statistics fixed (:class:`~.backbone.BatchNorm` always normalises with the
+    moving ones) while its gamma and beta train.
 
     Parameters
     ----------
@@ -77,27 +85,35 @@ def set_trainable(keras_model, layer_regex, train_bn=False, verbose=0):
     layer_regex : str
         A key of :data:`LAYER_PRESETS` or a regular expression.
     train_bn : bool or None
-        ``False`` freezes every batch-normalisation layer whatever the regex
-        (matterport's ``TRAIN_BN = False``).
+        The config's ``TRAIN_BN``; only used with ``freeze_bn_affine``.
     verbose : int
         1 prints the trainable layers.
+    freeze_bn_affine : bool or None
+        True (``FREEZE_BN_AFFINE``): with ``train_bn`` False, every
+        batch-normalisation layer is frozen whatever the regex (gamma and beta
+        too). None: the model's ``config.FREEZE_BN_AFFINE`` when it has a
+        config, else False (matterport).
 
     Returns
     -------
     list of str
         Names of the layers with weights that are now trainable.
     """
+    if freeze_bn_affine is None:
+        freeze_bn_affine = bool(getattr(getattr(keras_model, "config", None), "FREEZE_BN_AFFINE", False))
     pattern = re.compile(LAYER_PRESETS.get(layer_regex, layer_regex))
+    freeze_bn = freeze_bn_affine and train_bn is False
     trainable = []
     for layer in keras_model.layers:
         if isinstance(layer, keras.Model):
-            trainable += set_trainable(layer, layer_regex, train_bn=train_bn, verbose=verbose)
+            trainable += set_trainable(layer, layer_regex, train_bn=train_bn, verbose=verbose,
+                                       freeze_bn_affine=freeze_bn_affine)
             layer.trainable = True  # its sublayers carry their own flags
             continue
         if not layer.weights:
             continue
         is_bn = isinstance(layer, keras.layers.BatchNormalization)
-        layer.trainable = bool(pattern.fullmatch(layer.name)) and not (is_bn and train_bn is False)
+        layer.trainable = bool(pattern.fullmatch(layer.name)) and not (is_bn and freeze_bn)
         if layer.trainable:
             trainable.append(layer.name)
             if verbose:
@@ -106,14 +122,19 @@ def set_trainable(keras_model, layer_regex, train_bn=False, verbose=0):
 
 
 def compile_training_model(keras_model, learning_rate, config):
-    """Compile with SGD (momentum, per-weight clip norm) in the model's strategy scope.
+    """Compile with SGD in the model's strategy scope (matterport's optimizer).
 
-    A ``LossScaleOptimizer`` wraps SGD when ``config.MIXED_PRECISION``. XLA is
-    off (NMS and the proposal gathers do not compile well on CPU).
+    SGD with ``LEARNING_MOMENTUM`` and Keras 2's ``clipnorm``: the gradients are
+    scaled together so that their global norm (over every trainable weight) is at
+    most ``GRADIENT_CLIP_NORM`` (Keras 3's ``global_clipnorm``; Keras 3's
+    ``clipnorm`` would clip each weight's gradient on its own). A
+    ``LossScaleOptimizer`` wraps SGD when ``config.MIXED_PRECISION`` (it unscales
+    the gradients before they are clipped). XLA is off (NMS and the proposal
+    gathers do not compile well on CPU).
     """
     with keras_model.distribute_strategy.scope():
         optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=config.LEARNING_MOMENTUM,
-                                         clipnorm=config.GRADIENT_CLIP_NORM)
+                                         global_clipnorm=config.GRADIENT_CLIP_NORM)
         if config.MIXED_PRECISION:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         keras_model.compile(optimizer=optimizer, jit_compile=False)

@@ -200,9 +200,9 @@ class MaskRCNNTrainingModel(keras.Model):
     (matterport's L2 term, kernels and biases). Reported metrics: ``loss`` (that
     objective) and the five unweighted losses. Under a multi-replica strategy the
     objective is divided by the replica count before the gradients are summed
-    across replicas, so one step equals one step on the global batch (Keras
-    applies the per-weight clip norm to each replica's share before the sum, so
-    with clipping active the two can differ).
+    across replicas, so one step equals one step on the global batch (with
+    clipping active the two can differ where Keras clips each replica's share
+    before the sum).
 
     Attributes set by :func:`build_training_model`: ``config``, ``loss_weights``
     (dict), ``weight_decay`` (float).
@@ -372,19 +372,29 @@ def _training_graph(config):
                                           config.NUM_CLASSES, train_bn=config.TRAIN_BN)
     output_rois = keras.layers.Identity(name="output_rois", dtype="float32")(rois)
 
-    active_class_ids = ActiveClassIds(name="active_class_ids")(image_meta)
-    roi_valid = RoiValid(name="roi_valid")(rois)
+    class_loss_inputs = [target_class_ids, mrcnn_class_logits, ActiveClassIds(name="active_class_ids")(image_meta)]
+    if config.CLASS_LOSS_SKIPS_PADDING:
+        class_loss_inputs.append(RoiValid(name="roi_valid")(rois))
     mask_class_ids = SliceRois(positive_cap, name="positive_class_ids")(target_class_ids)
     mask_targets = SliceRois(positive_cap, name="positive_mask_targets")(target_mask)
     loss_outputs = [
         LossLayer(losses.rpn_class_loss_graph, name="rpn_class_loss")([rpn_match, rpn_class_logits]),
         LossLayer(lambda *x: losses.rpn_bbox_loss_graph(config, *x), name="rpn_bbox_loss")(
             [rpn_bbox_target, rpn_match, rpn_bbox]),
-        LossLayer(losses.mrcnn_class_loss_graph, name="mrcnn_class_loss")(
-            [target_class_ids, mrcnn_class_logits, active_class_ids, roi_valid]),
+        LossLayer(_class_loss_fn(config), name="mrcnn_class_loss")(class_loss_inputs),
         LossLayer(losses.mrcnn_bbox_loss_graph, name="mrcnn_bbox_loss")([target_bbox, target_class_ids, mrcnn_bbox]),
         LossLayer(losses.mrcnn_mask_loss_graph, name="mrcnn_mask_loss")([mask_targets, mask_class_ids, mrcnn_mask]),
     ]
     outputs = [rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits, mrcnn_class, mrcnn_bbox, mrcnn_mask,
                rpn_rois, output_rois] + loss_outputs
     return inputs, outputs
+
+
+def _class_loss_fn(config):
+    """``mrcnn_class_loss_graph`` with the config's active-class rule (see losses)."""
+    per_image = bool(config.ACTIVE_CLASS_PER_IMAGE)
+
+    def class_loss(*inputs):
+        return losses.mrcnn_class_loss_graph(*inputs, active_class_per_image=per_image)
+
+    return class_loss

@@ -62,12 +62,22 @@ class TestRpnBboxLoss:
 
 
 class TestMrcnnClassLoss:
-    def test_inactive_class_left_out_of_softmax(self):
+    def test_inactive_class_left_out_of_softmax_with_active_class_per_image(self):
         target = tf.constant([[0, 1]])
         logits = tf.constant([[[0.0, 0.0, 100.0], [0.0, math.log(3.0), 100.0]]])
         active = tf.constant([[1, 1, 0]])
-        loss = losses.mrcnn_class_loss_graph(target, logits, active)
+        loss = losses.mrcnn_class_loss_graph(target, logits, active, active_class_per_image=True)
         assert _value(loss) == pytest.approx((LN2 + LN4_3) / 2, rel=1e-5)
+
+    def test_rois_predicted_as_an_inactive_class_are_dropped_by_default(self):
+        # matterport: full softmax; a ROI whose argmax class is inactive (in image 0) does not count
+        target = tf.constant([[0, 1], [1, 0]])
+        logits = tf.constant([[[0.0, 0.0, -9.0], [0.0, math.log(3.0), 100.0]],
+                              [[0.0, math.log(3.0), -100.0], [0.0, 0.0, 100.0]]])
+        active = tf.constant([[1, 1, 0], [1, 1, 1]])  # image 1's flags are not used
+        loss = losses.mrcnn_class_loss_graph(target, logits, active)
+        expected_first = -math.log(1 / (2 + math.exp(-9.0)))  # softmax over all three classes
+        assert _value(loss) == pytest.approx((expected_first + LN4_3) / 2, rel=1e-5)
 
     def test_padding_rows_excluded(self):
         target = tf.constant([[1, 0]])

@@ -68,6 +68,16 @@ class TestProposalLayer:
         np.testing.assert_allclose(got[1], [[0.1, 0.6, 0.3, 0.9], [0.6, 0.6, 1.0, 1.0], [0.5, 0.5, 1.0, 1.0]],
                                    atol=1e-6)
 
+    def test_confident_padding_roi_is_refined_like_any_roi(self):
+        # matterport's rule: a padding ROI that the classifier scores confidently becomes a
+        # zero-size detection at the window's top-left corner (no filtering of padding).
+        rois, probs, deltas, meta = _detection_inputs()
+        probs[5] = [0.0, 1.0, 0.0]
+        layer = DetectionLayer(max_instances=5, min_confidence=0.7, nms_threshold=0.3, bbox_std_dev=STD)
+        got = layer([tf.constant(a[np.newaxis], tf.float32) for a in (rois, probs, deltas, meta)]).numpy()
+        np.testing.assert_allclose(got[0, 0], [WINDOW[0], 0.0, WINDOW[0], 0.0, 1, 1.0], atol=1e-6)
+        np.testing.assert_allclose(got[0, 1:4, 5], [0.9, 0.8, 0.75], atol=1e-6)
+
     def test_settings_from_config(self):
         class C(Config):
             NAME = "p"
@@ -95,12 +105,12 @@ def _detection_inputs():
         [0.3, 0.1, 0.6, 0.4],      # r2 class 2, 0.80, overlaps r0 but another class -> kept
         [0.5, 0.5, 0.7, 0.7],      # r3 background
         [0.5, 0.5, 0.7, 0.7],      # r4 class 1, 0.65 -> below 0.7
-        [0.0, 0.0, 0.0, 0.0],      # r5 padding (even with a confident class)
+        [0.0, 0.0, 0.0, 0.0],      # r5 padding: uniform probabilities (the inference head's) -> background
         [0.1, 0.6, 0.3, 0.8],      # r6 class 1, 0.75, moved down then clipped at the window top
     ], np.float32)
     probs = np.array([
         [0.05, 0.9, 0.05], [0.1, 0.85, 0.05], [0.1, 0.1, 0.8], [0.9, 0.05, 0.05],
-        [0.3, 0.65, 0.05], [0.0, 1.0, 0.0], [0.1, 0.75, 0.15],
+        [0.3, 0.65, 0.05], [1 / 3, 1 / 3, 1 / 3], [0.1, 0.75, 0.15],
     ], np.float32)
     deltas = np.zeros((7, NUM_CLASSES, 4), np.float32)
     deltas[6, 1] = [1.0, 0.0, 0.0, 0.0]  # dy 1 * 0.1 * height 0.2 -> +0.02
@@ -151,6 +161,16 @@ class TestDetectionLayer:
     def test_nothing_above_threshold_gives_all_padding(self):
         got = _detect(min_confidence=0.99)
         np.testing.assert_array_equal(got, np.zeros((1, 5, 6)))
+
+    def test_confident_padding_roi_is_refined_like_any_roi(self):
+        # matterport's rule: a padding ROI that the classifier scores confidently becomes a
+        # zero-size detection at the window's top-left corner (no filtering of padding).
+        rois, probs, deltas, meta = _detection_inputs()
+        probs[5] = [0.0, 1.0, 0.0]
+        layer = DetectionLayer(max_instances=5, min_confidence=0.7, nms_threshold=0.3, bbox_std_dev=STD)
+        got = layer([tf.constant(a[np.newaxis], tf.float32) for a in (rois, probs, deltas, meta)]).numpy()
+        np.testing.assert_allclose(got[0, 0], [WINDOW[0], 0.0, WINDOW[0], 0.0, 1, 1.0], atol=1e-6)
+        np.testing.assert_allclose(got[0, 1:4, 5], [0.9, 0.8, 0.75], atol=1e-6)
 
     def test_settings_from_config(self):
         class C(Config):

@@ -80,9 +80,9 @@ class TestRpnTargets:
             targets.build_rpn_targets((64, 64, 3), ANCHORS, np.array([1, 1]), GT_BOX, rpn_config())
 
 
-def detection_config(total=6, ratio=0.5, mini=False, mask_shape=(4, 4)):
+def detection_config(total=6, ratio=0.5, mini=False, mask_shape=(4, 4), fill=False):
     return SimpleNamespace(TRAIN_ROIS_PER_IMAGE=total, ROI_POSITIVE_RATIO=ratio, BBOX_STD_DEV=STD,
-                           MASK_SHAPE=list(mask_shape), USE_MINI_MASK=mini)
+                           MASK_SHAPE=list(mask_shape), USE_MINI_MASK=mini, ROI_FILL_NEGATIVES=fill)
 
 
 GT_NORM = [0.1, 0.1, 0.5, 0.5]
@@ -115,9 +115,13 @@ def iou(box, boxes):
 class TestDetectionTargets:
     masks = np.ones((10, 10, 2), np.float32)
 
-    @pytest.mark.parametrize("total,positives,negatives", [(6, 3, 3), (8, 4, 4), (12, 4, 5), (20, 4, 5)])
-    def test_sampling_counts(self, total, positives, negatives):
-        config = detection_config(total=total, ratio=0.5)
+    # 4 positive and 5 negative candidates. matterport: P = min(4, int(T / 2)), then
+    # int(P / 0.5) - P = P negatives; ROI_FILL_NEGATIVES: negatives fill the other T - P rows.
+    @pytest.mark.parametrize("total,fill,positives,negatives", [
+        (6, False, 3, 3), (8, False, 4, 4), (12, False, 4, 4), (20, False, 4, 4),
+        (6, True, 3, 3), (8, True, 4, 4), (12, True, 4, 5), (20, True, 4, 5)])
+    def test_sampling_counts(self, total, fill, positives, negatives):
+        config = detection_config(total=total, ratio=0.5, fill=fill)
         rois, class_ids, bbox, masks = run_targets(config, [GT_NORM, [0, 0, 0, 0]], [1, 0], self.masks)
         assert rois.shape == (total, 4) and class_ids.shape == (total,)
         assert bbox.shape == (total, 4) and masks.shape == (total, 4, 4)
@@ -136,8 +140,13 @@ class TestDetectionTargets:
         _, class_ids, _, _ = run_targets(config, [GT_NORM], [1], self.masks[..., :1])
         assert np.sum(class_ids == 1) == 1
 
-    def test_zero_ground_truth_only_negatives(self):
-        config = detection_config(total=6)
+    def test_zero_ground_truth_gives_no_roi_as_matterport(self):
+        outputs = run_targets(detection_config(total=6), np.zeros((2, 4)), [0, 0], np.zeros((10, 10, 2), np.float32))
+        for output in outputs:
+            np.testing.assert_array_equal(output, 0)
+
+    def test_zero_ground_truth_only_negatives_with_fill(self):
+        config = detection_config(total=6, fill=True)
         rois, class_ids, bbox, masks = run_targets(config, np.zeros((2, 4)), [0, 0], np.zeros((10, 10, 2), np.float32))
         np.testing.assert_array_equal(class_ids, 0)
         assert np.all(np.any(rois != 0, axis=1))  # 6 of the 9 valid proposals, no padding

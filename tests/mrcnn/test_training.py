@@ -90,8 +90,16 @@ def tiny_config(**settings):
 # learning
 # ----------------------------------------------------------------------------
 
-def test_learns_blobs_from_scratch(tmp_path):
+RSNA_SWITCHES = dict(ROI_FILL_NEGATIVES=True, CLASS_LOSS_SKIPS_PADDING=True, ACTIVE_CLASS_PER_IMAGE=True)
+
+
+@pytest.mark.parametrize("switches", [pytest.param({}, id="matterport"),
+                                      pytest.param(RSNA_SWITCHES, marks=pytest.mark.slow, id="rsna-switches")])
+def test_learns_blobs_from_scratch(tmp_path, switches):
     """8 images with one blob and 2 empty ones: mAP@0.5 >= 0.9 on them after 120 steps (~1 CPU minute).
+
+    With matterport's ROI sampling and class loss (the defaults), and with the
+    switches DetectorConfig turns on.
 
     From scratch, batch normalisation uses batch statistics (TRAIN_BN True,
     matterport's large-batch setting): frozen, never-fitted BN learns too slowly
@@ -100,7 +108,8 @@ def test_learns_blobs_from_scratch(tmp_path):
     as one batch.
     """
     dataset = BlobDataset(8, 2)
-    config = tiny_config(STEPS_PER_EPOCH=20, VALIDATION_STEPS=0, TRAIN_BN=True, TRAIN_ON_EMPTY_IMAGES=True)
+    config = tiny_config(STEPS_PER_EPOCH=20, VALIDATION_STEPS=0, TRAIN_BN=True, TRAIN_ON_EMPTY_IMAGES=True,
+                         **switches)
     model = modellib.MaskRCNN("training", config, str(tmp_path))
     model.train(dataset, None, config.LEARNING_RATE, 6, "all", verbose=0)  # the facade, as users call it
 
@@ -172,19 +181,31 @@ def test_training_graph_outputs_and_names():
         assert np.isfinite(float(value))
 
 
-def test_layer_presets_and_frozen_batch_norm():
+def test_layer_presets_select_batch_norm_layers_as_matterport():
+    # matterport: BN layers follow the regex like any layer (TRAIN_BN only fixes their statistics)
     config = tiny_config(TRAIN_BN=False)
     keras_model = training.build_training_model(config)
     heads = set(trainer.set_trainable(keras_model, "heads", train_bn=False))
     assert "rpn_conv_shared" in heads and "fpn_p2" in heads and "mrcnn_mask" in heads
-    assert "tiny_c2" not in heads
+    assert "tiny_c2" not in heads and "tiny_bn2" not in heads
+    assert {"mrcnn_mask_bn1", "mrcnn_class_bn1"} <= heads
+    everything = set(trainer.set_trainable(keras_model, "all", train_bn=False))
+    assert "tiny_c2" in everything and "tiny_bn2" in everything
+    custom = trainer.set_trainable(keras_model, r"mrcnn\_mask.*", train_bn=False)
+    assert "mrcnn_mask" in custom and "mrcnn_class_logits" not in custom
+
+
+def test_layer_presets_with_freeze_bn_affine():
+    # FREEZE_BN_AFFINE with TRAIN_BN False: every BN layer frozen whatever the regex
+    config = tiny_config(TRAIN_BN=False, FREEZE_BN_AFFINE=True)
+    keras_model = training.build_training_model(config)
+    heads = set(trainer.set_trainable(keras_model, "heads", train_bn=False))  # the switch read from the model
+    assert "mrcnn_mask" in heads
     assert not any(name.startswith("mrcnn_mask_bn") or name.startswith("mrcnn_class_bn") for name in heads)
     everything = set(trainer.set_trainable(keras_model, "all", train_bn=False))
     assert "tiny_c2" in everything and "tiny_bn2" not in everything
     with_bn = set(trainer.set_trainable(keras_model, "all", train_bn=True))
     assert "tiny_bn2" in with_bn
-    custom = trainer.set_trainable(keras_model, r"mrcnn\_mask.*", train_bn=False)
-    assert "mrcnn_mask" in custom and "mrcnn_class_logits" not in custom
 
 
 def test_model_set_trainable_is_matterports_method(tmp_path):
