@@ -60,7 +60,7 @@ def _values(keras_model):
 def _keras2_layers(keras_model, rng, head_classes=None):
     """[(layer name, [(weight name, array)])] as Keras 2 saved them (nested rpn_model included).
 
-    BN weights are listed in reverse order, so that only matching by name loads them right.
+    Each layer's weights in the layer's weight order (Keras 2 assigned them by position).
     ``head_classes`` gives the heads matterport's COCO shapes instead of the model's.
     """
     layers = [("input_image", [])]  # weightless layers are listed too
@@ -73,8 +73,6 @@ def _keras2_layers(keras_model, rng, head_classes=None):
             weights = [(f"{layer.name}/{v.name}:0", v.shape) for v in layer.weights]
         if head_classes and layer.name in HEADS:
             weights = [(name, _head_shape(layer.name, shape, head_classes)) for name, shape in weights]
-        if "bn" in layer.name:
-            weights = weights[::-1]
         layers.append((layer.name, [(name, rng.normal(size=shape).astype(np.float32)) for name, shape in weights]))
     layers.append(("coco_only_layer", [("coco_only_layer/kernel:0", np.ones((2, 2), np.float32))]))
     return layers
@@ -172,15 +170,35 @@ class TestKeras2Files:
         for key, value in _expected_after_load(layers, ()).items():
             np.testing.assert_array_equal(after[key], value)
 
-    def test_missing_and_unexpected_weight_names_are_reported(self, tmp_path):
+    def test_weight_count_and_order_mismatches_are_reported(self, tmp_path):
         model = _tiny_model(tmp_path)
+        before = _values(model.keras_model)
         layers = dict(_keras2_layers(model.keras_model, np.random.default_rng(3)))
-        bias = layers["fpn_p2"].pop()  # the file lacks fpn_p2's bias
-        layers["fpn_p2"].append(("fpn_p2/beta:0", bias[1]))
+        layers["fpn_p2"].pop()  # the file lacks fpn_p2's bias
+        layers["tiny_bn2"] = layers["tiny_bn2"][::-1]  # Keras-2 names in another order than the layer's
         path = _write_keras2(tmp_path / "odd.h5", list(layers.items()))
-        with pytest.raises(WeightsMismatchError, match="fpn_p2: weight 'bias': not in the file") as error:
+        with pytest.raises(WeightsMismatchError) as error:
             model.load_weights(str(path), by_name=True)
-        assert "fpn_p2/beta:0" in str(error.value) and error.value.layers == ["fpn_p2"]
+        message = str(error.value)
+        assert "fpn_p2: the model layer has 2 weight(s) ['kernel', 'bias'], the file 1 ['fpn_p2/kernel:0']" in message
+        assert ("tiny_bn2: the file lists the weights ['tiny_bn2/moving_variance:0', 'tiny_bn2/moving_mean:0', "
+                "'tiny_bn2/beta:0', 'tiny_bn2/gamma:0'] in another order") in message
+        assert error.value.layers == ["fpn_p2", "tiny_bn2"] and "odd.h5" in message
+        after = _values(model.keras_model)
+        assert all(np.array_equal(after[k], before[k]) for k in before)  # nothing assigned
+
+    def test_other_weight_names_load_by_position(self, tmp_path):
+        # Keras 2 never matched weight names inside a layer: any names load in the layer's order
+        model = _tiny_model(tmp_path)
+        layers = dict(_keras2_layers(model.keras_model, np.random.default_rng(7)))
+        layers["fpn_p2"] = [(f"param_{i}", value) for i, (_, value) in enumerate(layers["fpn_p2"])]
+        layers["tiny_bn2"] = [(f"tiny_bn2_{old}:0", value) for old, (_, value)
+                              in zip(("gamma", "beta", "running_mean", "running_std"), layers["tiny_bn2"])]
+        path = _write_keras2(tmp_path / "renamed.h5", list(layers.items()))
+        model.load_weights(str(path), by_name=True)
+        after = _values(model.keras_model)
+        np.testing.assert_array_equal(after[("fpn_p2", "bias")], layers["fpn_p2"][1][1])
+        np.testing.assert_array_equal(after[("tiny_bn2", "moving_variance")], layers["tiny_bn2"][3][1])
 
     def test_not_a_keras2_file_and_missing_file(self, tmp_path):
         model = _tiny_model(tmp_path)
