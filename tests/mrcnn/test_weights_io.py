@@ -2,6 +2,7 @@
 import json
 import logging
 import os
+import warnings
 
 import h5py
 import keras
@@ -372,7 +373,79 @@ def test_resnet50_loads_a_matterport_style_file(resnet50_model, tmp_path):
     with pytest.raises(WeightsMismatchError) as error:
         resnet50_model.load_weights(str(path), by_name=True)
     assert error.value.layers == sorted(HEADS)
-    resnet50_model.load_weights(str(path), by_name=True, exclude=HEADS + ["mrcnn_bbox"])
+    with pytest.warns(weights_io.WeightsLoadWarning, match="122 layer.s. of the model are not in the file"):
+        result = resnet50_model.load_weights(str(path), by_name=True, exclude=HEADS + ["mrcnn_bbox"])
+    assert sorted(result.loaded) == sorted(wanted - set(HEADS)) and len(result.missing_from_file) == 122
     after = _values(keras_model)
     for key, value in _expected_after_load(layers, HEADS).items():
         np.testing.assert_array_equal(after[key], value)
+
+
+# ----------------------------------------------------------------------------
+# what was not loaded (issue 14 item 7) and matterport's exclude => by_name
+# ----------------------------------------------------------------------------
+
+class TestWhatWasNotLoaded:
+    def test_layers_the_file_lacks_are_warned_about_and_reported(self, tmp_path):
+        model = _tiny_model(tmp_path)
+        before = _values(model.keras_model)
+        layers = [(name, weights) for name, weights in _keras2_layers(model.keras_model, np.random.default_rng(8))
+                  if name not in ("fpn_p3", "rpn_model", "mrcnn_mask")]
+        path = _write_keras2(tmp_path / "partial.h5", layers)
+        with pytest.warns(weights_io.WeightsLoadWarning) as record:
+            result = model.load_weights(str(path), by_name=True, exclude=["mrcnn_mask"])
+        assert len(record) == 1
+        assert str(record[0].message) == (f"{path}: 2 layer(s) of the model are not in the file and keep their "
+                                          "current weights: fpn_p3, rpn_model")
+        weighted = [layer.name for layer in model.keras_model.layers if layer.weights]
+        assert result == weights_io.WeightsLoadResult(
+            filepath=str(path), by_name=True,
+            loaded=tuple(n for n in weighted if n not in ("fpn_p3", "rpn_model", "mrcnn_mask")),
+            missing_from_file=("fpn_p3", "rpn_model"), excluded=("mrcnn_mask",), unused_in_file=("coco_only_layer",))
+        after = _values(model.keras_model)
+        for key in before:
+            if key[0] in ("fpn_p3", "rpn_model", "mrcnn_mask"):
+                np.testing.assert_array_equal(after[key], before[key])
+
+    def test_exclude_names_that_match_no_layer_are_warned_about(self, tmp_path):
+        model = _tiny_model(tmp_path)
+        path = _write_keras2(tmp_path / "all.h5", _keras2_layers(model.keras_model, np.random.default_rng(9)))
+        exclude = ["mrcnn_mask", "mrcnn_maskk", "rpn_class_raw", "fpn_p7"]
+        with pytest.warns(weights_io.WeightsLoadWarning) as record:
+            result = model.load_weights(str(path), by_name=True, exclude=exclude)
+        assert [str(w.message) for w in record] == [
+            f"{path}: exclude names ['fpn_p7', 'mrcnn_maskk'] match no layer of the model (nothing excluded for them)"]
+        assert result.unknown_exclude == ("fpn_p7", "mrcnn_maskk")
+        assert result.excluded == ("rpn_class_raw", "mrcnn_mask") and result.missing_from_file == ()
+
+    def test_an_inner_layer_of_the_nested_model_can_be_excluded(self, tmp_path):
+        model = _tiny_model(tmp_path)
+        before = _values(model.keras_model)
+        layers = _keras2_layers(model.keras_model, np.random.default_rng(10))
+        path = _write_keras2(tmp_path / "all.h5", layers)
+        model.load_weights(str(path), by_name=True, exclude=["rpn_class_raw"])
+        after, file_rpn = _values(model.keras_model), dict(dict(layers)["rpn_model"])
+        for key in ("rpn_class_raw/kernel", "rpn_class_raw/bias"):
+            np.testing.assert_array_equal(after[("rpn_model", key)], before[("rpn_model", key)])
+        for key in ("rpn_conv_shared/kernel", "rpn_bbox_pred/bias"):  # the positions after it still line up
+            np.testing.assert_array_equal(after[("rpn_model", key)], file_rpn[key + ":0"])
+
+    def test_exclude_forces_by_name_as_in_matterport(self, tmp_path):
+        model = _tiny_model(tmp_path)
+        layers = _keras2_layers(model.keras_model, np.random.default_rng(11))  # with coco_only_layer: by order fails
+        path = _write_keras2(tmp_path / "extra.h5", layers)
+        result = model.load_weights(str(path), exclude=["mrcnn_mask"])  # by_name left at False
+        assert result.by_name and result.excluded == ("mrcnn_mask",) and result.unused_in_file == ("coco_only_layer",)
+        result = weights_io.load_hdf5_weights(model.keras_model, path, by_name=False, exclude=["mrcnn_mask"])
+        assert result.by_name
+
+    def test_own_checkpoints_load_without_warnings(self, tmp_path):
+        source = _tiny_model(tmp_path, seed=0)
+        path = source.save_weights(str(tmp_path / "weights.h5"))
+        target = _tiny_model(tmp_path, seed=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", weights_io.WeightsLoadWarning)
+            for by_name in (True, False):
+                result = target.load_weights(path, by_name=by_name)
+                assert result.missing_from_file == result.unused_in_file == result.excluded == ()
+                assert len(result.loaded) == len(weights_io.model_weight_groups(target.keras_model))
