@@ -497,8 +497,8 @@ def _result(model, filepath, by_name, paired, file_layers, exclude, unused, unkn
         filepath=filepath,
         by_name=by_name,
         loaded=tuple(layer.name for layer in weighted if layer.name in paired),
-        missing_from_file=tuple(layer.name for layer in weighted
-                                if layer.name not in file_layers and layer.name not in exclude),
+        missing_from_file=tuple(layer.name for layer in weighted if by_name  # by order, every layer is paired
+                                and layer.name not in file_layers and layer.name not in exclude),
         excluded=tuple(excluded),
         unused_in_file=tuple(unused),
         unknown_exclude=tuple(unknown_exclude),

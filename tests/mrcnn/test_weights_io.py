@@ -439,6 +439,19 @@ class TestWhatWasNotLoaded:
         result = weights_io.load_hdf5_weights(model.keras_model, path, by_name=False, exclude=["mrcnn_mask"])
         assert result.by_name
 
+    def test_by_order_ignores_layer_names(self, tmp_path):
+        model = _tiny_model(tmp_path)
+        original = dict(_keras2_layers(model.keras_model, np.random.default_rng(12)))
+        del original["coco_only_layer"]
+        layers = [(f"other_name_{i}", weights) for i, weights in enumerate(original.values())]
+        path = _write_keras2(tmp_path / "renamed_layers.h5", layers)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", weights_io.WeightsLoadWarning)
+            result = model.load_weights(str(path), by_name=False)
+        assert not result.by_name and result.missing_from_file == () and len(result.loaded) == len(layers) - 1
+        np.testing.assert_array_equal(_values(model.keras_model)[("fpn_p2", "kernel")],
+                                      dict(original["fpn_p2"])["fpn_p2/kernel:0"])
+
     def test_own_checkpoints_load_without_warnings(self, tmp_path):
         source = _tiny_model(tmp_path, seed=0)
         path = source.save_weights(str(tmp_path / "weights.h5"))
