@@ -254,9 +254,10 @@ def _group_weight_names(root, layer_name, filepath):
 
 def _group_datasets(root, layer_name, filepath):
     """The datasets of one file layer, ``[(weight name, h5py.Dataset)]`` in file order."""
-    group = root[layer_name] if layer_name in root else None
+    weight_names = _group_weight_names(root, layer_name, filepath)
+    group = root[layer_name]
     datasets = []
-    for weight_name in _group_weight_names(root, layer_name, filepath):
+    for weight_name in weight_names:
         if weight_name not in group or not isinstance(group[weight_name], h5py.Dataset):
             raise WeightsFileError(f"{filepath}: layer {layer_name!r} lists the weight {weight_name!r}, "
                                    "which is not a dataset of its group")
@@ -297,6 +298,10 @@ def _keras2_kernel(value, variable, owner, keras_version, backend):
     * a kernel whose shape still differs from the layer's: transposed ``(3, 2, 0, 1)``,
       Keras 2's guess for Theano-ordered kernels (kept only when it then fits, so a
       mismatch error shows the file's own shape).
+
+    Not done: Keras 2.0/2.1 also swapped the last two axes of a Keras-1 Conv2DTranspose
+    kernel; Keras 2.2 did that twice for matterport's ``TimeDistributed(Conv2DTranspose)``
+    (``mrcnn_mask_deconv``), i.e. not at all, which is what happens here.
     """
     if not isinstance(owner, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)) or value.ndim != 4:
         return value
