@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 
 # matterport's COCO file has 81-class heads: these layers are re-initialised.
 COCO_HEAD_LAYERS = ("mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask")
+# Layers after the backbone (matterport's names): the ImageNet file has none of them.
+_HEAD_LAYER = re.compile(r"^(fpn_|rpn_|mrcnn_)")
 
 
 @dataclass(frozen=True)
@@ -97,10 +101,35 @@ def build_model(config, model_dir, weights):
         model.load_weights(path, by_name=True)
         return model
     path = fetch_weights(weights)
-    exclude = list(COCO_HEAD_LAYERS) if weights == "coco" else None
     log.info("loading initial weights %s", path)
+    if weights == "imagenet":
+        _load_imagenet_weights(model, path)
+        return model
+    exclude = list(COCO_HEAD_LAYERS) if weights == "coco" else None
     model.load_weights(str(path), by_name=True, exclude=exclude)
     return model
+
+
+def _load_imagenet_weights(model, path):
+    """matterport's ``init_with="imagenet"``: the ResNet-50 file by name into the backbone.
+
+    The file holds the backbone only, so the FPN, RPN and head layers it lacks are
+    expected (logged at info level); only other layers it lacks (a ResNet-101's
+    res4g..res4w, another backbone's layers) are warned about.
+    """
+    from .mrcnn.weights import WeightsLoadWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", WeightsLoadWarning)
+        result = model.load_weights(str(path), by_name=True)
+    heads = [name for name in result.missing_from_file if _HEAD_LAYER.match(name)]
+    others = [name for name in result.missing_from_file if not _HEAD_LAYER.match(name)]
+    log.info("%s: %d backbone layers loaded; %d FPN/RPN/head layers start from their initialisation",
+             path, len(result.loaded), len(heads))
+    if others:
+        warnings.warn(f"{path}: {len(others)} backbone layer(s) of the model are not in the ImageNet file and keep "
+                      f"their initial weights: {', '.join(others)}", WeightsLoadWarning, stacklevel=3)
+    return result
 
 
 def train(data, config=None, weights="coco", *, model_dir="logs", epochs=16, schedule=None,

@@ -467,14 +467,41 @@ class MaskRCNN:
     # weights and checkpoints
     # ------------------------------------------------------------------
     def load_weights(self, filepath, by_name=False, exclude=None):
-        """Load a Keras-2 HDF5 weights file (matterport's or ours) and adopt its log dir.
+        """Load a Keras-1/Keras-2 HDF5 weights file (matterport's, Keras' ImageNet, ours); adopt its log dir.
 
-        See ``weights.load_hdf5_weights`` for ``by_name`` and ``exclude``. When the
-        path is a checkpoint of this library's naming, ``epoch`` and ``log_dir`` follow it
+        See ``weights.load_hdf5_weights`` for ``by_name`` and ``exclude``; as in
+        matterport, giving ``exclude`` forces ``by_name=True``. When the path is a
+        checkpoint of this library's naming, ``epoch`` and ``log_dir`` follow it
         (training resumes there).
+
+        Returns
+        -------
+        weights.WeightsLoadResult
+            The layers loaded, missing from the file, excluded and unused
+            (matterport returned None).
         """
-        load_hdf5_weights(self.keras_model, filepath, by_name=by_name, exclude=exclude)
+        if exclude:
+            by_name = True
+        result = load_hdf5_weights(self.keras_model, filepath, by_name=by_name, exclude=exclude)
         self.set_log_dir(str(filepath))
+        return result
+
+    def get_imagenet_weights(self):
+        """Path of the ImageNet ResNet-50 file matterport starts from (``init_with="imagenet"``).
+
+        The file ``resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5`` (Keras 1
+        layout, MD5 a268eb855778b3df3c7506639542a6af) comes from the weights registry
+        (``rsna_detector.weights.fetch_weights("imagenet")``): found in
+        ``$RSNA_DETECTOR_WEIGHTS_DIR`` or the cache, else downloaded, and checked.
+        Load it with ``load_weights(path, by_name=True)``.
+
+        Returns
+        -------
+        str
+        """
+        from rsna_detector.weights import fetch_weights
+
+        return str(fetch_weights("imagenet"))
 
     def save_weights(self, filepath):
         """Write the weights (Keras-2 HDF5 layout, atomically, with config and epoch)."""

@@ -2,6 +2,7 @@
 import json
 import logging
 import os
+import warnings
 
 import h5py
 import keras
@@ -60,7 +61,7 @@ def _values(keras_model):
 def _keras2_layers(keras_model, rng, head_classes=None):
     """[(layer name, [(weight name, array)])] as Keras 2 saved them (nested rpn_model included).
 
-    BN weights are listed in reverse order, so that only matching by name loads them right.
+    Each layer's weights in the layer's weight order (Keras 2 assigned them by position).
     ``head_classes`` gives the heads matterport's COCO shapes instead of the model's.
     """
     layers = [("input_image", [])]  # weightless layers are listed too
@@ -73,8 +74,6 @@ def _keras2_layers(keras_model, rng, head_classes=None):
             weights = [(f"{layer.name}/{v.name}:0", v.shape) for v in layer.weights]
         if head_classes and layer.name in HEADS:
             weights = [(name, _head_shape(layer.name, shape, head_classes)) for name, shape in weights]
-        if "bn" in layer.name:
-            weights = weights[::-1]
         layers.append((layer.name, [(name, rng.normal(size=shape).astype(np.float32)) for name, shape in weights]))
     layers.append(("coco_only_layer", [("coco_only_layer/kernel:0", np.ones((2, 2), np.float32))]))
     return layers
@@ -172,15 +171,35 @@ class TestKeras2Files:
         for key, value in _expected_after_load(layers, ()).items():
             np.testing.assert_array_equal(after[key], value)
 
-    def test_missing_and_unexpected_weight_names_are_reported(self, tmp_path):
+    def test_weight_count_and_order_mismatches_are_reported(self, tmp_path):
         model = _tiny_model(tmp_path)
+        before = _values(model.keras_model)
         layers = dict(_keras2_layers(model.keras_model, np.random.default_rng(3)))
-        bias = layers["fpn_p2"].pop()  # the file lacks fpn_p2's bias
-        layers["fpn_p2"].append(("fpn_p2/beta:0", bias[1]))
+        layers["fpn_p2"].pop()  # the file lacks fpn_p2's bias
+        layers["tiny_bn2"] = layers["tiny_bn2"][::-1]  # Keras-2 names in another order than the layer's
         path = _write_keras2(tmp_path / "odd.h5", list(layers.items()))
-        with pytest.raises(WeightsMismatchError, match="fpn_p2: weight 'bias': not in the file") as error:
+        with pytest.raises(WeightsMismatchError) as error:
             model.load_weights(str(path), by_name=True)
-        assert "fpn_p2/beta:0" in str(error.value) and error.value.layers == ["fpn_p2"]
+        message = str(error.value)
+        assert "fpn_p2: the model layer has 2 weight(s) ['kernel', 'bias'], the file 1 ['fpn_p2/kernel:0']" in message
+        assert ("tiny_bn2: the file lists the weights ['tiny_bn2/moving_variance:0', 'tiny_bn2/moving_mean:0', "
+                "'tiny_bn2/beta:0', 'tiny_bn2/gamma:0'] in another order") in message
+        assert error.value.layers == ["fpn_p2", "tiny_bn2"] and "odd.h5" in message
+        after = _values(model.keras_model)
+        assert all(np.array_equal(after[k], before[k]) for k in before)  # nothing assigned
+
+    def test_other_weight_names_load_by_position(self, tmp_path):
+        # Keras 2 never matched weight names inside a layer: any names load in the layer's order
+        model = _tiny_model(tmp_path)
+        layers = dict(_keras2_layers(model.keras_model, np.random.default_rng(7)))
+        layers["fpn_p2"] = [(f"param_{i}", value) for i, (_, value) in enumerate(layers["fpn_p2"])]
+        layers["tiny_bn2"] = [(f"tiny_bn2_{old}:0", value) for old, (_, value)
+                              in zip(("gamma", "beta", "running_mean", "running_std"), layers["tiny_bn2"])]
+        path = _write_keras2(tmp_path / "renamed.h5", list(layers.items()))
+        model.load_weights(str(path), by_name=True)
+        after = _values(model.keras_model)
+        np.testing.assert_array_equal(after[("fpn_p2", "bias")], layers["fpn_p2"][1][1])
+        np.testing.assert_array_equal(after[("tiny_bn2", "moving_variance")], layers["tiny_bn2"][3][1])
 
     def test_not_a_keras2_file_and_missing_file(self, tmp_path):
         model = _tiny_model(tmp_path)
@@ -354,7 +373,92 @@ def test_resnet50_loads_a_matterport_style_file(resnet50_model, tmp_path):
     with pytest.raises(WeightsMismatchError) as error:
         resnet50_model.load_weights(str(path), by_name=True)
     assert error.value.layers == sorted(HEADS)
-    resnet50_model.load_weights(str(path), by_name=True, exclude=HEADS + ["mrcnn_bbox"])
+    with pytest.warns(weights_io.WeightsLoadWarning, match="122 layer.s. of the model are not in the file"):
+        result = resnet50_model.load_weights(str(path), by_name=True, exclude=HEADS + ["mrcnn_bbox"])
+    assert sorted(result.loaded) == sorted(wanted - set(HEADS)) and len(result.missing_from_file) == 122
     after = _values(keras_model)
     for key, value in _expected_after_load(layers, HEADS).items():
         np.testing.assert_array_equal(after[key], value)
+
+
+# ----------------------------------------------------------------------------
+# what was not loaded (issue 14 item 7) and matterport's exclude => by_name
+# ----------------------------------------------------------------------------
+
+class TestWhatWasNotLoaded:
+    def test_layers_the_file_lacks_are_warned_about_and_reported(self, tmp_path):
+        model = _tiny_model(tmp_path)
+        before = _values(model.keras_model)
+        layers = [(name, weights) for name, weights in _keras2_layers(model.keras_model, np.random.default_rng(8))
+                  if name not in ("fpn_p3", "rpn_model", "mrcnn_mask")]
+        path = _write_keras2(tmp_path / "partial.h5", layers)
+        with pytest.warns(weights_io.WeightsLoadWarning) as record:
+            result = model.load_weights(str(path), by_name=True, exclude=["mrcnn_mask"])
+        assert len(record) == 1
+        assert str(record[0].message) == (f"{path}: 2 layer(s) of the model are not in the file and keep their "
+                                          "current weights: fpn_p3, rpn_model")
+        weighted = [layer.name for layer in model.keras_model.layers if layer.weights]
+        assert result == weights_io.WeightsLoadResult(
+            filepath=str(path), by_name=True,
+            loaded=tuple(n for n in weighted if n not in ("fpn_p3", "rpn_model", "mrcnn_mask")),
+            missing_from_file=("fpn_p3", "rpn_model"), excluded=("mrcnn_mask",), unused_in_file=("coco_only_layer",))
+        after = _values(model.keras_model)
+        for key in before:
+            if key[0] in ("fpn_p3", "rpn_model", "mrcnn_mask"):
+                np.testing.assert_array_equal(after[key], before[key])
+
+    def test_exclude_names_that_match_no_layer_are_warned_about(self, tmp_path):
+        model = _tiny_model(tmp_path)
+        path = _write_keras2(tmp_path / "all.h5", _keras2_layers(model.keras_model, np.random.default_rng(9)))
+        exclude = ["mrcnn_mask", "mrcnn_maskk", "rpn_class_raw", "fpn_p7"]
+        with pytest.warns(weights_io.WeightsLoadWarning) as record:
+            result = model.load_weights(str(path), by_name=True, exclude=exclude)
+        assert [str(w.message) for w in record] == [
+            f"{path}: exclude names ['fpn_p7', 'mrcnn_maskk'] match no layer of the model (nothing excluded for them)"]
+        assert result.unknown_exclude == ("fpn_p7", "mrcnn_maskk")
+        assert result.excluded == ("rpn_class_raw", "mrcnn_mask") and result.missing_from_file == ()
+
+    def test_an_inner_layer_of_the_nested_model_can_be_excluded(self, tmp_path):
+        model = _tiny_model(tmp_path)
+        before = _values(model.keras_model)
+        layers = _keras2_layers(model.keras_model, np.random.default_rng(10))
+        path = _write_keras2(tmp_path / "all.h5", layers)
+        model.load_weights(str(path), by_name=True, exclude=["rpn_class_raw"])
+        after, file_rpn = _values(model.keras_model), dict(dict(layers)["rpn_model"])
+        for key in ("rpn_class_raw/kernel", "rpn_class_raw/bias"):
+            np.testing.assert_array_equal(after[("rpn_model", key)], before[("rpn_model", key)])
+        for key in ("rpn_conv_shared/kernel", "rpn_bbox_pred/bias"):  # the positions after it still line up
+            np.testing.assert_array_equal(after[("rpn_model", key)], file_rpn[key + ":0"])
+
+    def test_exclude_forces_by_name_as_in_matterport(self, tmp_path):
+        model = _tiny_model(tmp_path)
+        layers = _keras2_layers(model.keras_model, np.random.default_rng(11))  # with coco_only_layer: by order fails
+        path = _write_keras2(tmp_path / "extra.h5", layers)
+        result = model.load_weights(str(path), exclude=["mrcnn_mask"])  # by_name left at False
+        assert result.by_name and result.excluded == ("mrcnn_mask",) and result.unused_in_file == ("coco_only_layer",)
+        result = weights_io.load_hdf5_weights(model.keras_model, path, by_name=False, exclude=["mrcnn_mask"])
+        assert result.by_name
+
+    def test_by_order_ignores_layer_names(self, tmp_path):
+        model = _tiny_model(tmp_path)
+        original = dict(_keras2_layers(model.keras_model, np.random.default_rng(12)))
+        del original["coco_only_layer"]
+        layers = [(f"other_name_{i}", weights) for i, weights in enumerate(original.values())]
+        path = _write_keras2(tmp_path / "renamed_layers.h5", layers)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", weights_io.WeightsLoadWarning)
+            result = model.load_weights(str(path), by_name=False)
+        assert not result.by_name and result.missing_from_file == () and len(result.loaded) == len(layers) - 1
+        np.testing.assert_array_equal(_values(model.keras_model)[("fpn_p2", "kernel")],
+                                      dict(original["fpn_p2"])["fpn_p2/kernel:0"])
+
+    def test_own_checkpoints_load_without_warnings(self, tmp_path):
+        source = _tiny_model(tmp_path, seed=0)
+        path = source.save_weights(str(tmp_path / "weights.h5"))
+        target = _tiny_model(tmp_path, seed=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", weights_io.WeightsLoadWarning)
+            for by_name in (True, False):
+                result = target.load_weights(path, by_name=by_name)
+                assert result.missing_from_file == result.unused_in_file == result.excluded == ()
+                assert len(result.loaded) == len(weights_io.model_weight_groups(target.keras_model))
