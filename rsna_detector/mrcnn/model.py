@@ -625,6 +625,13 @@ class MaskRCNN:
         """
         if self.mode != "training":
             raise ModelError("train: create the model with mode='training'")
+        if not self.config.USE_RPN_ROIS:
+            # matterport's train() did not feed input_roi either (its fit failed on the input count).
+            raise ModelError(
+                "train: USE_RPN_ROIS is False, so the model takes its ROIs as the input 'input_roi', which "
+                "train() does not make; call compile(learning_rate, momentum) and then keras_model.fit("
+                "data_generator(dataset, config, random_rois=config.POST_NMS_ROIS_TRAINING, "
+                "batch_size=config.BATCH_SIZE), steps_per_epoch=...)")
         from .trainer import train
 
         return train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
