@@ -26,6 +26,8 @@ __all__ = [
     "BatchNorm",
     "build_backbone",
     "resnet_graph",
+    "identity_block",
+    "conv_block",
     "tiny_backbone_graph",
     "RESNET_STAGE4_BLOCKS",
     "TINY_CHANNELS",
@@ -98,8 +100,9 @@ class BatchNorm(keras.layers.BatchNormalization):
         return config
 
 
-def _conv_bn(x, filters, kernel_size, conv_name, bn_name, train_bn, strides=1, padding="valid", relu=True):
-    x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding=padding, use_bias=True,
+def _conv_bn(x, filters, kernel_size, conv_name, bn_name, train_bn, strides=1, padding="valid", relu=True,
+             use_bias=True):
+    x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias,
                             name=conv_name)(x)
     x = BatchNorm(train_bn=train_bn, name=bn_name)(x)
     if relu:
@@ -107,8 +110,8 @@ def _conv_bn(x, filters, kernel_size, conv_name, bn_name, train_bn, strides=1, p
     return x
 
 
-def _bottleneck(x, filters, stage, block, train_bn, strides=1, shortcut_conv=False):
-    """One ResNet bottleneck block named as matterport's ``identity_block`` / ``conv_block``.
+def _bottleneck(x, kernel_size, filters, stage, block, use_bias, train_bn, strides=1, shortcut_conv=False):
+    """One ResNet bottleneck block with matterport's layer names.
 
     ``shortcut_conv`` adds the projection shortcut ``res{stage}{block}_branch1`` and puts
     ``strides`` on ``branch2a`` and on the shortcut.
@@ -116,19 +119,54 @@ def _bottleneck(x, filters, stage, block, train_bn, strides=1, shortcut_conv=Fal
     filters_a, filters_b, filters_c = filters
     conv = f"res{stage}{block}_branch"
     bn = f"bn{stage}{block}_branch"
-    y = _conv_bn(x, filters_a, 1, conv + "2a", bn + "2a", train_bn, strides=strides)
-    y = _conv_bn(y, filters_b, 3, conv + "2b", bn + "2b", train_bn, padding="same")
-    y = _conv_bn(y, filters_c, 1, conv + "2c", bn + "2c", train_bn, relu=False)
+    y = _conv_bn(x, filters_a, 1, conv + "2a", bn + "2a", train_bn, strides=strides, use_bias=use_bias)
+    y = _conv_bn(y, filters_b, kernel_size, conv + "2b", bn + "2b", train_bn, padding="same", use_bias=use_bias)
+    y = _conv_bn(y, filters_c, 1, conv + "2c", bn + "2c", train_bn, relu=False, use_bias=use_bias)
     if shortcut_conv:
-        x = _conv_bn(x, filters_c, 1, conv + "1", bn + "1", train_bn, strides=strides, relu=False)
+        x = _conv_bn(x, filters_c, 1, conv + "1", bn + "1", train_bn, strides=strides, relu=False, use_bias=use_bias)
     y = keras.layers.Add(name=f"res{stage}{block}_add")([y, x])
     return keras.layers.Activation("relu", name=f"res{stage}{block}_out")(y)
 
 
+def identity_block(input_tensor, kernel_size, filters, stage, block, use_bias=True, train_bn=True):
+    """matterport's ResNet block whose shortcut is the identity.
+
+    Parameters
+    ----------
+    input_tensor : KerasTensor, [batch, h, w, filters[2]]
+    kernel_size : int
+        Side of the middle convolution (``branch2b``).
+    filters : (int, int, int)
+        Channels of ``branch2a``, ``branch2b``, ``branch2c``.
+    stage : int
+    block : str
+        ``'a'``, ``'b'``, ...: layers are named ``res{stage}{block}_branch2a`` etc.
+    use_bias : bool
+    train_bn : bool or None
+        See :class:`BatchNorm`.
+
+    Returns
+    -------
+    KerasTensor, [batch, h, w, filters[2]]
+        Output of the layer ``res{stage}{block}_out``.
+    """
+    return _bottleneck(input_tensor, kernel_size, filters, stage, block, use_bias, train_bn)
+
+
+def conv_block(input_tensor, kernel_size, filters, stage, block, strides=(2, 2), use_bias=True, train_bn=True):
+    """matterport's ResNet block with a projection shortcut (``res{stage}{block}_branch1``).
+
+    Parameters as :func:`identity_block`, plus ``strides`` on ``branch2a`` and on the
+    shortcut. Returns ``[batch, h / strides, w / strides, filters[2]]``.
+    """
+    return _bottleneck(input_tensor, kernel_size, filters, stage, block, use_bias, train_bn, strides=strides,
+                       shortcut_conv=True)
+
+
 def _resnet_stage(x, filters, stage, blocks, train_bn, strides):
-    x = _bottleneck(x, filters, stage, "a", train_bn, strides=strides, shortcut_conv=True)
+    x = conv_block(x, 3, filters, stage, "a", strides=strides, train_bn=train_bn)
     for i in range(blocks):
-        x = _bottleneck(x, filters, stage, chr(ord("b") + i), train_bn)
+        x = identity_block(x, 3, filters, stage, chr(ord("b") + i), train_bn=train_bn)
     return x
 
 

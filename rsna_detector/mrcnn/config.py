@@ -18,15 +18,23 @@ matterport does not have:
 * ``MIXED_PRECISION`` (bool): mixed float16 compute on a GPU.
 * ``DATA_LOADER_WORKERS`` (int >= 0): worker threads of the training input pipeline.
 * ``EXTRA_SETTINGS`` (tuple of names): genuine extra UPPER_CASE settings a subclass
-  declares; any other unknown UPPER_CASE name is taken for a typo and rejected.
+  declares. Any other unknown UPPER_CASE name (a typo, or a setting of another
+  matterport version such as 2.0's ``IMAGE_PADDING``) gets a :class:`ConfigWarning`
+  naming it and the nearest known name; matterport ignored such names silently.
 * derived ``RPN_PYRAMID_LEVELS``: the number of pyramid levels that get anchors,
   ``len(RPN_ANCHOR_SCALES)``. matterport pairs one anchor scale with one level
   (P2..P6, ``BACKBONE_STRIDES``). Fewer scales than strides is allowed: the anchors
   and the RPN then use the first ``RPN_PYRAMID_LEVELS`` levels only (the RSNA
   settings give 4 scales, so P6 is unused). More scales than strides is an error.
-* validation (:class:`ConfigError`, a ``ValueError``, naming the setting),
+* validation (:class:`ConfigError`, a ``ValueError``, naming the setting) of the
+  values that cannot work (for example an image side the FPN cannot halve 6 times,
+  a ``MASK_SHAPE`` the mask head does not produce); values matterport accepts and
+  that can work are accepted (flags may be 0/1, ``GRADIENT_CLIP_NORM`` may be 0 for
+  no clipping), with a :class:`ConfigWarning` where matterport would silently
+  ignore or waste them (unknown ``LOSS_WEIGHTS`` keys, no positive ROI per image);
   :meth:`Config.validate`, :meth:`Config.to_dict` / :meth:`Config.from_dict`,
-  :meth:`Config.to_json` / :meth:`Config.from_json`; ``display()`` also returns its text.
+  :meth:`Config.to_json` / :meth:`Config.from_json`; ``display()`` prints and
+  returns None as matterport's, :meth:`Config.display_text` returns the text.
 """
 from __future__ import annotations
 
@@ -36,11 +44,12 @@ import inspect
 import json
 import math
 import numbers
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Config", "ConfigError", "BACKBONE_NAMES", "RESIZE_MODES", "LOSS_NAMES", "MATTERPORT_DIFFERENCE_SWITCHES"]
+__all__ = ["Config", "ConfigError", "ConfigWarning", "BACKBONE_NAMES", "RESIZE_MODES", "LOSS_NAMES", "MATTERPORT_DIFFERENCE_SWITCHES"]
 
 #: Backbone names the engine builds (``'tiny'`` is a small CPU backbone).
 BACKBONE_NAMES = ("resnet50", "resnet101", "tiny")
@@ -60,7 +69,11 @@ _CALLABLE_SETTINGS = ("BACKBONE", "COMPUTE_BACKBONE_SHAPE")
 
 
 class ConfigError(ValueError):
-    """A setting of a :class:`Config` is unknown or has an invalid value."""
+    """A setting of a :class:`Config` has a value that cannot work."""
+
+
+class ConfigWarning(UserWarning):
+    """A setting of a :class:`Config` is unknown (ignored), or has a value matterport accepts but wastes."""
 
 
 def _is_setting_name(name: str) -> bool:
@@ -78,8 +91,13 @@ class Config:
     Raises
     ------
     ConfigError
-        From ``__init__`` when a setting is unknown (with the nearest valid name)
-        or invalid.
+        From ``__init__`` when a setting has a value that cannot work.
+
+    Warns
+    -----
+    ConfigWarning
+        For an unknown UPPER_CASE setting (with the nearest valid name), which is
+        ignored as matterport ignored it.
     """
 
     # --- matterport's settings and defaults -------------------------------
@@ -189,7 +207,8 @@ class Config:
             _fail("EXTRA_SETTINGS", "a tuple of setting names", extras)
         known = set(self.known_settings()) | set(extras)
         for name in sorted(self._declared_names() - known):
-            raise ConfigError(_unknown_message(name, known))
+            warnings.warn(f"{type(self).__name__}: {_unknown_message(name, known)} (ignored)", ConfigWarning,
+                          stacklevel=4)
 
     # ------------------------------------------------------------------
     # derived values and validation
@@ -207,7 +226,12 @@ class Config:
         Raises
         ------
         ConfigError
-            Naming the first unknown or invalid setting.
+            Naming the first setting whose value cannot work.
+
+        Warns
+        -----
+        ConfigWarning
+            For each unknown UPPER_CASE name (ignored).
         """
         self._check_names()
         _validate_counts(self)
@@ -229,8 +253,8 @@ class Config:
     # ------------------------------------------------------------------
     # display and serialisation
     # ------------------------------------------------------------------
-    def display(self) -> str:
-        """Print every setting, one per line (matterport's layout), and return the text."""
+    def display_text(self) -> str:
+        """The text :meth:`display` prints: every setting, one per line (matterport's layout)."""
         lines = ["", "Configurations:"]
         for name in self.setting_names():
             lines.append("{:30} {}".format(name, getattr(self, name)))
@@ -241,9 +265,11 @@ class Config:
                 f"use the first {levels} pyramid levels only (P2-P{levels + 1})."
             )
         lines.append("")
-        text = "\n".join(lines) + "\n"
-        print(text)
-        return text
+        return "\n".join(lines) + "\n"
+
+    def display(self) -> None:
+        """Print every setting, one per line; returns None as matterport's (see :meth:`display_text`)."""
+        print(self.display_text())
 
     def to_dict(self) -> dict:
         """Every setting as JSON-serialisable values.
@@ -427,9 +453,11 @@ def _validate_heads(config):
         _fail("MINI_MASK_SHAPE", "two integers (height, width)", config.MINI_MASK_SHAPE)
     _require_number(config, "ROI_POSITIVE_RATIO", low=0, high=1, low_open=True)
     if config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO < 1:
-        _fail("ROI_POSITIVE_RATIO", "TRAIN_ROIS_PER_IMAGE * ROI_POSITIVE_RATIO >= 1 "
-              f"(TRAIN_ROIS_PER_IMAGE is {config.TRAIN_ROIS_PER_IMAGE}: no positive ROI would be kept)",
-              config.ROI_POSITIVE_RATIO)
+        # matterport accepts it: the heads then train on no ROI at all (only the RPN learns).
+        warnings.warn(f"ROI_POSITIVE_RATIO: TRAIN_ROIS_PER_IMAGE * ROI_POSITIVE_RATIO = "
+                      f"{config.TRAIN_ROIS_PER_IMAGE} * {config.ROI_POSITIVE_RATIO} < 1: no positive ROI is "
+                      "kept per image, so the classifier and mask heads get no positive example",
+                      ConfigWarning, stacklevel=4)
 
 
 #: The switches that turn on deliberate differences from matterport (all bool, default False).
@@ -437,28 +465,38 @@ MATTERPORT_DIFFERENCE_SWITCHES = ("TRAIN_ON_EMPTY_IMAGES", "ROI_FILL_NEGATIVES",
                                   "ACTIVE_CLASS_PER_IMAGE", "FREEZE_BN_AFFINE")
 
 
+def _require_flag(config, name, allow_none=False):
+    """Accept True/False (and 0/1, which matterport's truth tests accept), stored back as bool."""
+    value = getattr(config, name)
+    if value is None and allow_none:
+        return
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral) and value in (0, 1)):
+        setattr(config, name, bool(value))
+        return
+    _fail(name, "None, True or False" if allow_none else "True or False", value)
+
+
 def _validate_training(config):
-    for name in MATTERPORT_DIFFERENCE_SWITCHES:
-        if not isinstance(getattr(config, name), (bool, np.bool_)):
-            _fail(name, "True or False", getattr(config, name))
+    for name in MATTERPORT_DIFFERENCE_SWITCHES + ("USE_MINI_MASK", "USE_RPN_ROIS", "MIXED_PRECISION"):
+        _require_flag(config, name)
+    _require_flag(config, "TRAIN_BN", allow_none=True)
     _require_number(config, "LEARNING_RATE", low=0, low_open=True)
     _require_number(config, "LEARNING_MOMENTUM", low=0, high=1)
     _require_number(config, "WEIGHT_DECAY", low=0)
     if config.GRADIENT_CLIP_NORM is not None:
-        _require_number(config, "GRADIENT_CLIP_NORM", low=0, low_open=True)
+        _require_number(config, "GRADIENT_CLIP_NORM", low=0)  # 0: no clipping, as in Keras
     weights = config.LOSS_WEIGHTS
     if not isinstance(weights, dict):
         _fail("LOSS_WEIGHTS", f"a dict with keys among {LOSS_NAMES}", weights)
     for key, value in weights.items():
         if key not in LOSS_NAMES:
-            raise ConfigError(f"LOSS_WEIGHTS: unknown loss {key!r}; expected keys among {LOSS_NAMES}")
+            close = difflib.get_close_matches(str(key), LOSS_NAMES, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; the losses are {LOSS_NAMES}"
+            warnings.warn(f"LOSS_WEIGHTS: unknown loss {key!r} (ignored, as matterport did){hint}",
+                          ConfigWarning, stacklevel=4)
+            continue
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or value < 0:
             _fail(f"LOSS_WEIGHTS[{key!r}]", "a number >= 0", value)
-    for name in ("USE_MINI_MASK", "USE_RPN_ROIS", "MIXED_PRECISION"):
-        if not isinstance(getattr(config, name), (bool, np.bool_)):
-            _fail(name, "True or False", getattr(config, name))
-    if config.TRAIN_BN not in (None, True, False):
-        _fail("TRAIN_BN", "None, True or False", config.TRAIN_BN)
 
 
 # ----------------------------------------------------------------------------

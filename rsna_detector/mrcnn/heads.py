@@ -14,6 +14,15 @@ Speed (the box head on 1000 proposals is half of the inference FLOPs):
 * ``skip_padding=True`` (the inference graph) runs a head on the non-padding ROIs
   only (:class:`GatherRealRois` / :class:`ScatterRealRois`); the mask head then sees
   the few real detections instead of ``DETECTION_MAX_INSTANCES`` rows.
+
+Layer outputs, as matterport's: the last layer of each head that holds weights
+(``mrcnn_class_logits``, ``mrcnn_bbox_fc``, ``mrcnn_mask``; :class:`RoiDense` /
+:class:`RoiConv2D`) puts the ROI axis back itself, so its output is
+``[batch, num_rois, ...]`` as matterport's ``TimeDistributed`` layers gave
+(``run_graph`` on ``get_layer("mrcnn_mask").output`` is ``[batch, N, 28, 28,
+NUM_CLASSES]``). The layers in between (``mrcnn_class_conv1`` ...
+``mrcnn_mask_deconv``) work on the folded ``[rows, ...]`` tensor: with
+``skip_padding`` their first axis holds only the real ROIs plus one zero row.
 """
 from __future__ import annotations
 
@@ -24,7 +33,7 @@ from .backbone import BatchNorm
 from .roi_align import PyramidROIAlign
 
 __all__ = ["fpn_classifier_graph", "build_fpn_mask_graph", "FoldRois", "UnfoldRois", "GatherRealRois",
-           "ScatterRealRois", "WindowDense"]
+           "ScatterRealRois", "WindowDense", "RoiDense", "RoiConv2D"]
 
 
 @keras.saving.register_keras_serializable(package="rsna_detector")
@@ -54,9 +63,7 @@ class UnfoldRois(keras.layers.Layer):
 
     def call(self, inputs):
         folded, reference = inputs
-        rest = tf.constant(self.target_shape, tf.int32) if self.target_shape else tf.shape(folded)[1:]
-        head = tf.shape(reference)[:2]
-        return tf.reshape(folded, tf.concat([head, rest], axis=0))
+        return _unfold_rows(folded, reference, self.target_shape)
 
     def compute_output_shape(self, input_shape):
         folded_shape, reference_shape = input_shape
@@ -72,6 +79,21 @@ class UnfoldRois(keras.layers.Layer):
 def _real_rows(rois):
     """bool [B, N]: the ROI rows that are not all-zero padding."""
     return tf.reduce_any(tf.not_equal(rois, 0.0), axis=-1)
+
+
+def _unfold_rows(folded, reference, target_shape=None):
+    """``[B * N, *rest]`` -> ``[B, N, *rest]`` (``rest`` reshaped to ``target_shape`` when given)."""
+    rest = tf.constant(target_shape, tf.int32) if target_shape else tf.shape(folded)[1:]
+    return tf.reshape(folded, tf.concat([tf.shape(reference)[:2], rest], axis=0))
+
+
+def _scatter_real_rows(values, rois, target_shape=None):
+    """``[M + 1, *rest]`` rows of the real ROIs (plus GatherRealRois' zero row) -> ``[B, N, *rest]``."""
+    values = values[:-1]  # the zero row GatherRealRois appended
+    if target_shape:
+        values = tf.reshape(values, tf.concat([[-1], tf.constant(target_shape, tf.int32)], axis=0))
+    shape = tf.concat([tf.shape(rois)[:2], tf.shape(values)[1:]], axis=0)
+    return tf.scatter_nd(tf.cast(tf.where(_real_rows(rois)), tf.int32), values, shape)
 
 
 @keras.saving.register_keras_serializable(package="rsna_detector")
@@ -106,11 +128,7 @@ class ScatterRealRois(keras.layers.Layer):
 
     def call(self, inputs):
         values, rois = inputs
-        values = values[:-1]  # the zero row GatherRealRois appended
-        if self.target_shape:
-            values = tf.reshape(values, tf.concat([[-1], tf.constant(self.target_shape, tf.int32)], axis=0))
-        shape = tf.concat([tf.shape(rois)[:2], tf.shape(values)[1:]], axis=0)
-        return tf.scatter_nd(tf.cast(tf.where(_real_rows(rois)), tf.int32), values, shape)
+        return _scatter_real_rows(values, rois, self.target_shape)
 
     def compute_output_shape(self, input_shape):
         values_shape, rois_shape = input_shape
@@ -127,12 +145,6 @@ def _fold(x, rois, skip_padding, name):
     if skip_padding:
         return GatherRealRois(name=f"{name}_gather")([x, rois])
     return FoldRois(name=f"{name}_fold")(x)
-
-
-def _unfold(x, rois, skip_padding, name, target_shape=None):
-    if skip_padding:
-        return ScatterRealRois(target_shape=target_shape, name=name)([x, rois])
-    return UnfoldRois(target_shape=target_shape, name=name)([x, rois])
 
 
 @keras.saving.register_keras_serializable(package="rsna_detector")
@@ -178,6 +190,60 @@ class WindowDense(keras.layers.Layer):
         config = super().get_config()
         config.update(filters=self.filters, kernel_size=list(self.kernel_size))
         return config
+
+
+class _PutsRoiAxisBack:
+    """Mixin for a weight layer applied to folded ROI rows that returns ``[B, N, ...]``.
+
+    Call inputs ``[x, rois]``: ``x`` the folded rows (from :class:`FoldRois`, or from
+    :class:`GatherRealRois` when ``skip_padding``), ``rois`` ``[B, N, 4]``. The layer's
+    variables are those of the base layer (``kernel``, ``bias``), so weight files
+    written for matterport's ``TimeDistributed(Dense / Conv2D)`` of the same name load.
+    """
+
+    def __init__(self, *args, skip_padding=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.skip_padding = bool(skip_padding)
+        self.input_spec = None  # the base layer's spec describes x alone
+
+    def build(self, input_shape):
+        super().build(tuple(input_shape[0]))
+        self.input_spec = None  # the base layer's spec describes x alone
+
+    def call(self, inputs):
+        values, rois = inputs
+        values = super().call(values)
+        if self.skip_padding:
+            return _scatter_real_rows(values, rois)
+        return _unfold_rows(values, rois)
+
+    def compute_output_shape(self, input_shape):
+        if not isinstance(input_shape[0], (tuple, list)):
+            return super().compute_output_shape(input_shape)  # the base layer's own check in build
+        values_shape, rois_shape = input_shape
+        inner = super().compute_output_shape(tuple(values_shape))
+        return tuple(rois_shape[:2]) + tuple(inner[1:])
+
+    def get_config(self):
+        config = super().get_config()
+        config["skip_padding"] = self.skip_padding
+        return config
+
+
+@keras.saving.register_keras_serializable(package="rsna_detector")
+class RoiDense(_PutsRoiAxisBack, keras.layers.Dense):
+    """``keras.layers.Dense`` on folded ROI rows whose output is ``[B, N, units]``.
+
+    Call inputs ``[x [rows, features], rois [B, N, 4]]``; see :class:`_PutsRoiAxisBack`.
+    """
+
+
+@keras.saving.register_keras_serializable(package="rsna_detector")
+class RoiConv2D(_PutsRoiAxisBack, keras.layers.Conv2D):
+    """``keras.layers.Conv2D`` on folded ROI rows whose output is ``[B, N, h, w, filters]``.
+
+    Call inputs ``[x [rows, h, w, C], rois [B, N, 4]]``; see :class:`_PutsRoiAxisBack`.
+    """
 
 
 def _dense_bn_relu(x, filters, kernel_size, name, bn_name, train_bn):
@@ -232,11 +298,11 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
     x = keras.layers.Reshape((1, 1, fc_layers_size), name="mrcnn_class_unsqueeze")(x)
     shared = _dense_bn_relu(x, fc_layers_size, (1, 1), "mrcnn_class_conv2", "mrcnn_class_bn2", train_bn)  # [B*N, fc]
 
-    logits = keras.layers.Dense(num_classes, name="mrcnn_class_logits")(shared)
-    deltas = keras.layers.Dense(num_classes * 4, activation="linear", name="mrcnn_bbox_fc")(shared)
-    mrcnn_class_logits = _unfold(logits, rois, skip_padding, "mrcnn_class_logits_unfold")
+    mrcnn_class_logits = RoiDense(num_classes, skip_padding=skip_padding, name="mrcnn_class_logits")([shared, rois])
     mrcnn_probs = keras.layers.Activation("softmax", name="mrcnn_class")(mrcnn_class_logits)
-    mrcnn_bbox = _unfold(deltas, rois, skip_padding, "mrcnn_bbox", target_shape=(num_classes, 4))
+    deltas = RoiDense(num_classes * 4, activation="linear", skip_padding=skip_padding,
+                      name="mrcnn_bbox_fc")([shared, rois])  # [B, N, num_classes * 4]
+    mrcnn_bbox = keras.layers.Reshape((-1, num_classes, 4), name="mrcnn_bbox")(deltas)
     return mrcnn_class_logits, mrcnn_probs, mrcnn_bbox
 
 
@@ -269,5 +335,5 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
     for i in range(1, 5):
         x = _conv_bn_relu(x, 256, (3, 3), f"mrcnn_mask_conv{i}", f"mrcnn_mask_bn{i}", train_bn, padding="same")
     x = keras.layers.Conv2DTranspose(256, (2, 2), strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
-    x = keras.layers.Conv2D(num_classes, (1, 1), strides=1, activation="sigmoid", name="mrcnn_mask")(x)
-    return _unfold(x, rois, skip_padding, "mrcnn_mask_unfold")
+    return RoiConv2D(num_classes, (1, 1), strides=1, activation="sigmoid", skip_padding=skip_padding,
+                     name="mrcnn_mask")([x, rois])

@@ -19,6 +19,7 @@ never go through ``keras.Model.predict``.
 """
 from __future__ import annotations
 
+import copy
 import datetime
 import os
 import re
@@ -30,7 +31,7 @@ import tensorflow as tf
 
 from . import utils
 from .backbone import build_backbone
-from .detection import DetectionLayer
+from .detection import DetectionLayer, refine_detections_graph
 from .fpn import build_fpn
 from .heads import build_fpn_mask_graph, fpn_classifier_graph
 from .proposals import ProposalLayer
@@ -38,11 +39,25 @@ from .rpn import apply_rpn, build_rpn_model
 from .utils import compose_image_meta, mold_image, parse_image_meta
 from .weights import load_hdf5_weights, save_hdf5_weights
 
+# --- matterport's graph-level names, re-exported for notebooks (``modellib.resnet_graph``, ...) ---
+# Where the engine's function takes other arguments, ``compat`` gives matterport's signature.
+from .backbone import BatchNorm, conv_block, identity_block
+from .box_ops import (apply_box_deltas_graph, batch_pack_graph, clip_boxes_graph, denorm_boxes_graph,
+                      norm_boxes_graph, overlaps_graph, parse_image_meta_graph, trim_zeros_graph)
+from .compat import find_ancestor, log2_graph, resnet_graph, smooth_l1_loss
+from .losses import (mrcnn_bbox_loss_graph, mrcnn_class_loss_graph, mrcnn_mask_loss_graph,
+                     rpn_bbox_loss_graph, rpn_class_loss_graph)
+from .roi_align import PyramidROIAlign
+from .rpn import rpn_graph
+from .targets import DetectionTargetLayer, detection_targets_graph
+# --- end of matterport's graph-level names ---
+
 __all__ = [
     "MaskRCNN",
     "ModelError",
     "build_inference_model",
     "log",
+    "format_log",
     "mold_image",
     "compose_image_meta",
     "parse_image_meta",
@@ -50,6 +65,14 @@ __all__ = [
     "data_generator",
     "MODES",
     "CHECKPOINT_PATTERN",
+] + [
+    # matterport's graph-level names, re-exported for notebooks (block below the imports)
+    "BatchNorm", "resnet_graph", "identity_block", "conv_block", "rpn_graph", "build_rpn_model",
+    "ProposalLayer", "PyramidROIAlign", "DetectionTargetLayer", "DetectionLayer", "fpn_classifier_graph",
+    "build_fpn_mask_graph", "norm_boxes_graph", "denorm_boxes_graph", "parse_image_meta_graph",
+    "apply_box_deltas_graph", "clip_boxes_graph", "overlaps_graph", "trim_zeros_graph", "batch_pack_graph",
+    "log2_graph", "smooth_l1_loss", "rpn_class_loss_graph", "rpn_bbox_loss_graph", "mrcnn_class_loss_graph",
+    "mrcnn_bbox_loss_graph", "mrcnn_mask_loss_graph", "detection_targets_graph", "refine_detections_graph",
 ]
 
 #: Modes of :class:`MaskRCNN`.
@@ -59,22 +82,10 @@ CHECKPOINT_PATTERN = "mask_rcnn_{name}_{epoch:04d}.h5"
 # <model_dir>/<name><YYYYmmddTHHMM>/mask_rcnn_<name>_<epoch>.h5, either path separator.
 _CHECKPOINT_RE = re.compile(
     r".*[/\\][\w-]+(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]mask_rcnn_[\w-]+?_(\d{4})\.h5$")
-# Names re-exported lazily from the training engineer's modules (they import this one late).
-_LAZY = {"load_image_gt": "data", "data_generator": "data"}
 
 
 class ModelError(ValueError):
     """A MaskRCNN method got input it cannot use (wrong mode, bad image, ...)."""
-
-
-def __getattr__(name):
-    """PEP 562: ``load_image_gt`` and ``data_generator`` come from ``mrcnn.data`` on first use."""
-    if name in _LAZY:
-        import importlib
-
-        module = importlib.import_module(f".{_LAZY[name]}", __package__)
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---- matterport's numpy-side model.py names that notebooks reach as ``modellib.<name>`` ----
@@ -88,11 +99,8 @@ __all__ += ["compute_backbone_shapes", "unmold_image", "build_rpn_targets", "bui
 # ---- end of the numpy-side names ----
 
 
-def log(text, array=None):
-    """Print ``text``, followed by the shape, min, max and dtype of ``array`` when given.
-
-    matterport's debugging helper. Returns the printed line.
-    """
+def format_log(text, array=None):
+    """The line :func:`log` prints: ``text``, then the shape, min, max and dtype of ``array``."""
     if array is not None:
         array = np.asarray(array)
         text = text.ljust(25) + f"shape: {str(array.shape):20}  "
@@ -101,8 +109,16 @@ def log(text, array=None):
         else:
             text += f"min: {'':10}  max: {'':10}"
         text += f"  {array.dtype}"
-    print(text)
     return text
+
+
+def log(text, array=None):
+    """Print ``text``, followed by the shape, min, max and dtype of ``array`` when given.
+
+    matterport's debugging helper; returns None, as matterport's, so that a notebook
+    cell ending with it shows the line once (:func:`format_log` gives the text).
+    """
+    print(format_log(text, array))
 
 
 # ----------------------------------------------------------------------------
@@ -433,35 +449,114 @@ class MaskRCNN:
                 detections[k], masks[k], original_shape, shape, window)
             results[i] = {"rois": rois, "class_ids": class_ids, "scores": scores, "masks": full_masks}
 
+    def detect_molded(self, molded_images, image_metas, verbose=0):
+        """Detect objects in images already molded (as ``load_image_gt`` + ``mold_image`` give them).
+
+        matterport's debugging entry point: no resizing, and the results are in the
+        molded images' pixels (window = the whole molded image).
+
+        Parameters
+        ----------
+        molded_images : ndarray or list, float32, [BATCH_SIZE, H, W, C]
+            Mean pixel subtracted; one shape (H, W multiples of 64).
+        image_metas : ndarray, [BATCH_SIZE, IMAGE_META_SIZE]
+        verbose : int
+            1 logs the inputs.
+
+        Returns
+        -------
+        list of dict
+            As :meth:`detect`, boxes and masks in molded-image pixels.
+
+        Raises
+        ------
+        ModelError
+            Not in inference mode, a batch that is not ``BATCH_SIZE`` long (matterport's
+            rule), or images of different shapes.
+        """
+        if self.mode != "inference":
+            raise ModelError("detect_molded: create the model with mode='inference'")
+        if len(molded_images) != self.config.BATCH_SIZE:
+            raise ModelError(f"detect_molded: expected BATCH_SIZE={self.config.BATCH_SIZE} molded images, "
+                             f"got {len(molded_images)}")
+        shapes = {tuple(np.shape(image)) for image in molded_images}
+        if len(shapes) > 1:
+            raise ModelError(f"detect_molded: the molded images must share one shape, got {sorted(shapes)}")
+        molded_images = np.asarray(molded_images, np.float32)
+        image_metas = np.asarray(image_metas, np.float32)
+        if verbose:
+            log(f"Processing {len(molded_images)} images")
+            for image in molded_images:
+                log("image", image)
+            log("molded_images", molded_images)
+            log("image_metas", image_metas)
+            log("anchors", self.get_anchors(molded_images.shape[1:]))
+        shape = molded_images.shape[1:]
+        detections, masks = self._detect_function(shape)(molded_images, image_metas)
+        detections, masks = detections.numpy(), masks.numpy()
+        results = []
+        for i in range(len(molded_images)):
+            window = np.array([0, 0, shape[0], shape[1]], np.int32)
+            rois, class_ids, scores, full_masks = self.unmold_detections(
+                detections[i], masks[i], shape, shape, window)
+            results.append({"rois": rois, "class_ids": class_ids, "scores": scores, "masks": full_masks})
+        return results
+
+    def ancestor(self, tensor, name, checked=None):
+        """A tensor computed inside the graph upstream of ``tensor``, by matterport's TF-1 name.
+
+        Keras 3 has no TensorFlow graph to search, so the names matterport's notebooks
+        use are resolved explicitly: ``"ROI/pre_nms_anchors:0"``,
+        ``"ROI/refined_anchors:0"``, ``"ROI/refined_anchors_clipped:0"`` and
+        ``"ROI/rpn_non_max_suppression:0"`` (also its ``/NonMaxSuppressionV2:0`` and
+        ``/NonMaxSuppressionV3:0`` spellings) give a tensor that :meth:`run_graph` can
+        evaluate (see ``compat.find_ancestor`` for shapes). Any other name gives None,
+        as matterport's search did when nothing matched. ``checked`` is accepted for
+        compatibility and ignored.
+        """
+        return find_ancestor(tensor, name)
+
     def run_graph(self, images, outputs, image_metas=None):
         """Values of intermediate tensors for the given images (debugging, as matterport).
 
         Parameters
         ----------
         images : list of ndarray
+            Raw images, molded here; or, when ``image_metas`` is given, images already
+            molded (resized, padded, mean subtracted: ``mold_image`` of
+            ``load_image_gt``'s image), used as they are.
         outputs : list of (str, KerasTensor)
-            Tensors of ``keras_model`` (e.g. ``model.keras_model.get_layer("ROI").output``).
+            Tensors of ``keras_model`` (e.g. ``model.keras_model.get_layer("ROI").output``)
+            or from :meth:`ancestor`.
         image_metas : ndarray, optional
-            Replaces the metas of :meth:`mold_inputs`.
+            ``[N, IMAGE_META_SIZE]`` of the molded ``images``.
 
         Returns
         -------
         OrderedDict
-            ``name -> ndarray``.
+            ``name -> ndarray``; each is also logged (:func:`log`), as matterport does.
         """
         if self.mode != "inference":
             raise ModelError("run_graph: create the model with mode='inference'")
-        names = [name for name, _ in outputs]
-        probe = keras.Model(self.keras_model.inputs, [tensor for _, tensor in outputs])
-        molded_images, metas, _ = self.mold_inputs(images)
-        if image_metas is not None:
+        outputs = OrderedDict(outputs)
+        missing = [name for name, tensor in outputs.items() if tensor is None]
+        if missing:
+            raise ModelError(f"run_graph: no tensor given for {missing} (ancestor() found none?)")
+        probe = keras.Model(self.keras_model.inputs, list(outputs.values()))
+        if image_metas is None:
+            molded_images, metas, _ = self.mold_inputs(images)
+        else:
+            molded_images = np.asarray(images, np.float32)
             metas = np.asarray(image_metas, np.float32)
-        anchors = np.broadcast_to(self.get_anchors(molded_images.shape[1:]),
-                                  (len(molded_images),) + self.get_anchors(molded_images.shape[1:]).shape)
-        values = probe([molded_images, metas, np.ascontiguousarray(anchors)], training=False)
+        anchors = self.get_anchors(molded_images.shape[1:])
+        anchors = np.ascontiguousarray(np.broadcast_to(anchors, (len(molded_images),) + anchors.shape))
+        values = probe([molded_images, metas, anchors], training=False)
         if not isinstance(values, (list, tuple)):
             values = [values]
-        return OrderedDict((name, keras.ops.convert_to_numpy(v)) for name, v in zip(names, values))
+        results = OrderedDict((name, keras.ops.convert_to_numpy(v)) for name, v in zip(outputs, values))
+        for name, value in results.items():
+            log(name, value)
+        return results
 
     # ------------------------------------------------------------------
     # weights and checkpoints
@@ -568,11 +663,34 @@ class MaskRCNN:
         """
         if self.mode != "training":
             raise ModelError("train: create the model with mode='training'")
+        if not self.config.USE_RPN_ROIS:
+            # matterport's train() did not feed input_roi either (its fit failed on the input count).
+            raise ModelError(
+                "train: USE_RPN_ROIS is False, so the model takes its ROIs as the input 'input_roi', which "
+                "train() does not make; call compile(learning_rate, momentum) and then keras_model.fit("
+                "data_generator(dataset, config, random_rois=config.POST_NMS_ROIS_TRAINING, "
+                "batch_size=config.BATCH_SIZE), steps_per_epoch=...)")
         from .trainer import train
 
         return train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
                      augmentation=augmentation, custom_callbacks=custom_callbacks,
                      no_augmentation_sources=no_augmentation_sources, **options)
+
+    def compile(self, learning_rate, momentum):
+        """Compile ``keras_model`` for training: SGD with ``momentum`` and the config's clip norm.
+
+        matterport's method (``train`` calls it). The five losses and the L2 weight
+        decay are part of the training model's own step
+        (``training.MaskRCNNTrainingModel``), so after ``compile`` the model trains with
+        ``keras_model.fit`` on ``data_generator`` batches as matterport's did.
+        """
+        if self.mode != "training":
+            raise ModelError("compile: create the model with mode='training'")
+        from .trainer import compile_training_model
+
+        config = copy.copy(self.config)
+        config.LEARNING_MOMENTUM = momentum
+        compile_training_model(self.keras_model, learning_rate, config)
 
     def find_trainable_layer(self, layer):
         """The layer that owns the weights (matterport unwrapped ``TimeDistributed``; no wrappers here)."""

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from .box_ops import apply_box_deltas_graph, clip_boxes_graph
 
-__all__ = ["ProposalLayer", "proposals_graph"]
+__all__ = ["ProposalLayer", "proposals_graph", "proposal_stages"]
 
 
 def proposals_graph(rpn_probs, rpn_bbox, anchors, proposal_count, nms_threshold, pre_nms_limit, rpn_bbox_std_dev):
@@ -36,17 +36,8 @@ def proposals_graph(rpn_probs, rpn_bbox, anchors, proposal_count, nms_threshold,
         Normalized ``(y1, x1, y2, x2)`` in decreasing score order; all-zero rows are
         padding.
     """
-    scores = rpn_probs[:, :, 1]
-    deltas = rpn_bbox * tf.constant(np.reshape(rpn_bbox_std_dev, [1, 1, 4]), tf.float32)
-    batch = tf.shape(scores)[0]
-    anchors = tf.broadcast_to(tf.cast(anchors, tf.float32), [batch, tf.shape(anchors)[1], 4])
-    num_anchors = scores.shape[1]
-    k = min(pre_nms_limit, num_anchors) if num_anchors is not None else tf.minimum(pre_nms_limit, tf.shape(scores)[1])
-    scores, top = tf.math.top_k(scores, k=k, sorted=True)
-    deltas = tf.gather(deltas, top, batch_dims=1)
-    anchors = tf.gather(anchors, top, batch_dims=1)
-    boxes = apply_box_deltas_graph(anchors, deltas)
-    boxes = clip_boxes_graph(boxes, tf.constant([0.0, 0.0, 1.0, 1.0]))
+    stages = proposal_stages(rpn_probs, rpn_bbox, anchors, pre_nms_limit, rpn_bbox_std_dev)
+    boxes, scores = stages["refined_anchors_clipped"], stages["scores"]
 
     def nms_one_image(args):
         image_boxes, image_scores = args
@@ -58,6 +49,37 @@ def proposals_graph(rpn_probs, rpn_bbox, anchors, proposal_count, nms_threshold,
 
     return tf.map_fn(nms_one_image, (boxes, scores),
                      fn_output_signature=tf.TensorSpec([proposal_count, 4], tf.float32))
+
+
+def proposal_stages(rpn_probs, rpn_bbox, anchors, pre_nms_limit, rpn_bbox_std_dev):
+    """The steps of :func:`proposals_graph` before NMS, each as matterport named it.
+
+    Parameters
+    ----------
+    rpn_probs, rpn_bbox, anchors, pre_nms_limit, rpn_bbox_std_dev
+        As in :func:`proposals_graph`.
+
+    Returns
+    -------
+    dict of Tensor, each ``[batch, K, ...]`` with ``K = min(pre_nms_limit, A)``, best score first
+        ``scores`` float32 ``[batch, K]`` (foreground probability);
+        ``pre_nms_anchors`` the anchors of those scores, normalized ``(y1, x1, y2, x2)``;
+        ``refined_anchors`` the same after their deltas (times ``rpn_bbox_std_dev``);
+        ``refined_anchors_clipped`` the same clipped to ``[0, 1]``.
+    """
+    scores = rpn_probs[:, :, 1]
+    deltas = rpn_bbox * tf.constant(np.reshape(rpn_bbox_std_dev, [1, 1, 4]), tf.float32)
+    batch = tf.shape(scores)[0]
+    anchors = tf.broadcast_to(tf.cast(anchors, tf.float32), [batch, tf.shape(anchors)[1], 4])
+    num_anchors = scores.shape[1]
+    k = min(pre_nms_limit, num_anchors) if num_anchors is not None else tf.minimum(pre_nms_limit, tf.shape(scores)[1])
+    scores, top = tf.math.top_k(scores, k=k, sorted=True)
+    deltas = tf.gather(deltas, top, batch_dims=1)
+    anchors = tf.gather(anchors, top, batch_dims=1)
+    refined = apply_box_deltas_graph(anchors, deltas)
+    clipped = clip_boxes_graph(refined, tf.constant([0.0, 0.0, 1.0, 1.0]))
+    return {"scores": scores, "pre_nms_anchors": anchors, "refined_anchors": refined,
+            "refined_anchors_clipped": clipped}
 
 
 @keras.saving.register_keras_serializable(package="rsna_detector")

@@ -14,6 +14,14 @@ Inputs (in order, as :class:`~rsna_detector.mrcnn.data.TrainingBatches` makes th
     input_gt_class_ids  int32   [B, MAX_GT_INSTANCES]       0 = padding
     input_gt_boxes      float32 [B, MAX_GT_INSTANCES, 4]    pixels (y1, x1, y2, x2)
     input_gt_masks      float32 [B, mh, mw, MAX_GT_INSTANCES]  0 or 1
+    input_roi           float32 [B, POST_NMS_ROIS_TRAINING, 4]  pixels; only with USE_RPN_ROIS = False
+
+With ``USE_RPN_ROIS = False`` (matterport's switch) the detection targets are sampled
+from the ROIs given as ``input_roi`` (zero rows are padding; e.g. the ``random_rois``
+of ``data_generator``) instead of from the RPN's proposals; the RPN still trains
+on its own targets. As in matterport, ``MaskRCNN.train`` does not make these ROIs:
+compile the model (``MaskRCNN.compile``) and fit it on ``data_generator(...,
+random_rois=POST_NMS_ROIS_TRAINING)`` batches.
 
 Outputs: ``rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits,
 mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois, output_rois`` then the five loss
@@ -32,6 +40,7 @@ devices otherwise (global batch ``BATCH_SIZE = IMAGES_PER_GPU * GPU_COUNT``).
 from __future__ import annotations
 
 import contextlib
+import inspect
 
 import keras
 import numpy as np
@@ -234,6 +243,14 @@ class MaskRCNNTrainingModel(keras.Model):
             return tf.constant(0.0)
         return self.weight_decay * tf.add_n(terms)
 
+    def fit(self, x=None, *args, validation_data=None, **kwargs):
+        """``keras.Model.fit`` that also takes matterport's ``data_generator`` (``(inputs, [])`` items).
+
+        Keras 3 cannot build a signature for the empty output list of matterport's
+        generator items, so a Python generator's items are passed on as ``(inputs,)``.
+        """
+        return super().fit(_inputs_only(x), *args, validation_data=_inputs_only(validation_data), **kwargs)
+
     def train_step(self, data):
         inputs = _model_inputs(data)
         with tf.GradientTape() as tape:
@@ -257,12 +274,25 @@ class MaskRCNNTrainingModel(keras.Model):
 
 
 def _model_inputs(data):
-    """The seven input tensors from a pipeline element ``((x...),)`` or ``(x...)``."""
+    """The input tensors from a pipeline element ``((x...),)``, ``(x...)`` or matterport's ``([x...], [y...])``."""
     if isinstance(data, (tuple, list)) and len(data) == 1:
         data = data[0]
+    if _is_inputs_and_outputs(data):
+        data = data[0]  # data_generator's (inputs, outputs); the outputs are not targets here
     if isinstance(data, dict):
         return data
     return list(data)
+
+
+def _inputs_only(data):
+    """A Python generator of matterport's ``(inputs, outputs)`` items as one of ``(tuple(inputs),)``."""
+    if not inspect.isgenerator(data):
+        return data
+    return ((tuple(item[0]),) if _is_inputs_and_outputs(item) else item for item in data)
+
+
+def _is_inputs_and_outputs(item):
+    return isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], (tuple, list))
 
 
 def _scale_for_replicas(value):
@@ -291,13 +321,7 @@ def build_training_model(config, strategy=None):
         ``config.MIXED_PRECISION`` the backbone, FPN and RPN compute in float16;
         proposals, targets, ROI heads and losses stay float32.
 
-    Raises
-    ------
-    TrainingGraphError
-        For ``USE_RPN_ROIS = False`` (externally supplied ROIs are not supported).
     """
-    if not config.USE_RPN_ROIS:
-        raise TrainingGraphError("USE_RPN_ROIS: only True (ROIs from the RPN) is supported for training")
     if config.SEED is not None:
         keras.utils.set_random_seed(int(config.SEED))
     strategy = strategy or training_strategy(config)
@@ -337,12 +361,15 @@ def _training_inputs(config):
         ((gt, 4), "float32"),
         (mask_shape + (gt,), "float32"),
     ]
-    return [keras.Input(shape=shape, name=name, dtype=dtype) for name, (shape, dtype) in zip(INPUT_NAMES, specs)]
+    inputs = [keras.Input(shape=shape, name=name, dtype=dtype) for name, (shape, dtype) in zip(INPUT_NAMES, specs)]
+    if not config.USE_RPN_ROIS:  # matterport's "input_roi": ROIs given from outside, in pixels
+        inputs.append(keras.Input(shape=(config.POST_NMS_ROIS_TRAINING, 4), name="input_roi", dtype="float32"))
+    return inputs
 
 
 def _training_graph(config):
     inputs = _training_inputs(config)
-    image, image_meta, rpn_match, rpn_bbox_target, gt_class_ids, gt_boxes_px, gt_masks = inputs
+    image, image_meta, rpn_match, rpn_bbox_target, gt_class_ids, gt_boxes_px, gt_masks = inputs[:7]
     gt_boxes = NormBoxesLayer(config.IMAGE_SHAPE, name="norm_gt_boxes")(gt_boxes_px)
 
     pyramid = build_fpn(build_backbone(image, config), config)  # [P2..P6]
@@ -356,10 +383,13 @@ def _training_graph(config):
     rpn_rois = ProposalLayer(proposal_count=config.POST_NMS_ROIS_TRAINING, nms_threshold=config.RPN_NMS_THRESHOLD,
                              config=config, name="ROI", dtype="float32")([rpn_class, rpn_bbox, anchors])
     rpn_rois = FiniteBoxes(name="finite_rpn_rois", dtype="float32")(rpn_rois)
+    target_rois = rpn_rois
+    if not config.USE_RPN_ROIS:
+        target_rois = NormBoxesLayer(config.IMAGE_SHAPE, name="norm_input_rois")(inputs[7])
 
     rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(config, name="proposal_targets",
                                                                             dtype="float32")(
-        [rpn_rois, gt_class_ids, gt_boxes, gt_masks])
+        [target_rois, gt_class_ids, gt_boxes, gt_masks])
     positive_cap = int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO)
     # The ROI heads stay float32 under mixed precision: ROI Align needs float32 boxes, and
     # the backbone, FPN and RPN (where the work is) are the part that gains from float16.

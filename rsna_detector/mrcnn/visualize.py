@@ -2,9 +2,15 @@
 
 Headless-safe: matplotlib is imported only inside the functions, ``plt.show()``
 is called only for a figure the function created itself *and* only under an
-interactive backend (never under Agg, PDF, SVG, ...). Every function returns the
-``matplotlib.figure.Figure`` it drew on (the figure of ``ax`` when one is given),
-so that callers can ``fig.savefig(...)``.
+interactive backend (never under Agg, PDF, SVG, ...).
+
+As matterport's, the drawing functions return None (a notebook cell that ends with
+one then shows its picture once, not once more as the cell's value). To keep the
+figure, pass ``ax=`` (where the function takes it) and use ``ax.figure``, or take
+``plt.gcf()`` under a non-interactive backend (nothing was shown or closed).
+:func:`apply_mask` and :func:`draw_box` change the image in place and return it, as
+matterport's do. :func:`table_html` and :func:`weight_stats` give the content of
+:func:`display_table` / :func:`display_weight_stats` as values.
 
 Boxes are ``(y1, x1, y2, x2)`` pixels with ``y2``/``x2`` exclusive; masks are
 ``[H, W, N]``; ``N`` may be 0 everywhere.
@@ -12,6 +18,9 @@ Boxes are ``(y1, x1, y2, x2)`` pixels with ``y2``/``x2`` exclusive; masks are
 from __future__ import annotations
 
 import colorsys
+import html
+import random
+import re
 
 import numpy as np
 
@@ -27,6 +36,13 @@ __all__ = [
     "draw_boxes",
     "plot_precision_recall",
     "plot_overlaps",
+    "draw_rois",
+    "draw_box",
+    "display_table",
+    "table_html",
+    "display_weight_stats",
+    "weight_stats",
+    "Markup",
 ]
 
 _NON_INTERACTIVE_BACKENDS = {"agg", "pdf", "ps", "svg", "pgf", "cairo", "template"}
@@ -56,10 +72,10 @@ def _new_axes(ax, figsize):
     return fig, ax, True
 
 
-def _finish(fig, created):
+def _finish(created):
+    """Show a figure the function created itself, under an interactive backend only; returns None."""
     if created and _is_interactive_backend():
         _pyplot().show()
-    return fig
 
 
 def _as_rgb(image):
@@ -118,39 +134,45 @@ def _draw_contours(ax, mask, color):
 def random_colors(N, bright=True, rng=None):
     """``N`` distinct RGB colours (floats in 0..1), evenly spaced in hue, shuffled.
 
-    ``rng`` (a ``numpy.random.Generator``, extension) makes the order repeatable.
+    Shuffled by Python's ``random`` module, as matterport's (``random.seed`` repeats
+    it), or by ``rng`` (a ``numpy.random.Generator``, extension) when given.
     """
     brightness = 1.0 if bright else 0.7
     colors = [colorsys.hsv_to_rgb(i / max(N, 1), 1.0, brightness) for i in range(N)]
-    rng = np.random.default_rng() if rng is None else rng
+    if rng is None:
+        random.shuffle(colors)
+        return colors
     return [colors[i] for i in rng.permutation(N)]
 
 
 def apply_mask(image, mask, color, alpha=0.5):
-    """Blend ``color`` into ``image`` where ``mask`` is 1.
+    """Blend ``color`` into ``image`` where ``mask == 1``, in place (matterport's behaviour).
 
     Parameters
     ----------
-    image : ndarray, [H, W, 3]
-        Values 0..255.
+    image : ndarray, [H, W, 3+]
+        Values 0..255; changed in place (values are cast to its dtype, so a uint8
+        image is truncated as numpy casts).
     mask : ndarray, [H, W]
+        Pixels equal to 1 (or True) are blended.
     color : (r, g, b) floats in 0..1
     alpha : float
         Weight of the colour.
 
     Returns
     -------
-    ndarray, same shape and dtype as ``image`` (a new array)
+    ndarray
+        ``image`` itself.
     """
-    image = np.asarray(image)
-    inside = np.asarray(mask).astype(bool)[..., None]
-    tint = np.asarray(color[:3], dtype=np.float64) * 255
-    blended = image * (1 - alpha) + alpha * tint
-    return np.where(inside, blended, image).astype(image.dtype)
+    inside = np.asarray(mask) == 1
+    for channel in range(3):
+        plane = image[:, :, channel]
+        image[:, :, channel] = np.where(inside, plane * (1 - alpha) + alpha * color[channel] * 255, plane)
+    return image
 
 
 def display_images(images, titles=None, cols=4, cmap=None, norm=None, interpolation=None):
-    """Show images in a grid with optional titles; returns the Figure."""
+    """Show images in a grid with optional titles (a new figure; returns None)."""
     plt = _pyplot()
     images = list(images)
     titles = list(titles) if titles is not None else [""] * len(images)
@@ -162,7 +184,7 @@ def display_images(images, titles=None, cols=4, cmap=None, norm=None, interpolat
         ax.set_title(title, fontsize=9)
         ax.axis("off")
         ax.imshow(np.asarray(image).astype(np.uint8), cmap=cmap, norm=norm, interpolation=interpolation)
-    return _finish(fig, True)
+    _finish(True)
 
 
 def display_instances(image, boxes, masks, class_ids, class_names, scores=None, title="",
@@ -190,7 +212,7 @@ def display_instances(image, boxes, masks, class_ids, class_names, scores=None, 
 
     Returns
     -------
-    matplotlib.figure.Figure
+    None
     """
     image = _as_rgb(image)
     boxes = utils._as_boxes(boxes, "display_instances: boxes")
@@ -204,8 +226,10 @@ def display_instances(image, boxes, masks, class_ids, class_names, scores=None, 
         masks = np.asarray(masks)
         if masks.ndim != 3 or masks.shape[-1] != count:
             raise ValueError(f"masks: expected [H, W, {count}], got shape {masks.shape}")
+    if not count:
+        print("\n*** No instances to display *** \n")
     colors = colors or random_colors(count)
-    fig, ax, created = _new_axes(ax, figsize)
+    _, ax, created = _new_axes(ax, figsize)
     _frame(ax, image.shape[0], image.shape[1], title)
 
     shown = image.astype(np.float64)
@@ -218,7 +242,7 @@ def display_instances(image, boxes, masks, class_ids, class_names, scores=None, 
             caption = captions[i]
         else:
             caption = str(class_names[int(class_ids[i])])
-            if scores is not None:
+            if scores is not None and scores[i]:  # matterport leaves a score of 0 out
                 caption += f" {float(scores[i]):.3f}"
         ax.text(boxes[i][1], boxes[i][0] + 8, caption, color="w", size=11, backgroundcolor="none")
         if masks is not None and show_mask:
@@ -226,13 +250,13 @@ def display_instances(image, boxes, masks, class_ids, class_names, scores=None, 
         if masks is not None:
             _draw_contours(ax, masks[:, :, i], colors[i])
     ax.imshow(np.clip(shown, 0, 255).astype(np.uint8))
-    return _finish(fig, created)
+    _finish(created)
 
 
 def display_top_masks(image, mask, class_ids, class_names, limit=4):
     """Show the image and, for the ``limit`` classes covering most pixels, their masks.
 
-    Returns the Figure (``limit + 1`` panels).
+    Draws ``limit + 1`` panels on a new figure; returns None.
     """
     image = _as_rgb(image)
     mask = np.asarray(mask)
@@ -241,7 +265,8 @@ def display_top_masks(image, mask, class_ids, class_names, limit=4):
     panels, titles = [image], [f"H x W={image.shape[0]}x{image.shape[1]}"]
     unique_ids = np.unique(class_ids)
     areas = [mask[:, :, class_ids == cid].sum() for cid in unique_ids]
-    ranked = [cid for _, cid in sorted(zip(areas, unique_ids), key=lambda p: -p[0])]
+    # as matterport: classes without mask pixels are not shown
+    ranked = [cid for area, cid in sorted(zip(areas, unique_ids), key=lambda p: -p[0]) if area > 0]
     for slot in range(limit):
         if slot < len(ranked):
             cid = ranked[slot]
@@ -253,30 +278,30 @@ def display_top_masks(image, mask, class_ids, class_names, limit=4):
             panel = np.zeros(mask.shape[:2])
             titles.append("-")
         panels.append(panel)
-    return display_images(panels, titles=titles, cols=limit + 1, cmap="Blues_r")
+    display_images(panels, titles=titles, cols=limit + 1, cmap="Blues_r")
 
 
 def plot_precision_recall(AP, precisions, recalls, ax=None):
-    """Draw the precision/recall curve returned by ``utils.compute_ap``; returns the Figure."""
-    fig, ax, created = _new_axes(ax, (8, 6))
+    """Draw the precision/recall curve returned by ``utils.compute_ap``; returns None."""
+    _, ax, created = _new_axes(ax, (8, 6))
     ax.set_title(f"Precision-Recall Curve. AP@50 = {float(AP):.3f}")
     ax.set_xlabel("Recall")
     ax.set_ylabel("Precision")
     ax.set_ylim(0, 1.1)
     ax.set_xlim(0, 1.1)
     ax.plot(np.asarray(recalls), np.asarray(precisions))
-    return _finish(fig, created)
+    _finish(created)
 
 
 def plot_overlaps(gt_class_ids, pred_class_ids, pred_scores, overlaps, class_names,
                   threshold=0.5, ax=None):
-    """Grid of IoUs between predictions (rows) and ground truth (columns); returns the Figure.
+    """Grid of IoUs between predictions (rows) and ground truth (columns); returns None.
 
     ``overlaps`` is ``[P, G]`` as from ``utils.compute_ap``; cells >= ``threshold``
     are labelled "match" when the classes agree, "wrong" otherwise.
     """
     overlaps = np.asarray(overlaps, dtype=np.float64).reshape(len(pred_class_ids), len(gt_class_ids))
-    fig, ax, created = _new_axes(ax, (12, 10))
+    _, ax, created = _new_axes(ax, (12, 10))
     ax.imshow(overlaps if overlaps.size else np.zeros((1, 1)), cmap="Blues", vmin=0, vmax=1)
     ax.set_yticks(np.arange(len(pred_class_ids)))
     ax.set_yticklabels([f"{class_names[int(c)]} ({float(s):.2f})"
@@ -292,7 +317,7 @@ def plot_overlaps(gt_class_ids, pred_class_ids, pred_scores, overlaps, class_nam
                 color="white" if value > 0.5 else "black")
     ax.set_xlabel("Ground Truth")
     ax.set_ylabel("Predictions and Scores")
-    return _finish(fig, created)
+    _finish(created)
 
 
 def draw_boxes(image, boxes=None, refined_boxes=None, masks=None, captions=None,
@@ -315,7 +340,7 @@ def draw_boxes(image, boxes=None, refined_boxes=None, masks=None, captions=None,
 
     Returns
     -------
-    matplotlib.figure.Figure
+    None
     """
     image = _as_rgb(image)
     boxes = None if boxes is None else utils._as_boxes(boxes, "draw_boxes: boxes")
@@ -327,7 +352,7 @@ def draw_boxes(image, boxes=None, refined_boxes=None, masks=None, captions=None,
     _check_count("visibilities", visibilities, count)
     if masks is not None and np.asarray(masks).shape[-1] != count:
         raise ValueError(f"masks: expected [H, W, {count}], got shape {np.asarray(masks).shape}")
-    fig, ax, created = _new_axes(ax, (12, 12))
+    _, ax, created = _new_axes(ax, (12, 12))
     _frame(ax, image.shape[0], image.shape[1], title)
     colors = random_colors(count)
     shown = image.astype(np.float64)
@@ -352,7 +377,7 @@ def draw_boxes(image, boxes=None, refined_boxes=None, masks=None, captions=None,
             shown = apply_mask(shown, np.asarray(masks)[:, :, i], colors[i])
             _draw_contours(ax, np.asarray(masks)[:, :, i], colors[i])
     ax.imshow(np.clip(shown, 0, 255).astype(np.uint8))
-    return _finish(fig, created)
+    _finish(created)
 
 
 def display_differences(image, gt_box, gt_class_id, gt_mask, pred_box, pred_class_id, pred_score,
@@ -362,7 +387,7 @@ def display_differences(image, gt_box, gt_class_id, gt_mask, pred_box, pred_clas
 
     Predictions are matched to ground truth by mask IoU (``utils.compute_matches``);
     a matched prediction's caption shows its IoU with its match, an unmatched
-    one its best IoU. Returns the Figure.
+    one its best IoU. Returns None.
     """
     image = _as_rgb(image)
     gt_box = utils._as_boxes(gt_box, "display_differences: gt_box")
@@ -390,7 +415,7 @@ def display_differences(image, gt_box, gt_class_id, gt_mask, pred_box, pred_clas
         else:
             iou = overlaps[i].max() if overlaps.shape[1] else 0.0
         captions.append(f"{score:.2f} / {iou:.2f}")
-    return display_instances(
+    display_instances(
         image,
         np.concatenate([gt_box, pred_box]),
         np.concatenate([gt_mask, pred_mask], axis=-1),
@@ -400,3 +425,186 @@ def display_differences(image, gt_box, gt_class_id, gt_mask, pred_box, pred_clas
         title=title or "Ground Truth and Detections\n GT=green, pred=red, captions: score/IoU",
         ax=ax, show_mask=show_mask, show_bbox=show_box, colors=colors, captions=captions,
     )
+
+
+def draw_rois(image, rois, refined_rois, mask, class_ids, class_names, limit=10):
+    """Draw up to ``limit`` training ROIs with their refinements and masks; print the class balance.
+
+    matterport's debugging view of detection targets (``data_generator(...,
+    detection_targets=True)``). ROIs are drawn dashed (grey for background ones);
+    a positive ROI also gets its refined box (solid), a line joining the two, its
+    class name and its mask pasted into the ROI. With more than ``limit`` ROIs a
+    random sample is drawn (``np.random``, as matterport). Prints the numbers of
+    positive and negative ROIs and the positive ratio. Returns None.
+
+    Parameters
+    ----------
+    image : ndarray, [H, W, 3]
+    rois : array, [N, (y1, x1, y2, x2)]
+        Pixels.
+    refined_rois : array, [N, (y1, x1, y2, x2)]
+    mask : ndarray, [N, h, w]
+        Each ROI's mask of its own class, in the ROI's frame.
+    class_ids : array, int, [N]
+        0 for background ROIs.
+    class_names : list of str
+    limit : int
+    """
+    from matplotlib import lines
+
+    image = _as_rgb(image)
+    rois = np.asarray(rois)
+    class_ids = np.asarray(class_ids).reshape(-1)
+    _check_count("refined_rois", refined_rois, len(rois))
+    _check_count("class_ids", class_ids, len(rois))
+    _check_count("mask", mask, len(rois))
+    ids = np.arange(len(rois), dtype=np.int32)
+    if len(ids) > limit:
+        ids = np.random.choice(ids, limit, replace=False)
+    _, ax, created = _new_axes(None, (12, 12))
+    if len(rois) > limit:
+        ax.set_title(f"Showing {len(ids)} random ROIs out of {len(rois)}")
+    else:
+        ax.set_title(f"{len(ids)} ROIs")
+    ax.set_ylim(image.shape[0] + 20, -20)  # room outside the image, as matterport
+    ax.set_xlim(-50, image.shape[1] + 20)
+    ax.axis("off")
+    shown = image.astype(np.float64)
+    for index in ids:
+        color = np.random.rand(3)
+        class_id = int(class_ids[index])
+        y1, x1, y2, x2 = rois[index][:4]
+        _draw_rectangle(ax, (y1, x1, y2, x2), color if class_id else "gray", alpha=1.0)
+        if not class_id:
+            continue
+        ry1, rx1, ry2, rx2 = np.asarray(refined_rois[index])[:4]
+        _draw_rectangle(ax, (ry1, rx1, ry2, rx2), color, linestyle="solid", alpha=1.0)
+        ax.add_line(lines.Line2D([x1, rx1], [y1, ry1], color=color))
+        ax.text(rx1, ry1 + 8, str(class_names[class_id]), color="w", size=11, backgroundcolor="none")
+        full_mask = utils.unmold_mask(np.asarray(mask[index]), np.asarray(rois[index][:4]).astype(np.int32),
+                                      image.shape)
+        apply_mask(shown, full_mask, color)
+    ax.imshow(np.clip(shown, 0, 255).astype(np.uint8))
+    positives = int(np.sum(class_ids > 0))
+    print("Positive ROIs: ", positives)
+    print("Negative ROIs: ", int(np.sum(class_ids == 0)))
+    print("Positive Ratio: {:.2f}".format(positives / max(len(class_ids), 1)))
+    _finish(created)
+
+
+def draw_box(image, box, color):
+    """Draw a box outline 2 pixels wide into ``image``, in place (matterport's ``draw_box``).
+
+    Parameters
+    ----------
+    image : ndarray, [H, W, 3]
+        Changed in place.
+    box : (y1, x1, y2, x2)
+        Integer pixels. As matterport, the lines are drawn on rows ``y1, y1+1`` and
+        ``y2, y2+1`` and on columns ``x1, x1+1`` and ``x2, x2+1`` (the bottom and right
+        lines lie just outside an exclusive ``y2``/``x2``), clipped by the image.
+    color : sequence of 3 int
+        RGB.
+
+    Returns
+    -------
+    ndarray
+        ``image`` itself.
+    """
+    y1, x1, y2, x2 = (int(v) for v in box[:4])
+    for row in (y1, y2):
+        image[row:row + 2, x1:x2] = color
+    for column in (x1, x2):
+        image[y1:y2, column:column + 2] = color
+    return image
+
+
+def table_html(table):
+    """The HTML ``<table>`` that :func:`display_table` shows (cells escaped, each padded to 40 characters).
+
+    Parameters
+    ----------
+    table : iterable of rows, each an iterable of values
+        Values are shown with ``str``; cell text is HTML-escaped unless it is a
+        :class:`Markup` (the alerts of :func:`weight_stats`).
+
+    Returns
+    -------
+    str
+    """
+    rows = []
+    for row in table:
+        cells = "".join(f"<td>{cell if isinstance(cell, Markup) else html.escape(str(cell)):40}</td>"
+                        for cell in row)
+        rows.append(f"<tr>{cells}</tr>")
+    return "<table>" + "".join(rows) + "</table>"
+
+
+class Markup(str):
+    """A table cell that is already HTML (not escaped by :func:`table_html`)."""
+
+
+def display_table(table):
+    """Show a table: as HTML in a notebook (IPython), as aligned text otherwise. Returns None.
+
+    See :func:`table_html` for ``table``.
+    """
+    table = [list(row) for row in table]
+    try:
+        from IPython import get_ipython
+        from IPython.display import HTML, display
+    except ImportError:
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        display(HTML(table_html(table)))
+        return
+    for row in table:
+        print("  ".join(f"{_plain_text(cell):40}" for cell in row).rstrip())
+
+
+def _plain_text(cell):
+    if isinstance(cell, Markup):
+        return re.sub(r"<[^>]+>", " ", cell).strip()
+    return str(cell)
+
+
+_DEAD_ALERT = Markup("<span style='color:red'>*** dead?</span>")
+_OVERFLOW_ALERT = Markup("<span style='color:red'>*** Overflow?</span>")
+
+
+def weight_stats(model):
+    """The rows :func:`display_weight_stats` shows: name, shape, min, max and std of every weight.
+
+    Parameters
+    ----------
+    model : MaskRCNN
+        Its :meth:`~rsna_detector.mrcnn.model.MaskRCNN.get_trainable_layers` are scanned.
+
+    Returns
+    -------
+    list of list
+        A header ``["WEIGHT NAME", "SHAPE", "MIN", "MAX", "STD"]`` then one row per
+        weight array. The name is the variable's path (``"res2a_branch2a/kernel"``)
+        followed, as matterport, by an alert when all values are equal (``*** dead?``;
+        not for the bias of a convolution) or a value exceeds 1000 in magnitude
+        (``*** Overflow?``); a name with an alert is a :class:`Markup`.
+    """
+    table = [["WEIGHT NAME", "SHAPE", "MIN", "MAX", "STD"]]
+    for layer in model.get_trainable_layers():
+        convolution = type(layer).__name__ in ("Conv2D", "WindowDense", "RoiConv2D")
+        for index, (variable, values) in enumerate(zip(layer.weights, layer.get_weights())):
+            name = getattr(variable, "path", None) or variable.name
+            alerts = ""
+            if values.min() == values.max() and not (convolution and index == 1):
+                alerts += _DEAD_ALERT
+            if np.abs(values.min()) > 1000 or np.abs(values.max()) > 1000:
+                alerts += _OVERFLOW_ALERT
+            cell = Markup(html.escape(name) + alerts) if alerts else name
+            table.append([cell, str(values.shape), f"{values.min():+9.4f}", f"{values.max():+10.4f}",
+                          f"{values.std():+9.4f}"])
+    return table
+
+
+def display_weight_stats(model):
+    """Show :func:`weight_stats` of ``model`` with :func:`display_table` (matterport's view). Returns None."""
+    display_table(weight_stats(model))

@@ -196,11 +196,13 @@ class TestMoldingAndUnmolding:
 
 
 def test_log_prints_shape_range_and_dtype(capsys):
-    line = modellib.log("boxes", np.array([[1.5, -2.0], [3.0, 0.0]], np.float32))
+    array = np.array([[1.5, -2.0], [3.0, 0.0]], np.float32)
+    assert modellib.log("boxes", array) is None  # as matterport's: a notebook cell shows it once
+    line = modellib.format_log("boxes", array)
     assert "shape: (2, 2)" in line and "min:   -2.00000" in line and "max:    3.00000" in line
     assert line.endswith("float32")
     assert capsys.readouterr().out.strip() == line.strip()
-    assert modellib.log("plain") == "plain"
+    assert modellib.format_log("plain") == "plain"
 
 
 def test_unknown_mode_is_rejected(tmp_path):

@@ -1,5 +1,6 @@
-"""mrcnn.visualize: every function draws headless on Agg, returns a Figure that saves to PNG,
-accepts empty inputs, and never calls plt.show() under a non-interactive backend."""
+"""mrcnn.visualize: every function draws headless on Agg (the figure, plt.gcf(), saves to PNG),
+returns None as matterport's (a notebook cell shows the picture once), accepts empty inputs,
+and never calls plt.show() under a non-interactive backend."""
 import os
 import subprocess
 import sys
@@ -41,6 +42,12 @@ def no_show(monkeypatch):
     monkeypatch.setattr(plt, "show", fail)
 
 
+def drawn(returned):
+    """The figure a drawing function drew on, after checking it returned None as matterport's."""
+    assert returned is None
+    return plt.gcf()
+
+
 def assert_saves_png(fig, tmp_path, name):
     assert isinstance(fig, Figure)
     path = tmp_path / f"{name}.png"
@@ -58,8 +65,8 @@ def test_module_import_does_not_import_matplotlib():
 
 def test_display_instances(scene, tmp_path, no_show):
     image, boxes, masks, class_ids = scene
-    fig = visualize.display_instances(image, boxes, masks, class_ids, CLASS_NAMES,
-                                      scores=[0.91, 0.5], title="two")
+    fig = drawn(visualize.display_instances(image, boxes, masks, class_ids, CLASS_NAMES,
+                                            scores=[0.91, 0.5], title="two"))
     ax = fig.axes[0]
     assert ax.get_title() == "two"
     assert [t.get_text() for t in ax.texts] == ["opacity 0.910", "other 0.500"]
@@ -72,8 +79,8 @@ def test_display_instances_empty_and_on_given_axes(tmp_path, no_show):
     returned = visualize.display_instances(np.zeros((32, 32, 3), np.uint8), np.zeros((0, 4)),
                                            np.zeros((32, 32, 0), bool), np.zeros(0, int), CLASS_NAMES,
                                            ax=ax)
-    assert returned is fig and not ax.patches
-    assert_saves_png(returned, tmp_path, "empty")
+    assert returned is None and not ax.patches
+    assert_saves_png(ax.figure, tmp_path, "empty")
 
 
 def test_display_instances_rejects_mismatched_inputs(scene):
@@ -84,8 +91,8 @@ def test_display_instances_rejects_mismatched_inputs(scene):
 
 def test_display_instances_with_custom_captions_without_masks(scene, tmp_path, no_show):
     image, boxes, _, class_ids = scene
-    fig = visualize.display_instances(image[..., 0], boxes, None, class_ids, CLASS_NAMES,
-                                      captions=["a", "b"], show_bbox=False)
+    fig = drawn(visualize.display_instances(image[..., 0], boxes, None, class_ids, CLASS_NAMES,
+                                            captions=["a", "b"], show_bbox=False))
     assert [t.get_text() for t in fig.axes[0].texts] == ["a", "b"]
     assert not fig.axes[0].patches
     assert_saves_png(fig, tmp_path, "captions")
@@ -93,16 +100,16 @@ def test_display_instances_with_custom_captions_without_masks(scene, tmp_path, n
 
 def test_display_top_masks(scene, tmp_path, no_show):
     image, _, masks, class_ids = scene
-    fig = visualize.display_top_masks(image, masks, class_ids, CLASS_NAMES, limit=3)
+    fig = drawn(visualize.display_top_masks(image, masks, class_ids, CLASS_NAMES, limit=3))
     # the image, then the classes by area: "other" (18x26) before "opacity" (16x24), then a blank
     assert [ax.get_title() for ax in fig.axes] == ["H x W=48x64", "other", "opacity", "-"]
     assert_saves_png(fig, tmp_path, "top_masks")
-    empty = visualize.display_top_masks(image, np.zeros((48, 64, 0), bool), np.zeros(0, int), CLASS_NAMES)
+    empty = drawn(visualize.display_top_masks(image, np.zeros((48, 64, 0), bool), np.zeros(0, int), CLASS_NAMES))
     assert_saves_png(empty, tmp_path, "top_masks_empty")
 
 
 def test_display_images(tmp_path, no_show):
-    fig = visualize.display_images([np.zeros((8, 8, 3)), np.ones((8, 8))], titles=["a", "b"], cols=2)
+    fig = drawn(visualize.display_images([np.zeros((8, 8, 3)), np.ones((8, 8))], titles=["a", "b"], cols=2))
     assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
     assert_saves_png(fig, tmp_path, "images")
 
@@ -111,35 +118,35 @@ def test_plot_precision_recall(tmp_path, no_show):
     ap, precisions, recalls, _ = utils.compute_ap_boxes(
         np.array([[0, 0, 10, 10], [20, 20, 30, 30]]), np.array([1, 1]),
         np.array([[0, 0, 10, 10]]), np.array([1]), np.array([0.9]))
-    fig = visualize.plot_precision_recall(ap, precisions, recalls)
+    fig = drawn(visualize.plot_precision_recall(ap, precisions, recalls))
     ax = fig.axes[0]
     assert ax.get_title() == "Precision-Recall Curve. AP@50 = 0.500"
     np.testing.assert_allclose(ax.lines[0].get_xdata(), recalls)
     assert_saves_png(fig, tmp_path, "pr")
-    empty = visualize.plot_precision_recall(0.0, [], [])
+    empty = drawn(visualize.plot_precision_recall(0.0, [], []))
     assert_saves_png(empty, tmp_path, "pr_empty")
 
 
 def test_plot_overlaps(tmp_path, no_show):
     overlaps = np.array([[0.8, 0.0], [0.1, 0.6]])
-    fig = visualize.plot_overlaps([1, 2], [1, 1], [0.9, 0.7], overlaps, CLASS_NAMES)
+    fig = drawn(visualize.plot_overlaps([1, 2], [1, 1], [0.9, 0.7], overlaps, CLASS_NAMES))
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert texts == ["0.800\nmatch", "0.000\n", "0.100\n", "0.600\nwrong"]
     assert_saves_png(fig, tmp_path, "overlaps")
-    assert_saves_png(visualize.plot_overlaps([], [], [], np.zeros((0, 0)), CLASS_NAMES), tmp_path, "ov0")
+    assert_saves_png(drawn(visualize.plot_overlaps([], [], [], np.zeros((0, 0)), CLASS_NAMES)), tmp_path, "ov0")
 
 
 def test_draw_boxes(scene, tmp_path, no_show):
     image, boxes, masks, _ = scene
-    fig = visualize.draw_boxes(image, boxes=boxes, refined_boxes=boxes + 2, masks=masks,
-                               captions=["x", "y"], visibilities=[2, 0], title="rois")
+    fig = drawn(visualize.draw_boxes(image, boxes=boxes, refined_boxes=boxes + 2, masks=masks,
+                                     captions=["x", "y"], visibilities=[2, 0], title="rois"))
     ax = fig.axes[0]
     # the hidden second box draws nothing: 2 rectangles + 1 contour, 1 joining line, 1 caption
     assert len(ax.patches) == 3 and len(ax.lines) == 1
     assert [t.get_text() for t in ax.texts] == ["x"]
     assert_saves_png(fig, tmp_path, "boxes")
-    assert_saves_png(visualize.draw_boxes(image), tmp_path, "boxes_none")
-    assert_saves_png(visualize.draw_boxes(image, boxes=np.zeros((0, 4))), tmp_path, "boxes_empty")
+    assert_saves_png(drawn(visualize.draw_boxes(image)), tmp_path, "boxes_none")
+    assert_saves_png(drawn(visualize.draw_boxes(image, boxes=np.zeros((0, 4)))), tmp_path, "boxes_empty")
 
 
 def test_display_differences(scene, tmp_path, no_show):
@@ -148,9 +155,9 @@ def test_display_differences(scene, tmp_path, no_show):
     pred_masks = np.zeros((48, 64, 2), bool)
     pred_masks[..., 0] = masks[..., 1]
     pred_masks[0:8, 0:10, 1] = True
-    fig = visualize.display_differences(image, boxes, np.array([1, 1]), masks, pred_boxes,
-                                        np.array([1, 1]), np.array([0.6, 0.8]), pred_masks,
-                                        CLASS_NAMES)
+    fig = drawn(visualize.display_differences(image, boxes, np.array([1, 1]), masks, pred_boxes,
+                                              np.array([1, 1]), np.array([0.6, 0.8]), pred_masks,
+                                              CLASS_NAMES))
     captions = [t.get_text() for t in fig.axes[0].texts]
     # ground truth has empty captions; predictions sorted by score: the miss (0.8) shares
     # 4x4 pixels with gt 0 (16 / (384 + 80 - 16) = 0.036), the hit (0.6) has IoU 1 with gt 1
@@ -160,9 +167,9 @@ def test_display_differences(scene, tmp_path, no_show):
 
 def test_display_differences_with_nothing(tmp_path, no_show):
     image = np.zeros((16, 16, 3), np.uint8)
-    fig = visualize.display_differences(image, np.zeros((0, 4)), np.zeros(0, int), None,
-                                        np.zeros((0, 4)), np.zeros(0, int), np.zeros(0), None,
-                                        CLASS_NAMES)
+    fig = drawn(visualize.display_differences(image, np.zeros((0, 4)), np.zeros(0, int), None,
+                                              np.zeros((0, 4)), np.zeros(0, int), np.zeros(0), None,
+                                              CLASS_NAMES))
     assert_saves_png(fig, tmp_path, "differences_empty")
 
 
@@ -173,7 +180,8 @@ def test_apply_mask_blends_by_hand():
     # inside: 100 * 0.5 + 0.5 * 255 = 177.5 -> 177 (red), 100 * 0.5 = 50 (green, blue)
     assert out[0, 0].tolist() == [177, 50, 50]
     assert out[1, 1].tolist() == [100, 100, 100]
-    assert out.dtype == np.uint8 and image[0, 0, 0] == 100  # input untouched
+    # in place, as matterport's (callers such as display_instances rely on it)
+    assert out is image and out.dtype == np.uint8
 
 
 def test_random_colors():
