@@ -120,9 +120,15 @@ def convert_one(source, output, fmt="png", size=None, quality=95):
 
 def _plan(files, dst_dir, fmt, overwrite, report):
     """(source, output) pairs to convert; fills skipped/failed for the others."""
+    from .._paths import UnsafePathError, path_in_folder
+
     tasks, owners = [], {}
     for source in files:
-        output = dst_dir / f"{source.stem}.{fmt}"
+        try:
+            output = path_in_folder(dst_dir, source.stem, f".{fmt}")
+        except UnsafePathError as error:
+            report.failed[str(source)] = f"{source}: {error}"
+            continue
         if output in owners:
             report.failed[str(source)] = f"{source}: output name {output.name} already used by {owners[output]}"
             continue
