@@ -23,6 +23,9 @@ def inference_model_from(training_model, images_per_gpu=None):
     from .mrcnn import model as modellib
 
     settings = training_model.config.to_dict()
+    for name in ("BACKBONE", "COMPUTE_BACKBONE_SHAPE"):  # from_dict imports no callable by name: pass the objects
+        if callable(getattr(training_model.config, name, None)):
+            settings[name] = getattr(training_model.config, name)
     if images_per_gpu is not None:
         settings.update(IMAGES_PER_GPU=images_per_gpu, GPU_COUNT=1)
     config = type(training_model.config).from_dict(settings)
