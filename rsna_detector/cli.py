@@ -113,8 +113,7 @@ def _cmd_predict(args):
     run = predict(model, args.images, flip_tta=args.flip_tta, min_confidence=args.min_confidence,
                   progress=not args.quiet)
     if args.command == "submit":
-        write_submission(run.predictions, args.out, sample_submission=args.sample_submission,
-                         missing="empty" if args.allow_missing else "error")
+        _write_submission_cli(write_submission, run.predictions, args)
     else:
         _write_predictions_json(run.predictions, args.out)
     print(f"wrote {len(run.predictions)} predictions to {args.out}")
@@ -122,6 +121,18 @@ def _cmd_predict(args):
         print(f"{len(run.failed)} files could not be read:", *run.failed, sep="\n  ", file=sys.stderr)
         return 1
     return 0
+
+
+def _write_submission_cli(write_submission, predictions, args):
+    """``write_submission`` whose missing-ids hint names the CLI flag, not the Python argument."""
+    from .submission import MissingPredictionsError
+
+    try:
+        write_submission(predictions, args.out, sample_submission=args.sample_submission,
+                         missing="empty" if args.allow_missing else "error")
+    except MissingPredictionsError as error:
+        raise MissingPredictionsError(error.absent, error.total,
+                                      hint="pass --allow-missing to write them without boxes") from None
 
 
 def _add_convert(sub):
