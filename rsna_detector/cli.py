@@ -276,7 +276,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, OSError, RuntimeError) as error:  # OSError: a missing file, a full disk (named)
         print(f"rsna-detector {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
