@@ -71,7 +71,7 @@ def _cmd_demo(args):
     from .demo import run_demo
 
     summary = run_demo(args.out, args.data, n_train=args.n_train, n_test=args.n_test, epochs=args.epochs,
-                       seed=args.seed, progress=not args.quiet)
+                       seed=args.seed, progress=not args.quiet, weights=args.weights)
     metrics = summary["metrics"]
     print(f"demo finished in {summary['wall_time_s']:.0f} s: mAP@0.5 = {metrics.get('map50', float('nan')):.3f}, "
           f"rsna_score = {metrics.get('rsna_score', float('nan')):.3f}; outputs in {args.out}")
@@ -175,6 +175,9 @@ def _add_demo(sub):
     p.add_argument("--n-test", type=int, default=40, help="synthetic test patients (default: 40)")
     p.add_argument("--epochs", type=int, default=None, help="total epochs (default: 10 synthetic, 16 real)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--weights", default=None,
+                   help="initial weights: coco (downloaded if needed), none, or a file (default: random on "
+                        "synthetic data; with --data, a COCO file already on this machine)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
 
