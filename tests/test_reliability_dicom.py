@@ -31,7 +31,8 @@ def synthetic_dicom(tmp_path):
     from rsna_detector.data.synthetic import write_jpeg_dicom
 
     image = (np.random.default_rng(0).integers(0, 255, (256, 256))).astype(np.uint8)
-    return write_jpeg_dicom(tmp_path / "whole.dcm", image, patient_id="whole") or tmp_path / "whole.dcm"
+    write_jpeg_dicom(tmp_path / "whole.dcm", image, patient_id="whole")
+    return tmp_path / "whole.dcm"
 
 
 @pytest.fixture

@@ -156,18 +156,6 @@ def build_inference_model(config):
 # images in and out
 # ----------------------------------------------------------------------------
 
-def _checkpoint_problem(path):
-    """Why ``path`` cannot be read as a Keras-2 HDF5 weights file, or None (reads the layout, not the values)."""
-    from .weights import WeightsFileError, read_weight_file_layers
-
-    try:
-        if not read_weight_file_layers(path):
-            return "no layers in the file"
-    except (OSError, WeightsFileError, KeyError, ValueError) as error:
-        return f"{type(error).__name__}: {error}"
-    return None
-
-
 def _as_rgb(image, index, channels):
     """uint8-range image with ``channels`` channels from ``[H, W]``, ``[H, W, 1]`` or ``[H, W, C]``."""
     image = np.asarray(image)
@@ -622,3 +610,19 @@ class MaskRCNN:
 
         return set_trainable(keras_model or self.keras_model, layer_regex, train_bn=self.config.TRAIN_BN,
                              verbose=verbose)
+
+
+# ----------------------------------------------------------------------------
+# checkpoints
+# ----------------------------------------------------------------------------
+
+def _checkpoint_problem(path):
+    """Why ``path`` cannot be read as a Keras-2 HDF5 weights file, or None (reads the layout, not the values)."""
+    from .weights import WeightsFileError, read_weight_file_layers
+
+    try:
+        if not read_weight_file_layers(path):
+            return "no layers in the file"
+    except (OSError, WeightsFileError, KeyError, ValueError) as error:
+        return f"{type(error).__name__}: {error}"
+    return None
