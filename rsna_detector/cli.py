@@ -71,7 +71,7 @@ def _cmd_demo(args):
     from .demo import run_demo
 
     summary = run_demo(args.out, args.data, n_train=args.n_train, n_test=args.n_test, epochs=args.epochs,
-                       seed=args.seed, progress=not args.quiet)
+                       seed=args.seed, progress=not args.quiet, weights=args.weights)
     metrics = summary["metrics"]
     print(f"demo finished in {summary['wall_time_s']:.0f} s: mAP@0.5 = {metrics.get('map50', float('nan')):.3f}, "
           f"rsna_score = {metrics.get('rsna_score', float('nan')):.3f}; outputs in {args.out}")
@@ -113,8 +113,7 @@ def _cmd_predict(args):
     run = predict(model, args.images, flip_tta=args.flip_tta, min_confidence=args.min_confidence,
                   progress=not args.quiet)
     if args.command == "submit":
-        write_submission(run.predictions, args.out, sample_submission=args.sample_submission,
-                         missing="empty" if args.allow_missing else "error")
+        _write_submission_cli(write_submission, run.predictions, args)
     else:
         _write_predictions_json(run.predictions, args.out)
     print(f"wrote {len(run.predictions)} predictions to {args.out}")
@@ -122,6 +121,18 @@ def _cmd_predict(args):
         print(f"{len(run.failed)} files could not be read:", *run.failed, sep="\n  ", file=sys.stderr)
         return 1
     return 0
+
+
+def _write_submission_cli(write_submission, predictions, args):
+    """``write_submission`` whose missing-ids hint names the CLI flag, not the Python argument."""
+    from .submission import MissingPredictionsError
+
+    try:
+        write_submission(predictions, args.out, sample_submission=args.sample_submission,
+                         missing="empty" if args.allow_missing else "error")
+    except MissingPredictionsError as error:
+        raise MissingPredictionsError(error.absent, error.total,
+                                      hint="pass --allow-missing to write them without boxes") from None
 
 
 def _add_convert(sub):
@@ -164,6 +175,9 @@ def _add_demo(sub):
     p.add_argument("--n-test", type=int, default=40, help="synthetic test patients (default: 40)")
     p.add_argument("--epochs", type=int, default=None, help="total epochs (default: 10 synthetic, 16 real)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--weights", default=None,
+                   help="initial weights: coco (downloaded if needed), none, or a file (default: random on "
+                        "synthetic data; with --data, a COCO file already on this machine)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
 
@@ -265,7 +279,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, OSError, RuntimeError) as error:  # OSError: a missing file, a full disk (named)
         print(f"rsna-detector {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -11,7 +11,7 @@ import json
 import time
 from pathlib import Path
 
-__all__ = ["run_demo", "inference_model_from"]
+__all__ = ["run_demo", "inference_model_from", "resolve_demo_weights"]
 
 
 def inference_model_from(training_model, images_per_gpu=None):
@@ -23,6 +23,9 @@ def inference_model_from(training_model, images_per_gpu=None):
     from .mrcnn import model as modellib
 
     settings = training_model.config.to_dict()
+    for name in ("BACKBONE", "COMPUTE_BACKBONE_SHAPE"):  # from_dict imports no callable by name: pass the objects
+        if callable(getattr(training_model.config, name, None)):
+            settings[name] = getattr(training_model.config, name)
     if images_per_gpu is not None:
         settings.update(IMAGES_PER_GPU=images_per_gpu, GPU_COUNT=1)
     config = type(training_model.config).from_dict(settings)
@@ -49,6 +52,43 @@ def _schedule(epochs, weights):
         return default_schedule(epochs)
     first = max(1, round(epochs * 0.75))
     return [Stage("all", 1.0, first, False)] + ([Stage("all", 0.2, epochs, False)] if epochs > first else [])
+
+
+def resolve_demo_weights(weights, synthetic):
+    """The initial weights of a demo run, checked before anything starts.
+
+    On synthetic data the default is None (random initialisation). On real data
+    the default is 'coco', which the demo does not download unasked: a local
+    copy (``$RSNA_DETECTOR_WEIGHTS_DIR`` or the cache, checked against the
+    registry) is used, and without one the demo stops at once, saying where to
+    put the file, with no network call. An explicit ``weights`` (for example
+    'coco', which may download, or 'none') is returned unchanged.
+
+    Raises
+    ------
+    WeightsOfflineError
+        Real data, no ``weights`` given, and no local COCO file; the message
+        names the file, where to put it and how to download it instead.
+    WeightsChecksumError
+        The local COCO file found is not the right one.
+    """
+    if weights is not None:
+        return weights
+    if synthetic:
+        return None
+    from .weights import WeightsOfflineError, default_cache_dir, fetch_weights, load_registry
+
+    try:
+        fetch_weights("coco", offline=True, progress=False)
+    except WeightsOfflineError:
+        entry = load_registry()["coco"]
+        raise WeightsOfflineError(
+            f"run_demo: the initial weights 'coco' ({entry.filename}) are not on this machine, and the demo does "
+            f"not download them unasked. Put {entry.filename} (from {entry.url}) in a folder named by "
+            f"$RSNA_DETECTOR_WEIGHTS_DIR or in the cache {default_cache_dir()}; or pass weights='coco' "
+            f"(rsna-detector demo --weights coco) to download it, or weights='none' to train from scratch."
+        ) from None
+    return "coco"
 
 
 def _synthetic_data(out_dir, n_train, n_test, seed, progress):
@@ -79,7 +119,10 @@ def run_demo(out_dir="demo_output", data_dir=None, *, n_train=400, n_test=40, ep
     config : Config, optional
         Default ``CPUDemoConfig`` on synthetic data, ``DetectorConfig`` on real data.
     weights : str, optional
-        Initial weights; default None (random) on synthetic data, 'coco' on real data.
+        Initial weights; default None (random) on synthetic data, 'coco' on real
+        data when a copy is on this machine (see :func:`resolve_demo_weights`:
+        without one the demo stops at once saying where to put it; pass
+        'coco' explicitly to allow a download, 'none' for random weights).
 
     Returns
     -------
@@ -97,14 +140,14 @@ def run_demo(out_dir="demo_output", data_dir=None, *, n_train=400, n_test=40, ep
     from .train import train
 
     started = time.perf_counter()
+    synthetic = data_dir is None
+    weights = resolve_demo_weights(weights, synthetic)  # before anything is written
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    synthetic = data_dir is None
     if synthetic:
         data_dir = _synthetic_data(out_dir, n_train, n_test, seed, progress)
     config = config or (CPUDemoConfig() if synthetic else DetectorConfig())
     epochs = epochs or (10 if synthetic else 16)
-    weights = weights if weights is not None else (None if synthetic else "coco")
 
     # the short synthetic training sees as many negative as positive patients; validation keeps ~3.4:1
     train_ds, val_ds = DetectorDataset.split_from_data_dir(

@@ -554,14 +554,15 @@ def evaluate_detector(model, dataset, image_ids, config=None, out_dir=None, verb
         "sweep": table,
     }
     if out_dir is not None:
+        from ._paths import path_in_folder
+
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        figures = {"precision_recall": out_dir / "precision_recall.png",
-                   "threshold_sweep": out_dir / "threshold_sweep.png"}
+        figures = {name: path_in_folder(out_dir, name, ".png") for name in ("precision_recall", "threshold_sweep")}
         _save_precision_recall(records, map50, figures["precision_recall"])
         _save_threshold_sweep(table, best_threshold, figures["threshold_sweep"])
         metrics["figures"] = {name: str(path) for name, path in figures.items()}
-        metrics["metrics_json"] = str(out_dir / "metrics.json")
+        metrics["metrics_json"] = str(path_in_folder(out_dir, "metrics.json"))
         # NaN (undefined) -> null: the NaN token json writes is not valid JSON
         serialisable = json.loads(json.dumps(metrics, default=float), parse_constant=lambda _: None)
         Path(metrics["metrics_json"]).write_text(json.dumps(serialisable, indent=2))

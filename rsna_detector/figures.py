@@ -59,21 +59,29 @@ def save_gt_vs_prediction(model, dataset, image_ids, out_dir):
     -------
     list of Path
         The written files, ``<out_dir>/<patientId or image id>.png``.
+
+    Raises
+    ------
+    UnsafePathError
+        A patientId that would put the picture outside ``out_dir`` (a path
+        separator, '..', a drive letter, a link leading out); checked before
+        the image is read, so nothing is written for it.
     """
     import matplotlib.pyplot as plt
 
+    from ._paths import path_in_folder
     from .mrcnn.utils import extract_bboxes
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for image_id in image_ids:
+        name = dataset.image_info[image_id].get("id", image_id)
+        path = path_in_folder(out_dir, str(name), ".png")
         image = dataset.load_image(image_id)
         masks, _ = dataset.load_mask(image_id)
         result = model.detect([image], verbose=0)[0]
-        name = dataset.image_info[image_id].get("id", image_id)
         fig = plot_gt_vs_prediction(image, extract_bboxes(masks), result["rois"], result["scores"], title=str(name))
-        path = out_dir / f"{name}.png"
         fig.savefig(path, dpi=80)
         plt.close(fig)
         written.append(path)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,8 @@ import numpy as np
 __all__ = [
     "ImagePrediction",
     "SubmissionError",
+    "MissingPredictionsError",
+    "SubmissionWarning",
     "SUBMISSION_HEADER",
     "format_prediction_string",
     "parse_prediction_string",
@@ -49,7 +52,28 @@ _SHOWN_IDS = 5
 
 
 class SubmissionError(ValueError):
-    """Invalid predictions or submission file; the message names the file, line or ids."""
+    """Invalid predictions or submission file; the message names the file, line or patient ids."""
+
+
+class MissingPredictionsError(SubmissionError):
+    """Sample-submission ids without a prediction.
+
+    Attributes
+    ----------
+    absent : list of str
+        The ids without a prediction, in sample order.
+    total : int
+        Number of ids in the sample submission.
+    """
+
+    def __init__(self, absent, total, hint="pass missing='empty' to write them without boxes"):
+        self.absent, self.total = list(absent), int(total)
+        super().__init__(f"{len(self.absent)} of {self.total} sample-submission ids have no prediction "
+                         f"(first: {_first(self.absent)}); {hint}")
+
+
+class SubmissionWarning(UserWarning):
+    """Predictions changed to fit the image (boxes clipped or dropped); the message counts them."""
 
 
 @dataclass
@@ -80,16 +104,26 @@ class ImagePrediction:
 
 
 # --------------------------------------------------------------------------- one image
-def _check_finite_boxes(boxes, scores):
+def _who(patient_id):
+    return "" if patient_id is None else f"patient {patient_id}: "
+
+
+def _check_values(boxes, scores, patient_id=None):
+    """Finite values, ordered corners, confidences in [0, 1]; the error names the patient when known."""
+    who = _who(patient_id)
     if not (np.isfinite(boxes).all() and np.isfinite(scores).all()):
-        raise SubmissionError("boxes and scores must be finite numbers (found NaN or inf)")
+        raise SubmissionError(f"{who}boxes and scores must be finite numbers (found NaN or inf)")
     if (boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any():
         bad = np.flatnonzero((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1]))
-        raise SubmissionError(f"boxes {bad.tolist()}: expected (y1, x1, y2, x2) with y2 >= y1 and x2 >= x1, "
+        raise SubmissionError(f"{who}boxes {bad.tolist()}: expected (y1, x1, y2, x2) with y2 >= y1 and x2 >= x1, "
                               f"got {boxes[bad].tolist()}")
+    bad = np.flatnonzero((scores < 0) | (scores > 1))
+    if len(bad):
+        raise SubmissionError(f"{who}score(s) {scores[bad].tolist()} of box(es) {bad.tolist()}: expected "
+                              f"confidences in [0, 1]")
 
 
-def format_prediction_string(boxes, scores):
+def format_prediction_string(boxes, scores, *, patient_id=None):
     """One image's detections as a Kaggle PredictionString.
 
     Parameters
@@ -97,7 +131,9 @@ def format_prediction_string(boxes, scores):
     boxes : array-like [N, (y1, x1, y2, x2)]
         Engine boxes in original-image pixels.
     scores : array-like [N]
-        Confidences.
+        Confidences in [0, 1].
+    patient_id : str, optional
+        Named in error messages.
 
     Returns
     -------
@@ -109,16 +145,20 @@ def format_prediction_string(boxes, scores):
     Raises
     ------
     SubmissionError
-        Boxes and scores of different lengths, non-finite values, or a box with
-        ``y2 < y1`` or ``x2 < x1``.
+        Boxes and scores of different lengths, non-finite values, a box with
+        ``y2 < y1`` or ``x2 < x1``, or a confidence outside [0, 1]; the message
+        starts with ``patient <id>:`` when ``patient_id`` is given.
     """
     from .data.labels import yxyx_to_xywh
 
-    prediction = ImagePrediction("?", boxes, scores)
-    boxes, scores = prediction.boxes.astype(np.float64), prediction.scores.astype(np.float64)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    if len(boxes) != len(scores):
+        raise SubmissionError(f"{_who(patient_id)}{len(boxes)} boxes but {len(scores)} scores "
+                              f"(expected one score per box)")
     if len(boxes) == 0:
         return ""
-    _check_finite_boxes(boxes, scores)
+    _check_values(boxes, scores, patient_id)
     order = np.argsort(-scores, kind="stable")
     xywh = yxyx_to_xywh(np.rint(boxes[order])).astype(np.int64)
     xywh[:, 2:] = np.maximum(xywh[:, 2:], 1)
@@ -144,7 +184,7 @@ def parse_prediction_string(text, where="PredictionString"):
     ------
     SubmissionError
         A number count that is not a multiple of 5, a non-numeric token, a
-        non-finite value or a negative width or height.
+        non-finite value, a negative width or height, or a confidence outside [0, 1].
     """
     from .data.labels import xywh_to_yxyx
 
@@ -162,6 +202,10 @@ def parse_prediction_string(text, where="PredictionString"):
     if len(negative):
         raise SubmissionError(f"{where}: box {int(negative[0]) + 1} has a negative width or height "
                               f"({values[negative[0], 3]:g} x {values[negative[0], 4]:g})")
+    outside = np.flatnonzero((values[:, 0] < 0) | (values[:, 0] > 1))
+    if len(outside):
+        raise SubmissionError(f"{where}: box {int(outside[0]) + 1} has confidence {values[outside[0], 0]:g}; "
+                              f"expected a value in [0, 1]")
     return xywh_to_yxyx(values[:, 1:]).astype(np.float32), values[:, 0].astype(np.float32)
 
 
@@ -169,7 +213,7 @@ def parse_prediction_string(text, where="PredictionString"):
 def _as_prediction_list(predictions):
     """Predictions as a list of ImagePrediction, duplicates refused."""
     if isinstance(predictions, Mapping):
-        items = [value if isinstance(value, ImagePrediction) else ImagePrediction(key, *value)
+        items = [value if isinstance(value, ImagePrediction) else _prediction_from_pair(key, value)
                  for key, value in predictions.items()]
     else:
         items = list(predictions)
@@ -185,6 +229,41 @@ def _as_prediction_list(predictions):
     if duplicates:
         raise SubmissionError(f"predictions: {len(duplicates)} duplicated patient id(s): {_first(duplicates)}")
     return items
+
+
+def _prediction_from_pair(patient_id, value):
+    try:
+        boxes, scores = value
+    except (TypeError, ValueError):
+        raise SubmissionError(f"patient {patient_id}: expected an ImagePrediction or a (boxes, scores) pair, "
+                              f"got {type(value).__name__}") from None
+    return ImagePrediction(patient_id, boxes, scores)
+
+
+def _clip_to_image(items, image_size):
+    """Boxes clipped to ``[0, H] x [0, W]``; boxes left empty by the clipping are dropped; one warning counts them."""
+    height, width = (image_size, image_size) if np.isscalar(image_size) else tuple(image_size)
+    limits = np.array([height, width, height, width], np.float64)
+    result, clipped, clipped_patients, dropped, dropped_patients = [], 0, set(), 0, []
+    for item in items:
+        boxes, scores = item.boxes.astype(np.float64), item.scores.astype(np.float64)
+        _check_values(boxes, scores, item.patient_id)
+        inside = np.clip(boxes, 0, limits)
+        changed = (inside != boxes).any(axis=1)
+        emptied = changed & ((inside[:, 2] <= inside[:, 0]) | (inside[:, 3] <= inside[:, 1]))
+        if changed.any():
+            clipped += int((changed & ~emptied).sum())
+            clipped_patients.update([item.patient_id] if (changed & ~emptied).any() else [])
+            dropped += int(emptied.sum())
+            dropped_patients += [item.patient_id] if emptied.any() else []
+            item = ImagePrediction(item.patient_id, inside[~emptied], scores[~emptied])
+        result.append(item)
+    if clipped or dropped:
+        parts = [f"clipped {clipped} box(es) of {len(clipped_patients)} patient(s) to the {height}x{width} image"]
+        if dropped:
+            parts.append(f"dropped {dropped} box(es) wholly outside it (patient {_first(dropped_patients)})")
+        warnings.warn("write_submission: " + "; ".join(parts), SubmissionWarning, stacklevel=3)
+    return result
 
 
 def _first(ids, count=_SHOWN_IDS):
@@ -209,7 +288,8 @@ def read_sample_submission_ids(path):
 
 def _ordered_rows(items, sample_ids, missing):
     """``[(patient_id, prediction string)]`` in the sample's order (or the input order)."""
-    strings = {item.patient_id: format_prediction_string(item.boxes, item.scores) for item in items}
+    strings = {item.patient_id: format_prediction_string(item.boxes, item.scores, patient_id=item.patient_id)
+               for item in items}
     if sample_ids is None:
         return list(strings.items())
     sample_set = set(sample_ids)
@@ -219,12 +299,11 @@ def _ordered_rows(items, sample_ids, missing):
                               f"{_first(extra)}")
     absent = [pid for pid in sample_ids if pid not in strings]
     if absent and missing == "error":
-        raise SubmissionError(f"{len(absent)} of {len(sample_ids)} sample-submission ids have no prediction "
-                              f"(first: {_first(absent)}); pass missing='empty' to write them without boxes")
+        raise MissingPredictionsError(absent, len(sample_ids))
     return [(pid, strings.get(pid, "")) for pid in sample_ids]
 
 
-def write_submission(predictions, path, *, sample_submission=None, missing="error"):
+def write_submission(predictions, path, *, sample_submission=None, missing="error", image_size=1024):
     """Write a Kaggle submission CSV, atomically.
 
     Parameters
@@ -240,6 +319,10 @@ def write_submission(predictions, path, *, sample_submission=None, missing="erro
     missing : {'error', 'empty'}
         What to do with sample ids without a prediction: raise, or write them
         with an empty PredictionString.
+    image_size : int or (height, width)
+        The original images' size (1024 for RSNA): boxes reaching outside are
+        clipped to it, boxes wholly outside are dropped, and one
+        ``SubmissionWarning`` counts them.
 
     Returns
     -------
@@ -250,11 +333,13 @@ def write_submission(predictions, path, *, sample_submission=None, missing="erro
     ------
     SubmissionError
         Duplicated ids; ids not in the sample (named); sample ids without a
-        prediction when ``missing='error'`` (count and first ids); bad boxes.
+        prediction when ``missing='error'`` (``MissingPredictionsError``: count
+        and first ids); non-finite or unordered boxes, confidences outside
+        [0, 1] (naming the patient). Nothing is written then.
     """
     if missing not in ("error", "empty"):
         raise SubmissionError(f"missing: expected 'error' or 'empty', got {missing!r}")
-    items = _as_prediction_list(predictions)
+    items = _clip_to_image(_as_prediction_list(predictions), image_size)
     sample_ids = None if sample_submission is None else read_sample_submission_ids(sample_submission)
     rows = _ordered_rows(items, sample_ids, missing)
     path = Path(path)
@@ -317,6 +402,9 @@ def parse_submission(path, *, check_boxes=True):
             raise SubmissionError(f"{where}: expected 'patientId,PredictionString', got {line!r}")
         if patient_id in result:
             raise SubmissionError(f"{where}: patient id {patient_id} appears a second time")
-        boxes, scores = parse_prediction_string(text, where) if check_boxes else (np.zeros((0, 4)), np.zeros(0))
+        try:
+            boxes, scores = parse_prediction_string(text, where) if check_boxes else (np.zeros((0, 4)), np.zeros(0))
+        except SubmissionError as error:
+            raise SubmissionError(f"{error} (patient {patient_id})") from None
         result[patient_id] = ImagePrediction(patient_id, boxes, scores)
     return result

@@ -19,8 +19,10 @@ right stage.
 """
 from __future__ import annotations
 
+import datetime
 import json
 import logging
+import os
 import re
 import warnings
 from dataclasses import asdict, dataclass
@@ -97,8 +99,9 @@ def build_model(config, model_dir, weights):
     if weights is None or weights == "none":
         return model
     if weights == "last":
-        path = model.find_last()
+        path = model.find_last()  # the newest readable one; unreadable ones are warned about and skipped
         model.load_weights(path, by_name=True)
+        model.resumed_from = str(path)
         return model
     path = fetch_weights(weights)
     log.info("loading initial weights %s", path)
@@ -134,7 +137,7 @@ def _load_imagenet_weights(model, path):
 
 def train(data, config=None, weights="coco", *, model_dir="logs", epochs=16, schedule=None,
           augmentation="notebook", val_fraction=None, val_count=None, seed=None, resume=False,
-          custom_callbacks=None):
+          custom_callbacks=None, divergence_factor=1e4):
     """Train the pneumonia detector with the staged schedule.
 
     Parameters
@@ -160,9 +163,16 @@ def train(data, config=None, weights="coco", *, model_dir="logs", epochs=16, sch
     seed : int, optional
         Makes the split, shuffling and initialisation repeatable (CPU).
     resume : bool
-        Continue from the latest checkpoint in ``model_dir`` (``find_last()``);
-        completed stages are skipped, the current one continues.
+        Continue from the newest readable checkpoint in ``model_dir``
+        (``find_last()``: a truncated or unreadable newer one is skipped with a
+        warning naming it); completed stages are skipped, the current one
+        continues in the same run folder, and ``run.json`` gains an entry in
+        its ``starts`` list.
     custom_callbacks : list of keras callbacks, optional
+    divergence_factor : float or None
+        Training stops with ``LossDivergenceError`` when the loss exceeds this
+        many times its first value (1e4 by default: only a diverging run, such
+        as a far too high learning rate, reaches it); None turns the check off.
 
     Returns
     -------
@@ -194,6 +204,7 @@ def train(data, config=None, weights="coco", *, model_dir="logs", epochs=16, sch
             train_ds, val_ds, learning_rate=config.LEARNING_RATE * stage.lr_factor,
             epochs=stage.until_epoch, layers=stage.layers,
             augmentation=augmenter if stage.augment else None, custom_callbacks=custom_callbacks,
+            divergence_factor=divergence_factor,
         )
         for key, values in _history_dict(stage_history).items():
             history.setdefault(key, []).extend(values)
@@ -207,16 +218,54 @@ def _history_dict(stage_history):
 
 
 def _write_run_record(model, config, schedule, weights, resume):
-    """Record the settings of the run next to its checkpoints (``run.json``)."""
-    log_dir = getattr(model, "log_dir", None)
-    if not log_dir:
+    """Record the settings of the run next to its checkpoints (``run.json``), atomically.
+
+    ``run.json`` holds the latest start's ``config``, ``schedule``,
+    ``initial_weights``, ``resumed`` and ``start_epoch``, and ``starts``: one
+    entry per start of the run (time, resumed, start_epoch, initial_weights,
+    checkpoint resumed from), so that resuming keeps the history. An existing
+    ``run.json`` that cannot be read is kept as ``run.json.unreadable``.
+    """
+    if not getattr(model, "log_dir", None):
         return
-    Path(log_dir).mkdir(parents=True, exist_ok=True)
+    make = getattr(model, "make_log_dir", None)
+    log_dir = Path(make() if make is not None else model.log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / "run.json"
+    start = {
+        "time": datetime.datetime.now().isoformat(timespec="seconds"),
+        "resumed": bool(resume),
+        "start_epoch": int(model.epoch),
+        "initial_weights": None if weights is None else str(weights),
+        "checkpoint": getattr(model, "resumed_from", None) if resume else None,
+    }
     record = {
         "config": config.to_dict(),
         "schedule": [asdict(stage) for stage in schedule],
-        "initial_weights": None if weights is None else str(weights),
-        "resumed": bool(resume),
-        "start_epoch": int(model.epoch),
+        "initial_weights": start["initial_weights"],
+        "resumed": start["resumed"],
+        "start_epoch": start["start_epoch"],
+        "starts": _previous_starts(path) + [start],
     }
-    (Path(log_dir) / "run.json").write_text(json.dumps(record, indent=2))
+    temporary = path.with_name(f".{path.name}.partial")
+    temporary.write_text(json.dumps(record, indent=2))
+    os.replace(temporary, path)
+
+
+def _previous_starts(path):
+    """The ``starts`` of an existing run.json (a pre-history file counts as one start); [] when none."""
+    if not path.is_file():
+        return []
+    try:
+        previous = json.loads(path.read_text())
+        if not isinstance(previous, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as error:
+        aside = path.with_name(path.name + ".unreadable")
+        os.replace(path, aside)
+        warnings.warn(f"{path}: unreadable ({error}); kept as {aside}, the history of earlier starts is lost "
+                      f"from run.json", stacklevel=3)
+        return []
+    if isinstance(previous.get("starts"), list):
+        return previous["starts"]
+    return [{key: previous.get(key) for key in ("resumed", "start_epoch", "initial_weights")}]

@@ -164,7 +164,7 @@ def test_truncated_jpeg_stream_raises(tmp_path):
     stream = next(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=1))
     ds.PixelData = encapsulate([stream[: len(stream) // 3]])
     ds.save_as(path, enforce_file_format=True)
-    with pytest.raises(DicomReadError, match="fails to decode") as caught:
+    with pytest.raises(DicomReadError, match="JPEG stream truncated") as caught:
         read_dicom(path, size=32)
     assert str(path) in str(caught.value)
 

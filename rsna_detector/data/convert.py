@@ -4,11 +4,25 @@ Bad files never stop the batch: each is reported by name in the returned
 :class:`ConversionReport` and in one logged summary. Outputs are written
 under a temporary name and renamed into place, so an interrupted run never
 leaves a half-written image under its final name.
+
+Interruption
+------------
+* Ctrl-C (SIGINT) or SIGTERM: the queued files are cancelled, the workers are
+  terminated at once (each removes the temporary file it was writing), and
+  ``KeyboardInterrupt`` propagates (the CLI exits with status 130).
+* The parent killed outright (SIGKILL): on Linux each worker gets SIGTERM from
+  the kernel (``PR_SET_PDEATHSIG``), elsewhere a watcher thread notices the new
+  parent within half a second; either way the worker removes its temporary
+  file and exits. Workers ignore SIGINT: the parent decides.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import sys
+import threading
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -78,6 +92,47 @@ def _temporary_name(output):
     return output.with_name(f".{output.name}.partial")
 
 
+# the temporary file this process is writing (a worker removes it when told to stop)
+_writing = None
+
+
+def _remove_temporary_and_exit(signum, frame):
+    """A worker's SIGTERM handler: remove the half-written file, exit at once."""
+    if _writing is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(_writing)
+    os._exit(128 + signum)
+
+
+def _die_with_parent(parent_pid):
+    """SIGTERM to this process when its parent dies (Linux prctl; a polling thread elsewhere)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(1, int(signal.SIGTERM), 0, 0, 0) == 0:  # 1 = PR_SET_PDEATHSIG
+                if os.getppid() != parent_pid:  # the parent died before prctl took effect
+                    os.kill(os.getpid(), signal.SIGTERM)
+                return
+        except (OSError, AttributeError):
+            pass
+
+    def watch():
+        while os.getppid() == parent_pid:
+            threading.Event().wait(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
+def _init_worker(parent_pid):
+    """Pool initializer: ignore Ctrl-C (the parent stops the pool), clean up on SIGTERM, die with the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _remove_temporary_and_exit)
+    _die_with_parent(parent_pid)
+
+
 def convert_one(source, output, fmt="png", size=None, quality=95):
     """Convert one DICOM file; write ``output`` atomically.
 
@@ -103,26 +158,37 @@ def convert_one(source, output, fmt="png", size=None, quality=95):
 
     from .dicom import DicomReadError, read_dicom_image
 
+    global _writing
+
     output = Path(output)
     temporary = _temporary_name(output)
     try:
         image = read_dicom_image(source, size=size)
         options = {"quality": int(quality)} if fmt == "jpg" else {}
+        _writing = temporary
         Image.fromarray(image).save(temporary, format=_PIL_FORMATS[fmt], **options)
         os.replace(temporary, output)
     except DicomReadError as error:
         return str(error)
     except Exception as error:  # a write failure (disk full, permissions) is reported, not raised
-        temporary.unlink(missing_ok=True)
         return f"{source}: could not write {output} ({type(error).__name__}: {error})"
+    finally:  # also on KeyboardInterrupt: no temporary file is ever left behind
+        temporary.unlink(missing_ok=True)
+        _writing = None
     return None
 
 
 def _plan(files, dst_dir, fmt, overwrite, report):
     """(source, output) pairs to convert; fills skipped/failed for the others."""
+    from .._paths import UnsafePathError, path_in_folder
+
     tasks, owners = [], {}
     for source in files:
-        output = dst_dir / f"{source.stem}.{fmt}"
+        try:
+            output = path_in_folder(dst_dir, source.stem, f".{fmt}")
+        except UnsafePathError as error:
+            report.failed[str(source)] = f"{source}: {error}"
+            continue
         if output in owners:
             report.failed[str(source)] = f"{source}: output name {output.name} already used by {owners[output]}"
             continue
@@ -149,17 +215,54 @@ def _run_serial(tasks, options, report, bar):
 
 def _run_parallel(tasks, options, report, bar, workers):
     pending = {}
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(os.getpid(),))
     try:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            pending = {pool.submit(convert_one, source, output, **options): (source, output)
-                       for source, output in tasks}
-            for future in as_completed(pending):
-                source, output = pending.pop(future)
-                _record(report, source, output, future.result())
-                bar.update(1)
+        pending = {pool.submit(convert_one, source, output, **options): (source, output)
+                   for source, output in tasks}
+        for future in as_completed(pending):
+            source, output = pending.pop(future)
+            _record(report, source, output, future.result())
+            bar.update(1)
     except BrokenProcessPool as error:
         for source, _ in pending.values():
             report.failed[str(source)] = f"{source}: not converted, a worker process died ({error})"
+    except BaseException:  # Ctrl-C, SIGTERM: stop now, not after the queue
+        _stop_workers(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop_workers(pool):
+    """Cancel the queued files and terminate the workers (each removes its temporary file)."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError):
+            process.terminate()
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError, AssertionError):
+            process.join(timeout=5)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """In the main thread, SIGTERM raises KeyboardInterrupt so that the pool and temporary files are cleaned up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def convert_dicoms(src_dir, dst_dir, *, fmt="png", size=None, workers=None, overwrite=False, quality=95,
@@ -204,6 +307,9 @@ def convert_dicoms(src_dir, dst_dir, *, fmt="png", size=None, workers=None, over
         ``fmt`` is not 'png' or 'jpg', or ``size``/``workers``/``quality`` is out of range.
     FileNotFoundError
         ``src_dir`` does not exist.
+    KeyboardInterrupt
+        On Ctrl-C or SIGTERM: the workers are stopped at once and no temporary
+        file is left (see the module docstring).
     """
     from tqdm.auto import tqdm
 
@@ -215,7 +321,7 @@ def convert_dicoms(src_dir, dst_dir, *, fmt="png", size=None, workers=None, over
     tasks = _plan(files, dst_dir, fmt, overwrite, report)
     options = {"fmt": fmt, "size": size, "quality": quality}
     workers = min(workers or os.cpu_count() or 1, max(len(tasks), 1))
-    with tqdm(total=len(tasks), desc="convert", unit="file", disable=not progress) as bar:
+    with _sigterm_as_interrupt(), tqdm(total=len(tasks), desc="convert", unit="file", disable=not progress) as bar:
         if workers == 1:
             _run_serial(tasks, options, report, bar)
         else:

@@ -74,11 +74,20 @@ class DetectorDataset(Dataset):
 
         Returns the list of patient ids whose file is missing (they are not
         added; one warning names them).
+
+        Raises
+        ------
+        UnsafePathError
+            A patientId that is not an RSNA id (a path separator, '..', a
+            drive letter...): no file outside ``image_dir`` is ever read.
         """
+        from .._paths import check_patient_id, path_in_folder
+
         image_dir = Path(image_dir)
         missing = []
         for record in records:
-            path = image_dir / f"{record.patient_id}.dcm"
+            check_patient_id(record.patient_id, where=f"{image_dir}: patient record")
+            path = path_in_folder(image_dir, record.patient_id, ".dcm", for_writing=False)
             if not path.is_file():
                 missing.append(record.patient_id)
                 continue

@@ -48,6 +48,16 @@ JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 #: samples by ``tests/test_dicom.py``.
 FAST_PATH_TOLERANCE = (0.5, 4)
 
+#: Transfer syntaxes whose frames are JPEG streams (SOI ... EOI markers): baseline,
+#: extended, lossless (processes 14 and 14 SV1).
+_JPEG_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
+                            "1.2.840.10008.1.2.4.70"})
+#: Other compressed syntaxes whose streams end with the marker FFD9 (JPEG-LS EOI, JPEG 2000 and
+#: HTJ2K EOC): a stream that does not is cut short.
+_FFD9_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.90",
+                            "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.92", "1.2.840.10008.1.2.4.93",
+                            "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"})
+
 _AGE_PATTERN = re.compile(r"^\s*(-?\d+)\s*([DWMY]?)\s*$", re.IGNORECASE)
 _DAYS_PER_UNIT = {"D": 1, "W": 7, "M": 365.25 / 12, "Y": 365.25, "": 365.25}
 _MAX_PLAUSIBLE_AGE = 120
@@ -368,6 +378,81 @@ def _resize_pil(picture, size):
     return np.asarray(picture, np.uint8)
 
 
+# ---------------------------------------------------------------- compressed stream checks
+def _first_frame(dataset, path):
+    """The first encapsulated frame (bytes); DicomReadError when the encapsulation is broken."""
+    from pydicom.encaps import generate_frames
+
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    try:
+        return next(generate_frames(dataset.PixelData, number_of_frames=frames))
+    except Exception as error:  # pydicom raises several types on a cut item
+        raise DicomReadError(path, f"encapsulated pixel data truncated or broken ({type(error).__name__}: "
+                                   f"{error})") from error
+
+
+def _jpeg_stream_problem(stream):
+    """Why a JPEG stream (SOI ... EOI) is truncated or corrupt, or None.
+
+    Walks the markers: each segment's length is followed, the entropy-coded data
+    after SOS runs to the next marker that is neither a stuffed ``FF00`` nor a
+    restart marker, and EOI must be the last two bytes (before the DICOM
+    padding, ``00``). Decoders accept a cut stream and fill the rest with
+    grey, so this check is what tells a damaged file from an image.
+    """
+    data = bytes(stream).rstrip(b"\x00")
+    if not data.startswith(b"\xff\xd8"):
+        return "JPEG stream corrupt: it does not start with the SOI marker FFD8"
+    position, size = 2, len(data)
+    while position + 1 < size:
+        if data[position] != 0xFF:
+            return f"JPEG stream corrupt: no marker at byte {position} of {size}"
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            position += 1
+        elif marker == 0xD9:
+            if position + 2 == size:
+                return None
+            return f"JPEG stream corrupt: EOI marker at byte {position}, {size - position - 2} bytes before its end"
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            position += 2
+        else:
+            if position + 4 > size:
+                break
+            position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
+            if marker == 0xDA:
+                position = _end_of_entropy_data(data, position)
+    return f"JPEG stream truncated: {size} bytes without the EOI marker FFD9 at the end"
+
+
+def _end_of_entropy_data(data, position):
+    """Index of the first marker after entropy-coded data starting at ``position`` (``len(data)`` if none)."""
+    while True:
+        position = data.find(b"\xff", position)
+        if position < 0 or position + 1 >= len(data):
+            return len(data)
+        following = data[position + 1]
+        if following != 0x00 and not 0xD0 <= following <= 0xD7:
+            return position
+        position += 2
+
+
+def _check_compressed_stream(dataset, metadata, path):
+    """DicomReadError when the first frame's compressed stream is cut short or corrupt."""
+    syntax = metadata.transfer_syntax_uid
+    if syntax not in _JPEG_SYNTAXES and syntax not in _FFD9_SYNTAXES:
+        return
+    stream = _first_frame(dataset, path)
+    if syntax in _JPEG_SYNTAXES:
+        problem = _jpeg_stream_problem(stream)
+    elif not bytes(stream).rstrip(b"\x00").endswith(b"\xff\xd9"):
+        problem = f"compressed stream truncated: {len(stream)} bytes without the end marker FFD9"
+    else:
+        problem = None
+    if problem:
+        raise DicomReadError(path, problem)
+
+
 # ---------------------------------------------------------------- decode paths
 def _fast_path_applies(dataset, metadata):
     return (
@@ -380,18 +465,20 @@ def _fast_path_applies(dataset, metadata):
     )
 
 
-def _decode_fast(dataset, metadata, size):
+def _decode_fast(dataset, metadata, size, path):
     """Pillow decode of the encapsulated JPEG with DCT-domain downscaling; raises on any problem."""
     from PIL import Image
-    from pydicom.encaps import generate_frames
 
-    stream = next(generate_frames(dataset.PixelData, number_of_frames=1))
+    stream = _first_frame(dataset, path)
     picture = Image.open(io.BytesIO(stream), formats=["JPEG"])
     if picture.size != (metadata.columns, metadata.rows):
         raise ValueError(f"JPEG stream is {picture.size}, header says {metadata.columns}x{metadata.rows}")
     if size is not None:
         picture.draft("L", (int(size), int(size)))
-    picture.load()
+    try:
+        picture.load()
+    except OSError as error:  # Pillow's "image file is truncated", "broken data stream": never retried
+        raise DicomReadError(path, f"JPEG stream truncated or corrupt ({error})") from error
     if picture.mode != "L":
         picture = picture.convert("L")
     image = _resize_pil(picture, size) if size is not None else np.asarray(picture, np.uint8)
@@ -454,7 +541,10 @@ def read_dicom(path, *, size=None, fast=True):
     ------
     DicomReadError
         Not a DICOM file, no pixel data, truncated or undecodable pixel data,
-        unsupported format; the message names the file.
+        a compressed stream cut short or corrupt (JPEG: SOI/EOI and the marker
+        structure are checked, since decoders fill a cut stream with grey;
+        JPEG-LS and JPEG 2000: the end marker), unsupported format; the
+        message names the file. Such a file is never decoded into a picture.
     """
     if size is not None and int(size) <= 0:
         raise ValueError(f"size must be a positive number of pixels or None, got {size}")
@@ -464,9 +554,12 @@ def read_dicom(path, *, size=None, fast=True):
         other = [k for k in ("FloatPixelData", "DoubleFloatPixelData") if k in dataset]
         reason = f"unsupported format ({other[0]} is not read)" if other else "no pixel data (7FE0,0010)"
         raise DicomReadError(path, reason)
+    _check_compressed_stream(dataset, metadata, path)
     if fast and _fast_path_applies(dataset, metadata):
         try:
-            return _decode_fast(dataset, metadata, size), metadata
+            return _decode_fast(dataset, metadata, size, path), metadata
+        except DicomReadError:
+            raise
         except Exception:  # e.g. a JPEG variant Pillow rejects: the reference path decides
             pass
     image = _decode_reference(dataset, path)

@@ -24,10 +24,13 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import pandas as pd
+
+from .._paths import patient_id_problem
 
 __all__ = [
     "LabelError",
@@ -70,7 +73,7 @@ class LabelError(ValueError):
 
 
 class LabelWarning(UserWarning):
-    """Rows dropped by ``read_labels(strict=False)``; the message lists them all."""
+    """Rows dropped by ``read_labels``: invalid ones (``strict=False``) or exact duplicates; the message lists them all."""
 
 
 def _format_problems(intro, problems, limit=None):
@@ -170,6 +173,8 @@ def _read_raw_csv(path, expected_columns):
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False,
                             encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise LabelError([_encoding_problem(path)]) from None
     except pd.errors.EmptyDataError:
         raise LabelError([(path, 1, f"empty file; expected header {','.join(expected_columns)}")]) from None
     except pd.errors.ParserError as error:
@@ -181,6 +186,20 @@ def _read_raw_csv(path, expected_columns):
                                     f"expected {','.join(expected_columns)}")])
     frame = frame[list(expected_columns)].apply(lambda column: column.str.strip())
     return frame.reset_index(drop=True)
+
+
+def _encoding_problem(path):
+    """(file, line, message) of the first byte of ``path`` that is not UTF-8."""
+    data = Path(path).read_bytes()
+    try:
+        data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        start = error.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+        line_start = data.rfind(b"\n", 0, start) + 1
+        return (path, data.count(b"\n", 0, start) + 1,
+                f"not UTF-8 text: byte 0x{data[start]:02x} at column {start - line_start + 1} "
+                f"({error.reason}); save the file as UTF-8")
+    return (path, 0, "not UTF-8 text")
 
 
 def _line_from_parser_error(error):
@@ -237,6 +256,7 @@ def _check_rows(raw, numbers, problems, path, image_size):
 
     problems.add(all_blank, path, lambda idx: ["empty line"] * len(idx))
     problems.add((raw["patientId"] == "") & ~all_blank, path, lambda idx: ["field patientId: empty"] * len(idx))
+    _check_patient_ids(raw["patientId"], problems, path)
     problems.add((target_text == "") & ~all_blank, path, lambda idx: ["field Target: empty; expected 0 or 1"] * len(idx))
     bad_target = target.notna() & ~target.isin([0.0, 1.0])
     problems.add(bad_target, path, lambda idx: [f"field Target: {target_text.iat[i]!r}; expected 0 or 1" for i in idx])
@@ -256,6 +276,13 @@ def _check_rows(raw, numbers, problems, path, image_size):
     problems.add(outside, path, lambda idx: [
         f"fields x,y,width,height: box x={x.iat[i]:g}, y={y.iat[i]:g}, width={w.iat[i]:g}, height={h.iat[i]:g} "
         f"leaves the {image_size}x{image_size} image" for i in idx])
+
+
+def _check_patient_ids(ids, problems, path):
+    """patientIds become file names: only RSNA's characters (letters, digits, '-'), never a path."""
+    bad = (ids != "") & ~ids.str.fullmatch(r"[A-Za-z0-9-]+")
+    problems.add(bad, path, lambda idx: [f"field patientId: {ids.iat[i]!r} is not an RSNA patientId: "
+                                         f"{patient_id_problem(ids.iat[i])}" for i in idx])
 
 
 def _check_patient_targets(raw, numbers, problems, path):
@@ -325,8 +352,17 @@ def read_labels(labels_csv, class_csv=None, *, strict=True, image_size=1024):
     Raises
     ------
     LabelError
-        A header lacks a column or a row cannot be parsed as CSV (always), or any
-        row is invalid (``strict=True``); messages read ``FILE:LINE: field ...``.
+        A header lacks a column, a row cannot be parsed as CSV or a byte is not
+        UTF-8 (always), or any row is invalid (``strict=True``); messages read
+        ``FILE:LINE: field ...``. A patientId is invalid unless made of letters,
+        digits and '-' (it becomes a file name: a path separator, '..', a drive
+        letter or a leading '/' are refused).
+
+    Warns
+    -----
+    LabelWarning
+        Exact duplicate rows (same patientId, box and Target as an earlier row)
+        are dropped, keeping the first; one warning names their lines.
     """
     labels_path = os.fspath(labels_csv)
     raw = _read_raw_csv(labels_path, LABEL_COLUMNS)
@@ -347,7 +383,23 @@ def read_labels(labels_csv, class_csv=None, *, strict=True, image_size=1024):
         warnings.warn(_format_problems(f"{labels_path}: dropped {problems.bad_rows(len(raw)).sum()} invalid row(s)",
                                        triples), LabelWarning, stacklevel=2)
         frame = frame[~problems.bad_rows(len(raw))].reset_index(drop=True)
-    return frame
+    return _drop_exact_duplicates(frame, labels_path)
+
+
+def _drop_exact_duplicates(frame, path):
+    """Rows with the same patientId, box and Target as an earlier row, dropped with one LabelWarning."""
+    key = ["patientId", *BOX_COLUMNS, "Target"]
+    duplicated = frame.duplicated(subset=key, keep="first").to_numpy()
+    if not duplicated.any():
+        return frame
+    first_line = frame.groupby(key, dropna=False, sort=False)["line"].transform("first").to_numpy()
+    lines = frame["line"].to_numpy()
+    triples = [(path, int(lines[i]), f"line {lines[i]} (same as line {first_line[i]}): exact duplicate "
+                                     f"row of patient {frame['patientId'].iat[i]}, dropped")
+               for i in np.flatnonzero(duplicated)]
+    warnings.warn(_format_problems(f"{path}: dropped {len(triples)} exact duplicate row(s)", triples),
+                  LabelWarning, stacklevel=3)
+    return frame[~duplicated].reset_index(drop=True)
 
 
 def _assemble_frame(raw, numbers, class_names):

@@ -39,7 +39,6 @@ matterport does not have:
 from __future__ import annotations
 
 import difflib
-import importlib
 import inspect
 import json
 import math
@@ -292,7 +291,10 @@ class Config:
         values : dict
             Settings as produced by :meth:`to_dict`. Derived values are ignored
             (recomputed); lists are turned back into the type of ``cls``'s default
-            (tuple or numpy array); callables given as ``'module.QualName'`` are imported.
+            (tuple or numpy array). Nothing is ever imported: BACKBONE must be a
+            built-in name (``BACKBONE_NAMES``) and COMPUTE_BACKBONE_SHAPE null, or,
+            from Python, the callable objects themselves; a name such as
+            ``'module.QualName'`` (what :meth:`to_dict` writes for a callable) is refused.
 
         Raises
         ------
@@ -518,8 +520,8 @@ def _to_jsonable(value):
 
 
 def _from_jsonable(key, value, default):
-    if key in _CALLABLE_SETTINGS and isinstance(value, str) and value not in BACKBONE_NAMES:
-        return _import_callable(key, value)
+    if key in _CALLABLE_SETTINGS:
+        return _callable_setting(key, value)
     if isinstance(value, list):
         if isinstance(default, np.ndarray):
             return np.array(value)
@@ -528,20 +530,16 @@ def _from_jsonable(key, value, default):
     return value
 
 
-def _import_callable(key, qualified_name):
-    """Resolve ``'package.module.Qual.name'`` to the object it names."""
-    parts = qualified_name.split(".")
-    for split in range(len(parts) - 1, 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:split]))
-        except ImportError:
-            continue
-        try:
-            for attr in parts[split:]:
-                obj = getattr(obj, attr)
-        except AttributeError:
-            break
-        if callable(obj):
-            return obj
-        break
-    raise ConfigError(f"{key}: cannot import a callable named {qualified_name!r}")
+def _callable_setting(key, value):
+    """A BACKBONE / COMPUTE_BACKBONE_SHAPE value of from_dict: never imported from a name.
+
+    Loading settings must not run code, so a name such as ``'package.module.build'``
+    (what ``to_dict`` writes for a callable) is refused; a callable object itself
+    (a Python caller's dict) is kept.
+    """
+    if value is None or callable(value) or (key == "BACKBONE" and value in BACKBONE_NAMES):
+        return value
+    raise ConfigError(
+        f"{key}: {value!r} is not accepted from a settings dict or file: it accepts only the built-in "
+        f"backbone names {BACKBONE_NAMES} (and null for COMPUTE_BACKBONE_SHAPE) and imports nothing; "
+        f"a callable {key} is for Python callers: set it on the config object (config.{key} = function)")

@@ -23,6 +23,7 @@ import copy
 import datetime
 import os
 import re
+import warnings
 from collections import OrderedDict
 
 import keras
@@ -55,6 +56,7 @@ from .targets import DetectionTargetLayer, detection_targets_graph
 __all__ = [
     "MaskRCNN",
     "ModelError",
+    "UnreadableCheckpointWarning",
     "build_inference_model",
     "log",
     "format_log",
@@ -79,13 +81,19 @@ __all__ = [
 MODES = ("training", "inference")
 #: Checkpoint file names inside a log directory (``str.format`` with ``name`` and ``epoch``).
 CHECKPOINT_PATTERN = "mask_rcnn_{name}_{epoch:04d}.h5"
-# <model_dir>/<name><YYYYmmddTHHMM>/mask_rcnn_<name>_<epoch>.h5, either path separator.
+# A run folder's time stamp: matterport's minutes, or seconds plus a suffix (_2, _3, ...) when taken.
+_RUN_STAMP = r"(?P<stamp>\d{8}T\d{4}(?:\d{2})?)(?:_(?P<suffix>\d+))?"
+# <model_dir>/<name><stamp>/mask_rcnn_<name>_<epoch>.h5, either path separator.
 _CHECKPOINT_RE = re.compile(
-    r".*[/\\][\w-]+(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]mask_rcnn_[\w-]+?_(\d{4})\.h5$")
+    r".*[/\\](?P<run>[\w-]*?" + _RUN_STAMP + r")[/\\]mask_rcnn_[\w-]+?_(?P<epoch>\d{4})\.h5$")
 
 
 class ModelError(ValueError):
     """A MaskRCNN method got input it cannot use (wrong mode, bad image, ...)."""
+
+
+class UnreadableCheckpointWarning(UserWarning):
+    """``find_last`` skipped a checkpoint it cannot read (truncated, empty, not HDF5); the message names it."""
 
 
 # ---- matterport's numpy-side model.py names that notebooks reach as ``modellib.<name>`` ----
@@ -603,53 +611,110 @@ class MaskRCNN:
         return save_hdf5_weights(self.keras_model, filepath, config=self.config, epoch=self.epoch)
 
     def set_log_dir(self, model_path=None):
-        """Set ``log_dir``, ``checkpoint_path`` and ``epoch`` (matterport's naming).
+        """Set ``log_dir``, ``checkpoint_path`` and ``epoch`` (matterport's naming, to the second).
 
-        New run: ``log_dir = <model_dir>/<name><now:%Y%m%dT%H%M>`` and ``epoch = 0``.
-        With ``model_path`` of the form ``.../<name><YYYYmmddTHHMM>/mask_rcnn_<name>_<EEEE>.h5``
-        the timestamp and ``epoch = EEEE`` (epochs done) are taken from it.
+        New run: ``log_dir = <model_dir>/<name><now:%Y%m%dT%H%M%S>`` and ``epoch = 0``;
+        the folder is created by :meth:`make_log_dir` when training starts, with a
+        suffix ``_2``, ``_3``, ... when another run already took that name.
+        With ``model_path`` of the form ``.../<run folder>/mask_rcnn_<name>_<EEEE>.h5``
+        (run folder ``<name><YYYYmmddTHHMM[SS][_N]>``) the run continues in
+        ``<model_dir>/<run folder>`` with ``epoch = EEEE`` (epochs done).
         ``checkpoint_path`` is ``<log_dir>/mask_rcnn_<name>_{epoch:04d}.h5``.
         """
         self.epoch = 0
-        now = datetime.datetime.now()
-        if model_path:
-            match = _CHECKPOINT_RE.match(str(model_path))
-            if match:
-                year, month, day, hour, minute, epoch = (int(g) for g in match.groups())
-                now = datetime.datetime(year, month, day, hour, minute)
-                self.epoch = epoch
         name = str(self.config.NAME).lower()
-        self.log_dir = os.path.join(self.model_dir, f"{name}{now:%Y%m%dT%H%M}")
-        self.checkpoint_path = os.path.join(self.log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
+        match = _CHECKPOINT_RE.match(str(model_path)) if model_path else None
+        if match:
+            self.epoch = int(match.group("epoch"))
+            self._new_run = False
+            self._set_run_folder(os.path.join(self.model_dir, match.group("run")))
+        else:
+            self._new_run = True
+            self._set_run_folder(os.path.join(self.model_dir, f"{name}{datetime.datetime.now():%Y%m%dT%H%M%S}"))
+
+    def _set_run_folder(self, folder):
+        name = str(self.config.NAME).lower()
+        self.log_dir = folder
+        self.checkpoint_path = os.path.join(folder, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
+
+    def make_log_dir(self):
+        """Create ``log_dir`` before anything is written there; returns it.
+
+        A new run's folder is created atomically (``os.mkdir``): when another run
+        already has that name (two runs started in the same second), the suffix
+        ``_2``, ``_3``, ... is added, so no run ever writes into another's
+        folder. A resumed run (``load_weights`` of one of its checkpoints) keeps
+        its folder.
+        """
+        if not getattr(self, "_new_run", False):
+            os.makedirs(self.log_dir, exist_ok=True)
+            return self.log_dir
+        os.makedirs(self.model_dir, exist_ok=True)
+        base, number = self.log_dir, 1
+        while True:
+            folder = base if number == 1 else f"{base}_{number}"
+            try:
+                os.mkdir(folder)
+                break
+            except FileExistsError:
+                number += 1
+        self._new_run = False
+        self._set_run_folder(folder)
+        return folder
 
     def find_last(self):
-        """Path of the latest checkpoint of the newest run of this config's NAME.
+        """Path of the newest readable checkpoint of the newest run of this config's NAME.
 
-        Run folders ``<model_dir>/<name><YYYYmmddTHHMM>`` are searched newest first; the
-        first holding ``mask_rcnn_*.h5`` files gives its highest-epoch file.
+        Run folders ``<model_dir>/<name><YYYYmmddTHHMM[SS][_N]>`` are searched newest
+        first (time stamp, then suffix), and in each the ``mask_rcnn_*.h5`` files
+        from the highest epoch down. A file that cannot be read as a weights file
+        (truncated by a crash or a full disk, empty, not HDF5) is skipped with an
+        :class:`UnreadableCheckpointWarning` naming it and why.
 
         Raises
         ------
         FileNotFoundError
-            Naming ``model_dir`` and what was looked for.
+            Naming ``model_dir`` and what was looked for (no run folder, no
+            checkpoint, or none readable).
         """
         name = str(self.config.NAME).lower()
-        run_re = re.compile(re.escape(name) + r"\d{8}T\d{4}$")
-        try:
-            runs = sorted((d for d in os.listdir(self.model_dir)
-                           if run_re.match(d) and os.path.isdir(os.path.join(self.model_dir, d))), reverse=True)
-        except FileNotFoundError:
-            runs = []
+        runs = self._run_folders(name)
         if not runs:
             raise FileNotFoundError(f"find_last: no run folder '{name}YYYYmmddTHHMM' in model_dir "
                                     f"{self.model_dir!r}: train first or give a weights path")
+        unreadable = []
         for run in runs:
             folder = os.path.join(self.model_dir, run)
-            checkpoints = sorted(f for f in os.listdir(folder) if f.startswith("mask_rcnn") and f.endswith(".h5"))
-            if checkpoints:
-                return os.path.join(folder, checkpoints[-1])
+            checkpoints = sorted((f for f in os.listdir(folder) if f.startswith("mask_rcnn") and f.endswith(".h5")),
+                                 reverse=True)
+            for checkpoint in checkpoints:
+                path = os.path.join(folder, checkpoint)
+                problem = _checkpoint_problem(path)
+                if problem is None:
+                    return path
+                unreadable.append(path)
+                warnings.warn(f"find_last: skipping the unreadable checkpoint {path} ({problem})",
+                              UnreadableCheckpointWarning, stacklevel=2)
+        if unreadable:
+            raise FileNotFoundError(f"find_last: no readable mask_rcnn_*.h5 checkpoint in the run folders {runs} "
+                                    f"of {self.model_dir!r} (unreadable: {', '.join(unreadable)})")
         raise FileNotFoundError(f"find_last: no mask_rcnn_*.h5 checkpoint in the run folders {runs} of "
                                 f"{self.model_dir!r}")
+
+    def _run_folders(self, name):
+        """This NAME's run folders in ``model_dir``, newest first."""
+        run_re = re.compile(re.escape(name) + _RUN_STAMP + "$")
+        try:
+            entries = os.listdir(self.model_dir)
+        except FileNotFoundError:
+            return []
+        runs = []
+        for entry in entries:
+            match = run_re.match(entry)
+            if match and os.path.isdir(os.path.join(self.model_dir, entry)):
+                stamp = match.group("stamp").ljust(15, "0")  # minute stamps sort as second 00
+                runs.append(((stamp, int(match.group("suffix") or 1)), entry))
+        return [entry for _, entry in sorted(runs, reverse=True)]
 
     # ------------------------------------------------------------------
     # training
@@ -714,3 +779,19 @@ class MaskRCNN:
 
         return set_trainable(keras_model or self.keras_model, layer_regex, train_bn=self.config.TRAIN_BN,
                              verbose=verbose)
+
+
+# ----------------------------------------------------------------------------
+# checkpoints
+# ----------------------------------------------------------------------------
+
+def _checkpoint_problem(path):
+    """Why ``path`` cannot be read as a Keras-2 HDF5 weights file, or None (reads the layout, not the values)."""
+    from .weights import WeightsFileError, read_weight_file_layers
+
+    try:
+        if not read_weight_file_layers(path):
+            return "no layers in the file"
+    except (OSError, WeightsFileError, KeyError, ValueError) as error:
+        return f"{type(error).__name__}: {error}"
+    return None

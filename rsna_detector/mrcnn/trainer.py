@@ -16,7 +16,12 @@
 * ``training_log.csv`` and (when the ``tensorboard`` package is installed)
   TensorBoard events in ``model.log_dir``;
 * training stops with :class:`NonFiniteLossError` naming the epoch, the step and
-  the loss that became NaN or infinite.
+  the loss that became NaN or infinite, and with :class:`LossDivergenceError` when
+  the loss grows beyond ``divergence_factor`` (default 1e4) times its first value
+  while staying finite;
+* a checkpoint that cannot be written (disk full, permissions) stops training with
+  :class:`CheckpointWriteError` naming the file, the free space and the earlier
+  checkpoints, which are kept.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ import importlib.util
 import math
 import os
 import re
+import shutil
 
 import keras
 import numpy as np
@@ -37,11 +43,16 @@ __all__ = [
     "LAYER_PRESETS",
     "TrainerError",
     "NonFiniteLossError",
+    "LossDivergenceError",
+    "CheckpointWriteError",
+    "DIVERGENCE_FACTOR",
     "train",
     "set_trainable",
     "compile_training_model",
     "CheckpointSaver",
     "NonFiniteLossStop",
+    "LossDivergenceStop",
+    "divergence_callbacks",
     "LOG_CSV_NAME",
 ]
 
@@ -55,6 +66,8 @@ LAYER_PRESETS = {
 }
 #: Name of the per-epoch CSV log in the run's log directory.
 LOG_CSV_NAME = "training_log.csv"
+#: Default ``divergence_factor`` of :func:`train`: the loss may grow to this many times its first value.
+DIVERGENCE_FACTOR = 1e4
 
 
 class TrainerError(ValueError):
@@ -63,6 +76,25 @@ class TrainerError(ValueError):
 
 class NonFiniteLossError(FloatingPointError):
     """A training loss became NaN or infinite; the message names the epoch, step and loss."""
+
+
+class LossDivergenceError(FloatingPointError):
+    """The loss grew beyond the divergence factor times its first value; the message names epoch, step and values."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (``errno``, ``strerror`` and ``filename`` as the OSError's).
+
+    The message names the file, why, the free space and the checkpoint's size,
+    and the earlier checkpoints of the run, which are kept.
+    """
+
+    def __init__(self, errno_, strerror, filename, detail=""):
+        super().__init__(errno_, strerror, filename)
+        self.detail = detail
+
+    def __str__(self):
+        return f"{self.filename}: checkpoint not written: {self.strerror}" + (f"; {self.detail}" if self.detail else "")
 
 
 # ----------------------------------------------------------------------------
@@ -150,7 +182,9 @@ class CheckpointSaver(keras.callbacks.Callback):
 
     The file is ``mrcnn_model.checkpoint_path`` formatted with the 1-based epoch
     number; the write is atomic, so an interrupted write leaves the previous
-    checkpoint as the latest loadable one.
+    checkpoint as the latest loadable one. A write that fails (disk full,
+    permissions) raises :class:`CheckpointWriteError` naming the file, the free
+    space, the checkpoint's size and the checkpoints kept.
     """
 
     def __init__(self, mrcnn_model):
@@ -161,9 +195,30 @@ class CheckpointSaver(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         number = epoch + 1
         path = checkpoint_file(self.mrcnn_model.checkpoint_path, number)
-        save_hdf5_weights(self.mrcnn_model.keras_model, path, config=self.mrcnn_model.config, epoch=number)
+        try:
+            save_hdf5_weights(self.mrcnn_model.keras_model, path, config=self.mrcnn_model.config, epoch=number)
+        except OSError as error:
+            raise _checkpoint_write_error(self.mrcnn_model, path, number, error) from error
         self.mrcnn_model.epoch = number
         self.saved.append(path)
+
+
+def _checkpoint_write_error(mrcnn_model, path, epoch, error):
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        free = f"{_megabytes(shutil.disk_usage(folder).free)} free on {folder}"
+    except OSError:
+        free = f"free space on {folder} unknown"
+    needed = sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in mrcnn_model.keras_model.weights)
+    kept = sorted(f for f in os.listdir(folder) if f.startswith("mask_rcnn") and f.endswith(".h5")) \
+        if os.path.isdir(folder) else []
+    detail = (f"epoch {epoch}: {free}, the checkpoint needs about {_megabytes(needed)}; "
+              f"earlier checkpoints kept: {', '.join(kept) if kept else 'none'}")
+    return CheckpointWriteError(error.errno, error.strerror or str(error), str(path), detail=detail)
+
+
+def _megabytes(size):
+    return f"{size / 1e6:.1f} MB"
 
 
 def checkpoint_file(pattern, epoch):
@@ -210,12 +265,74 @@ class NonFiniteLossStop(keras.callbacks.Callback):
             f"NaN or infinite ({values}); lower the learning rate or check the data of this step")
 
 
+class LossDivergenceStop(keras.callbacks.Callback):
+    """Raise :class:`LossDivergenceError` when the loss exceeds ``factor`` times its first value.
+
+    The reference is the first positive ``loss`` reported in this ``train`` call
+    (after its first step); Keras reports running epoch means, so a loss that
+    explodes by orders of magnitude while staying finite (a far too high
+    learning rate) is stopped within a step or two, before the epoch's
+    checkpoint is written. NaN and inf are :class:`NonFiniteLossStop`'s.
+
+    Parameters
+    ----------
+    factor : float
+        Greater than 1; :data:`DIVERGENCE_FACTOR` (1e4) by default.
+    """
+
+    def __init__(self, factor=DIVERGENCE_FACTOR):
+        super().__init__()
+        self.factor = float(factor)
+        self.reference = None
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not logs or "loss" not in logs:
+            return
+        loss = float(np.asarray(logs["loss"]))
+        if not math.isfinite(loss):
+            return  # NonFiniteLossStop's
+        if self.reference is None:
+            if loss > 0:
+                self.reference = loss
+            return
+        if loss > self.factor * self.reference:
+            if self.model is not None:
+                self.model.stop_training = True
+            raise LossDivergenceError(
+                f"training stopped at epoch {self.epoch}, step {batch + 1}: loss {loss:g} grew beyond "
+                f"{self.factor:g} x its first value {self.reference:g} (the divergence factor); lower the "
+                f"learning rate")
+
+
+def divergence_callbacks(divergence_factor):
+    """``[LossDivergenceStop(divergence_factor)]``, or ``[]`` when it is None (the check is off).
+
+    Raises
+    ------
+    ValueError
+        A factor that is not a number greater than 1.
+    """
+    if divergence_factor is None:
+        return []
+    try:
+        factor = float(divergence_factor)
+    except (TypeError, ValueError):
+        factor = float("nan")
+    if not factor > 1:
+        raise TrainerError(f"divergence_factor: expected a number > 1 or None, got {divergence_factor!r}")
+    return [LossDivergenceStop(factor)]
+
+
 # ----------------------------------------------------------------------------
 # train
 # ----------------------------------------------------------------------------
 
 def train(model, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
-          custom_callbacks=None, no_augmentation_sources=None, verbose="auto"):
+          custom_callbacks=None, no_augmentation_sources=None, verbose="auto", divergence_factor=DIVERGENCE_FACTOR):
     """Train a training-mode ``MaskRCNN`` from ``model.epoch`` up to epoch ``epochs``.
 
     Parameters
@@ -238,6 +355,10 @@ def train(model, train_dataset, val_dataset, learning_rate, epochs, layers, augm
     no_augmentation_sources : list of str, optional
     verbose : 'auto', 0, 1 or 2
         Keras progress display.
+    divergence_factor : float or None
+        Stop with :class:`LossDivergenceError` when the loss exceeds this many
+        times its first value (default :data:`DIVERGENCE_FACTOR`, 1e4); None
+        turns the check off.
 
     Returns
     -------
@@ -248,6 +369,10 @@ def train(model, train_dataset, val_dataset, learning_rate, epochs, layers, augm
     ------
     NonFiniteLossError
         When a loss becomes NaN or infinite.
+    LossDivergenceError
+        When the loss grows beyond ``divergence_factor`` times its first value.
+    CheckpointWriteError
+        When a checkpoint cannot be written (the earlier ones are kept).
     TrainerError
         For a model not in training mode or bad arguments.
     """
@@ -259,15 +384,17 @@ def train(model, train_dataset, val_dataset, learning_rate, epochs, layers, augm
     if model.epoch >= epochs:
         print(f"train: already at epoch {model.epoch} >= epochs={epochs}; nothing to do")
         return None
+    divergence_stop = divergence_callbacks(divergence_factor)
     keras_model = model.keras_model
 
     set_trainable(keras_model, layers, train_bn=config.TRAIN_BN)
     compile_training_model(keras_model, learning_rate, config)
     train_input, val_input = _inputs(model, train_dataset, val_dataset, augmentation, no_augmentation_sources)
 
-    os.makedirs(model.log_dir, exist_ok=True)
+    _make_log_dir(model)
     callbacks = [
         NonFiniteLossStop(),
+        *divergence_stop,
         CheckpointSaver(model),
         keras.callbacks.CSVLogger(os.path.join(model.log_dir, LOG_CSV_NAME), append=True),
     ] + _tensorboard(model.log_dir) + list(custom_callbacks or [])
@@ -296,6 +423,15 @@ def train(model, train_dataset, val_dataset, learning_rate, epochs, layers, augm
         ) from exc
     model.epoch = max(model.epoch, epochs)
     return history
+
+
+def _make_log_dir(model):
+    """The run's folder, claimed for this run (``MaskRCNN.make_log_dir``: unique, atomic)."""
+    make = getattr(model, "make_log_dir", None)
+    if make is not None:
+        return make()
+    os.makedirs(model.log_dir, exist_ok=True)
+    return model.log_dir
 
 
 def _tensorboard(log_dir):

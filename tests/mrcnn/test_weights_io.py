@@ -261,7 +261,7 @@ class TestCheckpoints:
     def test_log_dir_naming(self, tmp_path):
         model = _tiny_model(tmp_path)
         folder = os.path.basename(model.log_dir)
-        assert folder.startswith("tinyweights") and len(folder) == len("tinyweights") + 13 and folder[-5] == "T"
+        assert folder.startswith("tinyweights") and len(folder) == len("tinyweights") + 15 and folder[-7] == "T"
         assert model.checkpoint_path == os.path.join(model.log_dir, "mask_rcnn_tinyweights_{epoch:04d}.h5")
         assert model.checkpoint_path.format(epoch=3).endswith("mask_rcnn_tinyweights_0003.h5")
         assert model.epoch == 0
