@@ -161,7 +161,8 @@ def test_training_graph_class_loss_wiring(mp, switches):
     """The graph's mrcnn_class_loss equals matterport's on the graph's own targets and logits
     (default), or the padding-skipping per-image rule (switches on)."""
     config = tiny_config(TRAIN_ROIS_PER_IMAGE=32, ROI_POSITIVE_RATIO=0.33, CLASS_LOSS_SKIPS_PADDING=switches,
-                         ACTIVE_CLASS_PER_IMAGE=switches, ROI_FILL_NEGATIVES=switches)
+                         ACTIVE_CLASS_PER_IMAGE=switches, ROI_FILL_NEGATIVES=switches,
+                         TRAIN_ON_EMPTY_IMAGES=True)  # the batch must hold an image without objects
     model = training.build_training_model(config)
     loss_layer = model.get_layer("mrcnn_class_loss")
     loss_inputs = loss_layer.input
