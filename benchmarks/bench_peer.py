@@ -292,20 +292,21 @@ class PeerTraining:
 def interleaved(contestants, reps, warmup):
     """Time each ``name -> callable`` once per repetition, in alternating order.
 
-    Returns ``name -> {"times": [s...], "loads": [...], "value": last return value}``
-    (warm-up calls excluded).
+    Returns ``name -> {"times": [wall s...], "cpu": [process CPU s...], "loads": [...], "value":
+    last return value}`` (warm-up calls excluded).
     """
     names = list(contestants)
-    record = {name: {"times": [], "loads": [], "value": None} for name in names}
+    record = {name: {"times": [], "cpu": [], "loads": [], "value": None} for name in names}
     for rep in range(warmup + reps):
         order = names if rep % 2 == 0 else names[::-1]
         for name in order:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             value = contestants[name]()
-            elapsed = time.perf_counter() - start
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
             record[name]["value"] = value
             if rep >= warmup:
                 record[name]["times"].append(elapsed)
+                record[name]["cpu"].append(cpu)
                 record[name]["loads"].append(load())
     return record
 
@@ -331,6 +332,7 @@ def run_inference(batches, reps, warmup, with_detector_config, model_dir, images
             stats = summary(rec["times"], batch)  # seconds per image
             rows.append({"phase": "inference", "batch": batch, "who": name,
                          "ms_per_image": {k: 1000 * v for k, v in stats.items()},
+                         "cpu_ms_per_image": 1000 * statistics.median(rec["cpu"]) / batch,
                          "detections": rec["value"], "loads": rec["loads"]})
     return rows
 
@@ -345,7 +347,7 @@ def run_training(batch, reps, warmup, with_detector_config, images, boxes):
     for name, rec in record.items():
         stats = summary(rec["times"], 1)
         rows.append({"phase": "training", "batch": batch, "who": name,
-                     "step_s": stats,
+                     "step_s": stats, "cpu_s_per_step": statistics.median(rec["cpu"]),
                      "images_per_s": {"min": batch / stats["max"], "median": batch / stats["median"],
                                       "max": batch / stats["min"]},
                      "last_loss": rec["value"], "loads": rec["loads"]})
@@ -354,25 +356,29 @@ def run_training(batch, reps, warmup, with_detector_config, images, boxes):
 
 def print_rows(rows):
     peer = {(r["phase"], r["batch"]): r for r in rows if r["who"] == "torchvision"}
-    print(f"\n{'phase':9} {'batch':>5} {'who':24} {'min':>9} {'median':>9} {'unit':10} "
-          f"{'ratio(med)':>10} {'ratio(min)':>10}  load 1-min during the reps")
+    print(f"\n{'phase':9} {'batch':>5} {'who':24} {'best':>9} {'median':>9} {'unit':10} "
+          f"{'ratio(med)':>10} {'ratio(best)':>11} {'cpu':>8}  load 1-min during the reps")
     for r in rows:
         p = peer[(r["phase"], r["batch"])]
         if r["phase"] == "inference":
             fig, ref, unit = r["ms_per_image"], p["ms_per_image"], "ms/image"
             ratio_med, ratio_min = fig["median"] / ref["median"], fig["min"] / ref["min"]
             lo, med = fig["min"], fig["median"]
+            cpu = f"{r['cpu_ms_per_image']:8.0f}"
         else:
             fig, ref, unit = r["images_per_s"], p["images_per_s"], "images/s"
             ratio_med, ratio_min = fig["median"] / ref["median"], fig["max"] / ref["max"]
             lo, med = fig["max"], fig["median"]  # best and median throughput
-        ratio = "" if r["who"] == "torchvision" else f"{ratio_med:>10.2f} {ratio_min:>10.2f}"
+            cpu = f"{r['cpu_s_per_step']:8.2f}"
+        ratio = "" if r["who"] == "torchvision" else f"{ratio_med:>10.2f} {ratio_min:>11.2f}"
         loads = " ".join(f"{v:.1f}" for v in r["loads"])
         print(f"{r['phase']:9} {r['batch']:>5} {r['who']:24} {lo:>9.1f} {med:>9.1f} {unit:10} "
-              f"{ratio:21}  {loads}")
+              f"{ratio:22} {cpu}  {loads}")
     print("\nratio: inference = ours ms/image / torchvision ms/image (< 1: ours faster; target <= 0.8 at batch 1);"
           "\n       training  = ours images/s / torchvision images/s (> 1: ours faster; target >= 1.5)."
-          "\n       '(min)' compares best repetitions (inference: min time; training: max images/s).")
+          "\n       '(best)' compares best repetitions (inference: min time; training: max images/s)."
+          "\n       cpu: median process CPU time (inference ms/image, training s/step), all threads; under"
+          "\n       load, spinning OpenMP threads (torch) count here too: the wall-time ratios are the figures.")
 
 
 def parse_args(argv):

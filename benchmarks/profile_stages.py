@@ -60,14 +60,16 @@ STAGES_TRAINING = ["backbone", "FPN", "RPN head", "proposals + NMS", "targets", 
 
 
 def median_time(fn, repeat, warmup=1):
+    """``(wall, cpu)``: median wall seconds and median process CPU seconds of ``repeat`` calls."""
     for _ in range(warmup):
         fn()
-    times = []
+    walls, cpus = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - cpu_start)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 # ----------------------------------------------------------------------------
@@ -228,7 +230,8 @@ def our_training(batch, repeat):
     apply = tf.function(lambda g: km.optimizer.apply(g, variables))
     forward["optimizer step"] = median_time(lambda: apply(grads), repeat)
     forward["TOTAL step"] = median_time(ours, repeat)
-    forward["backward"] = forward["TOTAL step"] - forward["TOTAL forward"] - forward["optimizer step"]
+    forward["backward"] = tuple(step - fwd - opt for step, fwd, opt in zip(
+        forward["TOTAL step"], forward["TOTAL forward"], forward["optimizer step"]))
     fwd_bwd = stages.forward_backward(["backbone", "FPN", "RPN head", "ROI align (box)", "box head",
                                        "ROI align (mask)", "mask head"], repeat)
     return forward, fwd_bwd
@@ -264,14 +267,14 @@ class StageTimer:
         def timed(*args, **kwargs):
             if capture and stage not in self.captured:
                 self.captured[stage] = (args, kwargs)
-            self._stack.append(0.0)
-            start = time.perf_counter()
+            self._stack.append(np.zeros(2))
+            start = np.array([time.perf_counter(), time.process_time()])
             try:
                 return original(*args, **kwargs)
             finally:
-                elapsed = time.perf_counter() - start
+                elapsed = np.array([time.perf_counter(), time.process_time()]) - start
                 children = self._stack.pop()
-                self.totals[stage] = self.totals.get(stage, 0.0) + elapsed - children
+                self.totals[stage] = self.totals.get(stage, np.zeros(2)) + elapsed - children
                 if self._stack:
                     self._stack[-1] += elapsed
 
@@ -323,12 +326,16 @@ def peer_inference(batch, repeat):
     runs = []
     for _ in range(repeat + 1):
         timer.reset()
-        start = time.perf_counter()
+        start = _now()
         with torch.inference_mode():
             model([bench_peer.to_tensor(image) for image in images])
-        total = time.perf_counter() - start
+        total = _now() - start
         runs.append(dict(timer.totals, **{"TOTAL (detect)": total}))
     return _median_dicts(runs[1:])
+
+
+def _now():
+    return np.array([time.perf_counter(), time.process_time()])
 
 
 def peer_training(batch, repeat):
@@ -341,20 +348,20 @@ def peer_training(batch, repeat):
     runs = []
     for _ in range(repeat + 1):
         timer.reset()
-        start = time.perf_counter()
+        start = _now()
         losses = model(peer.images, peer.targets)
         loss = sum(losses.values())
-        forward = time.perf_counter() - start
+        forward = _now() - start
         peer.optimizer.zero_grad(set_to_none=True)
-        start = time.perf_counter()
+        start = _now()
         loss.backward()
-        backward = time.perf_counter() - start
-        start = time.perf_counter()
+        backward = _now() - start
+        start = _now()
         grads = [p.grad for p in peer.params if p.grad is not None]
         scales = [torch.clamp(bench_peer.CLIP_NORM / (n + 1e-6), max=1.0) for n in torch._foreach_norm(grads)]
         torch._foreach_mul_(grads, scales)
         peer.optimizer.step()
-        opt = time.perf_counter() - start
+        opt = _now() - start
         runs.append(dict(timer.totals, **{"TOTAL forward": forward, "backward": backward, "optimizer step": opt,
                                           "TOTAL step": forward + backward + opt}))
     forward = _median_dicts(runs[1:])
@@ -409,8 +416,10 @@ def _flat_tensors(value):
 
 
 def _median_dicts(dicts):
+    """Element-wise median of ``name -> (wall, cpu)`` dicts."""
     keys = {k for d in dicts for k in d}
-    return {k: statistics.median(d.get(k, 0.0) for d in dicts) for k in keys}
+    return {k: tuple(float(v) for v in np.median([np.asarray(d.get(k, (0.0, 0.0))) for d in dicts], axis=0))
+            for k in keys}
 
 
 # ----------------------------------------------------------------------------
@@ -418,18 +427,24 @@ def _median_dicts(dicts):
 # ----------------------------------------------------------------------------
 
 def table(title, stages, ours, peer, totals):
-    lines = [f"**{title}** (ms; median of the rounds)", "",
-             "| stage | ours | torchvision | ours / torchvision |", "|---|---:|---:|---:|"]
+    """Markdown table: wall ms and process-CPU ms of each stage, both sides, and the wall ratio."""
+    lines = [f"**{title}** (ms, median of the rounds; wall time, and process CPU time over all threads)", "",
+             "| stage | ours wall | torchvision wall | ours / tv (wall) | ours CPU | torchvision CPU |",
+             "|---|---:|---:|---:|---:|---:|"]
+
+    def fmt(value, index):
+        return f"{1000 * value[index]:.1f}" if value is not None else "-"
 
     def row(name, a, b):
-        ratio = f"{a / b:.2f}" if a and b else ""
-        fa = f"{1000 * a:.1f}" if a is not None else "-"
-        fb = f"{1000 * b:.1f}" if b is not None else "-"
-        lines.append(f"| {name} | {fa} | {fb} | {ratio} |")
+        ratio = f"{a[0] / b[0]:.2f}" if a is not None and b is not None and b[0] > 0 else ""
+        lines.append(f"| {name} | {fmt(a, 0)} | {fmt(b, 0)} | {ratio} | {fmt(a, 1)} | {fmt(b, 1)} |")
+
+    def total(side):
+        return tuple(sum(side.get(s, (0.0, 0.0))[i] for s in stages) for i in (0, 1))
 
     for stage in stages:
         row(stage, ours.get(stage), peer.get(stage))
-    row("sum of the stages above", sum(ours.get(s, 0) for s in stages), sum(peer.get(s, 0) for s in stages))
+    row("sum of the stages above", total(ours), total(peer))
     for name in totals:
         row(name, ours.get(name), peer.get(name))
     return "\n".join(lines)
