@@ -357,7 +357,7 @@ def run_training(batch, reps, warmup, with_detector_config, images, boxes):
 def print_rows(rows):
     peer = {(r["phase"], r["batch"]): r for r in rows if r["who"] == "torchvision"}
     print(f"\n{'phase':9} {'batch':>5} {'who':24} {'best':>9} {'median':>9} {'unit':10} "
-          f"{'ratio(med)':>10} {'ratio(best)':>11} {'cpu':>8}  load 1-min during the reps")
+          f"{'ratio(med)':>10} {'ratio(best)':>11} {'cpu':>8} {'ratio(cpu)':>9}  load 1-min during the reps")
     for r in rows:
         p = peer[(r["phase"], r["batch"])]
         if r["phase"] == "inference":
@@ -365,20 +365,24 @@ def print_rows(rows):
             ratio_med, ratio_min = fig["median"] / ref["median"], fig["min"] / ref["min"]
             lo, med = fig["min"], fig["median"]
             cpu = f"{r['cpu_ms_per_image']:8.0f}"
+            cpu_ratio = r["cpu_ms_per_image"] / p["cpu_ms_per_image"]
         else:
             fig, ref, unit = r["images_per_s"], p["images_per_s"], "images/s"
             ratio_med, ratio_min = fig["median"] / ref["median"], fig["max"] / ref["max"]
             lo, med = fig["max"], fig["median"]  # best and median throughput
             cpu = f"{r['cpu_s_per_step']:8.2f}"
+            cpu_ratio = p["cpu_s_per_step"] / r["cpu_s_per_step"]
         ratio = "" if r["who"] == "torchvision" else f"{ratio_med:>10.2f} {ratio_min:>11.2f}"
         loads = " ".join(f"{v:.1f}" for v in r["loads"])
+        cpu_ratio = "" if r["who"] == "torchvision" else f"{cpu_ratio:.2f}"
         print(f"{r['phase']:9} {r['batch']:>5} {r['who']:24} {lo:>9.1f} {med:>9.1f} {unit:10} "
-              f"{ratio:22} {cpu}  {loads}")
+              f"{ratio:22} {cpu} {cpu_ratio:>9}  {loads}")
     print("\nratio: inference = ours ms/image / torchvision ms/image (< 1: ours faster; target <= 0.8 at batch 1);"
           "\n       training  = ours images/s / torchvision images/s (> 1: ours faster; target >= 1.5)."
           "\n       '(best)' compares best repetitions (inference: min time; training: max images/s)."
-          "\n       cpu: median process CPU time (inference ms/image, training s/step), all threads; under"
-          "\n       load, spinning OpenMP threads (torch) count here too: the wall-time ratios are the figures.")
+          "\n       cpu: median process CPU time (inference ms/image, training s/step), all threads, and"
+          "\n       the same ratio on CPU time; torch's spinning OpenMP threads count in it unless --omp-passive."
+          "\n       On a quiet machine the wall-time ratios are the figures; on a loaded one see --omp-passive.")
 
 
 def parse_args(argv):
@@ -390,6 +394,9 @@ def parse_args(argv):
     parser.add_argument("--train-reps", type=int, help="timed training steps (default --reps)")
     parser.add_argument("--no-detector-config", action="store_true", help="skip the DetectorConfig line")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads (default: cores)")
+    parser.add_argument("--omp-passive", action="store_true",
+                        help="OMP_WAIT_POLICY=PASSIVE for torch: on a loaded machine torch's spinning OpenMP "
+                             "threads collapse (several times slower); on a quiet one leave it off")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     return parser.parse_args(argv)
 
@@ -397,6 +404,8 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.omp_passive:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # read when torch loads its OpenMP runtime
     # torch/torchvision first: torchvision's ops import triton, whose LLVM crashes (SIGSEGV)
     # when TensorFlow's is already loaded; the other order works.
     import torch
@@ -408,7 +417,8 @@ def main(argv=None):
     set_threads(args.threads)
 
     print(f"tensorflow {tf.__version__}, torch {torch.__version__}, torchvision {torchvision.__version__}; "
-          f"{os.cpu_count()} CPUs, threads {args.threads}; load average at start "
+          f"{os.cpu_count()} CPUs, threads {args.threads}, OMP_WAIT_POLICY "
+          f"{os.environ.get('OMP_WAIT_POLICY', 'default')}; load average at start "
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     with_dc = not args.no_detector_config
     images, boxes = synthetic_samples(max([args.train_batch] + list(args.infer_batches)))

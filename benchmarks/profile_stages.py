@@ -456,9 +456,13 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3, help="timed calls per stage per round (default 3)")
     parser.add_argument("--infer-batch", type=int, default=1)
     parser.add_argument("--train-batch", type=int, default=8, help="0 skips training")
+    parser.add_argument("--omp-passive", action="store_true", help="OMP_WAIT_POLICY=PASSIVE for torch "
+                        "(see bench_peer.py: on a loaded machine torch's spinning threads collapse)")
     parser.add_argument("--markdown", help="also write the tables to this file")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.omp_passive:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     import torch  # noqa: F401  (before TensorFlow: see bench_peer.main)
     import torchvision.models.detection  # noqa: F401
 
@@ -486,7 +490,8 @@ def main(argv=None):
                            fwd_o, fwd_p, ["TOTAL forward", "backward", "optimizer step", "TOTAL step"]))
         parts.append(table(f"Training, batch {args.train_batch}: forward + backward of a stage alone",
                            list(fb_o), fb_o, fb_p, []))
-    text = "\n\n".join(parts) + f"\n\n1-minute load average at start and after each side: {loads}\n"
+    text = "\n\n".join(parts) + (f"\n\n1-minute load average at start and after each side: {loads}; "
+                                  f"OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'default')}\n")
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text)
