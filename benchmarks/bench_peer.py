@@ -69,9 +69,10 @@ from pathlib import Path
 import numpy as np
 
 try:
-    import rsna_detector  # noqa: F401
+    import rsna_detector
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import rsna_detector
 
 IMAGE_SIZE = 256
 NUM_CLASSES = 2
@@ -416,7 +417,8 @@ def main(argv=None):
 
     set_threads(args.threads)
 
-    print(f"tensorflow {tf.__version__}, torch {torch.__version__}, torchvision {torchvision.__version__}; "
+    print(f"engine {Path(rsna_detector.__file__).parent}; "
+          f"tensorflow {tf.__version__}, torch {torch.__version__}, torchvision {torchvision.__version__}; "
           f"{os.cpu_count()} CPUs, threads {args.threads}, OMP_WAIT_POLICY "
           f"{os.environ.get('OMP_WAIT_POLICY', 'default')}; load average at start "
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
