@@ -8,7 +8,11 @@ torch/torchvision and runs this)::
 Both engines are measured **in one process, interleaved** (each repetition times
 every contestant once, in alternating order), so that load from other processes
 falls on both sides alike; ``os.getloadavg()`` is recorded with every figure.
-Ratios are the figures to quote; absolute times depend on the machine's load.
+Warm-up repetitions (tracing, first-call allocation) are excluded; the timed ones give the
+best and the median figure, each contestant's process CPU time too. Ratios are the figures to
+quote; absolute times depend on the machine's load. On a loaded machine torch's default
+spinning OpenMP threads collapse (several times slower, not in proportion to the load):
+``--omp-passive`` sets ``OMP_WAIT_POLICY=PASSIVE`` for such runs; on a quiet machine leave it off.
 
 Settings equalised (ours = ``DetectorConfig`` with the overrides below; the peer =
 ``torchvision.models.detection.MaskRCNN`` built as ``maskrcnn_resnet50_fpn`` builds it):
@@ -36,9 +40,9 @@ Settings equalised (ours = ``DetectorConfig`` with the overrides below; the peer
 Not equalisable (each engine's own design, stated, not changed): pre-NMS selection (ours:
 the best ``PRE_NMS_LIMIT = 6000`` anchors over all levels, then one NMS; torchvision: the
 best 1000 (inference) / 2000 (training) per level, then NMS per level); positive ROI
-fraction 0.33 (ours) vs 0.25 (torchvision); our mask head in training runs on the first
-``int(32 * 0.33) = 10`` ROIs of each image (positives come first), torchvision's on its
-positive ROIs; image normalisation (mean pixel vs ImageNet mean/std).
+fraction 0.33 (ours) vs 0.25 (torchvision); the training mask head runs on torchvision's
+positive ROIs, and (at the time of writing) on ours' first ``int(32 * 0.33) = 10`` ROI rows of
+each image (positives come first); image normalisation (mean pixel vs ImageNet mean/std).
 
 What is timed:
 
