@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 RSNA_DATA_DIR ?= $(abspath ../shared/rsna)
 export RSNA_DATA_DIR
 
-.PHONY: install test test-all demo benchmark clean
+.PHONY: install test test-all demo benchmark bench-peer clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -32,5 +32,19 @@ test-all: install
 demo: install
 	$(BIN)/rsna-detector demo --out demo_output $(if $(DATA),--data $(DATA))
 
+# Side-by-side speed against torchvision's Mask R-CNN (benchmarks/bench_peer.py). torch and
+# torchvision live in their own venv, never in the library's dependencies or in `make test`.
+PEER_VENV ?= .venv-peer
+PEER_ARGS ?=
+
+$(PEER_VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install --quiet --upgrade pip
+	$(PEER_VENV)/bin/pip install --quiet -e . torch==2.14.1 torchvision==0.29.1
+	touch $@
+
+bench-peer: $(PEER_VENV)/.installed
+	$(PEER_VENV)/bin/python benchmarks/bench_peer.py $(PEER_ARGS)
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(PEER_VENV) build *.egg-info
