@@ -29,8 +29,12 @@ test: install
 test-all: install
 	$(BIN)/python -m pytest -q -m "" tests
 
+# On a real download (DATA=...) the demo starts from COCO weights: WEIGHTS=coco (the default
+# here) fetches them when missing, checked by MD5; WEIGHTS=/path/to/file.h5 or WEIGHTS=none.
+WEIGHTS ?= coco
+
 demo: install
-	$(BIN)/rsna-detector demo --out demo_output $(if $(DATA),--data $(DATA))
+	$(BIN)/rsna-detector demo --out demo_output $(if $(DATA),--data $(DATA) --weights $(WEIGHTS))
 
 # Side-by-side speed against torchvision's Mask R-CNN (benchmarks/bench_peer.py). torch and
 # torchvision live in their own venv, never in the library's dependencies or in `make test`.
