@@ -222,6 +222,19 @@ def _check_iou(iou):
         raise EvaluationError(f"iou: expected 'box' or 'mask', got {iou!r}")
 
 
+def _masks(record):
+    """The record's (pred_masks, gt_masks), checked to be [H, W, count of boxes] each."""
+    masks = []
+    for name, count in (("pred_masks", len(record.pred_boxes)), ("gt_masks", len(record.gt_boxes))):
+        array = np.asarray(getattr(record, name))
+        if array.ndim != 3 or array.shape[-1] != count:
+            raise EvaluationError(f"image {record.patient_id or record.image_id}: iou='mask' needs {name} "
+                                  f"[H, W, {count}], got shape {array.shape} (use iou='box' for a detector "
+                                  "without masks)")
+        masks.append(array)
+    return masks
+
+
 def _image_ap(record, iou_threshold, iou):
     """One image's AP: :func:`negative_image_ap` without ground truth, else matterport's AP by ``iou``."""
     from .mrcnn import utils
@@ -231,8 +244,9 @@ def _image_ap(record, iou_threshold, iou):
         return float(ap)
     r = record
     if iou == "mask":
-        return float(utils.compute_ap(r.gt_boxes, r.gt_class_ids, r.gt_masks, r.pred_boxes, r.pred_class_ids,
-                                      r.pred_scores, r.pred_masks, iou_threshold=iou_threshold)[0])
+        pred_masks, gt_masks = _masks(r)
+        return float(utils.compute_ap(r.gt_boxes, r.gt_class_ids, gt_masks, r.pred_boxes, r.pred_class_ids,
+                                      r.pred_scores, pred_masks, iou_threshold=iou_threshold)[0])
     return float(utils.compute_ap_boxes(r.gt_boxes, r.gt_class_ids, r.pred_boxes, r.pred_class_ids, r.pred_scores,
                                         iou_threshold=iou_threshold)[0])
 
@@ -281,14 +295,6 @@ def compute_batch_ap(model, dataset, image_ids, config=None, iou_threshold=0.5, 
     return batch_ap(collect_detections(model, dataset, image_ids, config, verbose), iou_threshold)
 
 
-def _masks_of(record, name, count):
-    masks = np.asarray(getattr(record, name))
-    if masks.ndim != 3 or masks.shape[-1] != count:
-        raise EvaluationError(f"image {record.patient_id or record.image_id}: iou='mask' needs {name} [H, W, {count}], "
-                              f"got shape {masks.shape} (use iou='box' for a detector without masks)")
-    return masks
-
-
 def _ordered_overlaps(record, iou):
     """IoU [P, G] of the record's detections in descending confidence (ties in record order), and that order."""
     from .mrcnn.utils import compute_overlaps_masks
@@ -297,9 +303,9 @@ def _ordered_overlaps(record, iou):
     if iou == "box":
         return _box_overlaps(np.asarray(record.pred_boxes, np.float64)[order],
                              np.asarray(record.gt_boxes, np.float64)), order
-    pred_masks = _masks_of(record, "pred_masks", len(record.pred_boxes))[..., order]
-    gt_masks = _masks_of(record, "gt_masks", len(record.gt_boxes))
-    return np.nan_to_num(np.asarray(compute_overlaps_masks(pred_masks, gt_masks), np.float64), nan=0.0), order
+    pred_masks, gt_masks = _masks(record)
+    ious = compute_overlaps_masks(pred_masks[..., order], gt_masks)
+    return np.nan_to_num(np.asarray(ious, np.float64), nan=0.0), order
 
 
 def _matched_columns(record, iou_threshold, iou):
