@@ -176,7 +176,8 @@ def sweep_confidence_threshold(records, thresholds=DEFAULT_SWEEP):
 
     Parameters
     ----------
-    records : list of EvalRecord
+    records : list of evaluate.EvalRecord
+        (Anything with ``gt_boxes``, ``pred_scores`` and ``predictions_above``.)
     thresholds : sequence of float
         Candidate minimum confidences (default 0.50, 0.52, ..., 0.98).
 

@@ -75,6 +75,18 @@ def test_a_prediction_takes_the_unmatched_ground_truth_with_the_highest_iou():
     assert rsna_image_score(gts, [_strip(0, 10)], [0.9]) == pytest.approx(0.5)
 
 
+def test_equal_ious_are_resolved_in_the_matchers_order():
+    gts = [_strip(0, 10), _strip(2, 12)]
+    p_between = _strip(1, 11)  # IoU 9/11 with both ground truths
+    p_left = _strip(0, 9)      # IoU 9/10 with gt 1, 7/12 = 0.583 with gt 2
+    # the matcher tries equal IoUs in np.argsort(...)[::-1] order (matterport's): in practice the later
+    # ground truth first, so p_between takes gt 2 and p_left gt 1: TP 2 at every threshold -> 1.
+    # Earlier first, p_left would be left with gt 2: TP 2 up to t = 0.55, then TP 1 FP 1 FN 1 -> (4 + 4/3) / 8
+    later_first = np.argsort(np.full(2, 9 / 11))[::-1][0] == 1
+    expected = 1.0 if later_first else (4 + 4 / 3) / 8
+    assert rsna_image_score(gts, [p_between, p_left], [0.9, 0.8]) == pytest.approx(expected)
+
+
 def test_bad_shapes_are_refused():
     with pytest.raises(EvaluationError, match=r"pred_boxes: expected shape \[N, 4\]"):
         rsna_image_score(GT, [[0, 0, 10]], [0.9])
