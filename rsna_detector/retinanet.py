@@ -869,7 +869,22 @@ def _decoder_threshold(model):
 
 
 def detection_metrics(records, predictions, *, model_threshold=None):
-    """``evaluate.detection_metrics`` of ``predictions`` against ``records``' boxes, by box IoU (no masks)."""
+    """``evaluate.detection_metrics`` of ``predictions`` against ``records``' boxes, by box IoU (no masks).
+
+    Parameters
+    ----------
+    records : dict patient id -> PatientRecord
+        Ground truth; ``boxes`` [G, (y1, x1, y2, x2)] in original pixels.
+    predictions : list of ImagePrediction
+        Boxes in the same pixels (:func:`predict_retinanet`); each id must be in ``records``.
+    model_threshold : float, optional
+        Reported as ``model_threshold`` (NaN when None).
+
+    Returns
+    -------
+    dict
+        The Mask R-CNN's metrics dictionary, ``iou`` 'box' (see :func:`evaluate_retinanet`).
+    """
     from . import evaluate
 
     return evaluate.detection_metrics(_eval_records(records, predictions), "box", model_threshold=model_threshold)
