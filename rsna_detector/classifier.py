@@ -890,8 +890,9 @@ def classification_metrics(y_true, scores, *, threshold=0.5, out_dir=None):
         out_dir.mkdir(parents=True, exist_ok=True)
         metrics["figures"] = _save_curves(y_true, scores, metrics, out_dir)
         metrics["metrics_json"] = str(out_dir / "metrics.json")
-        serialisable = json.loads(json.dumps(metrics, default=float), parse_constant=lambda _: None)
-        Path(metrics["metrics_json"]).write_text(json.dumps(serialisable, indent=2))
+        from ._io import write_json
+
+        write_json(metrics["metrics_json"], metrics)
     return metrics
 
 

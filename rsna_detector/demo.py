@@ -7,9 +7,10 @@ Kaggle download with the full ``DetectorConfig`` and COCO initial weights.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
+
+from ._io import write_json
 
 __all__ = ["run_demo", "inference_model_from", "resolve_demo_weights"]
 
@@ -183,5 +184,5 @@ def run_demo(out_dir="demo_output", data_dir=None, *, n_train=400, n_test=40, ep
         "pictures": [str(p) for p in pictures],
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_json(out_dir / "summary.json", summary)
     return summary

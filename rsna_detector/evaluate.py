@@ -1,34 +1,60 @@
-"""Evaluation of the detector: mAP@0.5, mean matched IoU, the competition's metric, threshold sweep.
+"""Evaluation of a detector: mAP@0.5, mean matched IoU, the competition's metric, threshold sweep.
 
-Detections are collected once (:func:`collect_detections`, one ``EvalRecord`` per
-image: ground truth and prediction) and every metric is a function of those
-records, so the detector runs once per image whatever is measured.
+Both detectors (Mask R-CNN: :func:`evaluate_detector`; the RetinaNet baseline:
+``retinanet.evaluate_retinanet``) report the one dictionary of
+:func:`detection_metrics` and write it with :func:`write_detection_report`.
+Detections are collected once (one :class:`EvalRecord` per image: ground truth
+and prediction) and every metric is a function of those records, so the
+detector runs once per image whatever is measured. Every pairing of detections
+with ground truth goes through the engine's one matcher,
+``mrcnn.matching.greedy_match`` (the one behind ``utils.compute_matches``).
 
 Boxes are engine boxes ``(y1, x1, y2, x2)`` in pixels. Records hold them in the
 frame of the image the detector saw (``load_image_gt``'s resized image); IoU
 does not depend on the scale, so the scores equal those in original pixels.
 
-The competition metric (RSNA Pneumonia Detection Challenge)
------------------------------------------------------------
-For each image and each IoU threshold ``t`` in 0.40, 0.45, ..., 0.75, predictions
-are taken in descending confidence; each is a hit when its IoU with a
-not-yet-matched ground-truth box is strictly greater than ``t`` (it then takes
-the unmatched ground truth with the highest IoU); ``TP/(TP + FP + FN)`` is the
-image's precision at ``t``. The image scores the mean over thresholds, the data
-set the mean over images. Class ids are ignored (one class).
+Box or mask IoU
+---------------
+``iou='box'`` compares a detection's box with a ground-truth box
+(``utils.compute_overlaps``), ``iou='mask'`` its mask with the ground-truth
+mask (``utils.compute_overlaps_masks``, matterport's ``compute_ap``). It decides
+``map50``, ``map50_positive``, ``per_image_ap``, ``mean_iou`` and the
+precision-recall curve. The competition's score and the threshold sweep always
+use box IoU: the competition scores boxes. Both detectors report box IoU, so
+their ``map50`` compare: it is the AP of the boxes a submission carries. RSNA
+masks are filled boxes, so for ground truth the two agree up to pixel
+rounding; Mask R-CNN's predicted masks (the mask head's 28 x 28 output pasted
+into the box and thresholded) need not fill their boxes, so their mask IoU can
+be lower. :func:`compute_batch_ap` (the RSNA notebooks' number) keeps mask IoU.
+
+The competition's metric (:func:`rsna_score`, :func:`rsna_image_score`,
+:func:`rsna_score_records`, :func:`sweep_confidence_threshold`) lives in
+``rsna_detector.competition`` and is reachable from here.
 """
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from .competition import (
+    RSNA_IOU_THRESHOLDS,
+    EvaluationError,
+    _box_overlaps,
+    _matches,
+    _scores,
+    rsna_image_score,
+    rsna_score,
+    rsna_score_records,
+    sweep_confidence_threshold,
+)
+
 __all__ = [
     "RSNA_IOU_THRESHOLDS",
+    "IOU_KINDS",
     "EvaluationError",
     "EvalRecord",
     "rsna_image_score",
@@ -41,147 +67,19 @@ __all__ = [
     "precision_recall_curve",
     "rsna_score_records",
     "sweep_confidence_threshold",
+    "records_from_predictions",
+    "detection_metrics",
+    "write_detection_report",
     "evaluate_detector",
 ]
 
-RSNA_IOU_THRESHOLDS = (0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70, 0.75)
-DEFAULT_SWEEP = np.round(np.arange(0.5, 1.0, 0.02), 4)
+#: What ``iou=`` may say: compare boxes or masks.
+IOU_KINDS = ("box", "mask")
 
 
-class EvaluationError(ValueError):
-    """Inconsistent evaluation input (shapes, unknown ids)."""
-
-
-# --------------------------------------------------------------------------- matching
-def _boxes(boxes, name):
-    boxes = np.asarray(boxes, np.float64)
-    if boxes.size == 0:
-        return boxes.reshape(0, 4)
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise EvaluationError(f"{name}: expected shape [N, 4] (y1, x1, y2, x2), got {boxes.shape}")
-    return boxes
-
-
-def _scores(scores, count, name):
-    scores = np.asarray(scores, np.float64).reshape(-1)
-    if len(scores) != count:
-        raise EvaluationError(f"{name}: expected {count} scores (one per box), got {len(scores)}")
-    return scores
-
-
-def _iou(pred_boxes, gt_boxes):
-    """IoU matrix [n_pred, n_gt] (``utils.compute_overlaps``, the library's one box IoU)."""
-    from .mrcnn.utils import compute_overlaps
-
-    if len(pred_boxes) == 0 or len(gt_boxes) == 0:
-        return np.zeros((len(pred_boxes), len(gt_boxes)))
-    return np.asarray(compute_overlaps(pred_boxes, gt_boxes), np.float64)
-
-
-def _greedy_match(ious, threshold, strict):
-    """Match predictions (rows, already in descending confidence) to ground truths (columns).
-
-    Each prediction takes the unmatched ground truth with the highest IoU among
-    those above ``threshold`` (``>`` when ``strict``, else ``>=``); a ground
-    truth is matched at most once. Returns the matched column per row, -1 when none.
-    """
-    matches = np.full(ious.shape[0], -1, dtype=np.int64)
-    taken = np.zeros(ious.shape[1], dtype=bool)
-    for row, values in enumerate(ious):
-        eligible = (values > threshold if strict else values >= threshold) & ~taken
-        if eligible.any():
-            column = int(np.argmax(np.where(eligible, values, -np.inf)))
-            matches[row] = column
-            taken[column] = True
-    return matches
-
-
-def rsna_image_score(gt_boxes, pred_boxes, pred_scores, thresholds=RSNA_IOU_THRESHOLDS):
-    """The competition's score of one image.
-
-    Parameters
-    ----------
-    gt_boxes : array-like [G, (y1, x1, y2, x2)]
-    pred_boxes : array-like [P, (y1, x1, y2, x2)]
-        Same pixel frame as ``gt_boxes``.
-    pred_scores : array-like [P]
-        Confidences; they only set the matching order (descending, ties in input order).
-    thresholds : sequence of float
-        IoU thresholds; a hit needs IoU strictly greater than the threshold.
-
-    Returns
-    -------
-    float or None
-        Mean over thresholds of ``TP / (TP + FP + FN)``. An image without ground
-        truth scores 0 when it has any prediction, and None when it has none:
-        such an image is left out of the mean over images, which follows the
-        competition's note that an image with neither ground truth nor
-        predictions does not count. Ground truth without prediction scores 0.
-    """
-    gt = _boxes(gt_boxes, "gt_boxes")
-    pred = _boxes(pred_boxes, "pred_boxes")
-    scores = _scores(pred_scores, len(pred), "pred_scores")
-    if len(gt) == 0:
-        return None if len(pred) == 0 else 0.0
-    if len(pred) == 0:
-        return 0.0
-    ious = _iou(pred[np.argsort(-scores, kind="stable")], gt)
-    precisions = []
-    for threshold in thresholds:
-        tp = int((_greedy_match(ious, threshold, strict=True) >= 0).sum())
-        precisions.append(tp / (len(pred) + len(gt) - tp))  # TP + FP + FN = P + G - TP
-    return float(np.mean(precisions))
-
-
-def _mean_of_defined(values):
-    defined = [v for v in values if v is not None]
-    return float(np.mean(defined)) if defined else float("nan")
-
-
-def _as_boxes_and_scores(prediction, image_id):
-    if hasattr(prediction, "boxes") and hasattr(prediction, "scores"):
-        return prediction.boxes, prediction.scores
-    try:
-        boxes, scores = prediction
-    except (TypeError, ValueError):
-        raise EvaluationError(f"prediction for {image_id!r}: expected an ImagePrediction or (boxes, scores), "
-                              f"got {type(prediction).__name__}") from None
-    return boxes, scores
-
-
-def rsna_score(ground_truth, predictions, thresholds=RSNA_IOU_THRESHOLDS):
-    """The competition's score of a data set.
-
-    Parameters
-    ----------
-    ground_truth : dict id -> array [G, (y1, x1, y2, x2)]
-        Every evaluated image, with an empty array for a negative image.
-    predictions : dict id -> ImagePrediction or (boxes [P, 4], scores [P])
-        Boxes in the same pixel frame as the ground truth; an id of the ground
-        truth without an entry has no prediction.
-    thresholds : sequence of float
-
-    Returns
-    -------
-    float
-        Mean of :func:`rsna_image_score` over the images whose score is
-        defined (images with neither ground truth nor prediction are left
-        out); NaN when no image counts.
-
-    Raises
-    ------
-    EvaluationError
-        A prediction for an id that is not in ``ground_truth`` (the first ids are named).
-    """
-    unknown = [key for key in predictions if key not in ground_truth]
-    if unknown:
-        raise EvaluationError(f"{len(unknown)} predicted id(s) are not in the ground truth: "
-                              f"{', '.join(map(str, unknown[:5]))}")
-    scores = []
-    for key, gt_boxes in ground_truth.items():
-        boxes, confidences = ((), ()) if key not in predictions else _as_boxes_and_scores(predictions[key], key)
-        scores.append(rsna_image_score(gt_boxes, boxes, confidences, thresholds))
-    return _mean_of_defined(scores)
+def _mean_of_finite(values):
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 # --------------------------------------------------------------------------- detections
@@ -319,39 +217,68 @@ def negative_image_ap(gt_boxes, pred_boxes):
     return 0.0 if np.any(np.asarray(pred_boxes).reshape(-1, 4) != 0) else 1.0
 
 
-def batch_ap(records, iou_threshold=0.5):
+def _check_iou(iou):
+    if iou not in IOU_KINDS:
+        raise EvaluationError(f"iou: expected 'box' or 'mask', got {iou!r}")
+
+
+def _masks(record):
+    """The record's (pred_masks, gt_masks), checked to be [H, W, count of boxes] each."""
+    masks = []
+    for name, count in (("pred_masks", len(record.pred_boxes)), ("gt_masks", len(record.gt_boxes))):
+        array = np.asarray(getattr(record, name))
+        if array.ndim != 3 or array.shape[-1] != count:
+            raise EvaluationError(f"image {record.patient_id or record.image_id}: iou='mask' needs {name} "
+                                  f"[H, W, {count}], got shape {array.shape} (use iou='box' for a detector "
+                                  "without masks)")
+        masks.append(array)
+    return masks
+
+
+def _image_ap(record, iou_threshold, iou):
+    """One image's AP: :func:`negative_image_ap` without ground truth, else matterport's AP by ``iou``."""
+    from .mrcnn import utils
+
+    ap = negative_image_ap(record.gt_boxes, record.pred_boxes)
+    if ap is not None:
+        return float(ap)
+    r = record
+    if iou == "mask":
+        pred_masks, gt_masks = _masks(r)
+        return float(utils.compute_ap(r.gt_boxes, r.gt_class_ids, gt_masks, r.pred_boxes, r.pred_class_ids,
+                                      r.pred_scores, pred_masks, iou_threshold=iou_threshold)[0])
+    return float(utils.compute_ap_boxes(r.gt_boxes, r.gt_class_ids, r.pred_boxes, r.pred_class_ids, r.pred_scores,
+                                        iou_threshold=iou_threshold)[0])
+
+
+def batch_ap(records, iou_threshold=0.5, *, iou="mask"):
     """Per-image average precision and its mean.
 
     Parameters
     ----------
     records : list of EvalRecord
     iou_threshold : float
+    iou : {'mask', 'box'}
+        'mask': ``utils.compute_ap`` (mask IoU, as :func:`compute_batch_ap` and
+        the RSNA notebooks); 'box': ``utils.compute_ap_boxes`` (box IoU, what
+        :func:`detection_metrics` reports for both detectors).
 
     Returns
     -------
     (float, list of float)
-        The mean over the images, and every image's AP in record order:
-        ``utils.compute_ap`` (mask IoU) for an image with ground truth, and for
-        one without, :func:`negative_image_ap`: 1.0 without detections, 0.0
-        with some (where matterport's ``compute_ap`` gives 0.0 and NaN).
+        The mean over the images, and every image's AP in record order: the AP
+        by ``iou`` for an image with ground truth, and for one without,
+        :func:`negative_image_ap`: 1.0 without detections, 0.0 with some
+        (where matterport's ``compute_ap`` gives 0.0 and NaN).
         An image whose AP is not finite is left out of the mean (NaN when none is finite).
     """
-    from .mrcnn import utils
-
-    aps = []
-    for r in records:
-        ap = negative_image_ap(r.gt_boxes, r.pred_boxes)
-        if ap is None:
-            ap = utils.compute_ap(
-                r.gt_boxes, r.gt_class_ids, r.gt_masks, r.pred_boxes, r.pred_class_ids, r.pred_scores,
-                r.pred_masks, iou_threshold=iou_threshold)[0]
-        aps.append(float(ap))
-    finite = [ap for ap in aps if np.isfinite(ap)]
-    return (float(np.mean(finite)) if finite else float("nan")), aps
+    _check_iou(iou)
+    aps = [_image_ap(r, iou_threshold, iou) for r in records]
+    return _mean_of_finite(aps), aps
 
 
 def compute_batch_ap(model, dataset, image_ids, config=None, iou_threshold=0.5, verbose=False):
-    """mAP over images as the RSNA notebooks define it.
+    """mAP over images as the RSNA notebooks define it (mask IoU).
 
     For each id: ``load_image_gt(dataset, config, id)``, ``model.detect([image])[0]``,
     ``utils.compute_ap(gt_boxes, gt_class_ids, gt_masks, rois, class_ids, scores,
@@ -368,19 +295,38 @@ def compute_batch_ap(model, dataset, image_ids, config=None, iou_threshold=0.5, 
     return batch_ap(collect_detections(model, dataset, image_ids, config, verbose), iou_threshold)
 
 
-def _class_aware_iou(record, boxes, scores):
-    """IoU [P, G] of the detections in descending confidence, -1 where the classes differ."""
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    ious = _iou(np.asarray(boxes, np.float64)[order], np.asarray(record.gt_boxes, np.float64))
-    same_class = record.pred_class_ids[order][:, None] == record.gt_class_ids[None, :]
-    return np.where(same_class, ious, -1.0), order
+def _ordered_overlaps(record, iou):
+    """IoU [P, G] of the record's detections in descending confidence (ties in record order), and that order."""
+    from .mrcnn.utils import compute_overlaps_masks
+
+    order = np.argsort(-np.asarray(record.pred_scores), kind="stable")
+    if iou == "box":
+        return _box_overlaps(np.asarray(record.pred_boxes, np.float64)[order],
+                             np.asarray(record.gt_boxes, np.float64)), order
+    pred_masks, gt_masks = _masks(record)
+    ious = compute_overlaps_masks(pred_masks[..., order], gt_masks)
+    return np.nan_to_num(np.asarray(ious, np.float64), nan=0.0), order
 
 
-def mean_matched_iou(records, iou_threshold=0.5):
+def _matched_columns(record, iou_threshold, iou):
+    """IoUs [P, G], the ground truth matched to each detection (-1 none) and the detections' order.
+
+    Matching: descending confidence, each detection to the unmatched ground
+    truth of its class with the highest IoU ``>= iou_threshold``.
+    """
+    _check_iou(iou)
+    ious, order = _ordered_overlaps(record, iou)
+    columns = _matches(ious, iou_threshold, strict=False, gt_class_ids=np.asarray(record.gt_class_ids),
+                       pred_class_ids=np.asarray(record.pred_class_ids)[order])
+    return ious, columns, order
+
+
+def mean_matched_iou(records, iou_threshold=0.5, *, iou="box"):
     """Mean IoU of the matched (true-positive) detections, pooled over images.
 
     Detections are matched per image in descending confidence, each to the
-    unmatched ground truth of its class with the highest IoU ``>= iou_threshold``.
+    unmatched ground truth of its class with the highest IoU ``>= iou_threshold``;
+    ``iou`` ('box' or 'mask') says which IoU.
 
     Returns
     -------
@@ -389,18 +335,16 @@ def mean_matched_iou(records, iou_threshold=0.5):
     """
     matched = []
     for record in records:
-        ious, _ = _class_aware_iou(record, record.pred_boxes, record.pred_scores)
-        for row, column in enumerate(_greedy_match(ious, iou_threshold, strict=False)):
-            if column >= 0:
-                matched.append(ious[row, column])
+        ious, columns, _ = _matched_columns(record, iou_threshold, iou)
+        matched += [ious[row, column] for row, column in enumerate(columns) if column >= 0]
     return float(np.mean(matched)) if matched else float("nan")
 
 
-def precision_recall_curve(records, iou_threshold=0.5):
+def precision_recall_curve(records, iou_threshold=0.5, *, iou="box"):
     """Precision and recall pooled over images, detection by detection in descending confidence.
 
     A detection is a true positive when it matches a ground truth of its image
-    (per-image greedy matching, IoU ``>= iou_threshold``).
+    (per-image greedy matching, ``iou`` IoU ``>= iou_threshold``).
 
     Returns
     -------
@@ -410,9 +354,9 @@ def precision_recall_curve(records, iou_threshold=0.5):
     """
     scores, hits, total_gt = [], [], 0
     for record in records:
-        ious, order = _class_aware_iou(record, record.pred_boxes, record.pred_scores)
-        hits.append(_greedy_match(ious, iou_threshold, strict=False) >= 0)
-        scores.append(record.pred_scores[order])
+        _, columns, order = _matched_columns(record, iou_threshold, iou)
+        hits.append(columns >= 0)
+        scores.append(np.asarray(record.pred_scores)[order])
         total_gt += len(record.gt_boxes)
     scores = np.concatenate(scores) if scores else np.zeros(0)
     hits = np.concatenate(hits) if hits else np.zeros(0, bool)
@@ -423,50 +367,42 @@ def precision_recall_curve(records, iou_threshold=0.5):
     return precisions.astype(np.float64), recalls.astype(np.float64), scores[order].astype(np.float64)
 
 
-def rsna_score_records(records, min_confidence=None, thresholds=RSNA_IOU_THRESHOLDS):
-    """The competition's score over records, keeping detections scoring ``>= min_confidence``.
-
-    Returns
-    -------
-    float
-        See :func:`rsna_score` (images with neither ground truth nor a kept
-        detection are left out; NaN when no image counts).
-    """
-    return _mean_of_defined(
-        rsna_image_score(r.gt_boxes, *r.predictions_above(min_confidence), thresholds) for r in records)
-
-
-def sweep_confidence_threshold(records, thresholds=DEFAULT_SWEEP):
-    """The confidence threshold that maximises the competition's score.
+# --------------------------------------------------------------------------- the one metrics dictionary
+def records_from_predictions(ground_truth, predictions):
+    """Records of box-only detections (no masks, one class), for :func:`detection_metrics` with ``iou='box'``.
 
     Parameters
     ----------
-    records : list of EvalRecord
-    thresholds : sequence of float
-        Candidate minimum confidences (default 0.50, 0.52, ..., 0.98).
+    ground_truth : mapping id -> array [G, (y1, x1, y2, x2)]
+        Boxes in the predictions' pixel frame; an empty array for a negative image.
+    predictions : sequence of ImagePrediction
+        ``patient_id``, ``boxes`` [P, (y1, x1, y2, x2)], ``scores`` [P].
 
     Returns
     -------
-    best_threshold : float
-        The lowest candidate reaching the best score.
-    best_score : float
-    table : list of dict
-        ``{"threshold", "rsna_score", "boxes"}`` per candidate, ``boxes`` the
-        number of detections kept.
+    list of EvalRecord
+        In ``predictions`` order; ``image_id`` is the position, masks are empty ``[0, 0, 0]``.
+
+    Raises
+    ------
+    EvaluationError
+        A prediction whose id has no ground truth (the id is named).
     """
-    table = []
-    for threshold in thresholds:
-        threshold = round(float(threshold), 6)
-        kept = sum(int((r.pred_scores >= threshold).sum()) for r in records)
-        table.append({"threshold": threshold, "rsna_score": rsna_score_records(records, threshold), "boxes": kept})
-    defined = [row for row in table if np.isfinite(row["rsna_score"])]
-    if not defined:
-        return float("nan"), float("nan"), table
-    best = max(defined, key=lambda row: row["rsna_score"])  # max keeps the first (lowest) on ties
-    return best["threshold"], best["rsna_score"], table
+    no_masks = np.zeros((0, 0, 0), bool)
+    records = []
+    for index, prediction in enumerate(predictions):
+        if prediction.patient_id not in ground_truth:
+            raise EvaluationError(f"prediction for {prediction.patient_id!r}: that id has no ground truth")
+        gt = np.asarray(ground_truth[prediction.patient_id], np.float32).reshape(-1, 4)
+        boxes = np.asarray(prediction.boxes, np.float32).reshape(-1, 4)
+        records.append(EvalRecord(
+            image_id=index, patient_id=prediction.patient_id, gt_boxes=gt, gt_class_ids=np.ones(len(gt), np.int32),
+            gt_masks=no_masks, pred_boxes=boxes, pred_class_ids=np.ones(len(boxes), np.int32),
+            pred_scores=_scores(prediction.scores, len(boxes), f"{prediction.patient_id}: scores").astype(np.float32),
+            pred_masks=no_masks))
+    return records
 
 
-# --------------------------------------------------------------------------- the report
 def _counts(records):
     return {
         "images": len(records),
@@ -477,13 +413,60 @@ def _counts(records):
     }
 
 
-def _save_precision_recall(records, map50, path):
+def detection_metrics(records, iou, *, model_threshold=None):
+    """The metrics every detector reports, from its records.
+
+    Parameters
+    ----------
+    records : list of EvalRecord
+        One per evaluated image (:func:`collect_detections`, :func:`records_from_predictions`).
+    iou : {'box', 'mask'}
+        How a detection is compared with a ground truth for ``map50``,
+        ``map50_positive``, ``per_image_ap`` (``utils.compute_ap_boxes`` or
+        ``utils.compute_ap``) and ``mean_iou``; the competition's score and the
+        sweep use box IoU whatever this says. Both detectors pass 'box' (see
+        the module docstring); 'mask' needs the records' masks.
+    model_threshold : float, optional
+        The detector's own minimum confidence, reported as it is (NaN when None).
+
+    Returns
+    -------
+    dict
+        ``iou``; ``map50`` (mean per-image AP at IoU 0.5 over all images;
+        :func:`negative_image_ap` decides the images without ground truth: one
+        without detections scores 1, one with detections 0);
+        ``map50_positive`` (the same mean over images with ground truth only);
+        ``mean_iou`` (matched detections, IoU >= 0.5); ``model_threshold``;
+        ``rsna_score`` (all detections); ``best_threshold`` and
+        ``best_rsna_score`` (:func:`sweep_confidence_threshold`); ``counts``;
+        ``per_image_ap``; ``sweep`` (table). Undefined values (no image counts) are NaN.
+    """
+    _check_iou(iou)
+    map50, per_image_ap = batch_ap(records, 0.5, iou=iou)
+    best_threshold, best_score, table = sweep_confidence_threshold(records)
+    return {
+        "iou": iou,
+        "map50": map50,
+        "map50_positive": _mean_of_finite([ap for r, ap in zip(records, per_image_ap) if len(r.gt_boxes)]),
+        "mean_iou": mean_matched_iou(records, 0.5, iou=iou),
+        "model_threshold": float("nan") if model_threshold is None else float(model_threshold),
+        "rsna_score": rsna_score_records(records),
+        "best_threshold": best_threshold,
+        "best_rsna_score": best_score,
+        "counts": _counts(records),
+        "per_image_ap": per_image_ap,
+        "sweep": table,
+    }
+
+
+# --------------------------------------------------------------------------- the report
+def _save_precision_recall(records, metrics, path):
     import matplotlib.pyplot as plt
 
     from .mrcnn import visualize
 
-    precisions, recalls, _ = precision_recall_curve(records)
-    figure = visualize.plot_precision_recall(map50, precisions, recalls)
+    precisions, recalls, _ = precision_recall_curve(records, iou=metrics["iou"])
+    figure = visualize.plot_precision_recall(metrics["map50"], precisions, recalls)
     figure = figure if hasattr(figure, "savefig") else plt.gcf()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -506,8 +489,40 @@ def _save_threshold_sweep(table, best_threshold, path):
     plt.close(figure)
 
 
-def evaluate_detector(model, dataset, image_ids, config=None, out_dir=None, verbose=False):
-    """All the evaluation from one detection pass.
+def write_detection_report(records, metrics, out_dir):
+    """Write ``precision_recall.png``, ``threshold_sweep.png`` and ``metrics.json`` into ``out_dir``.
+
+    Parameters
+    ----------
+    records : list of EvalRecord
+    metrics : dict
+        :func:`detection_metrics`' dict of those records; ``figures`` (name ->
+        path) and ``metrics_json`` are added to it before it is written.
+    out_dir : str or Path
+        Created if needed.
+
+    Returns
+    -------
+    dict
+        ``metrics``. The JSON file is written atomically (``_io.write_json``);
+        NaN values are null there.
+    """
+    from ._io import write_json
+    from ._paths import path_in_folder
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = {name: path_in_folder(out_dir, name, ".png") for name in ("precision_recall", "threshold_sweep")}
+    _save_precision_recall(records, metrics, figures["precision_recall"])
+    _save_threshold_sweep(metrics["sweep"], metrics["best_threshold"], figures["threshold_sweep"])
+    metrics["figures"] = {name: str(path) for name, path in figures.items()}
+    metrics["metrics_json"] = str(path_in_folder(out_dir, "metrics.json"))
+    write_json(metrics["metrics_json"], metrics)
+    return metrics
+
+
+def evaluate_detector(model, dataset, image_ids, config=None, out_dir=None, verbose=False, *, iou="box"):
+    """All the evaluation of a Mask R-CNN from one detection pass.
 
     Parameters
     ----------
@@ -518,53 +533,22 @@ def evaluate_detector(model, dataset, image_ids, config=None, out_dir=None, verb
         Default ``model.config``.
     out_dir : str or Path, optional
         When given: ``metrics.json``, ``precision_recall.png`` and
-        ``threshold_sweep.png`` are written there.
+        ``threshold_sweep.png`` are written there (:func:`write_detection_report`).
     verbose : bool
         Progress bar while detecting.
+    iou : {'box', 'mask'}
+        Box IoU (default: the boxes a submission carries, as the RetinaNet is
+        evaluated) or mask IoU (the RSNA notebooks' ``compute_ap``) for
+        ``map50`` and ``mean_iou``; see :func:`detection_metrics`.
 
     Returns
     -------
     dict
-        ``map50`` (mean per-image AP at IoU 0.5 over all images, as RSNA
-        notebooks compute it; :func:`negative_image_ap` decides the images
-        without ground truth: one without detections scores 1, one with
-        detections 0),
-        ``map50_positive`` (the same mean over images with ground truth only), ``per_image_ap``,
-        ``mean_iou`` (matched detections, IoU >= 0.5), ``model_threshold``
-        (DETECTION_MIN_CONFIDENCE), ``rsna_score`` (at the model's threshold,
-        i.e. all detections), ``best_threshold``, ``best_rsna_score``,
-        ``sweep`` (table), ``counts``; with ``out_dir`` also ``metrics_json``
-        and ``figures`` (name -> path). Undefined values (no image counts) are NaN
-        in the dict and null in the JSON file.
+        :func:`detection_metrics`' dict, ``model_threshold`` being the model's
+        ``DETECTION_MIN_CONFIDENCE``; with ``out_dir`` also ``metrics_json``
+        and ``figures`` (name -> path).
     """
     records = collect_detections(model, dataset, image_ids, config, verbose)
-    map50, per_image_ap = batch_ap(records, 0.5)
-    best_threshold, best_score, table = sweep_confidence_threshold(records)
-    positive_aps = [ap for r, ap in zip(records, per_image_ap) if len(r.gt_boxes) and np.isfinite(ap)]
-    metrics = {
-        "map50": map50,
-        "map50_positive": float(np.mean(positive_aps)) if positive_aps else float("nan"),
-        "mean_iou": mean_matched_iou(records, 0.5),
-        "model_threshold": float(getattr(model.config, "DETECTION_MIN_CONFIDENCE", float("nan"))),
-        "rsna_score": rsna_score_records(records),
-        "best_threshold": best_threshold,
-        "best_rsna_score": best_score,
-        "counts": _counts(records),
-        "per_image_ap": per_image_ap,
-        "sweep": table,
-    }
-    if out_dir is not None:
-        from ._paths import path_in_folder
-
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        figures = {name: path_in_folder(out_dir, name, ".png") for name in ("precision_recall", "threshold_sweep")}
-        _save_precision_recall(records, map50, figures["precision_recall"])
-        _save_threshold_sweep(table, best_threshold, figures["threshold_sweep"])
-        metrics["figures"] = {name: str(path) for name, path in figures.items()}
-        metrics["metrics_json"] = str(path_in_folder(out_dir, "metrics.json"))
-        # NaN (undefined) -> null: the NaN token json writes is not valid JSON
-        serialisable = json.loads(json.dumps(metrics, default=float), parse_constant=lambda _: None)
-        Path(metrics["metrics_json"]).write_text(json.dumps(serialisable, indent=2))
-    return metrics
-
+    metrics = detection_metrics(records, iou,
+                                model_threshold=getattr(model.config, "DETECTION_MIN_CONFIDENCE", None))
+    return metrics if out_dir is None else write_detection_report(records, metrics, out_dir)

@@ -51,10 +51,9 @@ row per box, pixels of the original image, ``x2``/``y2`` exclusive as the
 engine's boxes), a negative image as ``path,,,,,``, and the classes CSV
 ``Pneumonia,0``.
 
-Evaluation goes through the Mask R-CNN's own functions
-(``mrcnn.utils.compute_ap_boxes``, ``evaluate.rsna_score_records``,
-``evaluate.sweep_confidence_threshold``, ``evaluate.mean_matched_iou``) and
-submissions through ``submission.write_submission``.
+Evaluation is the Mask R-CNN's: ``evaluate.detection_metrics`` by box IoU and
+``evaluate.write_detection_report``; submissions go through
+``submission.write_submission``.
 """
 from __future__ import annotations
 
@@ -858,57 +857,37 @@ def predict_retinanet(model, paths, *, batch_size=8, min_confidence=None):
 
 
 def _eval_records(records, predictions):
-    """``evaluate.EvalRecord`` s of ground truth and detections (one class, no masks), original pixels."""
-    from .evaluate import EvalRecord
+    """``evaluate.EvalRecord`` s of the ground truth and detections (one class, no masks), original pixels."""
+    from .evaluate import records_from_predictions
 
-    empty_masks = np.zeros((0, 0, 0), bool)
-    result = []
-    for index, prediction in enumerate(predictions):
-        gt = np.asarray(records[prediction.patient_id].boxes, np.float32).reshape(-1, 4)
-        result.append(EvalRecord(
-            image_id=index, patient_id=prediction.patient_id, gt_boxes=gt, gt_class_ids=np.ones(len(gt), np.int32),
-            gt_masks=empty_masks, pred_boxes=prediction.boxes, pred_class_ids=np.ones(len(prediction.boxes), np.int32),
-            pred_scores=prediction.scores, pred_masks=empty_masks))
-    return result
+    return records_from_predictions({p.patient_id: records[p.patient_id].boxes for p in predictions}, predictions)
 
 
-def _box_ap(record, iou_threshold=0.5):
-    from .evaluate import negative_image_ap
-    from .mrcnn.utils import compute_ap_boxes
-
-    negative = negative_image_ap(record.gt_boxes, record.pred_boxes)  # the batch_ap convention
-    if negative is not None:
-        return negative
-    return float(compute_ap_boxes(record.gt_boxes, record.gt_class_ids, record.pred_boxes, record.pred_class_ids,
-                                  record.pred_scores, iou_threshold)[0])
+def _decoder_threshold(model):
+    """The minimum confidence of the model's NMS decoder, None when it has none."""
+    return getattr(getattr(model, "prediction_decoder", None), "confidence_threshold", None)
 
 
-def _mean(values):
-    values = [v for v in values if np.isfinite(v)]
-    return float(np.mean(values)) if values else float("nan")
+def detection_metrics(records, predictions, *, model_threshold=None):
+    """``evaluate.detection_metrics`` of ``predictions`` against ``records``' boxes, by box IoU (no masks).
 
+    Parameters
+    ----------
+    records : dict patient id -> PatientRecord
+        Ground truth; ``boxes`` [G, (y1, x1, y2, x2)] in original pixels.
+    predictions : list of ImagePrediction
+        Boxes in the same pixels (:func:`predict_retinanet`); each id must be in ``records``.
+    model_threshold : float, optional
+        Reported as ``model_threshold`` (NaN when None).
 
-def detection_metrics(records, predictions):
-    """The Mask R-CNN's evaluation of a list of predictions (see :func:`evaluate_retinanet`)."""
-    from .evaluate import mean_matched_iou, rsna_score_records, sweep_confidence_threshold
+    Returns
+    -------
+    dict
+        The Mask R-CNN's metrics dictionary, ``iou`` 'box' (see :func:`evaluate_retinanet`).
+    """
+    from . import evaluate
 
-    eval_records = _eval_records(records, predictions)
-    per_image_ap = [_box_ap(r) for r in eval_records]
-    best_threshold, best_score, table = sweep_confidence_threshold(eval_records)
-    return {
-        "map50": _mean(per_image_ap),
-        "map50_positive": _mean([ap for ap, r in zip(per_image_ap, eval_records) if len(r.gt_boxes)]),
-        "mean_iou": mean_matched_iou(eval_records, 0.5),
-        "rsna_score": rsna_score_records(eval_records),
-        "best_threshold": best_threshold,
-        "best_rsna_score": best_score,
-        "counts": {"images": len(eval_records),
-                   "positive_images": sum(1 for r in eval_records if len(r.gt_boxes)),
-                   "gt_boxes": int(sum(len(r.gt_boxes) for r in eval_records)),
-                   "pred_boxes": int(sum(len(r.pred_boxes) for r in eval_records))},
-        "per_image_ap": per_image_ap,
-        "sweep": table,
-    }
+    return evaluate.detection_metrics(_eval_records(records, predictions), "box", model_threshold=model_threshold)
 
 
 def evaluate_retinanet(model, data, image_dir=None, *, split="validation", val_fraction=0.1, seed=42, batch_size=8,
@@ -927,22 +906,25 @@ def evaluate_retinanet(model, data, image_dir=None, *, split="validation", val_f
     seed : int
     batch_size : int
     out_dir : path, optional
-        ``metrics.json`` written there.
+        ``metrics.json``, ``precision_recall.png`` and ``threshold_sweep.png``
+        written there (``evaluate.write_detection_report``, as for the Mask R-CNN).
     submission : path, optional
         The evaluated images' predictions written as a Kaggle CSV (``write_submission``).
 
     Returns
     -------
     dict
-        ``map50``: mean over images of ``compute_ap_boxes`` at IoU 0.5 (the
-        Mask R-CNN's ``batch_ap`` convention: an image with neither ground truth
-        nor detection counts 1, detections without ground truth 0);
-        ``map50_positive``: the same over images with ground truth; ``mean_iou``;
-        ``rsna_score`` (all detections); ``best_threshold``/``best_rsna_score``
-        (``sweep_confidence_threshold``); ``counts``; ``per_image_ap``;
-        ``sweep``; ``predictions`` (list of ImagePrediction); with ``out_dir``
-        ``metrics_json``.
+        ``evaluate.detection_metrics``' dict by box IoU (``iou`` 'box': a
+        RetinaNet has no masks; the Mask R-CNN reports box IoU too, so the
+        numbers compare): ``map50`` (mean over images of ``compute_ap_boxes``
+        at IoU 0.5; an image with neither ground truth nor detection counts 1,
+        detections without ground truth 0), ``map50_positive``, ``mean_iou``,
+        ``model_threshold`` (the NMS decoder's minimum confidence),
+        ``rsna_score``, ``best_threshold``/``best_rsna_score``, ``counts``,
+        ``per_image_ap``, ``sweep``; plus ``predictions`` (list of
+        ImagePrediction); with ``out_dir`` ``metrics_json`` and ``figures``.
     """
+    from . import evaluate
     from .submission import write_submission
 
     records, paths = _records_and_paths(data, image_dir)
@@ -955,13 +937,10 @@ def evaluate_retinanet(model, data, image_dir=None, *, split="validation", val_f
     if not ids:
         raise RetinaNetError("no image to evaluate (empty validation split)")
     predictions = predict_retinanet(model, [paths[i] for i in ids], batch_size=batch_size)
-    metrics = detection_metrics(records, predictions)
+    eval_records = _eval_records(records, predictions)
+    metrics = evaluate.detection_metrics(eval_records, "box", model_threshold=_decoder_threshold(model))
     if out_dir is not None:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        metrics["metrics_json"] = str(out_dir / "metrics.json")
-        serialisable = json.loads(json.dumps(metrics, default=float), parse_constant=lambda _: None)
-        Path(metrics["metrics_json"]).write_text(json.dumps(serialisable, indent=2))
+        evaluate.write_detection_report(eval_records, metrics, out_dir)
     if submission is not None:
         metrics["submission"] = str(write_submission(predictions, submission))
     metrics["predictions"] = predictions

@@ -12,13 +12,16 @@ from rsna_detector.evaluate import (
     batch_ap,
     collect_detections,
     compute_batch_ap,
+    detection_metrics,
     evaluate_detector,
     mean_matched_iou,
     precision_recall_curve,
+    records_from_predictions,
     rsna_image_score,
     rsna_score,
     rsna_score_records,
     sweep_confidence_threshold,
+    write_detection_report,
 )
 from rsna_detector.submission import ImagePrediction
 
@@ -70,6 +73,18 @@ def test_a_prediction_takes_the_unmatched_ground_truth_with_the_highest_iou():
     # the single prediction overlaps both; it must match gt 2 (IoU 1.0), so both
     # precisions are TP 1 / (1 + 0 + 1) = 0.5 at every threshold
     assert rsna_image_score(gts, [_strip(0, 10)], [0.9]) == pytest.approx(0.5)
+
+
+def test_equal_ious_are_resolved_in_the_matchers_order():
+    gts = [_strip(0, 10), _strip(2, 12)]
+    p_between = _strip(1, 11)  # IoU 9/11 with both ground truths
+    p_left = _strip(0, 9)      # IoU 9/10 with gt 1, 7/12 = 0.583 with gt 2
+    # the matcher tries equal IoUs in np.argsort(...)[::-1] order (matterport's): in practice the later
+    # ground truth first, so p_between takes gt 2 and p_left gt 1: TP 2 at every threshold -> 1.
+    # Earlier first, p_left would be left with gt 2: TP 2 up to t = 0.55, then TP 1 FP 1 FN 1 -> (4 + 4/3) / 8
+    later_first = np.argsort(np.full(2, 9 / 11))[::-1][0] == 1
+    expected = 1.0 if later_first else (4 + 4 / 3) / 8
+    assert rsna_image_score(gts, [p_between, p_left], [0.9, 0.8]) == pytest.approx(expected)
 
 
 def test_bad_shapes_are_refused():
@@ -307,3 +322,93 @@ def test_negative_images_are_the_rsna_layers_decision_not_compute_aps():
         ap = utils.compute_ap(record.gt_boxes, record.gt_class_ids, record.gt_masks, record.pred_boxes,
                               record.pred_class_ids, record.pred_scores, record.pred_masks)[0]
         np.testing.assert_equal(ap, expected)
+
+
+# --------------------------------------------------------------------------- the one metrics dictionary
+def _filled(boxes, size=20):
+    return _box_masks(np.asarray(boxes, np.int32).reshape(-1, 4), size)
+
+
+def _masked_record(gt_boxes, pred_boxes, scores, pred_masks=None):
+    """A record whose masks are filled boxes (the predictions' may be given)."""
+    record = _record(gt_boxes, pred_boxes, scores)
+    record.gt_masks = _filled(gt_boxes)
+    record.pred_masks = _filled(pred_boxes) if pred_masks is None else pred_masks
+    return record
+
+
+def test_detection_metrics_box_or_mask_iou():
+    # both detections are the ground-truth box; their masks cover 6 and 4 of its 10 columns:
+    # box IoU 1 and 1, mask IoU 60/100 and 40/100
+    records = [_masked_record(GT, GT, [0.9], pred_masks=_filled([[0, 0, 10, 6]])),
+               _masked_record(GT, GT, [0.9], pred_masks=_filled([[0, 0, 10, 4]]))]
+    by_box, by_mask = detection_metrics(records, "box"), detection_metrics(records, "mask")
+    assert by_box["iou"] == "box" and by_mask["iou"] == "mask"
+    assert by_box["per_image_ap"] == [1.0, 1.0] and by_box["map50"] == 1.0 and by_box["mean_iou"] == 1.0
+    assert by_mask["per_image_ap"] == [1.0, 0.0] and by_mask["map50"] == 0.5
+    assert by_mask["mean_iou"] == pytest.approx(0.6)  # only the 0.6 detection reaches 0.5
+    # the competition scores boxes whatever iou says
+    assert by_box["rsna_score"] == by_mask["rsna_score"] == 1.0
+    assert by_box["sweep"] == by_mask["sweep"]
+
+
+def test_detection_metrics_ap_is_inclusive_the_competition_strict():
+    # IoU exactly 0.5: a hit for AP@0.5 and the mean IoU (>=), not for the competition at t = 0.5 (>)
+    metrics = detection_metrics([_masked_record(GT, [[0, 0, 10, 5]], [0.9])], "box")
+    assert metrics["map50"] == 1.0 and metrics["mean_iou"] == pytest.approx(0.5)
+    assert metrics["rsna_score"] == pytest.approx(2 / 8)  # hits at 0.40 and 0.45 only
+    assert detection_metrics([_masked_record(GT, [[0, 0, 10, 5]], [0.9])], "mask")["map50"] == 1.0
+
+
+def test_detection_metrics_of_negative_images():
+    empty = np.zeros((0, 4))
+    records = [_masked_record(empty, empty, []),        # nothing to find, nothing found
+               _masked_record(empty, [FAR], [0.7]),     # a false positive on a negative image
+               _masked_record(GT, GT, [0.9])]
+    metrics = detection_metrics(records, "box", model_threshold=0.6)
+    assert metrics["per_image_ap"] == [1.0, 0.0, 1.0] and metrics["map50"] == pytest.approx(2 / 3)
+    assert metrics["map50_positive"] == 1.0                 # negatives left out
+    assert metrics["rsna_score"] == pytest.approx(0.5)      # (0 + 1) / 2: the quiet negative left out
+    assert (metrics["best_threshold"], metrics["best_rsna_score"]) == (pytest.approx(0.72), 1.0)
+    assert metrics["counts"] == {"images": 3, "positive_images": 1, "gt_boxes": 1, "pred_boxes": 2,
+                                 "images_with_predictions": 2}
+    assert metrics["model_threshold"] == 0.6 and metrics["mean_iou"] == 1.0
+    assert np.isnan(detection_metrics(records, "box")["model_threshold"])
+    assert detection_metrics(records, "mask")["per_image_ap"] == [1.0, 0.0, 1.0]
+
+
+def test_detection_metrics_refuses_an_unknown_iou_and_mask_iou_without_masks():
+    with pytest.raises(EvaluationError, match="iou: expected 'box' or 'mask', got 'pixel'"):
+        detection_metrics([_masked_record(GT, GT, [0.9])], "pixel")
+    box_only = records_from_predictions({"a": GT}, [ImagePrediction("a", GT, [0.9])])
+    with pytest.raises(EvaluationError, match=r"image a: iou='mask' needs pred_masks \[H, W, 1\].*iou='box'"):
+        detection_metrics(box_only, "mask")
+
+
+def test_records_from_predictions():
+    records = records_from_predictions({"a": GT, "b": np.zeros((0, 4))},
+                                       [ImagePrediction("b", [FAR], [0.7]), ImagePrediction("a", GT, [0.9])])
+    assert [(r.image_id, r.patient_id) for r in records] == [(0, "b"), (1, "a")]
+    assert records[0].gt_boxes.shape == (0, 4) and records[1].gt_boxes.tolist() == GT
+    assert records[0].pred_scores.tolist() == pytest.approx([0.7]) and records[1].gt_class_ids.tolist() == [1]
+    assert detection_metrics(records, "box")["per_image_ap"] == [0.0, 1.0]
+    with pytest.raises(EvaluationError, match="'c': that id has no ground truth"):
+        records_from_predictions({"a": GT}, [ImagePrediction("c", GT, [0.9])])
+
+
+def test_write_detection_report_writes_undefined_values_as_null(tmp_path):
+    records = [_masked_record(GT, [FAR], [0.9])]   # nothing matched: mean_iou undefined
+    metrics = write_detection_report(records, detection_metrics(records, "box"), tmp_path / "report")
+    assert np.isnan(metrics["mean_iou"]) and metrics["metrics_json"] == str(tmp_path / "report" / "metrics.json")
+    saved = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert saved["mean_iou"] is None and saved["map50"] == 0.0 and saved["iou"] == "box"
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [
+        "metrics.json", "precision_recall.png", "threshold_sweep.png"]
+
+
+def test_evaluate_detector_by_mask_iou(engine):
+    _, dataset, model, config = engine
+    metrics = evaluate_detector(model, dataset, dataset.image_ids, config, iou="mask")
+    # the scenes' masks are filled boxes: mask IoU gives the box IoU's values
+    assert metrics["iou"] == "mask" and metrics["per_image_ap"] == pytest.approx(HAND_AP + [0.0])
+    assert metrics["mean_iou"] == pytest.approx(1.0)

@@ -310,6 +310,23 @@ def test_detection_metrics_by_hand():
     assert metrics["best_rsna_score"] == 1.0 and metrics["best_threshold"] == pytest.approx(0.62)
 
 
+def test_both_detectors_report_the_one_metrics_dictionary():
+    from rsna_detector import evaluate
+    from rsna_detector.submission import ImagePrediction
+
+    records = {"a": _record("a", [[0, 0, 10, 10]]), "b": _record("b", [])}
+    predictions = [ImagePrediction("a", [[0, 0, 10, 5]], [0.9]), ImagePrediction("b", np.zeros((0, 4)), np.zeros(0))]
+    metrics = rn.detection_metrics(records, predictions, model_threshold=0.05)
+    # the Mask R-CNN's dictionary (evaluate_detector) has the same keys, computed by the same function
+    mask_rcnn_records = [evaluate.EvalRecord(0, np.array([[0, 0, 10, 10]]), np.ones(1, np.int32), np.zeros((0, 0, 1)),
+                                             np.zeros((0, 4), np.float32), np.zeros(0, np.int32), np.zeros(0, np.float32),
+                                             np.zeros((0, 0, 0)))]
+    assert list(metrics) == list(evaluate.detection_metrics(mask_rcnn_records, "box"))
+    # box IoU 0.5: an AP@0.5 hit (>=), a competition hit at 0.40 and 0.45 only (>)
+    assert metrics["iou"] == "box" and metrics["map50"] == 1.0 and metrics["mean_iou"] == pytest.approx(0.5)
+    assert metrics["rsna_score"] == pytest.approx(0.25) and metrics["model_threshold"] == 0.05
+
+
 def test_subcommands_are_registered_with_defaults():
     parser = argparse.ArgumentParser()
     rn.add_subcommands(parser.add_subparsers(dest="command"))

@@ -26,6 +26,8 @@ import warnings
 
 import numpy as np
 
+from .matching import greedy_match
+
 __all__ = [
     "Dataset",
     "DatasetError",
@@ -1032,41 +1034,10 @@ def _descending(scores):
     return np.argsort(np.asarray(scores))[::-1]
 
 
-def _greedy_match(overlaps, gt_class_ids, pred_class_ids, iou_threshold, score_threshold):
-    """Match each prediction (rows, sorted by score) to an unmatched ground truth.
-
-    A prediction looks at the ground truths in descending IoU (matterport's
-    ``argsort(...)[::-1]`` order), ignores those with IoU below
-    ``score_threshold``, skips the taken ones and takes the first of its class
-    with IoU >= ``iou_threshold``.
-
-    Returns
-    -------
-    gt_match, pred_match : float64 ndarrays of indices, -1 for none (matterport's types)
-    """
-    n_pred, n_gt = overlaps.shape
-    gt_match = -1 * np.ones([n_gt])
-    pred_match = -1 * np.ones([n_pred])
-    for i in range(n_pred):
-        candidates = np.argsort(overlaps[i])[::-1]
-        too_low = np.flatnonzero(overlaps[i, candidates] < score_threshold)
-        if too_low.size:
-            candidates = candidates[:too_low[0]]
-        for j in candidates:
-            if gt_match[j] > -1:
-                continue
-            if overlaps[i, j] < iou_threshold:
-                break
-            if pred_class_ids[i] == gt_class_ids[j]:
-                gt_match[j], pred_match[i] = i, j
-                break
-    return gt_match, pred_match
-
-
 def compute_matches(gt_boxes, gt_class_ids, gt_masks,
                     pred_boxes, pred_class_ids, pred_scores, pred_masks,
                     iou_threshold=0.5, score_threshold=0.0):
-    """Match predictions to ground truth by *mask* IoU.
+    """Match predictions to ground truth by *mask* IoU (:func:`.matching.greedy_match`, the library's one matcher).
 
     Parameters
     ----------
@@ -1101,8 +1072,8 @@ def compute_matches(gt_boxes, gt_class_ids, gt_masks,
     pred_class_ids = np.asarray(pred_class_ids)[order]
     pred_masks = np.asarray(pred_masks)[..., order]
     overlaps = compute_overlaps_masks(pred_masks, gt_masks)
-    gt_match, pred_match = _greedy_match(overlaps, np.asarray(gt_class_ids), pred_class_ids,
-                                         iou_threshold, score_threshold)
+    gt_match, pred_match = greedy_match(overlaps, iou_threshold, iou_floor=score_threshold,
+                                        gt_class_ids=np.asarray(gt_class_ids), pred_class_ids=pred_class_ids)
     return gt_match, pred_match, overlaps
 
 
@@ -1182,8 +1153,8 @@ def compute_ap_boxes(gt_boxes, gt_class_ids, pred_boxes, pred_class_ids, pred_sc
     gt_boxes = _box_array(gt_boxes)[:n_gt]
     order = _descending(np.asarray(pred_scores)[:n_pred])
     overlaps = compute_overlaps(_box_array(pred_boxes)[order], gt_boxes)
-    gt_match, pred_match = _greedy_match(overlaps, np.asarray(gt_class_ids), np.asarray(pred_class_ids)[order],
-                                         iou_threshold, 0.0)
+    gt_match, pred_match = greedy_match(overlaps, iou_threshold, gt_class_ids=np.asarray(gt_class_ids),
+                                        pred_class_ids=np.asarray(pred_class_ids)[order])
     ap, precisions, recalls = _average_precision(gt_match, pred_match)
     return ap, precisions, recalls, overlaps
 

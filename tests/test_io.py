@@ -1,0 +1,58 @@
+"""_io: atomic writes and the one JSON writer of reports."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from rsna_detector._io import atomic_write, write_json
+
+
+def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "out.txt"
+    path.write_text("old")
+    assert atomic_write(path, "new\n") == path
+    assert path.read_text() == "new\n"
+    atomic_write(path, b"\x00\x01")
+    assert path.read_bytes() == b"\x00\x01"
+    assert os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_atomic_write_gives_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "a.json", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.json"
+    path.write_text('{"kept": true}')
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write(path, "new")
+    assert path.read_text() == '{"kept": true}' and os.listdir(tmp_path) == ["metrics.json"]
+
+
+def test_write_json_undefined_numbers_become_null_and_numpy_values_plain(tmp_path):
+    data = {"nan": float("nan"), "inf": np.float32("inf"), "count": np.int64(3), "value": np.float32(0.5),
+            "table": [{"score": np.nan}], "array": np.array([1, 2]), "path": tmp_path, "pair": (1, None)}
+    write_json(tmp_path / "m.json", data)
+    text = (tmp_path / "m.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"nan": None, "inf": None, "count": 3, "value": 0.5, "table": [{"score": None}],
+                                "array": [1, 2], "path": str(tmp_path), "pair": [1, None]}
+
+
+def test_write_json_refuses_an_unknown_type_and_writes_nothing(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text("{}")
+    with pytest.raises(TypeError, match="object is not JSON serialisable"):
+        write_json(path, {"model": object()})
+    assert path.read_text() == "{}" and os.listdir(tmp_path) == ["m.json"]
