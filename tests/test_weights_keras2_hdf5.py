@@ -124,7 +124,8 @@ def test_writer_round_trip_chunks_long_name_lists(tmp_path):
 
 
 def test_the_package_keeps_the_registry_names():
-    for name in registry.__all__ + ["ENV_WEIGHTS_DIR", "ENV_CACHE", "ENV_OFFLINE"]:
+    assert {"fetch_weights", "WeightsError", "REGISTRY_PATH", "ENV_WEIGHTS_DIR"} <= set(weights_package.__all__)
+    for name in registry.__all__:
         assert getattr(weights_package, name) is getattr(registry, name)
     assert weights_package.REGISTRY_PATH.is_file()
     assert set(weights_package.load_registry()) == {"coco", "imagenet", "chexnet"}

@@ -11,41 +11,10 @@ The package is the lowest layer of the library: it imports nothing else of it.
   loaded and saved them (used by the Mask R-CNN engine, the classifier baselines and
   RetinaNet).
 
-The two HDF5 modules are not imported here (they need h5py and Keras); import them
+The two HDF5 modules are not imported here (they need h5py, and Keras); import them
 by name, e.g. ``from rsna_detector.weights.keras2_model import load_hdf5_weights``.
 """
-from .registry import (
-    CHECKSUMS_FILE,
-    ENV_CACHE,
-    ENV_OFFLINE,
-    ENV_WEIGHTS_DIR,
-    REGISTRY_PATH,
-    UnknownWeightsError,
-    WeightsChecksumError,
-    WeightsEntry,
-    WeightsError,
-    WeightsOfflineError,
-    default_cache_dir,
-    fetch_weights,
-    list_weights,
-    load_registry,
-    verify_file,
-)
+from . import registry
+from .registry import *  # noqa: F403  (the registry's public names, importable from here as before)
 
-__all__ = [
-    "WeightsEntry",
-    "WeightsError",
-    "WeightsOfflineError",
-    "WeightsChecksumError",
-    "UnknownWeightsError",
-    "fetch_weights",
-    "verify_file",
-    "list_weights",
-    "load_registry",
-    "default_cache_dir",
-    "REGISTRY_PATH",
-    "CHECKSUMS_FILE",
-    "ENV_WEIGHTS_DIR",
-    "ENV_CACHE",
-    "ENV_OFFLINE",
-]
+__all__ = list(registry.__all__)
