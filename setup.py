@@ -51,7 +51,7 @@ setup(
     license="MIT",
     python_requires=">=3.10,<3.14",
     packages=find_packages(include=["rsna_detector", "rsna_detector.*"]),
-    package_data={"rsna_detector": ["weights_registry.json"]},
+    package_data={"rsna_detector.weights": ["weights_registry.json"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={"console_scripts": ["rsna-detector=rsna_detector.cli:main"]},

@@ -51,7 +51,6 @@ __all__ = [
     "ClassifierError",
     "build_classifier",
     "compile_classifier",
-    "read_keras2_weights",
     "load_keras2_weights",
     "load_chexnet_weights",
     "BinaryF1Score",
@@ -89,76 +88,19 @@ class ClassifierError(ValueError):
 
 
 # --------------------------------------------------------------------------- Keras-2 HDF5 weights
-def _decode(value):
-    return value.decode("utf8") if isinstance(value, bytes) else str(value)
-
-
-def _normalise_layer_name(name):
-    """Keras 2.1's DenseNet named its first layers ``conv1/conv``; Keras 3 names them ``conv1_conv``."""
-    return name.replace("/", "_")
-
-
-def _group_weights(group, layer_name):
-    """``{layer: [arrays]}`` of one top-level group: one layer, or a nested model's layers."""
-    names = [_decode(n) for n in group.attrs.get("weight_names", [])]
-    arrays = [np.asarray(group[name]) for name in names]
-    if all(name.startswith(layer_name + "/") for name in names):
-        return {layer_name: arrays} if arrays else {}
-    nested = {}  # a nested model saved as one group: split by each weight's layer prefix
-    for name, array in zip(names, arrays):
-        nested.setdefault(name.rsplit("/", 1)[0], []).append(array)
-    return nested
-
-
-def read_keras2_weights(path):
-    """The weights of a Keras-2 ``save_weights`` HDF5 file, by layer.
-
-    The layout: root attribute ``layer_names``; one group per layer, with the
-    attribute ``weight_names`` listing its datasets in the layer's weight order
-    (a nested model is one group whose weight names carry the inner layers' names).
-
-    Parameters
-    ----------
-    path : str or Path
-
-    Returns
-    -------
-    dict
-        ``{layer_name: [ndarray, ...]}`` in file order, layer names with ``/``
-        replaced by ``_`` (Keras 3 spelling), layers without weights left out.
-
-    Raises
-    ------
-    ClassifierError
-        Not an HDF5 file, or no ``layer_names`` attribute (e.g. a Keras 3
-        ``.weights.h5`` file).
-    """
-    import h5py
-
-    path = Path(path)
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise ClassifierError(f"{path}: not a readable HDF5 weights file ({error})") from None
-    with handle:
-        root = handle["model_weights"] if "model_weights" in handle else handle
-        if "layer_names" not in root.attrs:
-            raise ClassifierError(f"{path}: no 'layer_names' attribute; expected a Keras-2 save_weights HDF5 file")
-        weights = {}
-        for layer_name in (_decode(n) for n in root.attrs["layer_names"]):
-            for name, arrays in _group_weights(root[layer_name], layer_name).items():
-                weights[_normalise_layer_name(name)] = arrays
-    return weights
-
-
 def load_keras2_weights(model, path, *, required=None):
     """Set ``model``'s layer weights from a Keras-2 HDF5 file, matching layers by name.
+
+    The file is read by the library's one Keras-2 reader
+    (:func:`rsna_detector.weights.keras2_model.plan_hdf5_weights`, Keras 2's rules),
+    its layer names in Keras 3's spelling (Keras 2.1's DenseNet ``conv1/conv`` is
+    ``conv1_conv``); nothing is assigned unless every required layer is in the file.
 
     Parameters
     ----------
     model : keras.Model
     path : str or Path
-        A Keras-2 ``save_weights`` file (see :func:`read_keras2_weights`).
+        A Keras-2 ``save_weights`` file, or a ``model.save`` file (``model_weights``).
     required : iterable of str, optional
         Layer names that must be in the file; default every model layer that
         has weights.
@@ -171,29 +113,25 @@ def load_keras2_weights(model, path, *, required=None):
     Raises
     ------
     ClassifierError
-        A required layer is missing from the file, or a weight's shape differs
-        (the message names the layer, the file and both shapes).
+        Not a Keras-2 HDF5 file, a required layer is missing from the file, or a
+        weight's shape differs (the message names the file, the layer and both shapes).
     """
-    stored = read_keras2_weights(path)
-    layers = [layer for layer in model.layers if layer.weights]
-    required = {layer.name for layer in layers} if required is None else set(required)
-    missing = sorted(name for name in required if name not in stored)
+    from .weights.keras2_hdf5 import WeightsFileError
+    from .weights.keras2_model import WeightsMismatchError, plan_hdf5_weights
+
+    try:
+        plan = plan_hdf5_weights(model, path, by_name=True, normalise_names=True)
+    except (WeightsFileError, WeightsMismatchError) as error:
+        raise ClassifierError(str(error)) from error
+    loaded, missing_from_file = plan.result.loaded, plan.result.missing_from_file
+    required = set(loaded + missing_from_file) if required is None else set(required)
+    missing = sorted(required - set(loaded))
     if missing:
+        held = len(loaded) + len(plan.result.unused_in_file)
         raise ClassifierError(f"{path}: no weights for {len(missing)} layer(s) of {model.name}, e.g. "
-                              f"{', '.join(missing[:5])}; the file holds {len(stored)} layers")
-    loaded = []
-    for layer in layers:
-        if layer.name not in stored:
-            continue
-        arrays = stored[layer.name]
-        expected = [tuple(w.shape) for w in layer.weights]
-        found = [tuple(a.shape) for a in arrays]
-        if expected != found:
-            raise ClassifierError(f"{path}: layer {layer.name}: weight shapes {found} in the file, "
-                                  f"{expected} in the model")
-        layer.set_weights(arrays)
-        loaded.append(layer.name)
-    return loaded
+                              f"{', '.join(missing[:5])}; the file holds {held} layers with weights")
+    plan.apply()
+    return list(loaded)
 
 
 # --------------------------------------------------------------------------- models
@@ -236,14 +174,13 @@ def load_chexnet_weights(backbone, path):
     keras.Model
         The 14-class CheXNet model sharing ``backbone``'s layers.
     """
-    import h5py
     import keras
+
+    from .weights.keras2_hdf5 import is_keras2_weights_file
 
     top = keras.layers.Dense(CHEXNET_CLASS_COUNT, activation="sigmoid", name="predictions")
     chexnet = keras.Model(backbone.input, top(backbone.output), name="chexnet")
-    with h5py.File(path, "r") as handle:
-        keras2 = "layer_names" in handle.attrs or "model_weights" in handle
-    if keras2:
+    if is_keras2_weights_file(path):
         load_keras2_weights(chexnet, path)
     else:
         chexnet.load_weights(str(path))

@@ -207,12 +207,12 @@ def load_resnet50_imagenet_weights(encoder, path, *, old_epsilon=1e-3):
     RetinaNetError
         A layer is missing from the file or a shape differs.
     """
-    from .classifier import ClassifierError, read_keras2_weights
+    from .weights.keras2_hdf5 import WeightsFileError, read_hdf5_weights
 
     try:
-        stored = read_keras2_weights(path)
-    except ClassifierError as error:
-        raise RetinaNetError(str(error)) from None
+        stored = read_hdf5_weights(path)
+    except WeightsFileError as error:
+        raise RetinaNetError(str(error)) from error
     loaded = 0
     for conv in [layer for layer in encoder.layers if layer.name.endswith("_conv") and layer.weights]:
         bn = encoder.get_layer(conv.name[: -len("_conv")] + "_bn")

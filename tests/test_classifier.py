@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from rsna_detector import classifier as clf
+from rsna_detector.weights.keras2_hdf5 import read_hdf5_weights
 
 # y = [1, 0, 1, 0], scores = [0.9, 0.8, 0.7, 0.1]: the hand-worked example of several tests
 Y = np.array([1, 0, 1, 0])
@@ -196,21 +197,41 @@ def _keras2_name(name):
     return {"conv1_conv": "conv1/conv", "conv1_bn": "conv1/bn", "conv1_relu": "conv1/relu"}.get(name, name)
 
 
-def _write_keras2_weights(model, path):
-    """What Keras 2 ``save_weights`` wrote: root ``layer_names``; per layer a group with ``weight_names``."""
+def _write_keras2_group(group, model, *, chunks=1, scale=1.0):
+    """What Keras 2 ``save_weights`` wrote into ``group``: ``layer_names``; per layer a group with ``weight_names``.
+
+    ``chunks > 1`` splits ``layer_names`` into ``layer_names0..`` as Keras 2 did for long lists, and writes a
+    weightless layer's ``weight_names`` as an attribute with a null dataspace (``h5py.Empty``). Every array is
+    multiplied by ``scale`` (a decoy copy of the weights).
+    """
+    import h5py
+
+    names = np.array([_keras2_name(layer.name).encode() for layer in model.layers])
+    if chunks == 1:
+        group.attrs["layer_names"] = names
+    else:
+        for index, part in enumerate(np.array_split(names, chunks)):
+            group.attrs[f"layer_names{index}"] = part
+    group.attrs["backend"] = b"tensorflow"
+    group.attrs["keras_version"] = b"2.1.4"
+    for layer in model.layers:
+        name = _keras2_name(layer.name)
+        layer_group = group.create_group(name)
+        weight_names = [f"{name}/{w.name}:0" for w in layer.weights]
+        if not weight_names and chunks > 1:
+            layer_group.attrs["weight_names"] = h5py.Empty("S1")
+        else:
+            layer_group.attrs["weight_names"] = [w.encode() for w in weight_names]
+        for weight_name, weight in zip(weight_names, layer.weights):
+            layer_group.create_dataset(weight_name, data=np.asarray(weight) * scale)
+
+
+def _write_keras2_weights(model, path, **options):
+    """A Keras-2 ``save_weights`` file of ``model`` (options: :func:`_write_keras2_group`)."""
     import h5py
 
     with h5py.File(path, "w") as handle:
-        handle.attrs["layer_names"] = [_keras2_name(layer.name).encode() for layer in model.layers]
-        handle.attrs["backend"] = b"tensorflow"
-        handle.attrs["keras_version"] = b"2.1.4"
-        for layer in model.layers:
-            name = _keras2_name(layer.name)
-            group = handle.create_group(name)
-            weight_names = [f"{name}/{w.name}:0" for w in layer.weights]
-            group.attrs["weight_names"] = [w.encode() for w in weight_names]
-            for weight_name, weight in zip(weight_names, layer.weights):
-                group.create_dataset(weight_name, data=np.asarray(weight))
+        _write_keras2_group(handle, model, **options)
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +263,7 @@ def _assert_backbone_matches(model, source):
 def test_chexnet_keras2_file_loads_and_head_is_replaced(chexnet_source, tmp_path):
     path = tmp_path / "brucechou1983_CheXNet_Keras_0.3.0_weights.h5"
     _write_keras2_weights(chexnet_source, path)
-    stored = clf.read_keras2_weights(path)
+    stored = read_hdf5_weights(path, normalise_names=True)
     assert "conv1_conv" in stored and "predictions" in stored and "conv1_relu" not in stored
     model = clf.build_classifier("chexnet", weights=path, input_shape=(32, 32, 3), compile=False)
     assert model.output_shape == (None, 1)
@@ -263,16 +284,60 @@ def test_keras2_loader_errors(chexnet_source, tmp_path):
 
     keras3 = tmp_path / "k3.weights.h5"
     chexnet_source.save_weights(keras3)
-    with pytest.raises(clf.ClassifierError, match="layer_names"):
-        clf.read_keras2_weights(keras3)
+    with pytest.raises(clf.ClassifierError, match="no 'layer_names' attribute"):
+        clf.load_keras2_weights(chexnet_source, keras3)
     small = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="predictions")])
     path = tmp_path / "k2.h5"
     _write_keras2_weights(chexnet_source, path)
-    with pytest.raises(clf.ClassifierError, match=r"layer predictions: weight shapes \[\(1024, 14\), \(14,\)\]"):
+    with pytest.raises(clf.ClassifierError,
+                       match=r"predictions: kernel: file shape \(1024, 14\) vs model shape \(4, 3\)"):
         clf.load_keras2_weights(small, path)
     other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="not_there")])
     with pytest.raises(clf.ClassifierError, match="no weights for 1 layer"):
         clf.load_keras2_weights(other, path)
+
+
+def test_chexnet_file_with_chunked_layer_names_loads(chexnet_source, tmp_path):
+    """Keras 2 split a long ``layer_names`` into ``layer_names0..N``; weightless layers may hold h5py.Empty."""
+    path = tmp_path / "chunked.h5"
+    _write_keras2_weights(chexnet_source, path, chunks=3)
+    model = clf.build_classifier("chexnet", weights=path, input_shape=(32, 32, 3), compile=False)
+    _assert_backbone_matches(model, chexnet_source)
+
+
+def test_root_layer_names_win_over_a_model_weights_group(chexnet_source, tmp_path):
+    """Keras 2 read ``model_weights`` only when the root had no ``layer_names``."""
+    import h5py
+
+    path = tmp_path / "both.h5"
+    with h5py.File(path, "w") as handle:
+        _write_keras2_group(handle, chexnet_source)
+        _write_keras2_group(handle.create_group("model_weights"), chexnet_source, scale=2.0)
+    _assert_backbone_matches(clf.build_classifier("chexnet", weights=path, input_shape=(32, 32, 3), compile=False),
+                             chexnet_source)
+    full_model = tmp_path / "model_save.h5"  # model.save: the weights only under model_weights
+    with h5py.File(full_model, "w") as handle:
+        _write_keras2_group(handle.create_group("model_weights"), chexnet_source)
+    _assert_backbone_matches(
+        clf.build_classifier("chexnet", weights=full_model, input_shape=(32, 32, 3), compile=False), chexnet_source)
+
+
+def test_a_missing_required_layer_assigns_nothing(chexnet_source, tmp_path):
+    import keras
+
+    path = tmp_path / "k2.h5"
+    _write_keras2_weights(chexnet_source, path)
+    model = keras.Sequential([keras.Input((1024,)), keras.layers.Dense(14, name="predictions"),
+                              keras.layers.Dense(2, name="not_in_file")])
+    before = model.get_layer("predictions").get_weights()
+    with pytest.raises(clf.ClassifierError, match=r"no weights for 1 layer\(s\) of .*, e.g. not_in_file; "
+                                                  r"the file holds \d+ layers with weights"):
+        clf.load_keras2_weights(model, path)
+    for got, expected in zip(model.get_layer("predictions").get_weights(), before):
+        np.testing.assert_array_equal(got, expected)
+    assert clf.load_keras2_weights(model, path, required=["predictions"]) == ["predictions"]
+    np.testing.assert_array_equal(model.get_layer("predictions").get_weights()[0],
+                                  chexnet_source.get_layer("predictions").get_weights()[0])
 
 
 def test_unknown_name_is_refused():

@@ -13,7 +13,6 @@ import pytest
 
 from rsna_detector.mrcnn import model as modellib
 from rsna_detector.mrcnn import trainer
-from rsna_detector.mrcnn import weights as weights_module
 from rsna_detector.train import Stage, train
 from tests.mrcnn.test_training import BlobDataset, tiny_config
 
@@ -150,7 +149,7 @@ def test_disk_full_while_saving_is_a_named_error_and_keeps_earlier_checkpoints(t
     model = modellib.MaskRCNN("training", tiny_config(), str(tmp_path))
     model.load_weights(model.find_last(), by_name=True)
     kept = _snapshot(folder)
-    monkeypatch.setattr(weights_module.h5py, "File", _FullDisk)
+    monkeypatch.setattr(h5py, "File", _FullDisk)
     saver = trainer.CheckpointSaver(model)  # the callback train() runs at the end of epoch 2
     with pytest.raises(trainer.CheckpointWriteError) as caught:
         saver.on_epoch_end(1)

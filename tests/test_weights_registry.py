@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from rsna_detector import weights as w
+from rsna_detector.weights import registry as w
 
 
 PAYLOAD = b"fake weights \x00\x01" * 1000

@@ -14,7 +14,6 @@ import tensorflow as tf
 
 from rsna_detector.mrcnn import data, trainer, training, utils
 from rsna_detector.mrcnn import model as modellib
-from rsna_detector.mrcnn import weights as weights_module
 from rsna_detector.mrcnn.config import Config
 
 
@@ -262,7 +261,7 @@ def test_interrupted_checkpoint_write_keeps_previous_loadable(tmp_path, monkeypa
         def create_group(self, name, *args, **kwargs):
             raise OSError("simulated crash during checkpoint write")
 
-    monkeypatch.setattr(weights_module.h5py, "File", CrashingFile)
+    monkeypatch.setattr(h5py, "File", CrashingFile)
     saver = trainer.CheckpointSaver(model)  # the callback train() uses, at the end of epoch 2
     with pytest.raises(OSError, match="simulated crash"):
         saver.on_epoch_end(1)

@@ -123,7 +123,7 @@ class TestKeras2Files:
         before = _values(model.keras_model)
         layers = _keras2_layers(model.keras_model, np.random.default_rng(0), head_classes=COCO_CLASSES)
         path = _write_keras2(tmp_path / "matterport_like.h5", layers)
-        with caplog.at_level(logging.DEBUG, logger="rsna_detector.mrcnn.weights"):
+        with caplog.at_level(logging.DEBUG, logger="rsna_detector.weights.keras2_model"):
             model.load_weights(str(path), by_name=True, exclude=HEADS)
         assert "coco_only_layer" in caplog.text
         after = _values(model.keras_model)

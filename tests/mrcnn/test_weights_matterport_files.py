@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import pytest
 
-import rsna_detector.weights as weights_registry
+import rsna_detector.weights.registry as weights_registry
 from rsna_detector.train import Stage, build_model, train
 from rsna_detector.mrcnn import model as modellib
 from rsna_detector.mrcnn import weights as weights_io

@@ -53,6 +53,9 @@ __all__ = [
     "default_cache_dir",
     "REGISTRY_PATH",
     "CHECKSUMS_FILE",
+    "ENV_WEIGHTS_DIR",
+    "ENV_CACHE",
+    "ENV_OFFLINE",
 ]
 
 REGISTRY_PATH = Path(__file__).with_name("weights_registry.json")
