@@ -70,12 +70,9 @@ def _write_predictions_json(predictions, path):
 def _cmd_demo(args):
     from .demo import run_demo
 
-    summary = run_demo(args.out, args.data, n_train=args.n_train, n_test=args.n_test, epochs=args.epochs,
-                       seed=args.seed, progress=not args.quiet)
-    metrics = summary["metrics"]
-    print(f"demo finished in {summary['wall_time_s']:.0f} s: mAP@0.5 = {metrics.get('map50', float('nan')):.3f}, "
-          f"rsna_score = {metrics.get('rsna_score', float('nan')):.3f}; outputs in {args.out}")
-    return 0
+    run_demo(args.out, args.data, n_train=args.n_train, n_test=args.n_test, epochs=args.epochs,
+             seed=args.seed, progress=not args.quiet, steps_per_epoch=args.steps_per_epoch)
+    return 0  # run_demo printed the results table and where the outputs are
 
 
 def _cmd_train(args):
@@ -163,6 +160,7 @@ def _add_demo(sub):
     p.add_argument("--n-train", type=int, default=400, help="synthetic training patients (default: 400)")
     p.add_argument("--n-test", type=int, default=40, help="synthetic test patients (default: 40)")
     p.add_argument("--epochs", type=int, default=None, help="total epochs (default: 10 synthetic, 16 real)")
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="override STEPS_PER_EPOCH (a shorter demo)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
@@ -257,12 +255,30 @@ def build_parser():
     for add in (_add_demo, _add_train, _add_evaluate, _add_predict, _add_submit, _add_convert, _add_synth, _add_eda,
                 _add_baselines):
         add(sub)
+    _add_verbose(parser, sub)
     return parser
+
+
+_VERBOSE_HELP = ("show TensorFlow's C++/absl log output and this library's INFO messages (hidden by default; "
+                 "a TF_CPP_MIN_LOG_LEVEL you set is always respected)")
+
+
+def _add_verbose(parser, sub):
+    """``--verbose`` before or after the subcommand (``rsna-detector --verbose demo`` or ``... demo --verbose``)."""
+    parser.add_argument("--verbose", action="store_true", help=_VERBOSE_HELP)
+    for command in sub.choices.values():
+        try:  # SUPPRESS: not given after the subcommand, the top-level value stays
+            command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE_HELP)
+        except argparse.ArgumentError:
+            pass  # the subcommand has a --verbose of its own
 
 
 def main(argv=None):
     """Entry point of the ``rsna-detector`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
+    from .console import configure_console  # before anything imports TensorFlow
+
+    configure_console(verbose=args.verbose)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as error:

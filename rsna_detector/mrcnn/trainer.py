@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from .data import TrainingBatches, make_input_dataset
 from .losses import LOSS_NAMES
+from .progress import TrainingProgress
 from .weights import save_hdf5_weights
 
 __all__ = [
@@ -216,7 +217,9 @@ def train(model, train_dataset, val_dataset, learning_rate, epochs, layers, augm
     custom_callbacks : list of keras.callbacks.Callback, optional
     no_augmentation_sources : list of str, optional
     verbose : 'auto', 0, 1 or 2
-        Keras progress display.
+        'auto': a progress bar per epoch and one line per epoch with the losses
+        (:class:`~rsna_detector.mrcnn.progress.TrainingProgress`); 0 silent; 1 or 2
+        Keras' own progress display.
 
     Returns
     -------
@@ -250,6 +253,8 @@ def train(model, train_dataset, val_dataset, learning_rate, epochs, layers, augm
         CheckpointSaver(model),
         keras.callbacks.CSVLogger(os.path.join(model.log_dir, LOG_CSV_NAME), append=True),
     ] + _tensorboard(model.log_dir) + list(custom_callbacks or [])
+    if verbose == "auto":  # a bar per epoch and one line of losses, instead of Keras' bar
+        callbacks.append(TrainingProgress(config.VALIDATION_STEPS if val_input is not None else 0))
 
     print(f"\nStarting at epoch {model.epoch}. LR={learning_rate}\nCheckpoint Path: {model.checkpoint_path}")
     try:
@@ -262,7 +267,7 @@ def train(model, train_dataset, val_dataset, learning_rate, epochs, layers, augm
             validation_steps=config.VALIDATION_STEPS if val_input is not None else None,
             callbacks=callbacks,
             shuffle=False,  # the input pipeline shuffles, seeded
-            verbose=verbose,
+            verbose=0 if verbose == "auto" else verbose,
         )
     except tf.errors.InvalidArgumentError as exc:
         if "finite" not in str(exc).lower():
