@@ -57,16 +57,6 @@ def _inference_model(model_path, config_json=None, preset="full"):
     return model
 
 
-def _write_predictions_json(predictions, path):
-    """``{patientId: [{"y1":.., "x1":.., "y2":.., "x2":.., "score":..}, ...]}`` in original pixels."""
-    payload = {
-        p.patient_id: [dict(zip(("y1", "x1", "y2", "x2"), map(float, box)), score=float(score))
-                       for box, score in zip(p.boxes, p.scores)]
-        for p in predictions
-    }
-    Path(path).write_text(json.dumps(payload, indent=1))
-
-
 def _cmd_demo(args):
     from .demo import run_demo
 
@@ -106,15 +96,18 @@ def _cmd_predict(args):
     from .predict import predict
     from .submission import write_submission
 
+    shard = getattr(args, "shard", None)
+    out = args.out or (f"predictions-{shard[0]}-of-{shard[1]}.json" if shard else "predictions.json")
     model = _inference_model(args.model, args.config, args.preset)
     run = predict(model, args.images, flip_tta=args.flip_tta, min_confidence=args.min_confidence,
-                  progress=not args.quiet)
+                  progress=not args.quiet, shard=shard)
     if args.command == "submit":
-        write_submission(run.predictions, args.out, sample_submission=args.sample_submission,
+        write_submission(run.predictions, out, sample_submission=args.sample_submission,
                          missing="empty" if args.allow_missing else "error")
     else:
-        _write_predictions_json(run.predictions, args.out)
-    print(f"wrote {len(run.predictions)} predictions to {args.out}")
+        run.write(out)  # a results file (submission.write_results_file), atomically
+    print(f"wrote {len(run.predictions)} predictions to {out}"
+          + (f" (shard {shard[0]}/{shard[1]}: {len(run.files)} of {run.total_files} files)" if shard else ""))
     if run.failed:
         print(f"{len(run.failed)} files could not be read:", *run.failed, sep="\n  ", file=sys.stderr)
         return 1
@@ -166,8 +159,8 @@ def _add_demo(sub):
     p.set_defaults(func=_cmd_demo)
 
 
-def _add_model_args(p):
-    p.add_argument("--model", required=True, help="weights file (a checkpoint written by training)")
+def _add_model_args(p, required=True):
+    p.add_argument("--model", required=required, help="weights file (a checkpoint written by training)")
     p.add_argument("--config", default=None, help="config JSON (default: the --preset)")
     p.add_argument("--preset", choices=["full", "cpu"], default="full",
                    help="DetectorConfig (full, default) or the CPU demo preset")
@@ -212,12 +205,19 @@ def _add_predict(sub, name="predict"):
                                        "write patientId,PredictionString rows, one per image.")
     else:
         p = sub.add_parser(name, help="detect opacities in DICOMs and write their boxes as JSON",
-                           description="Run the detector on a folder of DICOMs and write, per patientId, the "
-                                       "boxes (y1, x1, y2, x2 in the file's pixels) with their scores.")
-    _add_model_args(p)
-    p.add_argument("--images", required=True, help="folder of .dcm files")
-    p.add_argument("--out", default="submission.csv" if name == "submit" else "predictions.json",
-                   help="output file (default: %(default)s)")
+                           description="Run the detector on a folder of DICOMs and write a results file: per "
+                                       "patientId, the boxes (y1, x1, y2, x2 in the file's pixels) with their "
+                                       "scores, and the files that could not be read. With --shard I/N only "
+                                       "shard I of N of the sorted file list is predicted (one job of a job "
+                                       "array); `rsna-detector submit --results` merges the shards' files.")
+        p.add_argument("--shard", type=_shard_argument, default=None, metavar="I/N",
+                       help="predict only shard I of N (numbered from 1: a 0-based array index k is k+1/N) of "
+                            "the sorted file list; the default --out becomes predictions-I-of-N.json")
+    # submit takes --model and --images, or --results instead (_cmd_submit checks the combination)
+    _add_model_args(p, required=name != "submit")
+    p.add_argument("--images", required=name != "submit", help="folder of .dcm files")
+    p.add_argument("--out", default="submission.csv" if name == "submit" else None,
+                   help="output file (default: submission.csv or predictions.json)")
     p.add_argument("--sample-submission", default=None, help="check the ids against this sample submission")
     p.add_argument("--allow-missing", action="store_true", help="write empty rows for sample ids not predicted")
     p.add_argument("--flip-tta", action="store_true", help="horizontal-flip test-time augmentation")
@@ -226,8 +226,45 @@ def _add_predict(sub, name="predict"):
     p.set_defaults(func=_cmd_predict)
 
 
+def _shard_argument(text):
+    from .predict import ShardError, parse_shard
+
+    try:
+        return parse_shard(text)
+    except ShardError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _cmd_submit(args):
+    if not args.results:
+        if not (args.model and args.images):
+            raise ValueError("submit: give --results FILE... (results files of `rsna-detector predict`), "
+                             "or --model and --images to run the detector now")
+        return _cmd_predict(args)
+    if args.model:
+        raise ValueError("submit: give either --results (merge results files) or --model (predict now), not both")
+    from .predict import list_dicoms
+    from .submission import write_submission_from_results
+
+    expected = None if args.images is None else [p.stem for p in list_dicoms(args.images)]
+    path, merged = write_submission_from_results(
+        args.results, args.out, sample_submission=args.sample_submission, expected_ids=expected,
+        missing="empty" if args.allow_missing else "error")
+    print(f"wrote {path} from {len(args.results)} results file(s): {len(merged.predictions)} patients predicted")
+    if merged.gaps or merged.missing_shards:
+        print(f"written without boxes (--allow-missing): {merged.describe_gaps()}", file=sys.stderr)
+    return 0
+
+
 def _add_submit(sub):
     _add_predict(sub, name="submit")
+    p = sub.choices["submit"]
+    p.description += (" Or merge the results files of `rsna-detector predict` (one per shard) with --results: "
+                      "a patient in two files is refused; patients no file covers (a missing shard, an unreadable "
+                      "file, a sample id) are named, or written without boxes with --allow-missing.")
+    p.add_argument("--results", nargs="+", metavar="FILE", default=None,
+                   help="results files of `rsna-detector predict --shard I/N` to merge (instead of --model)")
+    p.set_defaults(func=_cmd_submit)
 
 
 def _add_eda(sub):
