@@ -66,9 +66,11 @@ def _cmd_demo(args):
 
 
 def _cmd_train(args):
+    from .mrcnn.training import training_strategy
     from .train import train
 
     config = _load_config(args)
+    training_strategy(config)  # with TF_CONFIG, the multi-worker strategy must exist before any TF operation
     if args.steps_per_epoch is not None:
         config.STEPS_PER_EPOCH = args.steps_per_epoch
     model, history = train(args.data, config, weights=None if args.weights == "none" else args.weights,
@@ -170,7 +172,9 @@ def _add_train(sub):
     p = sub.add_parser("train", help="train the detector with the staged schedule",
                        description="Staged fine-tuning (heads at 2x LR, then all layers at LR, then LR/5). "
                                    "Checkpoints go to a timestamped folder of --model-dir; --resume continues "
-                                   "from the latest one.")
+                                   "from the latest one. With TF_CONFIG naming several tasks, every machine "
+                                   "runs this same command and they train together (MultiWorkerMirroredStrategy; "
+                                   "the chief writes the files): see docs/DISTRIBUTED.md.")
     p.add_argument("--data", required=True, help="Kaggle-layout data directory")
     p.add_argument("--model-dir", default="logs", help="checkpoint and log folder (default: logs)")
     p.add_argument("--weights", default="coco", help="coco (default), imagenet, none, or a weights file")

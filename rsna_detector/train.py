@@ -178,9 +178,11 @@ def _history_dict(stage_history):
 
 
 def _write_run_record(model, config, schedule, weights, resume):
-    """Record the settings of the run next to its checkpoints (``run.json``)."""
+    """Record the settings of the run next to its checkpoints (``run.json``; the chief only, in a multi-worker run)."""
+    from .mrcnn.training import is_chief
+
     log_dir = getattr(model, "log_dir", None)
-    if not log_dir:
+    if not log_dir or not is_chief(getattr(getattr(model, "keras_model", None), "distribute_strategy", None)):
         return
     Path(log_dir).mkdir(parents=True, exist_ok=True)
     record = {

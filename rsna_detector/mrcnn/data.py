@@ -32,6 +32,7 @@ __all__ = [
     "training_anchors",
     "TrainingBatches",
     "make_input_dataset",
+    "make_distributed_input",
     "data_generator",
     "INPUT_NAMES",
 ]
@@ -338,8 +339,16 @@ class TrainingBatches:
         rpn_match, rpn_bbox = build_rpn_targets(image.shape, self.anchors, class_ids, boxes, config, rng=rng)
         return image, image_meta, rpn_match, rpn_bbox, class_ids, boxes, masks
 
-    def batch(self, index):
-        """Batch ``index`` of the stream.
+    def batch(self, index, slots=None):
+        """Batch ``index`` of the stream, or some of its slots.
+
+        Parameters
+        ----------
+        index : int
+        slots : range, optional
+            Positions within the batch to build (a replica's share under a
+            distribution strategy); default all ``batch_size``. A slot's arrays
+            do not depend on which other slots are built.
 
         Returns
         -------
@@ -353,22 +362,24 @@ class TrainingBatches:
             gt_masks float32 [B, mh, mw, MAX_GT_INSTANCES] in {0, 1} (not bool:
             ``tf.distribute`` cannot reduce bool tensors when Keras builds the model).
         """
-        arrays = self._empty_batch()
-        for slot, image_id in enumerate(self.batch_image_ids(index)):
+        slots = range(self.batch_size) if slots is None else slots
+        arrays = self._empty_batch(len(slots))
+        image_ids = self.batch_image_ids(index)
+        for row, slot in enumerate(slots):
             rng = np.random.default_rng([self.seed, int(index), slot])
-            image, image_meta, rpn_match, rpn_bbox, class_ids, boxes, masks = self.sample(image_id, rng)
+            image, image_meta, rpn_match, rpn_bbox, class_ids, boxes, masks = self.sample(image_ids[slot], rng)
             count = len(class_ids)
-            arrays[0][slot] = utils.mold_image(image.astype(np.float32), self.config)
-            arrays[1][slot] = image_meta
-            arrays[2][slot, :, 0] = rpn_match
-            arrays[3][slot] = rpn_bbox
-            arrays[4][slot, :count] = class_ids
-            arrays[5][slot, :count] = boxes
-            arrays[6][slot, :, :, :count] = masks
+            arrays[0][row] = utils.mold_image(image.astype(np.float32), self.config)
+            arrays[1][row] = image_meta
+            arrays[2][row, :, 0] = rpn_match
+            arrays[3][row] = rpn_bbox
+            arrays[4][row, :count] = class_ids
+            arrays[5][row, :count] = boxes
+            arrays[6][row, :, :, :count] = masks
         return tuple(arrays)
 
-    def _empty_batch(self):
-        batch, config = self.batch_size, self.config
+    def _empty_batch(self, batch=None):
+        batch, config = self.batch_size if batch is None else batch, self.config
         return [
             np.zeros((batch,) + tuple(int(v) for v in config.IMAGE_SHAPE), np.float32),
             np.zeros((batch, config.IMAGE_META_SIZE), np.float32),
@@ -385,9 +396,9 @@ class TrainingBatches:
             return tuple(int(v) for v in self.config.MINI_MASK_SHAPE)
         return tuple(int(v) for v in self.config.IMAGE_SHAPE[:2])
 
-    def signature(self):
-        """``(dtypes, shapes)`` of :meth:`batch`'s arrays (batch dimension included)."""
-        arrays = self._empty_batch()
+    def signature(self, batch=None):
+        """``(dtypes, shapes)`` of :meth:`batch`'s arrays (batch dimension ``batch``, default ``batch_size``)."""
+        arrays = self._empty_batch(batch)
         return [a.dtype for a in arrays], [a.shape for a in arrays]
 
 
@@ -437,6 +448,68 @@ def make_input_dataset(batches, start_batch=0, workers=None, prefetch=2):
     if workers == 0:
         options.threading.private_threadpool_size = 1
     return dataset.with_options(options).prefetch(max(int(prefetch), 0))
+
+
+def make_distributed_input(batches, strategy, start_batch=0, workers=None, prefetch=2):
+    """The input of a multi-replica strategy: each replica builds only its own share of every batch.
+
+    ``batches.batch_size`` is the global batch; replica ``r`` of ``R``
+    (``strategy.num_replicas_in_sync``, across every worker) gets slots
+    ``r * B/R .. (r + 1) * B/R - 1`` of each batch (:meth:`TrainingBatches.batch`
+    with ``slots``), so one step sees the same images, augmentations and
+    targets whatever the number of workers and devices. A worker builds its
+    replicas' slices only (``strategy.distribute_datasets_from_function``).
+
+    Parameters
+    ----------
+    batches : TrainingBatches
+    strategy : tf.distribute.Strategy
+    start_batch, workers, prefetch
+        As for :func:`make_input_dataset` (``workers`` threads per worker).
+
+    Returns
+    -------
+    tf.distribute.DistributedDataset
+        Per-replica elements ``((images, ..., gt_masks),)`` of ``B/R`` images.
+
+    Raises
+    ------
+    DataPipelineError
+        When the batch size is not a multiple of the replica count.
+    """
+    import tensorflow as tf
+
+    replicas = int(strategy.num_replicas_in_sync)
+    if batches.batch_size % replicas:
+        raise DataPipelineError(f"batch of {batches.batch_size} images cannot be split evenly over {replicas} "
+                                f"replicas")
+    share = batches.batch_size // replicas
+    workers = batches.config.DATA_LOADER_WORKERS if workers is None else int(workers)
+    dtypes, shapes = batches.signature(share)
+    tf_dtypes = [tf.as_dtype(d) for d in dtypes]
+
+    def dataset_fn(context):
+        local = context.num_replicas_in_sync // context.num_input_pipelines
+        first = context.input_pipeline_id * local
+
+        def build(position):  # element k of this worker: batch start + k // local, its replica first + k % local
+            index, replica = divmod(int(position), local)
+            replica += first
+            return batches.batch(index, slots=range(replica * share, (replica + 1) * share))
+
+        def load(position):
+            arrays = tf.numpy_function(build, [position], tf_dtypes, stateful=False)
+            for array, shape in zip(arrays, shapes):
+                array.set_shape(shape)
+            return (tuple(arrays),)
+
+        dataset = tf.data.Dataset.range(int(start_batch) * local, 2**62)
+        dataset = dataset.map(load, num_parallel_calls=max(workers, 1), deterministic=True)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        return dataset.with_options(options).prefetch(max(int(prefetch), 0))
+
+    return strategy.distribute_datasets_from_function(dataset_fn)
 
 
 def data_generator(dataset, config, shuffle=True, augment=False, augmentation=None, random_rois=0,

@@ -27,9 +27,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .data import TrainingBatches, make_input_dataset
+from .data import TrainingBatches, make_distributed_input, make_input_dataset
 from .losses import LOSS_NAMES
 from .progress import TrainingProgress
+from .training import is_chief
 from .weights import save_hdf5_weights
 
 __all__ = [
@@ -130,7 +131,8 @@ class CheckpointSaver(keras.callbacks.Callback):
 
     The file is ``mrcnn_model.checkpoint_path`` formatted with the 1-based epoch
     number; the write is atomic, so an interrupted write leaves the previous
-    checkpoint as the latest loadable one.
+    checkpoint as the latest loadable one. In a multi-worker run only the chief
+    writes (``training.is_chief``); every worker advances ``epoch``.
     """
 
     def __init__(self, mrcnn_model):
@@ -141,9 +143,10 @@ class CheckpointSaver(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         number = epoch + 1
         path = checkpoint_file(self.mrcnn_model.checkpoint_path, number)
-        save_hdf5_weights(self.mrcnn_model.keras_model, path, config=self.mrcnn_model.config, epoch=number)
+        if is_chief(self.mrcnn_model.keras_model.distribute_strategy):
+            save_hdf5_weights(self.mrcnn_model.keras_model, path, config=self.mrcnn_model.config, epoch=number)
+            self.saved.append(path)
         self.mrcnn_model.epoch = number
-        self.saved.append(path)
 
 
 def checkpoint_file(pattern, epoch):
@@ -247,12 +250,12 @@ def train(model, train_dataset, val_dataset, learning_rate, epochs, layers, augm
     compile_training_model(keras_model, learning_rate, config)
     train_input, val_input = _inputs(model, train_dataset, val_dataset, augmentation, no_augmentation_sources)
 
-    os.makedirs(model.log_dir, exist_ok=True)
-    callbacks = [
-        NonFiniteLossStop(),
-        CheckpointSaver(model),
-        keras.callbacks.CSVLogger(os.path.join(model.log_dir, LOG_CSV_NAME), append=True),
-    ] + _tensorboard(model.log_dir) + list(custom_callbacks or [])
+    callbacks = [NonFiniteLossStop(), CheckpointSaver(model)]
+    if is_chief(keras_model.distribute_strategy):  # in a multi-worker run, the other workers write no file
+        os.makedirs(model.log_dir, exist_ok=True)
+        callbacks += [keras.callbacks.CSVLogger(os.path.join(model.log_dir, LOG_CSV_NAME), append=True)]
+        callbacks += _tensorboard(model.log_dir)
+    callbacks += list(custom_callbacks or [])
     if verbose == "auto":  # a bar per epoch and one line of losses, instead of Keras' bar
         callbacks.append(TrainingProgress(config.VALIDATION_STEPS if val_input is not None else 0))
 
@@ -294,12 +297,33 @@ def _tensorboard(log_dir):
 def _inputs(model, train_dataset, val_dataset, augmentation, no_augmentation_sources):
     """The training and validation ``tf.data`` pipelines (validation None when skipped)."""
     config = model.config
+    strategy = model.keras_model.distribute_strategy
+    replicas = strategy.num_replicas_in_sync
+    # Several replicas: the global batch is IMAGES_PER_GPU per replica, across every worker.
+    batch_size = config.IMAGES_PER_GPU * replicas if replicas > 1 else None
+    seed = config.SEED
+    if seed is None and replicas > 1:  # every worker must draw the same stream: worker 0's seed, broadcast
+        seed = _shared_random_seed(strategy)
     train_batches = TrainingBatches(train_dataset, config, shuffle=True, augmentation=augmentation,
-                                    no_augmentation_sources=no_augmentation_sources)
+                                    no_augmentation_sources=no_augmentation_sources, seed=seed,
+                                    batch_size=batch_size)
     # Continue the seeded stream where the finished epochs left it.
-    train_input = make_input_dataset(train_batches, start_batch=model.epoch * config.STEPS_PER_EPOCH)
+    start = model.epoch * config.STEPS_PER_EPOCH
+    if replicas > 1:
+        train_input = make_distributed_input(train_batches, strategy, start_batch=start)
+    else:
+        train_input = make_input_dataset(train_batches, start_batch=start)
     if val_dataset is None or not config.VALIDATION_STEPS:
         return train_input, None
-    val_seed = None if config.SEED is None else config.SEED + 1
-    val_batches = TrainingBatches(val_dataset, config, shuffle=False, seed=val_seed)
+    val_seed = None if seed is None else seed + 1
+    val_batches = TrainingBatches(val_dataset, config, shuffle=False, seed=val_seed, batch_size=batch_size)
+    if replicas > 1:
+        return train_input, make_distributed_input(val_batches, strategy, workers=1)
     return train_input, make_input_dataset(val_batches, workers=1)
+
+
+def _shared_random_seed(strategy):
+    """A random seed drawn by worker 0 and shared by all (a strategy variable's initial value is broadcast)."""
+    with strategy.scope():
+        seed = tf.Variable(np.random.SeedSequence().entropy % 2**31, dtype=tf.int64, trainable=False)
+    return int(seed.numpy())
