@@ -22,6 +22,7 @@ import threading
 import numpy as np
 
 from . import utils
+from .parallel import EXIT_GUARD, guarded_batch, process_input_dataset
 from .targets import build_rpn_targets
 
 __all__ = [
@@ -32,7 +33,6 @@ __all__ = [
     "training_anchors",
     "TrainingBatches",
     "make_input_dataset",
-    "make_distributed_input",
     "data_generator",
     "INPUT_NAMES",
 ]
@@ -378,6 +378,20 @@ class TrainingBatches:
             arrays[6][row, :, :, :count] = masks
         return tuple(arrays)
 
+    def __getstate__(self):  # worker processes get a copy (parallel.process_input_dataset)
+        state = dict(self.__dict__)
+        state.pop("_lock")
+        state["_permutations"] = {}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def empty_batch(self, batch=None):
+        """All-zero arrays of :meth:`batch`'s dtypes and shapes (``batch`` images, default ``batch_size``)."""
+        return tuple(self._empty_batch(batch))
+
     def _empty_batch(self, batch=None):
         batch, config = self.batch_size if batch is None else batch, self.config
         return [
@@ -402,13 +416,17 @@ class TrainingBatches:
         return [a.dtype for a in arrays], [a.shape for a in arrays]
 
 
-def make_input_dataset(batches, start_batch=0, workers=None, prefetch=2):
+def make_input_dataset(batches, start_batch=0, workers=None, prefetch=2, processes=None):
     """An endless ``tf.data.Dataset`` of batches ``start_batch, start_batch + 1, ...``.
 
-    Batches are built by ``workers`` threads (default
-    ``config.DATA_LOADER_WORKERS``; 0 builds them in the consuming thread) in
-    a deterministic order. An exception in a worker stops the input with the
-    image it concerns named; nothing is forked, so nothing can hang.
+    Batches are built by ``processes`` worker processes (default
+    ``config.DATA_LOADER_PROCESSES``; :func:`.parallel.process_input_dataset`)
+    or, when that is 0, by ``workers`` threads (default
+    ``config.DATA_LOADER_WORKERS``; 0 builds them in the consuming thread), in
+    a deterministic order: the same batches either way. An exception in a
+    worker stops the input with the image it concerns named; nothing is forked,
+    and a live pipeline does not keep the process from exiting
+    (:data:`.parallel.EXIT_GUARD`).
 
     Parameters
     ----------
@@ -418,6 +436,7 @@ def make_input_dataset(batches, start_batch=0, workers=None, prefetch=2):
     workers : int, optional
     prefetch : int
         Batches built ahead of the training step.
+    processes : int, optional
 
     Returns
     -------
@@ -429,11 +448,18 @@ def make_input_dataset(batches, start_batch=0, workers=None, prefetch=2):
     import tensorflow as tf
 
     workers = batches.config.DATA_LOADER_WORKERS if workers is None else int(workers)
+    processes = getattr(batches.config, "DATA_LOADER_PROCESSES", 0) if processes is None else int(processes)
     dtypes, shapes = batches.signature()
     tf_dtypes = [tf.as_dtype(d) for d in dtypes]
 
+    if processes:
+        dataset = process_input_dataset(batches, processes, start_batch, prefetch)
+        if dataset is not None:
+            return dataset
+    EXIT_GUARD.register()
+
     def build(index):
-        return batches.batch(int(index))
+        return guarded_batch(batches, index)
 
     def load(index):
         arrays = tf.numpy_function(build, [index], tf_dtypes, stateful=False)
@@ -448,68 +474,6 @@ def make_input_dataset(batches, start_batch=0, workers=None, prefetch=2):
     if workers == 0:
         options.threading.private_threadpool_size = 1
     return dataset.with_options(options).prefetch(max(int(prefetch), 0))
-
-
-def make_distributed_input(batches, strategy, start_batch=0, workers=None, prefetch=2):
-    """The input of a multi-replica strategy: each replica builds only its own share of every batch.
-
-    ``batches.batch_size`` is the global batch; replica ``r`` of ``R``
-    (``strategy.num_replicas_in_sync``, across every worker) gets slots
-    ``r * B/R .. (r + 1) * B/R - 1`` of each batch (:meth:`TrainingBatches.batch`
-    with ``slots``), so one step sees the same images, augmentations and
-    targets whatever the number of workers and devices. A worker builds its
-    replicas' slices only (``strategy.distribute_datasets_from_function``).
-
-    Parameters
-    ----------
-    batches : TrainingBatches
-    strategy : tf.distribute.Strategy
-    start_batch, workers, prefetch
-        As for :func:`make_input_dataset` (``workers`` threads per worker).
-
-    Returns
-    -------
-    tf.distribute.DistributedDataset
-        Per-replica elements ``((images, ..., gt_masks),)`` of ``B/R`` images.
-
-    Raises
-    ------
-    DataPipelineError
-        When the batch size is not a multiple of the replica count.
-    """
-    import tensorflow as tf
-
-    replicas = int(strategy.num_replicas_in_sync)
-    if batches.batch_size % replicas:
-        raise DataPipelineError(f"batch of {batches.batch_size} images cannot be split evenly over {replicas} "
-                                f"replicas")
-    share = batches.batch_size // replicas
-    workers = batches.config.DATA_LOADER_WORKERS if workers is None else int(workers)
-    dtypes, shapes = batches.signature(share)
-    tf_dtypes = [tf.as_dtype(d) for d in dtypes]
-
-    def dataset_fn(context):
-        local = context.num_replicas_in_sync // context.num_input_pipelines
-        first = context.input_pipeline_id * local
-
-        def build(position):  # element k of this worker: batch start + k // local, its replica first + k % local
-            index, replica = divmod(int(position), local)
-            replica += first
-            return batches.batch(index, slots=range(replica * share, (replica + 1) * share))
-
-        def load(position):
-            arrays = tf.numpy_function(build, [position], tf_dtypes, stateful=False)
-            for array, shape in zip(arrays, shapes):
-                array.set_shape(shape)
-            return (tuple(arrays),)
-
-        dataset = tf.data.Dataset.range(int(start_batch) * local, 2**62)
-        dataset = dataset.map(load, num_parallel_calls=max(workers, 1), deterministic=True)
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-        return dataset.with_options(options).prefetch(max(int(prefetch), 0))
-
-    return strategy.distribute_datasets_from_function(dataset_fn)
 
 
 def data_generator(dataset, config, shuffle=True, augment=False, augmentation=None, random_rois=0,

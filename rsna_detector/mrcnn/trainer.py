@@ -27,7 +27,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .data import TrainingBatches, make_distributed_input, make_input_dataset
+from .data import TrainingBatches, make_input_dataset
+from .parallel import make_distributed_input
 from .losses import LOSS_NAMES
 from .progress import TrainingProgress
 from .training import is_chief
