@@ -33,7 +33,7 @@ load average (``os.getloadavg``) is recorded before and after each step: on a sh
 the wall times are only comparable at a similar load, CPU times much more so. Every long step
 shows a progress bar with its rate and ETA.
 
-Results go to ``ROOT/results-<s>.json``; ``--report`` writes the table into the section
+Results go to ``ROOT/results-<s>-<time>.json``; ``--report`` writes the table into the section
 ``## Full-scale dry run`` of a Markdown file (replacing that section only). The data sets are
 deleted at the end unless ``--keep``; ``ROOT`` must lie outside the repository.
 """
@@ -78,6 +78,9 @@ def _parse_args(argv):
     parser.add_argument("--train-steps", type=int, default=TRAIN_STEPS, help="training steps (default: 50)")
     parser.add_argument("--keep", action="store_true", help="keep the generated data sets")
     parser.add_argument("--report", default=None, help="write the table into this Markdown file's section")
+    parser.add_argument("--report-from", nargs="+", default=None, metavar="JSON",
+                        help="no run: build the report from saved results files (several runs of a scale are "
+                             "merged in order; a step measured again keeps its earlier record, labelled)")
     return parser.parse_args(argv)
 
 
@@ -185,8 +188,29 @@ def _machine():
             "date": time.strftime("%Y-%m-%d %H:%M")}
 
 
+def merge_results(paths):
+    """Saved results files -> one result per scale; a step run again keeps its earlier record, labelled."""
+    merged = {}
+    for path in paths:
+        result = json.loads(Path(path).read_text())
+        into = merged.setdefault(result["scale"], dict(result, steps=[]))
+        into["machine"] = result["machine"]
+        names = {r["step"] for r in result["steps"]}
+        for record in into["steps"]:
+            if record["step"] in names and "earlier" not in record.get("label", ""):
+                record["label"] = f"{record['step']}, earlier code ({into['machine']['date']})"
+        into["steps"] += result["steps"]
+    return [merged[scale] for scale in sorted(merged, reverse=True)]
+
+
 def main(argv=None):
     args = _parse_args(argv)
+    if args.report_from:
+        results = merge_results(args.report_from)
+        if args.report:
+            write_report(results, args.report)
+        print(format_report(results))
+        return 0
     root = _check_root(args.root)
     root.mkdir(parents=True, exist_ok=True)
     results = []
@@ -194,7 +218,7 @@ def main(argv=None):
         for scale in args.scale:
             result = run_scale(scale, root, set(args.steps), args.pipeline_workers, args.pipeline_batches,
                                args.train_steps, args.pipeline_processes)
-            (root / f"results-{scale:g}.json").write_text(json.dumps(result, indent=1))
+            (root / f"results-{scale:g}-{time.strftime('%Y%m%dT%H%M%S')}.json").write_text(json.dumps(result, indent=1))
             results.append(result)
     finally:
         if not args.keep:
@@ -263,7 +287,7 @@ def format_report(results):
                   "| step | wall s | CPU s | peak RSS MB | load | figure | target | met |",
                   "|---|---:|---:|---:|---|---|---|---|"]
         for r in result["steps"]:
-            lines.append(f"| {r['step']} | {r['wall_s']:.1f} | {r['cpu_s']:.0f} | {r['peak_rss_mb']:.0f} | "
+            lines.append(f"| {r.get('label', r['step'])} | {r['wall_s']:.1f} | {r['cpu_s']:.0f} | {r['peak_rss_mb']:.0f} | "
                          f"{r['load_before']:.1f} -> {r['load_after']:.1f} | {_figure(r)} | {_target(r['step'])} | "
                          f"{_met(r)} |")
         lines.append("")

@@ -437,6 +437,8 @@ def make_input_dataset(batches, start_batch=0, workers=None, prefetch=2, process
     prefetch : int
         Batches built ahead of the training step.
     processes : int, optional
+        Worker processes; 0 builds in threads. A builder that a fresh process
+        cannot import (classes defined in ``__main__``) is built in threads.
 
     Returns
     -------

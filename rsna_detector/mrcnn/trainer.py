@@ -28,8 +28,8 @@ import numpy as np
 import tensorflow as tf
 
 from .data import TrainingBatches, make_input_dataset
-from .parallel import make_distributed_input
 from .losses import LOSS_NAMES
+from .parallel import make_distributed_input
 from .progress import TrainingProgress
 from .training import is_chief
 from .weights import save_hdf5_weights
