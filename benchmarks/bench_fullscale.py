@@ -194,12 +194,12 @@ def merge_results(paths):
     for path in paths:
         result = json.loads(Path(path).read_text())
         into = merged.setdefault(result["scale"], dict(result, steps=[]))
-        into["machine"] = result["machine"]
         names = {r["step"] for r in result["steps"]}
         for record in into["steps"]:
-            if record["step"] in names and "earlier" not in record.get("label", ""):
+            if record["step"] in names and "label" not in record:
                 record["label"] = f"{record['step']}, earlier code ({into['machine']['date']})"
-        into["steps"] += result["steps"]
+        into["machine"] = result["machine"]
+        into["steps"] += [dict(r, date=result["machine"]["date"]) for r in result["steps"]]
     return [merged[scale] for scale in sorted(merged, reverse=True)]
 
 
