@@ -74,7 +74,7 @@ def _parse_args(argv):
                         help="input-pipeline thread counts to measure (default: 1 2 4)")
     parser.add_argument("--pipeline-processes", type=int, nargs="*", default=[1, 2],
                         help="input-pipeline worker-process counts to measure (default: 1 2)")
-    parser.add_argument("--pipeline-batches", type=int, default=40, help="timed batches of 8 per pipeline run")
+    parser.add_argument("--pipeline-batches", type=int, default=150, help="timed batches of 8 per pipeline run")
     parser.add_argument("--train-steps", type=int, default=TRAIN_STEPS, help="training steps (default: 50)")
     parser.add_argument("--keep", action="store_true", help="keep the generated data sets")
     parser.add_argument("--report", default=None, help="write the table into this Markdown file's section")
