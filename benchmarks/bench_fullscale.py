@@ -394,8 +394,29 @@ def child_pipeline(args):
             next(stream)
             bar.update(config.BATCH_SIZE)
         seconds = time.perf_counter() - start
+    workers_mb = _children_rss_mb()  # worker processes, alive until the stream goes
     del stream
-    _emit(images_per_s=round(images / seconds, 2), count=f"{kind}, {images} images")
+    figures = dict(images_per_s=round(images / seconds, 2), count=f"{kind}, {images} images")
+    if workers_mb:
+        figures.update(workers_rss_mb=workers_mb, count=figures["count"] + f", worker RSS {max(workers_mb):.0f} MB each")
+    _emit(**figures)
+
+
+def _children_rss_mb():
+    """Resident MB of this process's child processes (Linux /proc), [] elsewhere."""
+    children = set()
+    for children_file in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+        children.update(children_file.read_text().split())
+    sizes = []
+    for pid in children:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        rss = next((line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")), None)
+        if rss:
+            sizes.append(round(int(rss) / 1024, 1))
+    return sizes
 
 
 def child_train(args):
