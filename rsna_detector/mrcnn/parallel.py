@@ -100,7 +100,8 @@ def guarded_batch(batches, index, slots=None):
     with EXIT_GUARD.call() as exiting:
         if exiting:
             return batches.empty_batch(None if slots is None else len(slots))
-        return batches.batch(int(index), slots=slots)
+        # without slots, the one-argument call that subclasses overriding batch(index) expect
+        return batches.batch(int(index)) if slots is None else batches.batch(int(index), slots=slots)
 
 
 # ----------------------------------------------------------------------------- worker processes
@@ -118,7 +119,8 @@ def _worker_batch(index, slots):
     if "error" in _WORKER:
         raise WorkerError(f"a worker process could not rebuild the training batches ({_WORKER['error']}); "
                           "set DATA_LOADER_PROCESSES = 0 to build them in threads")
-    return _WORKER["batches"].batch(index, slots=slots)
+    batches = _WORKER["batches"]
+    return batches.batch(index) if slots is None else batches.batch(index, slots=slots)
 
 
 class _ProcessPool:
