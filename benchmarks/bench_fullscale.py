@@ -389,26 +389,46 @@ def child_pipeline(args):
     images = args.batches * config.BATCH_SIZE
     kind = f"{args.processes} processes" if args.processes else f"{args.workers} threads"
     with tqdm(total=images, desc=f"pipeline, {kind}", unit="img") as bar:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), _cpu_seconds()
         for _ in range(args.batches):
             next(stream)
             bar.update(config.BATCH_SIZE)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
     workers_mb = _children_rss_mb()  # worker processes, alive until the stream goes
     del stream
-    figures = dict(images_per_s=round(images / seconds, 2), count=f"{kind}, {images} images")
+    # CPU time per image (this process's threads and its worker processes) is the per-core cost,
+    # much less sensitive to other jobs on the machine than images per second
+    figures = dict(images_per_s=round(images / seconds, 2), cpu_ms_per_image=round(1000 * cpu / images, 2),
+                   count=f"{kind}, {images} images, {1000 * cpu / images:.1f} CPU ms/image")
     if workers_mb:
         figures.update(workers_rss_mb=workers_mb, count=figures["count"] + f", worker RSS {max(workers_mb):.0f} MB each")
     _emit(**figures)
 
 
-def _children_rss_mb():
-    """Resident MB of this process's child processes (Linux /proc), [] elsewhere."""
+def _child_pids():
     children = set()
     for children_file in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
         children.update(children_file.read_text().split())
+    return children
+
+
+def _cpu_seconds():
+    """CPU seconds of this process (all threads) and of its live child processes (Linux /proc)."""
+    total = time.process_time()
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid in _child_pids():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+def _children_rss_mb():
+    """Resident MB of this process's child processes (Linux /proc), [] elsewhere."""
     sizes = []
-    for pid in children:
+    for pid in _child_pids():
         try:
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:

@@ -28,6 +28,8 @@ import pickle
 import threading
 import time
 
+import numpy as np
+
 __all__ = ["EXIT_GUARD", "ExitGuard", "guarded_batch", "process_input_dataset", "make_distributed_input",
            "WorkerError"]
 
@@ -116,11 +118,33 @@ def _start_worker(payload):
 
 
 def _worker_batch(index, slots):
+    """Batch ``index`` for the training process; its images travel as uint8 when that is exact.
+
+    Molded float32 images are four times the bytes of the uint8 images they come
+    from: the worker sends the uint8 images (``unmold_image``) when molding them
+    again gives the very same float32 values, and the training process molds them
+    (:func:`_received_batch`).
+    """
+    from . import utils
+
     if "error" in _WORKER:
         raise WorkerError(f"a worker process could not rebuild the training batches ({_WORKER['error']}); "
                           "set DATA_LOADER_PROCESSES = 0 to build them in threads")
     batches = _WORKER["batches"]
-    return batches.batch(index) if slots is None else batches.batch(index, slots=slots)
+    arrays = batches.batch(index) if slots is None else batches.batch(index, slots=slots)
+    images = utils.unmold_image(arrays[0], batches.config)
+    if np.array_equal(utils.mold_image(images, batches.config), arrays[0]):
+        return (images,) + tuple(arrays[1:])
+    return tuple(arrays)
+
+
+def _received_batch(arrays, config):
+    """A worker's batch with its images molded again (float32), as ``TrainingBatches.batch`` returns them."""
+    from . import utils
+
+    if arrays[0].dtype == np.uint8:
+        return (utils.mold_image(arrays[0], config),) + tuple(arrays[1:])
+    return arrays
 
 
 class _ProcessPool:
@@ -212,7 +236,7 @@ def process_input_dataset(batches, processes, start_batch=0, prefetch=2, step=1,
                 with EXIT_GUARD.call() as exiting:
                     if exiting:
                         return
-                    arrays = pool.next()
+                    arrays = _received_batch(pool.next(), batches.config)
                 yield (arrays,)
         finally:
             pool.close()
