@@ -294,17 +294,27 @@ def format_report(results):
     return "\n".join(lines)
 
 
-def write_report(results, path, notes=""):
-    """Replace (or append) the ``## Full-scale dry run`` section of ``path`` with the table."""
+NOTES_HEADING = "### Targets, causes and fixes"
+
+
+def write_report(results, path):
+    """Replace (or append) the tables of the ``## Full-scale dry run`` section of ``path``.
+
+    The section's hand-written ``### Targets, causes and fixes`` part, when there is
+    one, is kept; other sections of the file are left alone.
+    """
     path = Path(path)
     text = path.read_text() if path.is_file() else ""
-    section = format_report(results) + (("\n" + notes.strip() + "\n") if notes else "")
+    section = format_report(results)
     start = text.find(SECTION)
     if start < 0:
         text = (text.rstrip() + "\n\n" if text.strip() else "") + section
     else:
         end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
+        end = len(text) if end < 0 else end + 1
+        notes = text.find(NOTES_HEADING, start, end)
+        kept = "\n" + text[notes:end].rstrip() + "\n" if notes >= 0 else ""
+        text = text[:start] + section.rstrip() + "\n" + kept + ("\n" + text[end:] if end < len(text) else "")
     path.write_text(text.rstrip() + "\n")
 
 
