@@ -52,3 +52,13 @@ bench-peer: $(PEER_VENV)/.installed
 
 clean:
 	rm -rf $(VENV) $(PEER_VENV) build *.egg-info
+
+# Full-scale dry run (by hand, not CI): synthetic data of the real size under FULLSCALE_ROOT (about
+# 5 GB at scale 1, deleted afterwards), every step a user runs timed in its own process, the tables
+# written into docs/PERFORMANCE.md. About 1.5 h on 2 cores.
+FULLSCALE_ROOT ?= /tmp/rsna-fullscale
+FULLSCALE_SCALES ?= 1 0.1
+.PHONY: bench-fullscale
+bench-fullscale: install
+	$(BIN)/python benchmarks/bench_fullscale.py --root $(FULLSCALE_ROOT) --scale $(FULLSCALE_SCALES) \
+		--report docs/PERFORMANCE.md

@@ -63,7 +63,11 @@ INSTALL = code(f"""
         raise ModuleNotFoundError("rsna_detector is not installed: uncomment the pip line above "
                                   "(Colab) or run `pip install .` in a clone of the repository")
     import rsna_detector
+    from rsna_detector.console import quiet_tensorflow
 
+    # Hide TensorFlow's C++ start-up and grappler log lines (must run before TensorFlow is imported;
+    # set TF_CPP_MIN_LOG_LEVEL yourself, or call quiet_tensorflow(verbose=True), to see them).
+    quiet_tensorflow()
     print("rsna_detector", rsna_detector.__version__)
 """)
 

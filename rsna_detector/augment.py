@@ -62,6 +62,8 @@ def rsna_notebook_augmentation():
     imgaug.augmenters.Sequential
     """
     iaa = _iaa()
+    from . import augmenters  # imgaug's PiecewiseAffine, same draws and results, ~20x faster
+
     geometric = iaa.OneOf(
         [
             iaa.Affine(
@@ -70,7 +72,7 @@ def rsna_notebook_augmentation():
                 rotate=(-2, 2),
                 shear=(-1, 1),
             ),
-            iaa.PiecewiseAffine(scale=(0.001, 0.025)),
+            augmenters.PiecewiseAffine(scale=(0.001, 0.025)),
         ]
     )
     intensity = iaa.OneOf([iaa.Multiply((0.9, 1.1)), iaa.LinearContrast((0.9, 1.1))])

@@ -57,31 +57,20 @@ def _inference_model(model_path, config_json=None, preset="full"):
     return model
 
 
-def _write_predictions_json(predictions, path):
-    """``{patientId: [{"y1":.., "x1":.., "y2":.., "x2":.., "score":..}, ...]}`` in original pixels."""
-    payload = {
-        p.patient_id: [dict(zip(("y1", "x1", "y2", "x2"), map(float, box)), score=float(score))
-                       for box, score in zip(p.boxes, p.scores)]
-        for p in predictions
-    }
-    Path(path).write_text(json.dumps(payload, indent=1))
-
-
 def _cmd_demo(args):
     from .demo import run_demo
 
-    summary = run_demo(args.out, args.data, n_train=args.n_train, n_test=args.n_test, epochs=args.epochs,
-                       seed=args.seed, progress=not args.quiet, weights=args.weights)
-    metrics = summary["metrics"]
-    print(f"demo finished in {summary['wall_time_s']:.0f} s: mAP@0.5 = {metrics.get('map50', float('nan')):.3f}, "
-          f"rsna_score = {metrics.get('rsna_score', float('nan')):.3f}; outputs in {args.out}")
-    return 0
+    run_demo(args.out, args.data, n_train=args.n_train, n_test=args.n_test, epochs=args.epochs,
+             seed=args.seed, progress=not args.quiet, steps_per_epoch=args.steps_per_epoch, weights=args.weights)
+    return 0  # run_demo printed the results table and where the outputs are
 
 
 def _cmd_train(args):
+    from .mrcnn.training import training_strategy
     from .train import train
 
     config = _load_config(args)
+    training_strategy(config)  # with TF_CONFIG, the multi-worker strategy must exist before any TF operation
     if args.steps_per_epoch is not None:
         config.STEPS_PER_EPOCH = args.steps_per_epoch
     model, history = train(args.data, config, weights=None if args.weights == "none" else args.weights,
@@ -109,26 +98,29 @@ def _cmd_predict(args):
     from .predict import predict
     from .submission import write_submission
 
+    shard = getattr(args, "shard", None)
+    out = args.out or (f"predictions-{shard[0]}-of-{shard[1]}.json" if shard else "predictions.json")
     model = _inference_model(args.model, args.config, args.preset)
     run = predict(model, args.images, flip_tta=args.flip_tta, min_confidence=args.min_confidence,
-                  progress=not args.quiet)
+                  progress=not args.quiet, shard=shard)
     if args.command == "submit":
-        _write_submission_cli(write_submission, run.predictions, args)
+        _write_submission_cli(write_submission, run.predictions, args, out)
     else:
-        _write_predictions_json(run.predictions, args.out)
-    print(f"wrote {len(run.predictions)} predictions to {args.out}")
+        run.write(out)  # a results file (submission.write_results_file), atomically
+    print(f"wrote {len(run.predictions)} predictions to {out}"
+          + (f" (shard {shard[0]}/{shard[1]}: {len(run.files)} of {run.total_files} files)" if shard else ""))
     if run.failed:
         print(f"{len(run.failed)} files could not be read:", *run.failed, sep="\n  ", file=sys.stderr)
         return 1
     return 0
 
 
-def _write_submission_cli(write_submission, predictions, args):
-    """``write_submission`` whose missing-ids hint names the CLI flag, not the Python argument."""
+def _write_submission_cli(write_submission, predictions, args, out):
+    """``write_submission`` to ``out`` whose missing-ids hint names the CLI flag, not the Python argument."""
     from .submission import MissingPredictionsError
 
     try:
-        write_submission(predictions, args.out, sample_submission=args.sample_submission,
+        write_submission(predictions, out, sample_submission=args.sample_submission,
                          missing="empty" if args.allow_missing else "error")
     except MissingPredictionsError as error:
         raise MissingPredictionsError(error.absent, error.total,
@@ -174,6 +166,7 @@ def _add_demo(sub):
     p.add_argument("--n-train", type=int, default=400, help="synthetic training patients (default: 400)")
     p.add_argument("--n-test", type=int, default=40, help="synthetic test patients (default: 40)")
     p.add_argument("--epochs", type=int, default=None, help="total epochs (default: 10 synthetic, 16 real)")
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="override STEPS_PER_EPOCH (a shorter demo)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--weights", default=None,
                    help="initial weights: coco (downloaded if needed), none, or a file (default: random on "
@@ -182,8 +175,8 @@ def _add_demo(sub):
     p.set_defaults(func=_cmd_demo)
 
 
-def _add_model_args(p):
-    p.add_argument("--model", required=True, help="weights file (a checkpoint written by training)")
+def _add_model_args(p, required=True):
+    p.add_argument("--model", required=required, help="weights file (a checkpoint written by training)")
     p.add_argument("--config", default=None, help="config JSON (default: the --preset)")
     p.add_argument("--preset", choices=["full", "cpu"], default="full",
                    help="DetectorConfig (full, default) or the CPU demo preset")
@@ -193,7 +186,9 @@ def _add_train(sub):
     p = sub.add_parser("train", help="train the detector with the staged schedule",
                        description="Staged fine-tuning (heads at 2x LR, then all layers at LR, then LR/5). "
                                    "Checkpoints go to a timestamped folder of --model-dir; --resume continues "
-                                   "from the latest one.")
+                                   "from the latest one. With TF_CONFIG naming several tasks, every machine "
+                                   "runs this same command and they train together (MultiWorkerMirroredStrategy; "
+                                   "the chief writes the files): see docs/DISTRIBUTED.md.")
     p.add_argument("--data", required=True, help="Kaggle-layout data directory")
     p.add_argument("--model-dir", default="logs", help="checkpoint and log folder (default: logs)")
     p.add_argument("--weights", default="coco", help="coco (default), imagenet, none, or a weights file")
@@ -228,12 +223,19 @@ def _add_predict(sub, name="predict"):
                                        "write patientId,PredictionString rows, one per image.")
     else:
         p = sub.add_parser(name, help="detect opacities in DICOMs and write their boxes as JSON",
-                           description="Run the detector on a folder of DICOMs and write, per patientId, the "
-                                       "boxes (y1, x1, y2, x2 in the file's pixels) with their scores.")
-    _add_model_args(p)
-    p.add_argument("--images", required=True, help="folder of .dcm files")
-    p.add_argument("--out", default="submission.csv" if name == "submit" else "predictions.json",
-                   help="output file (default: %(default)s)")
+                           description="Run the detector on a folder of DICOMs and write a results file: per "
+                                       "patientId, the boxes (y1, x1, y2, x2 in the file's pixels) with their "
+                                       "scores, and the files that could not be read. With --shard I/N only "
+                                       "shard I of N of the sorted file list is predicted (one job of a job "
+                                       "array); `rsna-detector submit --results` merges the shards' files.")
+        p.add_argument("--shard", type=_shard_argument, default=None, metavar="I/N",
+                       help="predict only shard I of N (numbered from 1: a 0-based array index k is k+1/N) of "
+                            "the sorted file list; the default --out becomes predictions-I-of-N.json")
+    # submit takes --model and --images, or --results instead (_cmd_submit checks the combination)
+    _add_model_args(p, required=name != "submit")
+    p.add_argument("--images", required=name != "submit", help="folder of .dcm files")
+    p.add_argument("--out", default="submission.csv" if name == "submit" else None,
+                   help="output file (default: submission.csv or predictions.json)")
     p.add_argument("--sample-submission", default=None, help="check the ids against this sample submission")
     p.add_argument("--allow-missing", action="store_true", help="write empty rows for sample ids not predicted")
     p.add_argument("--flip-tta", action="store_true", help="horizontal-flip test-time augmentation")
@@ -242,8 +244,45 @@ def _add_predict(sub, name="predict"):
     p.set_defaults(func=_cmd_predict)
 
 
+def _shard_argument(text):
+    from .predict import ShardError, parse_shard
+
+    try:
+        return parse_shard(text)
+    except ShardError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _cmd_submit(args):
+    if not args.results:
+        if not (args.model and args.images):
+            raise ValueError("submit: give --results FILE... (results files of `rsna-detector predict`), "
+                             "or --model and --images to run the detector now")
+        return _cmd_predict(args)
+    if args.model:
+        raise ValueError("submit: give either --results (merge results files) or --model (predict now), not both")
+    from .predict import list_dicoms
+    from .submission import write_submission_from_results
+
+    expected = None if args.images is None else [p.stem for p in list_dicoms(args.images)]
+    path, merged = write_submission_from_results(
+        args.results, args.out, sample_submission=args.sample_submission, expected_ids=expected,
+        missing="empty" if args.allow_missing else "error")
+    print(f"wrote {path} from {len(args.results)} results file(s): {len(merged.predictions)} patients predicted")
+    if merged.gaps or merged.missing_shards:
+        print(f"written without boxes (--allow-missing): {merged.describe_gaps()}", file=sys.stderr)
+    return 0
+
+
 def _add_submit(sub):
     _add_predict(sub, name="submit")
+    p = sub.choices["submit"]
+    p.description += (" Or merge the results files of `rsna-detector predict` (one per shard) with --results: "
+                      "a patient in two files is refused; patients no file covers (a missing shard, an unreadable "
+                      "file, a sample id) are named, or written without boxes with --allow-missing.")
+    p.add_argument("--results", nargs="+", metavar="FILE", default=None,
+                   help="results files of `rsna-detector predict --shard I/N` to merge (instead of --model)")
+    p.set_defaults(func=_cmd_submit)
 
 
 def _add_eda(sub):
@@ -271,12 +310,30 @@ def build_parser():
     for add in (_add_demo, _add_train, _add_evaluate, _add_predict, _add_submit, _add_convert, _add_synth, _add_eda,
                 _add_baselines):
         add(sub)
+    _add_verbose(parser, sub)
     return parser
+
+
+_VERBOSE_HELP = ("show TensorFlow's C++/absl log output and this library's INFO messages (hidden by default; "
+                 "a TF_CPP_MIN_LOG_LEVEL you set is always respected)")
+
+
+def _add_verbose(parser, sub):
+    """``--verbose`` before or after the subcommand (``rsna-detector --verbose demo`` or ``... demo --verbose``)."""
+    parser.add_argument("--verbose", action="store_true", help=_VERBOSE_HELP)
+    for command in sub.choices.values():
+        try:  # SUPPRESS: not given after the subcommand, the top-level value stays
+            command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE_HELP)
+        except argparse.ArgumentError:
+            pass  # the subcommand has a --verbose of its own
 
 
 def main(argv=None):
     """Entry point of the ``rsna-detector`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
+    from .console import configure_console  # before anything imports TensorFlow
+
+    configure_console(verbose=args.verbose)
     try:
         return args.func(args)
     except (ValueError, OSError, RuntimeError) as error:  # OSError: a missing file, a full disk (named)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ._io import write_json
 
-__all__ = ["run_demo", "inference_model_from", "resolve_demo_weights"]
+__all__ = ["run_demo", "inference_model_from", "resolve_demo_weights", "format_results", "RESULT_ROWS"]
 
 
 def inference_model_from(training_model, images_per_gpu=None):
@@ -101,8 +101,53 @@ def _synthetic_data(out_dir, n_train, n_test, seed, progress):
     return data_dir
 
 
+def _step(number, text):
+    """A numbered heading of the demo's console output."""
+    print(f"[{number}/5] {text}", flush=True)
+
+
+#: The metrics of the results table: (key of evaluate_detector's dict, label).
+RESULT_ROWS = (
+    ("map50", "mAP@0.5, all validation images"),
+    ("map50_positive", "mAP@0.5, images with opacities"),
+    ("mean_iou", "mean IoU of matched boxes"),
+    ("rsna_score", "competition score, model threshold"),
+    ("best_threshold", "best confidence threshold"),
+    ("best_rsna_score", "competition score, best threshold"),
+)
+
+
+def format_results(summary):
+    """The demo's closing text: a table of the metrics, then where the outputs are.
+
+    Parameters
+    ----------
+    summary : dict
+        What :func:`run_demo` returns.
+
+    Returns
+    -------
+    str
+        Several lines; the last ones name the output folder and its files.
+    """
+    from .console import format_table
+
+    metrics = summary["metrics"]
+    rows = [(label, float(metrics.get(key, float("nan")))) for key, label in RESULT_ROWS]
+    rows.append(("wall time, s", int(round(float(summary["wall_time_s"])))))
+    title = (f"results ({summary['val_patients']} validation patients, {summary['epochs']} epochs of "
+             f"{summary['config']}):")
+    out = Path(summary["out_dir"])
+    outputs = [f"outputs in {out}/:",
+               "  summary.json, evaluation/ (metrics.json, precision_recall.png, threshold_sweep.png)",
+               f"  pictures/ ({len(summary['pictures'])} ground truth vs prediction PNGs), "
+               f"{Path(summary['submission']).name if summary['submission'] else 'no submission (no test images)'}",
+               f"  {summary['checkpoints']}/ (checkpoints, run.json, training_log.csv)"]
+    return "\n".join([title, format_table(rows, headers=("metric", "value"))] + outputs)
+
+
 def run_demo(out_dir="demo_output", data_dir=None, *, n_train=400, n_test=40, epochs=None, seed=0,
-             config=None, weights=None, progress=True):
+             config=None, weights=None, progress=True, steps_per_epoch=None):
     """Run the whole job and write its outputs into ``out_dir``.
 
     Parameters
@@ -124,12 +169,18 @@ def run_demo(out_dir="demo_output", data_dir=None, *, n_train=400, n_test=40, ep
         data when a copy is on this machine (see :func:`resolve_demo_weights`:
         without one the demo stops at once saying where to put it; pass
         'coco' explicitly to allow a download, 'none' for random weights).
+    progress : bool
+        Progress bars (data generation, training steps, detection, prediction).
+    steps_per_epoch : int, optional
+        Overrides the config's STEPS_PER_EPOCH (a shorter demo).
 
     Returns
     -------
     dict
         The summary also written to ``summary.json``: wall time, mAP@0.5,
-        rsna_score, best threshold, paths.
+        rsna_score, best threshold, paths. The console gets a numbered line per
+        step, one line per training epoch, and the results table
+        (:func:`format_results`) last.
     """
     from .config import CPUDemoConfig, DetectorConfig
     from .data.dataset import DetectorDataset
@@ -146,32 +197,46 @@ def run_demo(out_dir="demo_output", data_dir=None, *, n_train=400, n_test=40, ep
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if synthetic:
+        _step(1, f"synthetic data: {n_train} training + {n_test} test patients in the Kaggle layout")
         data_dir = _synthetic_data(out_dir, n_train, n_test, seed, progress)
+    else:
+        _step(1, f"data: {data_dir}")
     config = config or (CPUDemoConfig() if synthetic else DetectorConfig())
+    if steps_per_epoch is not None:
+        config.STEPS_PER_EPOCH = int(steps_per_epoch)
+        config.validate()
     epochs = epochs or (10 if synthetic else 16)
 
     # the short synthetic training sees as many negative as positive patients; validation keeps ~3.4:1
     train_ds, val_ds = DetectorDataset.split_from_data_dir(
         data_dir, image_size=config.IMAGE_MAX_DIM, val_fraction=0.2, seed=seed,
         train_negatives_per_positive=1.0 if synthetic else None)
-    print(f"training on {train_ds.num_images} patients, validating on {val_ds.num_images}")
+    _step(2, f"training {config.__class__.__name__} for {epochs} epochs of {config.STEPS_PER_EPOCH} steps on "
+             f"{train_ds.num_images} patients (validation: {val_ds.num_images})")
     training_model, history = train((train_ds, val_ds), config, weights=weights, model_dir=out_dir / "logs",
                                     epochs=epochs, seed=seed, schedule=_schedule(epochs, weights),
                                     augmentation=None if synthetic else "notebook")
     model = inference_model_from(training_model)
-    metrics = evaluate_detector(model, val_ds, val_ds.image_ids, config=model.config, out_dir=out_dir / "evaluation")
+    _step(3, f"evaluation on the {val_ds.num_images} validation patients")
+    metrics = evaluate_detector(model, val_ds, val_ds.image_ids, config=model.config, out_dir=out_dir / "evaluation",
+                                verbose=progress)
 
     layout = KaggleLayout.from_dir(data_dir)
     submission_path = None
     if layout.test_images is not None:
+        _step(4, f"prediction on {layout.test_images} -> submission.csv")
         run = predict(model, layout.test_images, progress=progress)
         submission_path = out_dir / "submission.csv"
         write_submission(run.predictions, submission_path, sample_submission=layout.sample_submission)
+    else:
+        _step(4, "prediction skipped: the data has no test images")
+    _step(5, "pictures: ground truth beside prediction")
     positives = [i for i in val_ds.image_ids if len(val_ds.image_info[i]["boxes"])][:4]
     negatives = [i for i in val_ds.image_ids if not len(val_ds.image_info[i]["boxes"])][:2]
     pictures = save_gt_vs_prediction(model, val_ds, positives + negatives, out_dir / "pictures")
 
     summary = {
+        "out_dir": str(out_dir),
         "data": str(data_dir),
         "synthetic": synthetic,
         "config": config.__class__.__name__,
@@ -182,7 +247,9 @@ def run_demo(out_dir="demo_output", data_dir=None, *, n_train=400, n_test=40, ep
         "metrics": metrics,
         "submission": str(submission_path) if submission_path else None,
         "pictures": [str(p) for p in pictures],
+        "checkpoints": str(Path(training_model.log_dir)),
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
     write_json(out_dir / "summary.json", summary)
+    print(format_results(summary), flush=True)
     return summary

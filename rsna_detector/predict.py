@@ -4,6 +4,17 @@ The detector sees each image at the config's size (``IMAGE_MAX_DIM``, 256 for th
 RSNA settings), read through the fast DICOM path; its boxes are scaled back to the
 file's own pixel grid (1024 for RSNA). Optional horizontal-flip test-time
 augmentation runs the detector on the mirrored image too and fuses both box sets.
+
+Sharded prediction
+------------------
+For folders too big for one machine, ``predict(..., shard=(i, n))`` (command line:
+``rsna-detector predict --shard I/N``) runs on shard ``i`` of ``n`` only:
+:func:`shard_files` sorts the file list by path and cuts it into ``n``
+contiguous blocks whose sizes differ by at most one, shards numbered from 1. The
+split depends only on the sorted list, so the ``n`` tasks of a job array (one
+per machine, in any order) cover every file exactly once. Each task writes its
+own results file (:meth:`PredictionRun.write`, atomically) and
+``rsna-detector submit --results FILE...`` merges them into one submission.
 """
 from __future__ import annotations
 
@@ -13,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PredictionRun", "predict", "list_dicoms", "fuse_flip_detections"]
+__all__ = ["PredictionRun", "predict", "list_dicoms", "fuse_flip_detections", "parse_shard", "shard_files",
+           "ShardError"]
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +42,85 @@ class PredictionRun:
     failed : dict
         ``path -> error message`` for files that could not be read (reported,
         never silently dropped).
+    files : list of Path
+        The files this run was given (its shard's files when sharded), in order.
+    shard : (int, int) or None
+        ``(i, n)``, 1-based, when the run covered shard ``i`` of ``n``.
+    total_files : int or None
+        Files in the whole (unsharded) list.
     """
 
     predictions: list = field(default_factory=list)
     failed: dict = field(default_factory=dict)
+    files: list = field(default_factory=list)
+    shard: tuple | None = None
+    total_files: int | None = None
 
     def by_patient(self):
         """``{patient_id: ImagePrediction}``."""
         return {p.patient_id: p for p in self.predictions}
+
+    def write(self, path):
+        """Write this run as a results file, atomically (format: ``submission.write_results_file``).
+
+        Returns
+        -------
+        Path
+        """
+        from .submission import write_results_file
+
+        return write_results_file(
+            self.predictions, path, files=[Path(f).stem for f in self.files],
+            failed={Path(f).stem: message for f, message in self.failed.items()},
+            shard=self.shard, total_files=self.total_files)
+
+
+class ShardError(ValueError):
+    """A shard specification that is not ``I/N`` with ``1 <= I <= N``."""
+
+
+def parse_shard(shard):
+    """``"I/N"`` (or ``(I, N)``) -> ``(I, N)``, shards numbered from 1.
+
+    Raises
+    ------
+    ShardError
+        Not two integers separated by ``/``, ``N < 1``, or ``I`` outside ``1..N``
+        (a 0-based job-array index ``k`` is shard ``k + 1``).
+    """
+    text = shard if isinstance(shard, str) else "/".join(str(v) for v in shard)
+    index, slash, count = text.strip().partition("/")
+    try:
+        index, count = int(index), int(count)
+    except ValueError:
+        raise ShardError(f"shard {text!r}: expected I/N, two whole numbers such as 1/4 "
+                         "(shard I of N, numbered from 1)") from None
+    if not slash or count < 1 or not 1 <= index <= count:
+        raise ShardError(f"shard {text!r}: expected I/N with N >= 1 and 1 <= I <= N (shards are numbered from 1; "
+                         f"a 0-based array index k is shard k+1), got I={index}, N={count}")
+    return index, count
+
+
+def shard_files(files, shard):
+    """The files of shard ``shard`` of the sorted list ``files``.
+
+    Parameters
+    ----------
+    files : sequence of str or Path
+    shard : str or (int, int)
+        ``"I/N"`` or ``(I, N)``, 1-based (:func:`parse_shard`).
+
+    Returns
+    -------
+    list of Path
+        Block ``I`` of ``N`` contiguous blocks of the files sorted by path; the
+        first ``len(files) % N`` blocks hold one file more than the others.
+    """
+    index, count = parse_shard(shard)
+    ordered = sorted(Path(f) for f in files)
+    size, extra = divmod(len(ordered), count)
+    start = (index - 1) * size + min(index - 1, extra)
+    return ordered[start:start + size + (1 if index <= extra else 0)]
 
 
 def list_dicoms(paths_or_folder):
@@ -128,7 +211,8 @@ def _detect_batch(model, images, flip_tta, min_confidence):
     return out
 
 
-def predict(model, paths_or_folder, *, batch_size=None, flip_tta=False, min_confidence=None, progress=True):
+def predict(model, paths_or_folder, *, batch_size=None, flip_tta=False, min_confidence=None, progress=True,
+            shard=None):
     """Detect opacities in DICOM files.
 
     Parameters
@@ -147,12 +231,21 @@ def predict(model, paths_or_folder, *, batch_size=None, flip_tta=False, min_conf
         model's DETECTION_MIN_CONFIDENCE let through).
     progress : bool
         Show a tqdm progress bar.
+    shard : str or (int, int), optional
+        ``"I/N"``: run on shard I of N of the sorted file list only
+        (:func:`shard_files`; module docstring).
 
     Returns
     -------
     PredictionRun
         Boxes ``(y1, x1, y2, x2)`` float32 in each file's own pixels (1024 for
         RSNA), scores float32; unreadable files listed in ``failed``.
+        ``run.write(path)`` saves it as a results file.
+
+    Raises
+    ------
+    ShardError
+        For a bad ``shard``.
     """
     from tqdm.auto import tqdm
 
@@ -163,8 +256,13 @@ def predict(model, paths_or_folder, *, batch_size=None, flip_tta=False, min_conf
     size = int(config.IMAGE_MAX_DIM)
     batch_size = batch_size or config.BATCH_SIZE
     files = list_dicoms(paths_or_folder)
-    run = PredictionRun()
-    bar = tqdm(total=len(files), desc="predict", unit="img", disable=not progress)
+    total_files = len(files)
+    if shard is not None:
+        shard = parse_shard(shard)
+        files = shard_files(files, shard)
+    run = PredictionRun(files=list(files), shard=shard, total_files=total_files)
+    desc = "predict" if shard is None else f"predict {shard[0]}/{shard[1]}"
+    bar = tqdm(total=len(files), desc=desc, unit="img", disable=not progress)
     for start in range(0, len(files), batch_size):
         chunk = files[start:start + batch_size]
         images, metas = [], []  # metas: (patient id = file stem, as in the Kaggle layout; DicomMetadata)

@@ -224,9 +224,13 @@ def _write_run_record(model, config, schedule, weights, resume):
     ``initial_weights``, ``resumed`` and ``start_epoch``, and ``starts``: one
     entry per start of the run (time, resumed, start_epoch, initial_weights,
     checkpoint resumed from), so that resuming keeps the history. An existing
-    ``run.json`` that cannot be read is kept as ``run.json.unreadable``.
+    ``run.json`` that cannot be read is kept as ``run.json.unreadable``. In a
+    multi-worker run only the chief writes it.
     """
-    if not getattr(model, "log_dir", None):
+    from .mrcnn.training import is_chief
+
+    if not getattr(model, "log_dir", None) or \
+            not is_chief(getattr(getattr(model, "keras_model", None), "distribute_strategy", None)):
         return
     make = getattr(model, "make_log_dir", None)
     log_dir = Path(make() if make is not None else model.log_dir)

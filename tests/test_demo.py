@@ -59,3 +59,40 @@ def test_prediction_on_the_real_dicoms_writes_a_valid_submission(demo_run, rsna_
     write_submission(run.predictions, path)
     parsed = parse_submission(path)
     assert sorted(parsed) == sorted(p.patient_id for p in run.predictions)
+
+
+def test_cli_demo_console_is_short_and_ends_with_the_results(tmp_path):
+    """`rsna-detector demo` (shortened) as a user runs it: no TensorFlow noise, under 200 lines and 30 KB,
+    the metrics table and the output folder last."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TQDM_MININTERVAL")}
+    env.update(PYTHONPATH=str(root), MPLBACKEND="Agg")
+    out = tmp_path / "demo"
+    command = [sys.executable, "-m", "rsna_detector.cli", "demo", "--out", str(out), "--n-train", "24",
+               "--n-test", "4", "--epochs", "2", "--steps-per-epoch", "3", "--seed", "1"]
+    completed = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, timeout=900,
+                               cwd=str(tmp_path))
+    text = completed.stdout.decode("utf-8", "replace")
+    assert completed.returncode == 0, text[-3000:]
+    lines = text.rstrip("\n").split("\n")  # progress bars redraw with carriage returns: not new lines
+    assert len(lines) < 200 and len(completed.stdout) < 30_000
+    for noise in ("op_level_cost_estimator", "absl::InitializeLog", "oneDNN", "cuda"):
+        assert noise not in text, noise
+    assert sum(bool(re.search(r"epoch [12]/2  loss \d", line)) for line in lines) == 2  # one line per epoch
+    table_start = next(i for i, line in enumerate(lines) if line.startswith("metric "))
+    table = lines[table_start:table_start + 2 + 7]
+    assert [row.split("  ")[0] for row in table[2:]] == [
+        "mAP@0.5, all validation images", "mAP@0.5, images with opacities", "mean IoU of matched boxes",
+        "competition score, model threshold", "best confidence threshold", "competition score, best threshold",
+        "wall time, s"]
+    map50 = json.loads((out / "evaluation" / "metrics.json").read_text())["map50"]
+    assert table[2].split()[-1] == f"{map50:.3f}"
+    assert lines[table_start + 9] == f"outputs in {out}/:" and len(lines) == table_start + 13
+    assert "submission.csv" in lines[-2] and (out / "submission.csv").is_file()
+    assert Path(lines[-1].split()[0].rstrip("/")).is_dir()

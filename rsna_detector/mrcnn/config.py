@@ -17,6 +17,8 @@ matterport does not have:
 * ``SEED`` (``None`` or an int): seed for repeatable runs.
 * ``MIXED_PRECISION`` (bool): mixed float16 compute on a GPU.
 * ``DATA_LOADER_WORKERS`` (int >= 0): worker threads of the training input pipeline.
+* ``DATA_LOADER_PROCESSES`` (int >= 0): worker processes instead (0: threads); they scale with the
+  cores, threads do not (``mrcnn.parallel``).
 * ``EXTRA_SETTINGS`` (tuple of names): genuine extra UPPER_CASE settings a subclass
   declares. Any other unknown UPPER_CASE name (a typo, or a setting of another
   matterport version such as 2.0's ``IMAGE_PADDING``) gets a :class:`ConfigWarning`
@@ -152,6 +154,7 @@ class Config:
     SEED = None  # None or an int: seed for repeatable runs
     MIXED_PRECISION = False  # mixed float16 compute (GPU option)
     DATA_LOADER_WORKERS = 2  # worker threads of the training input pipeline
+    DATA_LOADER_PROCESSES = 0  # worker processes instead of threads (0: threads)
     EXTRA_SETTINGS = ()  # names of genuine extra settings a subclass declares
 
     # --- deliberate differences from matterport, as switches ----------------
@@ -402,6 +405,7 @@ def _validate_counts(config):
         _require_int(config, name, 1)
     _require_int(config, "VALIDATION_STEPS", 0)
     _require_int(config, "DATA_LOADER_WORKERS", 0)
+    _require_int(config, "DATA_LOADER_PROCESSES", 0)
     if config.SEED is not None:
         _require_int(config, "SEED", 0)
 

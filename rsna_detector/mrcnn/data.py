@@ -38,6 +38,7 @@ import numpy as np
 
 from . import utils
 from .head_targets import build_detection_targets, generate_random_rois
+from .parallel import EXIT_GUARD, guarded_batch, process_input_dataset
 from .targets import build_rpn_targets
 
 __all__ = [
@@ -430,8 +431,16 @@ class TrainingBatches:
             f"no image with objects found in {10 * len(ids) + 100} draws from {len(ids)} images; "
             "set config.TRAIN_ON_EMPTY_IMAGES = True to train on images without objects")
 
-    def batch(self, index):
-        """Batch ``index`` of the stream.
+    def batch(self, index, slots=None):
+        """Batch ``index`` of the stream, or some of its slots.
+
+        Parameters
+        ----------
+        index : int
+        slots : range, optional
+            Positions within the batch to build (a replica's share under a
+            distribution strategy); default all ``batch_size``. A slot's arrays
+            do not depend on which other slots are built.
 
         Returns
         -------
@@ -445,22 +454,39 @@ class TrainingBatches:
             gt_masks float32 [B, mh, mw, MAX_GT_INSTANCES] in {0, 1} (not bool:
             ``tf.distribute`` cannot reduce bool tensors when Keras builds the model).
         """
-        arrays = self._empty_batch()
-        for slot, image_id in enumerate(self.batch_image_ids(index)):
+        slots = range(self.batch_size) if slots is None else slots
+        arrays = self._empty_batch(len(slots))
+        image_ids = self.batch_image_ids(index)
+        for row, slot in enumerate(slots):
             rng = np.random.default_rng([self.seed, int(index), slot])
-            image, image_meta, rpn_match, rpn_bbox, class_ids, boxes, masks = self._sample_for_slot(image_id, rng)
+            image, image_meta, rpn_match, rpn_bbox, class_ids, boxes, masks = self._sample_for_slot(
+                image_ids[slot], rng)
             count = len(class_ids)
-            arrays[0][slot] = utils.mold_image(image, self.config)
-            arrays[1][slot] = image_meta
-            arrays[2][slot, :, 0] = rpn_match
-            arrays[3][slot] = rpn_bbox
-            arrays[4][slot, :count] = class_ids
-            arrays[5][slot, :count] = boxes
-            arrays[6][slot, :, :, :count] = masks
+            arrays[0][row] = utils.mold_image(image, self.config)
+            arrays[1][row] = image_meta
+            arrays[2][row, :, 0] = rpn_match
+            arrays[3][row] = rpn_bbox
+            arrays[4][row, :count] = class_ids
+            arrays[5][row, :count] = boxes
+            arrays[6][row, :, :, :count] = masks
         return tuple(arrays)
 
-    def _empty_batch(self):
-        batch, config = self.batch_size, self.config
+    def __getstate__(self):  # worker processes get a copy (parallel.process_input_dataset)
+        state = dict(self.__dict__)
+        state.pop("_lock")
+        state["_permutations"] = {}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def empty_batch(self, batch=None):
+        """All-zero arrays of :meth:`batch`'s dtypes and shapes (``batch`` images, default ``batch_size``)."""
+        return tuple(self._empty_batch(batch))
+
+    def _empty_batch(self, batch=None):
+        batch, config = self.batch_size if batch is None else batch, self.config
         return [
             np.zeros((batch,) + tuple(int(v) for v in config.IMAGE_SHAPE), np.float32),
             np.zeros((batch, config.IMAGE_META_SIZE), np.float32),
@@ -477,21 +503,24 @@ class TrainingBatches:
             return tuple(int(v) for v in self.config.MINI_MASK_SHAPE)
         return tuple(int(v) for v in self.config.IMAGE_SHAPE[:2])
 
-    def signature(self):
-        """``(dtypes, shapes)`` of :meth:`batch`'s arrays (batch dimension included)."""
-        arrays = self._empty_batch()
+    def signature(self, batch=None):
+        """``(dtypes, shapes)`` of :meth:`batch`'s arrays (batch dimension ``batch``, default ``batch_size``)."""
+        arrays = self._empty_batch(batch)
         return [a.dtype for a in arrays], [a.shape for a in arrays]
 
 
-def make_input_dataset(batches, start_batch=0, workers=None, prefetch=2):
+def make_input_dataset(batches, start_batch=0, workers=None, prefetch=2, processes=None):
     """An endless ``tf.data.Dataset`` of batches ``start_batch, start_batch + 1, ...``.
 
-    Batches are built by ``workers`` threads (default
-    ``config.DATA_LOADER_WORKERS``; 0 builds them in the consuming thread) in
-    a deterministic order. An exception in a worker stops the input with the
-    image it concerns named; nothing is forked, so nothing can hang. Images
-    without objects are skipped or kept as :class:`TrainingBatches` says
-    (``config.TRAIN_ON_EMPTY_IMAGES``).
+    Batches are built by ``processes`` worker processes (default
+    ``config.DATA_LOADER_PROCESSES``; :func:`.parallel.process_input_dataset`)
+    or, when that is 0, by ``workers`` threads (default
+    ``config.DATA_LOADER_WORKERS``; 0 builds them in the consuming thread), in
+    a deterministic order: the same batches either way. An exception in a
+    worker stops the input with the image it concerns named; nothing is forked,
+    and a live pipeline does not keep the process from exiting
+    (:data:`.parallel.EXIT_GUARD`). Images without objects are skipped or kept
+    as :class:`TrainingBatches` says (``config.TRAIN_ON_EMPTY_IMAGES``).
 
     Parameters
     ----------
@@ -501,6 +530,9 @@ def make_input_dataset(batches, start_batch=0, workers=None, prefetch=2):
     workers : int, optional
     prefetch : int
         Batches built ahead of the training step.
+    processes : int, optional
+        Worker processes; 0 builds in threads. A builder that a fresh process
+        cannot import (classes defined in ``__main__``) is built in threads.
 
     Returns
     -------
@@ -512,11 +544,18 @@ def make_input_dataset(batches, start_batch=0, workers=None, prefetch=2):
     import tensorflow as tf
 
     workers = batches.config.DATA_LOADER_WORKERS if workers is None else int(workers)
+    processes = getattr(batches.config, "DATA_LOADER_PROCESSES", 0) if processes is None else int(processes)
     dtypes, shapes = batches.signature()
     tf_dtypes = [tf.as_dtype(d) for d in dtypes]
 
+    if processes:
+        dataset = process_input_dataset(batches, processes, start_batch, prefetch)
+        if dataset is not None:
+            return dataset
+    EXIT_GUARD.register()
+
     def build(index):
-        return batches.batch(int(index))
+        return guarded_batch(batches, index)
 
     def load(index):
         arrays = tf.numpy_function(build, [index], tf_dtypes, stateful=False)

@@ -37,6 +37,9 @@ import tensorflow as tf
 
 from .data import TrainingBatches, make_input_dataset
 from .losses import LOSS_NAMES
+from .parallel import make_distributed_input
+from .progress import TrainingProgress
+from .training import is_chief
 from .weights import save_hdf5_weights
 
 __all__ = [
@@ -184,7 +187,8 @@ class CheckpointSaver(keras.callbacks.Callback):
     number; the write is atomic, so an interrupted write leaves the previous
     checkpoint as the latest loadable one. A write that fails (disk full,
     permissions) raises :class:`CheckpointWriteError` naming the file, the free
-    space, the checkpoint's size and the checkpoints kept.
+    space, the checkpoint's size and the checkpoints kept. In a multi-worker run
+    only the chief writes (``training.is_chief``); every worker advances ``epoch``.
     """
 
     def __init__(self, mrcnn_model):
@@ -195,12 +199,13 @@ class CheckpointSaver(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         number = epoch + 1
         path = checkpoint_file(self.mrcnn_model.checkpoint_path, number)
-        try:
-            save_hdf5_weights(self.mrcnn_model.keras_model, path, config=self.mrcnn_model.config, epoch=number)
-        except OSError as error:
-            raise _checkpoint_write_error(self.mrcnn_model, path, number, error) from error
+        if is_chief(self.mrcnn_model.keras_model.distribute_strategy):
+            try:
+                save_hdf5_weights(self.mrcnn_model.keras_model, path, config=self.mrcnn_model.config, epoch=number)
+            except OSError as error:
+                raise _checkpoint_write_error(self.mrcnn_model, path, number, error) from error
+            self.saved.append(path)
         self.mrcnn_model.epoch = number
-        self.saved.append(path)
 
 
 def _checkpoint_write_error(mrcnn_model, path, epoch, error):
@@ -354,7 +359,9 @@ def train(model, train_dataset, val_dataset, learning_rate, epochs, layers, augm
     custom_callbacks : list of keras.callbacks.Callback, optional
     no_augmentation_sources : list of str, optional
     verbose : 'auto', 0, 1 or 2
-        Keras progress display.
+        'auto': a progress bar per epoch and one line per epoch with the losses
+        (:class:`~rsna_detector.mrcnn.progress.TrainingProgress`); 0 silent; 1 or 2
+        Keras' own progress display.
     divergence_factor : float or None
         Stop with :class:`LossDivergenceError` when the loss exceeds this many
         times its first value (default :data:`DIVERGENCE_FACTOR`, 1e4); None
@@ -391,13 +398,14 @@ def train(model, train_dataset, val_dataset, learning_rate, epochs, layers, augm
     compile_training_model(keras_model, learning_rate, config)
     train_input, val_input = _inputs(model, train_dataset, val_dataset, augmentation, no_augmentation_sources)
 
-    _make_log_dir(model)
-    callbacks = [
-        NonFiniteLossStop(),
-        *divergence_stop,
-        CheckpointSaver(model),
-        keras.callbacks.CSVLogger(os.path.join(model.log_dir, LOG_CSV_NAME), append=True),
-    ] + _tensorboard(model.log_dir) + list(custom_callbacks or [])
+    callbacks = [NonFiniteLossStop(), *divergence_stop, CheckpointSaver(model)]
+    if is_chief(keras_model.distribute_strategy):  # in a multi-worker run, the other workers write no file
+        _make_log_dir(model)
+        callbacks += [keras.callbacks.CSVLogger(os.path.join(model.log_dir, LOG_CSV_NAME), append=True)]
+        callbacks += _tensorboard(model.log_dir)
+    callbacks += list(custom_callbacks or [])
+    if verbose == "auto":  # a bar per epoch and one line of losses, instead of Keras' bar
+        callbacks.append(TrainingProgress(config.VALIDATION_STEPS if val_input is not None else 0))
 
     print(f"\nStarting at epoch {model.epoch}. LR={learning_rate}\nCheckpoint Path: {model.checkpoint_path}")
     try:
@@ -410,7 +418,7 @@ def train(model, train_dataset, val_dataset, learning_rate, epochs, layers, augm
             validation_steps=config.VALIDATION_STEPS if val_input is not None else None,
             callbacks=callbacks,
             shuffle=False,  # the input pipeline shuffles, seeded
-            verbose=verbose,
+            verbose=0 if verbose == "auto" else verbose,
         )
     except tf.errors.InvalidArgumentError as exc:
         if "finite" not in str(exc).lower():
@@ -446,12 +454,33 @@ def _tensorboard(log_dir):
 def _inputs(model, train_dataset, val_dataset, augmentation, no_augmentation_sources):
     """The training and validation ``tf.data`` pipelines (validation None when skipped)."""
     config = model.config
+    strategy = model.keras_model.distribute_strategy
+    replicas = strategy.num_replicas_in_sync
+    # Several replicas: the global batch is IMAGES_PER_GPU per replica, across every worker.
+    batch_size = config.IMAGES_PER_GPU * replicas if replicas > 1 else None
+    seed = config.SEED
+    if seed is None and replicas > 1:  # every worker must draw the same stream: worker 0's seed, broadcast
+        seed = _shared_random_seed(strategy)
     train_batches = TrainingBatches(train_dataset, config, shuffle=True, augmentation=augmentation,
-                                    no_augmentation_sources=no_augmentation_sources)
+                                    no_augmentation_sources=no_augmentation_sources, seed=seed,
+                                    batch_size=batch_size)
     # Continue the seeded stream where the finished epochs left it.
-    train_input = make_input_dataset(train_batches, start_batch=model.epoch * config.STEPS_PER_EPOCH)
+    start = model.epoch * config.STEPS_PER_EPOCH
+    if replicas > 1:
+        train_input = make_distributed_input(train_batches, strategy, start_batch=start)
+    else:
+        train_input = make_input_dataset(train_batches, start_batch=start)
     if val_dataset is None or not config.VALIDATION_STEPS:
         return train_input, None
-    val_seed = None if config.SEED is None else config.SEED + 1
-    val_batches = TrainingBatches(val_dataset, config, shuffle=False, seed=val_seed)
+    val_seed = None if seed is None else seed + 1
+    val_batches = TrainingBatches(val_dataset, config, shuffle=False, seed=val_seed, batch_size=batch_size)
+    if replicas > 1:
+        return train_input, make_distributed_input(val_batches, strategy, workers=1)
     return train_input, make_input_dataset(val_batches, workers=1)
+
+
+def _shared_random_seed(strategy):
+    """A random seed drawn by worker 0 and shared by all (a strategy variable's initial value is broadcast)."""
+    with strategy.scope():
+        seed = tf.Variable(np.random.SeedSequence().entropy % 2**31, dtype=tf.int64, trainable=False)
+    return int(seed.numpy())

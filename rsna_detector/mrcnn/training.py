@@ -35,12 +35,17 @@ looks at positives -- so ``mrcnn_mask`` is ``[B, that many, ...]``.
 
 The model is built inside :func:`training_strategy`'s scope: the default
 strategy for one device, ``tf.distribute.MirroredStrategy`` over ``GPU_COUNT``
-devices otherwise (global batch ``BATCH_SIZE = IMAGES_PER_GPU * GPU_COUNT``).
+devices otherwise (global batch ``BATCH_SIZE = IMAGES_PER_GPU * GPU_COUNT``), and
+``tf.distribute.MultiWorkerMirroredStrategy`` when the ``TF_CONFIG`` environment
+variable describes a cluster of more than one task (global batch
+``IMAGES_PER_GPU * num_replicas_in_sync``; ``docs/DISTRIBUTED.md``).
 """
 from __future__ import annotations
 
 import contextlib
 import inspect
+import json
+import os
 
 import keras
 import numpy as np
@@ -58,6 +63,9 @@ from .targets import DetectionTargetLayer
 __all__ = [
     "build_training_model",
     "training_strategy",
+    "multi_worker_task",
+    "is_chief",
+    "is_multi_worker",
     "MaskRCNNTrainingModel",
     "AnchorsLayer",
     "LossLayer",
@@ -77,19 +85,87 @@ class TrainingGraphError(ValueError):
 # strategy
 # ----------------------------------------------------------------------------
 
-def training_strategy(config):
-    """The distribution strategy for ``config.GPU_COUNT`` devices.
+def multi_worker_task(environ=None):
+    """``(task_type, task_index, cluster)`` from ``TF_CONFIG`` when it describes several tasks, else None.
 
-    One device: the default strategy (TensorFlow places the work on the GPU if
-    there is one). More: ``MirroredStrategy`` over the first ``GPU_COUNT`` GPUs,
-    or, on a machine without GPUs, over the first ``GPU_COUNT`` logical CPU
-    devices (``tf.config.set_logical_device_configuration``, for tests).
+    Parameters
+    ----------
+    environ : mapping, optional
+        Default ``os.environ``.
 
     Raises
     ------
     TrainingGraphError
-        When fewer devices than ``GPU_COUNT`` are visible.
+        ``TF_CONFIG`` that is not JSON, lacks ``cluster`` or ``task``, or names a
+        task type other than ``chief`` and ``worker`` (evaluators and parameter
+        servers are not supported).
     """
+    text = (os.environ if environ is None else environ).get("TF_CONFIG", "")
+    if not text.strip():
+        return None
+    try:
+        tf_config = json.loads(text)
+        cluster, task = dict(tf_config["cluster"]), dict(tf_config["task"])
+        task_type, task_index = str(task["type"]), int(task["index"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise TrainingGraphError(f"TF_CONFIG: expected JSON with 'cluster' ({{'worker': ['host:port', ...]}}) and "
+                                 f"'task' ({{'type': 'worker', 'index': 0}}), got {text[:200]!r} ({error})") from None
+    unsupported = sorted(set(cluster) - {"chief", "worker"}) + ([task_type] if task_type not in cluster else [])
+    if unsupported or task_type not in ("chief", "worker"):
+        raise TrainingGraphError(f"TF_CONFIG: only 'chief' and 'worker' tasks are supported (synchronous "
+                                 f"MultiWorkerMirroredStrategy), got cluster {sorted(cluster)} and task {task_type!r}")
+    if sum(len(hosts) for hosts in cluster.values()) < 2:
+        return None
+    return task_type, task_index, cluster
+
+
+def is_chief(strategy=None):
+    """Whether this process writes the run's files (checkpoints, run.json, logs).
+
+    True for one process; under a multi-worker strategy, for its chief only
+    (the ``chief`` task, or worker 0 when the cluster has none:
+    ``strategy.extended.should_checkpoint``).
+
+    Parameters
+    ----------
+    strategy : tf.distribute.Strategy, optional
+        Default: the current one (``tf.distribute.get_strategy()``).
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    return bool(strategy.extended.should_checkpoint)
+
+
+def is_multi_worker(strategy):
+    """Whether ``strategy`` spans several processes (more replicas than this worker's devices)."""
+    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.num_replicas_in_sync > len(strategy.extended.worker_devices))
+
+
+_MULTI_WORKER_STRATEGY = []  # created once per process: TensorFlow allows one collective set-up
+
+
+def training_strategy(config):
+    """The distribution strategy for ``config.GPU_COUNT`` devices, or for the cluster in ``TF_CONFIG``.
+
+    ``TF_CONFIG`` naming more than one task: ``MultiWorkerMirroredStrategy``
+    over every worker's visible GPUs (or its CPU), created once per process and
+    returned again on later calls. It must be created before the process runs
+    any TensorFlow operation: call this function first in a training script.
+    Otherwise, one device: the default strategy (TensorFlow places the work on
+    the GPU if there is one). More: ``MirroredStrategy`` over the first
+    ``GPU_COUNT`` GPUs, or, on a machine without GPUs, over the first
+    ``GPU_COUNT`` logical CPU devices (``tf.config.set_logical_device_configuration``,
+    for tests).
+
+    Raises
+    ------
+    TrainingGraphError
+        When fewer devices than ``GPU_COUNT`` are visible, or for a bad ``TF_CONFIG``.
+    """
+    if multi_worker_task() is not None:
+        if not _MULTI_WORKER_STRATEGY:
+            _MULTI_WORKER_STRATEGY.append(tf.distribute.MultiWorkerMirroredStrategy())
+        return _MULTI_WORKER_STRATEGY[0]
     count = int(config.GPU_COUNT)
     if count <= 1:
         return tf.distribute.get_strategy()
@@ -227,6 +303,23 @@ class MaskRCNNTrainingModel(keras.Model):
     def metrics(self):
         return list(self._trackers)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras' pre-fit build under a strategy, without touching the input.
+
+        Keras (3.x) takes the first batch of the input and averages it across
+        replicas with ``strategy.reduce`` before building: that reduction fails
+        for a nest of tensors under ``MultiWorkerMirroredStrategy``
+        (keras-team/keras#20585), and the batch it takes is lost to training.
+        This graph is built when it is constructed, so only shapes are needed:
+        they come from the model's own inputs, and no batch is read.
+        """
+        del iterator, data_batch
+        if self._distribute_strategy is None:
+            return
+        specs = (tuple(tf.TensorSpec(tensor.shape, tensor.dtype) for tensor in self.inputs),)
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=specs)
+
     def _objective(self, inputs, training):
         outputs = self(inputs, training=training)
         named = dict(zip(LOSS_NAMES, outputs[-len(LOSS_NAMES):]))
@@ -270,7 +363,12 @@ class MaskRCNNTrainingModel(keras.Model):
         self._trackers[0].update_state(total)
         for tracker, name in zip(self._trackers[1:], LOSS_NAMES):
             tracker.update_state(named[name])
-        return {tracker.name: tracker.result() for tracker in self._trackers}
+        results = {tracker.name: tracker.result() for tracker in self._trackers}
+        if is_multi_worker(self.distribute_strategy):
+            # Keras averages each step's values across workers with strategy.reduce(..., axis=0),
+            # which needs a dimension to reduce (keras-team/keras#20585): give it one of size 1.
+            results = {name: tf.reshape(value, [1]) for name, value in results.items()}
+        return results
 
 
 def _model_inputs(data):
@@ -322,9 +420,9 @@ def build_training_model(config, strategy=None):
         proposals, targets, ROI heads and losses stay float32.
 
     """
+    strategy = strategy or training_strategy(config)  # first: a multi-worker strategy precedes any TF op
     if config.SEED is not None:
         keras.utils.set_random_seed(int(config.SEED))
-    strategy = strategy or training_strategy(config)
     with strategy.scope(), _dtype_policy("mixed_float16" if config.MIXED_PRECISION else None):
         inputs, outputs = _training_graph(config)
         model = MaskRCNNTrainingModel(inputs=inputs, outputs=outputs, name="mask_rcnn")
