@@ -3,6 +3,7 @@
 * ``GatherRealRois`` / ``ScatterRealRois``: a head on the real ROI rows only; when no row is
   padding the rows are reshaped instead of copied, with or without the zero row.
 * ``KeepPositiveRois`` and the training mask head on positive ROIs only (frozen BN statistics).
+* ``SparseGradientConv2D``: the RPN convolution's gradients from the cells that have one.
 """
 import keras
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from rsna_detector.mrcnn.heads import GatherRealRois, ScatterRealRois, build_fpn_mask_graph
+from rsna_detector.mrcnn.rpn import SparseGradientConv2D
 from rsna_detector.mrcnn import training
 from rsna_detector.mrcnn.training import KeepPositiveRois
 from tests.mrcnn.pinned import scenario
@@ -105,3 +107,64 @@ def test_training_mask_head_runs_on_positive_rois_only():
             layer.set_weights(model.get_layer(layer.name).get_weights())
     every_row = full([tf.constant(rois), inputs[1]] + list(features)).numpy()
     np.testing.assert_allclose(masks[positive], every_row[positive], rtol=0, atol=1e-6)
+
+
+def _conv_pair(kernel_size, activation, strides=1, seed=0):
+    plain = keras.layers.Conv2D(4, kernel_size, strides=strides, padding="same", activation=activation)
+    sparse = SparseGradientConv2D(4, kernel_size, strides=strides, padding="same", activation=activation)
+    shape = (2, 9, 7, 5)
+    plain.build(shape)
+    sparse.build(shape)
+    rng = np.random.default_rng(seed)
+    sparse.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in plain.get_weights()])
+    plain.set_weights(sparse.get_weights())
+    return plain, sparse
+
+
+def _output_and_gradients(layer, x, weights):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+        loss = tf.reduce_sum(y * weights)
+    return [y.numpy()] + [g.numpy() for g in tape.gradient(loss, [x] + layer.trainable_weights)]
+
+
+@pytest.mark.parametrize("kernel_size", [(3, 3), (1, 1), (3, 5)])
+@pytest.mark.parametrize("activation", ["relu", None])
+@pytest.mark.parametrize("density", [0.05, 0.6])
+def test_sparse_gradient_conv_equals_conv2d(kernel_size, activation, density):
+    """Same outputs; the same gradients up to float rounding (sparse path) or exactly (dense fallback)."""
+    plain, sparse = _conv_pair(kernel_size, activation)
+    rng = np.random.default_rng(1)
+    x = tf.constant(rng.normal(size=(2, 9, 7, 5)).astype(np.float32))
+    weights = rng.normal(size=(2, 9, 7, 4)) * (rng.random((2, 9, 7, 1)) < density)
+    expected = _output_and_gradients(plain, x, tf.constant(weights, tf.float32))
+    got = _output_and_gradients(sparse, x, tf.constant(weights, tf.float32))
+    np.testing.assert_array_equal(got[0], expected[0])
+    tolerance = 0 if density > 0.125 else 1e-5
+    for name, g, e in zip(["input", "kernel", "bias"], got[1:], expected[1:]):
+        np.testing.assert_allclose(g, e, rtol=0, atol=tolerance * max(np.abs(e).max(), 1.0), err_msg=name)
+
+
+def test_sparse_gradient_conv_inside_a_compiled_function_with_no_gradient_cell():
+    plain, sparse = _conv_pair((3, 3), "relu")
+    x = tf.constant(np.random.default_rng(2).normal(size=(2, 9, 7, 5)).astype(np.float32))
+
+    @tf.function
+    def gradients(layer, weights):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x) * weights)
+        return tape.gradient(loss, layer.trainable_weights)
+
+    for weights in (np.zeros((2, 9, 7, 4), np.float32), np.eye(9, 7, dtype=np.float32)[None, :, :, None] * [1, 2, 3, 4]):
+        for g, e in zip(gradients(sparse, tf.constant(weights, tf.float32)), gradients(plain, tf.constant(weights, tf.float32))):
+            np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=0, atol=1e-5)
+
+
+def test_sparse_gradient_conv_is_a_plain_conv_where_it_does_not_apply():
+    _, strided = _conv_pair((3, 3), "relu", strides=2)
+    assert not strided._sparse_backward_applies()
+    assert SparseGradientConv2D(4, 3, padding="valid")._sparse_backward_applies() is False
+    assert SparseGradientConv2D(4, 3, padding="same", activation="sigmoid")._sparse_backward_applies() is False
+    layer = SparseGradientConv2D(4, 3, padding="same", activation="relu", name="rpn_conv_shared")
+    assert SparseGradientConv2D.from_config(layer.get_config()).get_config() == layer.get_config()
