@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import keras
 
+from .sparse_conv import SparseGradientConv2D
+
 __all__ = ["build_fpn"]
 
 
@@ -34,7 +36,8 @@ def build_fpn(backbone_features, config):
         upsampled = keras.layers.UpSampling2D(size=(2, 2), name=f"fpn_p{level + 1}upsampled")(merged[level + 1])
         lateral = keras.layers.Conv2D(depth, (1, 1), name=f"fpn_c{level}p{level}")(c)
         merged[level] = keras.layers.Add(name=f"fpn_p{level}add")([upsampled, lateral])
-    pyramid = [keras.layers.Conv2D(depth, (3, 3), padding="same", name=f"fpn_p{level}")(merged[level])
+    # Conv2D layers whose backward pass skips the cells without gradient (see sparse_conv).
+    pyramid = [SparseGradientConv2D(depth, (3, 3), padding="same", name=f"fpn_p{level}")(merged[level])
                for level in (2, 3, 4, 5)]
     p6 = keras.layers.MaxPooling2D(pool_size=(1, 1), strides=2, name="fpn_p6")(pyramid[-1])
     return pyramid + [p6]

@@ -11,9 +11,11 @@ Speed (the box head on 1000 proposals is half of the inference FLOPs):
 
 * ``mrcnn_class_conv1`` / ``mrcnn_class_conv2`` are :class:`WindowDense` layers: the
   same convolution-shaped variables, computed as one matrix product.
-* ``skip_padding=True`` (the inference graph) runs a head on the non-padding ROIs
-  only (:class:`GatherRealRois` / :class:`ScatterRealRois`); the mask head then sees
-  the few real detections instead of ``DETECTION_MAX_INSTANCES`` rows.
+* ``skip_padding=True`` (the inference graph; the training mask head with frozen BN
+  statistics) runs a head on the non-padding ROIs only (:class:`GatherRealRois` /
+  :class:`ScatterRealRois`); the mask head then sees the few real detections instead
+  of ``DETECTION_MAX_INSTANCES`` rows. When no ROI is padding (the box head's
+  proposals, as a rule) the pooled features are only reshaped, not copied.
 
 Layer outputs, as matterport's: the last layer of each head that holds weights
 (``mrcnn_class_logits``, ``mrcnn_bbox_fc``, ``mrcnn_mask``; :class:`RoiDense` /
@@ -22,7 +24,8 @@ Layer outputs, as matterport's: the last layer of each head that holds weights
 (``run_graph`` on ``get_layer("mrcnn_mask").output`` is ``[batch, N, 28, 28,
 NUM_CLASSES]``). The layers in between (``mrcnn_class_conv1`` ...
 ``mrcnn_mask_deconv``) work on the folded ``[rows, ...]`` tensor: with
-``skip_padding`` their first axis holds only the real ROIs plus one zero row.
+``skip_padding`` their first axis holds only the real ROIs plus one zero row (every
+row, when none is padding and BN uses its moving statistics).
 """
 from __future__ import annotations
 
@@ -88,36 +91,77 @@ def _unfold_rows(folded, reference, target_shape=None):
 
 
 def _scatter_real_rows(values, rois, target_shape=None):
-    """``[M + 1, *rest]`` rows of the real ROIs (plus GatherRealRois' zero row) -> ``[B, N, *rest]``."""
-    values = values[:-1]  # the zero row GatherRealRois appended
+    """Rows from :class:`GatherRealRois` -> ``[B, N, *rest]``, zeros on the padding rows.
+
+    ``values`` ``[M + 1, *rest]`` (the real rows plus the zero row) is scattered; when no
+    ROI is padding, ``values`` holds every row in order (``[B * N, *rest]``, or ``B * N + 1``
+    rows with the zero row last) and is only reshaped.
+    """
     if target_shape:
         values = tf.reshape(values, tf.concat([[-1], tf.constant(target_shape, tf.int32)], axis=0))
+    real = _real_rows(rois)
     shape = tf.concat([tf.shape(rois)[:2], tf.shape(values)[1:]], axis=0)
-    return tf.scatter_nd(tf.cast(tf.where(_real_rows(rois)), tf.int32), values, shape)
+
+    def reshape():
+        return tf.reshape(values[: tf.size(real)], shape)
+
+    def scatter():  # values[:-1]: without the zero row GatherRealRois appended
+        return tf.scatter_nd(tf.cast(tf.where(real), tf.int32), values[:-1], shape)
+
+    rows = tf.cond(tf.reduce_all(real), reshape, scatter)
+    rows.set_shape(rois.shape[:2].concatenate(values.shape[1:]))  # the static shape tf.cond loses
+    return rows
 
 
 @keras.saving.register_keras_serializable(package="rsna_detector")
 class GatherRealRois(keras.layers.Layer):
-    """``[B, N, *rest]`` -> ``[M + 1, *rest]``: the rows whose ROI is not padding, plus one zero row.
+    """``[B, N, *rest]`` -> the rows whose ROI is not padding: ``[M + 1, *rest]``, or ``[B * N, *rest]``.
 
     Call inputs ``[x, rois [B, N, 4]]``. With :class:`ScatterRealRois` it lets a head
-    skip the zero-padded ROIs (at inference most detection rows are padding). The
-    extra zero row keeps the batch non-empty when every ROI is padding (oneDNN
-    kernels mishandle empty batches); :class:`ScatterRealRois` drops it.
+    skip the zero-padded ROIs (at inference most detection rows are padding). When some
+    rows are padding, the ``M`` real rows are gathered plus one zero row, which keeps
+    the batch non-empty when every ROI is padding (oneDNN kernels mishandle empty
+    batches); :class:`ScatterRealRois` drops it. When no row is padding (the box head's
+    proposals, as a rule) ``x`` is only reshaped to ``[B * N, *rest]``: no copy.
+
+    Parameters
+    ----------
+    keep_zero_row : bool
+        Append the zero row also when no row is padding (a copy of ``x``): for heads
+        whose batch normalisation uses batch statistics (``TRAIN_BN`` not False),
+        where that row has always entered the statistics.
     """
+
+    def __init__(self, keep_zero_row=False, **kwargs):
+        super().__init__(**kwargs)
+        self.keep_zero_row = bool(keep_zero_row)
 
     def call(self, inputs):
         x, rois = inputs
-        real = tf.boolean_mask(x, _real_rows(rois))
-        return tf.concat([real, tf.zeros_like(x[:1, 0])], axis=0)
+        real = _real_rows(rois)
+
+        def with_zero_row():
+            return tf.concat([tf.boolean_mask(x, real), tf.zeros_like(x[:1, 0])], axis=0)
+
+        if self.keep_zero_row:
+            return with_zero_row()
+        every_row = tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], axis=0))
+        rows = tf.cond(tf.reduce_all(real), lambda: every_row, with_zero_row)
+        rows.set_shape(tf.TensorShape([None]).concatenate(x.shape[2:]))
+        return rows
 
     def compute_output_shape(self, input_shape):
         return (None,) + tuple(input_shape[0][2:])
 
+    def get_config(self):
+        config = super().get_config()
+        config["keep_zero_row"] = self.keep_zero_row
+        return config
+
 
 @keras.saving.register_keras_serializable(package="rsna_detector")
 class ScatterRealRois(keras.layers.Layer):
-    """Inverse of :class:`GatherRealRois`: ``[M + 1, *rest]`` -> ``[B, N, *rest]``, zeros on padding rows.
+    """Inverse of :class:`GatherRealRois`: its rows -> ``[B, N, *rest]``, zeros on padding rows.
 
     ``target_shape`` (optional) reshapes ``rest`` as well.
     """
@@ -141,9 +185,9 @@ class ScatterRealRois(keras.layers.Layer):
         return config
 
 
-def _fold(x, rois, skip_padding, name):
+def _fold(x, rois, skip_padding, name, train_bn):
     if skip_padding:
-        return GatherRealRois(name=f"{name}_gather")([x, rois])
+        return GatherRealRois(keep_zero_row=train_bn is not False, name=f"{name}_gather")([x, rois])
     return FoldRois(name=f"{name}_fold")(x)
 
 
@@ -291,7 +335,7 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
         Deltas ``(dy, dx, log(dh), log(dw))`` divided by ``BBOX_STD_DEV``.
     """
     x = PyramidROIAlign([pool_size, pool_size], name="roi_align_classifier")([rois, image_meta] + list(feature_maps))
-    x = _fold(x, rois, skip_padding, "mrcnn_class")  # [B*N or M, pool, pool, C]
+    x = _fold(x, rois, skip_padding, "mrcnn_class", train_bn)  # [B*N or M + 1, pool, pool, C]
     # matterport's pool x pool 'valid' convolution on a pool x pool input, then a 1x1
     # convolution: two fully connected layers with convolution-shaped kernels.
     x = _dense_bn_relu(x, fc_layers_size, (pool_size, pool_size), "mrcnn_class_conv1", "mrcnn_class_bn1", train_bn)
@@ -331,7 +375,7 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
         Sigmoid mask probabilities in the frame of each ROI.
     """
     x = PyramidROIAlign([pool_size, pool_size], name="roi_align_mask")([rois, image_meta] + list(feature_maps))
-    x = _fold(x, rois, skip_padding, "mrcnn_mask")
+    x = _fold(x, rois, skip_padding, "mrcnn_mask", train_bn)
     for i in range(1, 5):
         x = _conv_bn_relu(x, 256, (3, 3), f"mrcnn_mask_conv{i}", f"mrcnn_mask_bn{i}", train_bn, padding="same")
     x = keras.layers.Conv2DTranspose(256, (2, 2), strides=2, activation="relu", name="mrcnn_mask_deconv")(x)

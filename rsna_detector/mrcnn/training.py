@@ -31,7 +31,12 @@ mrcnn_mask_loss``.
 Speed: the RPN runs on ``config.RPN_PYRAMID_LEVELS`` levels only, and the mask
 head runs on the first ``int(TRAIN_ROIS_PER_IMAGE * ROI_POSITIVE_RATIO)`` ROIs
 only -- the detection targets put the positives first, and the mask loss only
-looks at positives -- so ``mrcnn_mask`` is ``[B, that many, ...]``.
+looks at positives -- so ``mrcnn_mask`` is ``[B, that many, ...]``. With
+``TRAIN_BN = False`` (frozen statistics: each ROI's mask depends on that ROI
+alone) the mask head computes the positive ones among them only
+(:class:`KeepPositiveRois` then the heads' ``skip_padding`` path): ``mrcnn_mask``
+is zero on the other rows, which no loss reads; losses and gradients are those
+of running it on every row.
 
 The model is built inside :func:`training_strategy`'s scope: the default
 strategy for one device, ``tf.distribute.MirroredStrategy`` over ``GPU_COUNT``
@@ -70,6 +75,7 @@ __all__ = [
     "AnchorsLayer",
     "LossLayer",
     "FiniteBoxes",
+    "KeepPositiveRois",
     "TrainingGraphError",
     "LOSS_NAMES",
 ]
@@ -251,6 +257,22 @@ class SliceRois(keras.layers.Layer):
 
     def compute_output_spec(self, x):
         return keras.KerasTensor((x.shape[0], self.count) + tuple(x.shape[2:]), dtype=x.dtype)
+
+
+class KeepPositiveRois(keras.layers.Layer):
+    """``rois [B, P, 4]`` with every row whose ``class_ids [B, >= P]`` is not positive set to zero.
+
+    Zero rows are padding to the heads' ``skip_padding`` path, so a head given these
+    ROIs runs on the positive ones only (the only rows the mask loss reads).
+    """
+
+    def call(self, inputs):
+        rois, class_ids = inputs
+        positive = class_ids[:, : tf.shape(rois)[1]] > 0
+        return tf.where(positive[..., tf.newaxis], rois, tf.zeros_like(rois))
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(inputs[0].shape, dtype=inputs[0].dtype)
 
 
 class RoiValid(keras.layers.Layer):
@@ -496,8 +518,15 @@ def _training_graph(config):
             rois, head_maps, image_meta, config.POOL_SIZE, config.NUM_CLASSES, train_bn=config.TRAIN_BN,
             fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
         mask_rois = SliceRois(positive_cap, name="positive_rois")(rois)
+        # With frozen BN statistics a ROI's mask depends on that ROI alone and the mask loss
+        # reads the positive rows only: the mask head then runs on those alone (its output is
+        # zero on the other rows), with the same loss and gradients for a fraction of the work.
+        positives_only = config.TRAIN_BN is False
+        if positives_only:
+            mask_rois = KeepPositiveRois(name="positive_mask_rois")([mask_rois, target_class_ids])
         mrcnn_mask = build_fpn_mask_graph(mask_rois, head_maps, image_meta, config.MASK_POOL_SIZE,
-                                          config.NUM_CLASSES, train_bn=config.TRAIN_BN)
+                                          config.NUM_CLASSES, train_bn=config.TRAIN_BN,
+                                          skip_padding=positives_only)
     output_rois = keras.layers.Identity(name="output_rois", dtype="float32")(rois)
 
     class_loss_inputs = [target_class_ids, mrcnn_class_logits, ActiveClassIds(name="active_class_ids")(image_meta)]
