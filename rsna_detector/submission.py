@@ -25,14 +25,14 @@ to and from RSNA's ``(x, y, width, height)`` is ``rsna_detector.data.labels``'s
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ._io import atomic_write
 
 __all__ = [
     "ImagePrediction",
@@ -352,20 +352,8 @@ def write_submission(predictions, path, *, sample_submission=None, missing="erro
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = SUBMISSION_HEADER + "\n" + "".join(f"{pid},{string}\n" for pid, string in rows)
-    _write_atomically(path, text)
+    atomic_write(path, text)
     return path
-
-
-def _write_atomically(path, text):
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", newline="\n") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 def parse_submission(path, *, check_boxes=True):
@@ -496,7 +484,7 @@ def write_results_file(predictions, path, *, files=None, failed=None, shard=None
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(path, json.dumps(payload, indent=1) + "\n")
+    atomic_write(path, json.dumps(payload, indent=1) + "\n")
     return path
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import os
 import re
 import warnings
 from dataclasses import asdict, dataclass
@@ -227,6 +226,7 @@ def _write_run_record(model, config, schedule, weights, resume):
     ``run.json`` that cannot be read is kept as ``run.json.unreadable``. In a
     multi-worker run only the chief writes it.
     """
+    from ._io import write_json
     from .mrcnn.training import is_chief
 
     if not getattr(model, "log_dir", None) or \
@@ -251,13 +251,13 @@ def _write_run_record(model, config, schedule, weights, resume):
         "start_epoch": start["start_epoch"],
         "starts": _previous_starts(path) + [start],
     }
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_text(json.dumps(record, indent=2))
-    os.replace(temporary, path)
+    write_json(path, record)
 
 
 def _previous_starts(path):
     """The ``starts`` of an existing run.json (a pre-history file counts as one start); [] when none."""
+    from ._io import rename_over
+
     if not path.is_file():
         return []
     try:
@@ -265,8 +265,7 @@ def _previous_starts(path):
         if not isinstance(previous, dict):
             raise ValueError("not a JSON object")
     except (OSError, ValueError) as error:
-        aside = path.with_name(path.name + ".unreadable")
-        os.replace(path, aside)
+        aside = rename_over(path, path.with_name(path.name + ".unreadable"))
         warnings.warn(f"{path}: unreadable ({error}); kept as {aside}, the history of earlier starts is lost "
                       f"from run.json", stacklevel=3)
         return []

@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import atomic_path, atomic_write
+
 __all__ = [
     "ChestGeometry",
     "SyntheticSummary",
@@ -387,10 +389,8 @@ def write_jpeg_dicom(path, image, *, patient_id, age="", sex="", view_position="
     _fill_header(ds, uid, patient_id, age, sex, view_position, pixel_spacing, image.shape)
     ds.PixelData = encapsulate([stream.getvalue()])
     ds["PixelData"].VR = "OB"
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.partial")
-    ds.save_as(temporary, enforce_file_format=True)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        ds.save_as(temporary, enforce_file_format=True)
 
 
 def _fill_header(ds, uid, patient_id, age, sex, view_position, pixel_spacing, shape):
@@ -489,12 +489,11 @@ def _render_and_write(task):
 
 
 def _write_csv_atomic(path, header, rows):
-    temporary = path.with_name(f".{path.name}.partial")
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(temporary, path)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write(path, text.getvalue())
 
 
 def _label_rows(train):

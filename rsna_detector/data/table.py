@@ -22,6 +22,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from .._io import atomic_write
 from .dicom import read_dicom_metadata
 from .labels import read_labels
 from .layout import KaggleLayout
@@ -129,9 +130,7 @@ def _save_cache(cache_path, labels_csv, image_dir, headers) -> None:
                "image_dir": str(Path(image_dir).resolve()), "headers": headers}
     try:
         Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
-        temporary = Path(f"{cache_path}.tmp{os.getpid()}")
-        temporary.write_text(json.dumps(content))
-        os.replace(temporary, cache_path)
+        atomic_write(cache_path, json.dumps(content))
     except OSError as error:
         warnings.warn(f"{cache_path}: header cache not written ({error})", PatientTableWarning, stacklevel=3)
 

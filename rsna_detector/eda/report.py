@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._io import atomic_write
 from ._format import _format_number
 from .figures import (FIGURES, _HISTOGRAM_QUANTITIES, _save_figure, _write_age_figures, _write_label_figures,
                       plot_sample_grid)
@@ -133,7 +134,7 @@ def _image_parts(out, table, sample_grid, seed, notes):
     dump = _header_dump(table.patients, table.image_dir)
     if dump is not None:
         dump_path = out / "header_dump.txt"
-        dump_path.write_text(dump[1], encoding="utf-8")
+        atomic_write(dump_path, dump[1])
     else:
         skipped.append({"part": "header_dump", "reason": "no readable DICOM file"})
     return figures, listed, dump_path, skipped
@@ -226,8 +227,8 @@ def run_eda(data_dir, out_dir, *, with_images=True, sample_grid=9, progress=True
     summary["report_statements"] = check_report_statements(summary)
     summary["runtime_s"] = round(time.perf_counter() - start, 3)
     summary = _jsonable(summary)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False), encoding="utf-8")
-    (out / "report.md").write_text(render_report(summary, out), encoding="utf-8")
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2, allow_nan=False))
+    atomic_write(out / "report.md", render_report(summary, out))
     _log(progress, f"wrote {out / 'report.md'} and {out / 'summary.json'} in {summary['runtime_s']:.1f} s")
     return summary
 

@@ -324,10 +324,10 @@ class Config:
         return config
 
     def to_json(self, path) -> Path:
-        """Write :meth:`to_dict` to ``path`` as indented JSON; returns the path."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
-        return path
+        """Write :meth:`to_dict` to ``path`` as indented JSON, atomically; returns the path."""
+        from .._io import atomic_write
+
+        return atomic_write(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def from_json(cls, path) -> "Config":
