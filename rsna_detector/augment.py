@@ -97,9 +97,9 @@ def get_augmentation(name):
         return name
     try:
         return AUGMENTATION_PRESETS[name]()
-    except KeyError:
+    except KeyError as error:
         choices = ", ".join(["none", *AUGMENTATION_PRESETS])
-        raise ValueError(f"unknown augmentation preset {name!r}; expected one of: {choices}") from None
+        raise ValueError(f"unknown augmentation preset {name!r}; expected one of: {choices}") from error
 
 
 def show_augmented_samples(dataset, config, image_ids, augmentation, n_variants=3, seed=0):

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import RsnaDetectorError
+
 __all__ = ["PredictionRun", "predict", "list_dicoms", "fuse_flip_detections", "parse_shard", "shard_files",
            "ShardError"]
 
@@ -75,7 +77,7 @@ class PredictionRun:
             shard=self.shard, total_files=self.total_files)
 
 
-class ShardError(ValueError):
+class ShardError(RsnaDetectorError, ValueError):
     """A shard specification that is not ``I/N`` with ``1 <= I <= N``."""
 
 
@@ -92,9 +94,9 @@ def parse_shard(shard):
     index, slash, count = text.strip().partition("/")
     try:
         index, count = int(index), int(count)
-    except ValueError:
+    except ValueError as error:
         raise ShardError(f"shard {text!r}: expected I/N, two whole numbers such as 1/4 "
-                         "(shard I of N, numbered from 1)") from None
+                         "(shard I of N, numbered from 1)") from error
     if not slash or count < 1 or not 1 <= index <= count:
         raise ShardError(f"shard {text!r}: expected I/N with N >= 1 and 1 <= I <= N (shards are numbered from 1; "
                          f"a 0-based array index k is shard k+1), got I={index}, N={count}")

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ._io import atomic_write
+from .errors import RsnaDetectorError, RsnaDetectorWarning
 
 __all__ = [
     "ImagePrediction",
@@ -58,7 +59,7 @@ SUBMISSION_HEADER = "patientId,PredictionString"
 _SHOWN_IDS = 5
 
 
-class SubmissionError(ValueError):
+class SubmissionError(RsnaDetectorError, ValueError):
     """Invalid predictions or submission file; the message names the file, line or patient ids."""
 
 
@@ -79,7 +80,7 @@ class MissingPredictionsError(SubmissionError):
                          f"(first: {_first(self.absent)}); {hint}")
 
 
-class SubmissionWarning(UserWarning):
+class SubmissionWarning(RsnaDetectorWarning):
     """Predictions changed to fit the image (boxes clipped or dropped); the message counts them."""
 
 
@@ -202,7 +203,7 @@ def parse_prediction_string(text, where="PredictionString"):
     try:
         values = np.array([float(token) for token in tokens], np.float64).reshape(-1, 5)
     except ValueError as error:
-        raise SubmissionError(f"{where}: non-numeric value in PredictionString ({error})") from None
+        raise SubmissionError(f"{where}: non-numeric value in PredictionString ({error})") from error
     if not np.isfinite(values).all():
         raise SubmissionError(f"{where}: non-finite value (NaN or inf) in PredictionString")
     negative = np.flatnonzero((values[:, 3:] < 0).any(axis=1))
@@ -241,9 +242,9 @@ def _as_prediction_list(predictions):
 def _prediction_from_pair(patient_id, value):
     try:
         boxes, scores = value
-    except (TypeError, ValueError):
+    except (TypeError, ValueError) as error:
         raise SubmissionError(f"patient {patient_id}: expected an ImagePrediction or a (boxes, scores) pair, "
-                              f"got {type(value).__name__}") from None
+                              f"got {type(value).__name__}") from error
     return ImagePrediction(patient_id, boxes, scores)
 
 
@@ -400,7 +401,7 @@ def parse_submission(path, *, check_boxes=True):
         try:
             boxes, scores = parse_prediction_string(text, where) if check_boxes else (np.zeros((0, 4)), np.zeros(0))
         except SubmissionError as error:
-            raise SubmissionError(f"{error} (patient {patient_id})") from None
+            raise SubmissionError(f"{error} (patient {patient_id})") from error
         result[patient_id] = ImagePrediction(patient_id, boxes, scores)
     return result
 
@@ -509,7 +510,7 @@ def read_results_file(path):
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise SubmissionError(f"{path}: not a results file (invalid JSON: {error})") from None
+        raise SubmissionError(f"{path}: not a results file (invalid JSON: {error})") from error
     if not isinstance(payload, dict) or payload.get("format") != RESULTS_FORMAT:
         got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise SubmissionError(f"{path}: expected a results file of format {RESULTS_FORMAT!r} "
@@ -524,7 +525,7 @@ def read_results_file(path):
             scores = [box["score"] for box in boxes]
         except (KeyError, TypeError) as error:
             raise SubmissionError(f"{path}: patient {patient_id}: expected boxes as "
-                                  f"{{'y1', 'x1', 'y2', 'x2', 'score'}} objects ({error!r})") from None
+                                  f"{{'y1', 'x1', 'y2', 'x2', 'score'}} objects ({error!r})") from error
         predictions[str(patient_id)] = ImagePrediction(patient_id, coords, scores)
     failed = {str(k): str(v) for k, v in dict(payload.get("failed", {})).items()}
     files = [str(f) for f in payload.get("files", [])]

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import RsnaDetectorError
+
 __all__ = [
     "DicomMetadata",
     "DicomReadError",
@@ -63,7 +65,7 @@ _DAYS_PER_UNIT = {"D": 1, "W": 7, "M": 365.25 / 12, "Y": 365.25, "": 365.25}
 _MAX_PLAUSIBLE_AGE = 120
 
 
-class DicomReadError(ValueError):
+class DicomReadError(RsnaDetectorError, ValueError):
     """A DICOM file could not be read; the message names the file and the reason.
 
     Attributes

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .._paths import patient_id_problem
+from ..errors import RsnaDetectorError, RsnaDetectorWarning
 
 __all__ = [
     "LabelError",
@@ -57,7 +58,7 @@ ENGINE_COLUMNS = ("y1", "x1", "y2", "x2")
 _MESSAGE_LINES = 20
 
 
-class LabelError(ValueError):
+class LabelError(RsnaDetectorError, ValueError):
     """Invalid label or class CSV content.
 
     Attributes
@@ -72,7 +73,7 @@ class LabelError(ValueError):
         super().__init__(_format_problems(intro, self.problems, limit=_MESSAGE_LINES))
 
 
-class LabelWarning(UserWarning):
+class LabelWarning(RsnaDetectorWarning):
     """Rows dropped by ``read_labels``: invalid ones (``strict=False``) or exact duplicates; the message lists them all."""
 
 
@@ -173,12 +174,12 @@ def _read_raw_csv(path, expected_columns):
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False,
                             encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise LabelError([_encoding_problem(path)]) from None
-    except pd.errors.EmptyDataError:
-        raise LabelError([(path, 1, f"empty file; expected header {','.join(expected_columns)}")]) from None
+    except UnicodeDecodeError as error:
+        raise LabelError([_encoding_problem(path)]) from error
+    except pd.errors.EmptyDataError as error:
+        raise LabelError([(path, 1, f"empty file; expected header {','.join(expected_columns)}")]) from error
     except pd.errors.ParserError as error:
-        raise LabelError([(path, _line_from_parser_error(error), f"malformed CSV row: {error}")]) from None
+        raise LabelError([(path, _line_from_parser_error(error), f"malformed CSV row: {error}")]) from error
     frame.columns = [str(c).strip() for c in frame.columns]
     missing = [c for c in expected_columns if c not in frame.columns]
     if missing:

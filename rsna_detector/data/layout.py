@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from ..errors import RsnaDetectorError
+
 __all__ = ["KaggleLayout", "LayoutError"]
 
 _STAGES = ("stage_2", "stage_1")
@@ -36,7 +38,7 @@ _TRAIN_IMAGES_NAMES = tuple(f"{stage}_train_images" for stage in _STAGES) + ("im
 _TEST_IMAGES_NAMES = tuple(f"{stage}_test_images" for stage in _STAGES)
 
 
-class LayoutError(FileNotFoundError):
+class LayoutError(RsnaDetectorError, FileNotFoundError):
     """A data directory lacks a file the caller needs; the message names the
     directory and every path that was looked for."""
 

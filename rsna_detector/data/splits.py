@@ -10,10 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..errors import RsnaDetectorError
+
 __all__ = ["SplitError", "split_patients"]
 
 
-class SplitError(ValueError):
+class SplitError(RsnaDetectorError, ValueError):
     """Invalid split request (fraction or count out of range, inconsistent targets)."""
 
 

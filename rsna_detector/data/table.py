@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .._io import atomic_write
+from ..errors import RsnaDetectorWarning
 from .dicom import read_dicom_metadata
 from .labels import read_labels
 from .layout import KaggleLayout
@@ -51,7 +52,7 @@ _SHOWN_IDS = 10
 _SERIAL_BELOW = 200  # files; below this a process pool costs more than it saves
 
 
-class PatientTableWarning(UserWarning):
+class PatientTableWarning(RsnaDetectorWarning):
     """Training images that are missing or unreadable (listed in the message)."""
 
 

@@ -57,7 +57,7 @@ def describe_distribution(values) -> dict:
     try:
         array = np.asarray(values, dtype=np.float64).ravel()
     except (TypeError, ValueError) as error:
-        raise ValueError(f"values: expected numbers, got {type(values).__name__} ({error})") from None
+        raise ValueError(f"values: expected numbers, got {type(values).__name__} ({error})") from error
     if np.isinf(array).any():
         raise ValueError(f"values: {int(np.isinf(array).sum())} infinite value(s); expected finite numbers or NaN")
     finite = array[~np.isnan(array)]

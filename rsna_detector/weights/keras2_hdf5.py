@@ -41,6 +41,7 @@ import h5py
 import numpy as np
 
 from .._io import atomic_path
+from ..errors import RsnaDetectorError
 
 __all__ = ["WeightsFileError", "Keras2WeightsFile", "KERAS1_VERSION", "normalise_layer_name",
            "is_keras2_weights_file", "read_weight_file_layers", "read_hdf5_weights", "write_hdf5_weights"]
@@ -51,7 +52,7 @@ KERAS1_VERSION = "1"
 """The ``keras_version`` Keras 2 gave a file without one (a Keras-1 file)."""
 
 
-class WeightsFileError(ValueError):
+class WeightsFileError(RsnaDetectorError, ValueError):
     """The file is not a Keras-2 HDF5 weights file, or its layout is broken."""
 
 

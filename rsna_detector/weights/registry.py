@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Optional
 
 from .._io import atomic_path, atomic_write, rename_over
+from ..errors import RsnaDetectorError
 
 __all__ = [
     "WeightsEntry",
@@ -67,8 +68,14 @@ ENV_OFFLINE = "RSNA_DETECTOR_OFFLINE"
 _CHUNK = 1 << 20
 
 
-class WeightsError(RuntimeError):
-    """A weights file could not be provided."""
+class WeightsError(RsnaDetectorError, RuntimeError):
+    """A weights file could not be provided.
+
+    A ``RuntimeError``, not a ``ValueError``: what is wrong is the machine (the file is absent,
+    offline, or damaged), not the argument; :class:`UnknownWeightsError` (a name that is neither
+    registered nor a file) is the one bad-argument case and is a ``WeightsError`` as well, so that
+    one ``except WeightsError`` covers every way of not getting the file.
+    """
 
 
 class WeightsOfflineError(WeightsError):
@@ -237,10 +244,10 @@ def _verify_entry_file(path, entry, cache_dir, owned):
     except WeightsChecksumError as error:
         if not owned:
             raise WeightsChecksumError(f"{error}. Replace it with a good copy of {entry.filename}"
-                                       f"{_from_url(entry)}.") from None
+                                       f"{_from_url(entry)}.") from error
         aside = rename_over(path, path.with_name(path.name + ".corrupt"))
         raise WeightsChecksumError(f"{error}; it was moved aside to {aside}. Run again to download a "
-                                   f"fresh copy{_from_url(entry)}.") from None
+                                   f"fresh copy{_from_url(entry)}.") from error
 
 
 def _from_url(entry):
