@@ -252,6 +252,7 @@ def predict(model, paths_or_folder, *, batch_size=None, flip_tta=False, min_conf
     from tqdm.auto import tqdm
 
     from .data.dicom import DicomReadError, read_dicom
+    from .data.images import grey_to_rgb
     from .submission import ImagePrediction
 
     config = model.config
@@ -275,7 +276,7 @@ def predict(model, paths_or_folder, *, batch_size=None, flip_tta=False, min_conf
                 run.failed[str(path)] = str(error)
                 log.warning("skipped %s", error)
                 continue
-            images.append(np.repeat(image[..., None], 3, axis=-1))
+            images.append(grey_to_rgb(image, path))
             metas.append((Path(path).stem, meta))
         if images:
             for (patient_id, meta), (boxes, scores) in zip(metas, _detect_batch(model, images, flip_tta, min_confidence)):

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ._io import atomic_write
+from .data.labels import RSNA_IMAGE_SIZE, SUBMISSION_COLUMNS
 from .errors import RsnaDetectorError, RsnaDetectorWarning
 
 __all__ = [
@@ -55,7 +56,7 @@ __all__ = [
     "write_submission_from_results",
 ]
 
-SUBMISSION_HEADER = "patientId,PredictionString"
+SUBMISSION_HEADER = ",".join(SUBMISSION_COLUMNS)
 _SHOWN_IDS = 5
 
 
@@ -311,7 +312,7 @@ def _ordered_rows(items, sample_ids, missing):
     return [(pid, strings.get(pid, "")) for pid in sample_ids]
 
 
-def write_submission(predictions, path, *, sample_submission=None, missing="error", image_size=1024):
+def write_submission(predictions, path, *, sample_submission=None, missing="error", image_size=RSNA_IMAGE_SIZE):
     """Write a Kaggle submission CSV, atomically.
 
     Parameters

@@ -61,7 +61,7 @@ def default_schedule(epochs=16):
     return [Stage("heads", 2.0, first, False), Stage("all", 1.0, second, True), Stage("all", 0.2, epochs, True)]
 
 
-def prepare_datasets(data, config, *, val_fraction=None, val_count=None, seed=42):
+def prepare_datasets(data, config, *, val_fraction=None, val_count=None, seed=None):
     """Turn ``data`` into prepared (train, validation) datasets.
 
     Parameters
@@ -73,11 +73,16 @@ def prepare_datasets(data, config, *, val_fraction=None, val_count=None, seed=42
         Supplies the image size the DICOMs are read at.
     val_fraction, val_count : optional
         Validation share (default 0.1) or patient count (the notebook's 1,500).
+    seed : int, optional
+        Split seed; default ``data.splits.DEFAULT_SPLIT_SEED`` (42).
     """
     if isinstance(data, (tuple, list)):
         train_ds, val_ds = data
         return train_ds, val_ds
     from .data.dataset import DetectorDataset
+    from .data.splits import DEFAULT_SPLIT_SEED
+
+    seed = DEFAULT_SPLIT_SEED if seed is None else seed
 
     return DetectorDataset.split_from_data_dir(
         data, image_size=config.IMAGE_MAX_DIM, val_fraction=val_fraction, val_count=val_count, seed=seed
@@ -187,8 +192,7 @@ def train(data, config=None, weights="coco", *, model_dir="logs", epochs=16, sch
         config.SEED = seed
         config.validate()
     Path(model_dir).mkdir(parents=True, exist_ok=True)
-    train_ds, val_ds = prepare_datasets(data, config, val_fraction=val_fraction, val_count=val_count,
-                                        seed=42 if seed is None else seed)
+    train_ds, val_ds = prepare_datasets(data, config, val_fraction=val_fraction, val_count=val_count, seed=seed)
     model = build_model(config, model_dir, "last" if resume else weights)
     augmenter = get_augmentation(augmentation)
     schedule = schedule or default_schedule(epochs)

@@ -47,12 +47,22 @@ __all__ = [
     "CLASS_COLUMNS",
     "CLASS_NAMES",
     "POSITIVE_CLASS",
+    "NOT_NORMAL_CLASS",
+    "NORMAL_CLASS",
+    "SUBMISSION_COLUMNS",
+    "RSNA_IMAGE_SIZE",
 ]
 
 LABEL_COLUMNS = ("patientId", "x", "y", "width", "height", "Target")
 CLASS_COLUMNS = ("patientId", "class")
+SUBMISSION_COLUMNS = ("patientId", "PredictionString")
+#: The detailed classes: the positive one (Target 1) and the two negative ones.
 POSITIVE_CLASS = "Lung Opacity"
-CLASS_NAMES = (POSITIVE_CLASS, "No Lung Opacity / Not Normal", "Normal")
+NOT_NORMAL_CLASS = "No Lung Opacity / Not Normal"
+NORMAL_CLASS = "Normal"
+CLASS_NAMES = (POSITIVE_CLASS, NOT_NORMAL_CLASS, NORMAL_CLASS)
+#: Side of every RSNA image in pixels (1024 x 1024): the frame of the label and submission boxes.
+RSNA_IMAGE_SIZE = 1024
 BOX_COLUMNS = ("x", "y", "width", "height")
 ENGINE_COLUMNS = ("y1", "x1", "y2", "x2")
 _MESSAGE_LINES = 20
@@ -326,7 +336,7 @@ def _check_classes(raw, numbers, classes, problems, labels_path, class_path):
     return names.reindex(range(n_labels))
 
 
-def read_labels(labels_csv, class_csv=None, *, strict=True, image_size=1024):
+def read_labels(labels_csv, class_csv=None, *, strict=True, image_size=RSNA_IMAGE_SIZE):
     """Read and validate the RSNA labels CSV (and optionally the class CSV).
 
     Parameters
@@ -494,6 +504,6 @@ def _patient_class(class_values, rows, target):
     return None if pd.isna(value) else str(value)
 
 
-def load_patient_records(labels_csv, class_csv=None, *, strict=True, image_size=1024) -> dict:
+def load_patient_records(labels_csv, class_csv=None, *, strict=True, image_size=RSNA_IMAGE_SIZE) -> dict:
     """``{patientId: PatientRecord}`` in first-appearance order; see ``read_labels`` for the arguments."""
     return records_from_frame(read_labels(labels_csv, class_csv, strict=strict, image_size=image_size))

@@ -12,7 +12,10 @@ import pandas as pd
 
 from ..errors import RsnaDetectorError
 
-__all__ = ["SplitError", "split_patients"]
+__all__ = ["SplitError", "split_patients", "DEFAULT_SPLIT_SEED"]
+
+#: The seed of the library's default train/validation split (the detector's and the baselines').
+DEFAULT_SPLIT_SEED = 42
 
 
 class SplitError(RsnaDetectorError, ValueError):
@@ -62,7 +65,7 @@ def _stratum_quotas(stratum_sizes, n_val):
     return quotas
 
 
-def split_patients(patient_ids, targets=None, *, val_fraction=None, val_count=None, seed=42):
+def split_patients(patient_ids, targets=None, *, val_fraction=None, val_count=None, seed=DEFAULT_SPLIT_SEED):
     """Split patients into training and validation sets.
 
     Parameters

@@ -26,7 +26,7 @@ from .._io import atomic_write
 from ..errors import RsnaDetectorWarning
 from .dicom import read_dicom_metadata
 from .labels import read_labels
-from .layout import KaggleLayout
+from .layout import SAMPLE_IMAGES_FOLDER, TRAIN_IMAGES, KaggleLayout
 
 __all__ = ["PatientTable", "PatientTableWarning", "build_patient_table", "default_cache_path", "HEADER_COLUMNS"]
 
@@ -315,7 +315,7 @@ def build_patient_table(data_dir_or_layout, *, cache_path=None, refresh=False, w
 
 
 def _labels_only_table(labels, patients, layout) -> PatientTable:
-    note = (f"{layout.root}: no training image folder (stage_2_train_images/ or images/); "
+    note = (f"{layout.root}: no training image folder ({TRAIN_IMAGES}/ or {SAMPLE_IMAGES_FOLDER}/); "
             "header columns are empty")
     log.info(note)
     header_frame = _header_frame({}, patients.index.tolist())
