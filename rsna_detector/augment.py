@@ -7,7 +7,7 @@ photometric ones (multiply, contrast, blur, sharpen) to the image only; boxes
 are recomputed from the augmented masks.
 
 ``imgaug`` here is the module installed by the numpy-2-compatible ``pyimgaug``
-fork (see setup.py for why).
+fork (see pyproject.toml for why).
 """
 from __future__ import annotations
 
