@@ -40,8 +40,15 @@ import numpy as np
 
 from .._io import atomic_path, atomic_write
 from .dicom import JPEG_BASELINE
-from .labels import (CLASS_COLUMNS, LABEL_COLUMNS, NORMAL_CLASS, NOT_NORMAL_CLASS, POSITIVE_CLASS, RSNA_IMAGE_SIZE,
-                     SUBMISSION_COLUMNS)
+from .labels import (
+    CLASS_COLUMNS,
+    LABEL_COLUMNS,
+    NORMAL_CLASS,
+    NOT_NORMAL_CLASS,
+    POSITIVE_CLASS,
+    RSNA_IMAGE_SIZE,
+    SUBMISSION_COLUMNS,
+)
 from .layout import CLASS_INFO, SAMPLE_SUBMISSION, TEST_IMAGES, TRAIN_IMAGES, TRAIN_LABELS
 
 __all__ = [
