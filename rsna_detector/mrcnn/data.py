@@ -36,6 +36,7 @@ import threading
 
 import numpy as np
 
+from ..errors import RsnaDetectorError
 from . import utils
 from .head_targets import build_detection_targets, generate_random_rois
 from .parallel import EXIT_GUARD, guarded_batch, process_input_dataset
@@ -80,7 +81,7 @@ MASK_AUGMENTERS = frozenset({
 _MAX_GENERATOR_ERRORS = 5
 
 
-class DataPipelineError(ValueError):
+class DataPipelineError(RsnaDetectorError, ValueError):
     """A dataset item or an augmentation cannot be turned into training inputs."""
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import RsnaDetectorError
 from . import utils
 
 __all__ = ["HeadTargetError", "generate_random_rois", "build_detection_targets"]
@@ -28,7 +29,7 @@ _NEAR_GT_SHARE = 0.9
 _MAX_DRAW_ROUNDS = 1000
 
 
-class HeadTargetError(ValueError):
+class HeadTargetError(RsnaDetectorError, ValueError):
     """The inputs of a head-target builder cannot give the asked-for ROIs."""
 
 

@@ -30,6 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ..errors import RsnaDetectorError, RsnaDetectorWarning
 from . import utils
 from .backbone import build_backbone
 from .detection import DetectionLayer, refine_detections_graph
@@ -88,11 +89,11 @@ _CHECKPOINT_RE = re.compile(
     r".*[/\\](?P<run>[\w-]*?" + _RUN_STAMP + r")[/\\]mask_rcnn_[\w-]+?_(?P<epoch>\d{4})\.h5$")
 
 
-class ModelError(ValueError):
+class ModelError(RsnaDetectorError, ValueError):
     """A MaskRCNN method got input it cannot use (wrong mode, bad image, ...)."""
 
 
-class UnreadableCheckpointWarning(UserWarning):
+class UnreadableCheckpointWarning(RsnaDetectorWarning):
     """``find_last`` skipped a checkpoint it cannot read (truncated, empty, not HDF5); the message names it."""
 
 

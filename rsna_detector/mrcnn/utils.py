@@ -26,6 +26,7 @@ import warnings
 
 import numpy as np
 
+from ..errors import RsnaDetectorError
 from .matching import greedy_match
 
 __all__ = [
@@ -84,7 +85,7 @@ COCO_MODEL_URL = "https://github.com/matterport/Mask_RCNN/releases/download/v2.0
 _PAD_MULTIPLE = 64
 
 
-class DatasetError(ValueError):
+class DatasetError(RsnaDetectorError, ValueError):
     """A :class:`Dataset` was used with a wrong name, id or file."""
 
 
@@ -98,7 +99,7 @@ class DatasetAssertionError(DatasetError, AssertionError):
     """A broken :class:`Dataset` precondition (also an ``AssertionError``, which matterport raised)."""
 
 
-class NoGroundTruthError(ValueError, ZeroDivisionError):
+class NoGroundTruthError(RsnaDetectorError, ValueError, ZeroDivisionError):
     """A recall was asked of an image without ground truth (matterport raised as well)."""
 
 
@@ -212,10 +213,10 @@ class Dataset:
         """
         try:
             return self.class_from_source_map[source_class_id]
-        except AttributeError:
-            raise DatasetError("map_source_class_id: call prepare() first") from None
-        except KeyError:
-            raise DatasetKeyError(f"map_source_class_id: no class {source_class_id!r}") from None
+        except AttributeError as error:
+            raise DatasetError("map_source_class_id: call prepare() first") from error
+        except KeyError as error:
+            raise DatasetKeyError(f"map_source_class_id: no class {source_class_id!r}") from error
 
     def get_source_class_id(self, class_id, source):
         """The id that ``source`` gives to internal class ``class_id``.
