@@ -1,11 +1,10 @@
 """Classifier baselines: metrics against hand-computed values, models, CheXNet weights, data pipeline."""
-import argparse
 import json
 
 import numpy as np
 import pytest
 
-from rsna_detector import classifier as clf
+from rsna_detector.baselines import classifier as clf
 from rsna_detector.weights.keras2_hdf5 import read_hdf5_weights
 
 # y = [1, 0, 1, 0], scores = [0.9, 0.8, 0.7, 0.1]: the hand-worked example of several tests
@@ -360,40 +359,3 @@ def test_train_then_evaluate_on_the_validation_split(synthetic_dir, tmp_path):
     again = clf.classification_metrics([targets[ids.index(i)] for i in val_ids], metrics["scores"])
     assert again["confusion_matrix"] == metrics["confusion_matrix"]
     assert (tmp_path / "roc_curve.png").is_file() and (tmp_path / "pr_curve.png").is_file()
-
-
-def test_subcommands_are_registered_with_defaults():
-    parser = argparse.ArgumentParser()
-    clf.add_subcommands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["classifier-train", "--data", "d"])
-    assert (args.name, args.weights, args.epochs, args.val_fraction, args.image_size) == (
-        "densenet121", "imagenet", 3, 0.3, 224)
-    assert callable(args.func)
-    args = parser.parse_args(["classifier-evaluate", "--model", "m.keras", "--data", "d"])
-    assert args.split == "validation" and args.out == "classifier_evaluation"
-    with pytest.raises(SystemExit):
-        parser.parse_args(["classifier-train", "--data", "d", "--name", "vgg16"])
-
-
-def test_classifier_train_command_fails_cleanly_on_a_missing_dir(tmp_path):
-    parser = argparse.ArgumentParser()
-    clf.add_subcommands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["classifier-train", "--data", str(tmp_path / "nope"), "--weights", "none"])
-    with pytest.raises(FileNotFoundError, match="not a directory"):
-        args.func(args)
-
-
-def test_train_and_evaluate_commands_round_trip(synthetic_dir, tmp_path):
-    """classifier-train writes a .keras model that classifier-evaluate loads and scores."""
-    parser = argparse.ArgumentParser()
-    clf.add_subcommands(parser.add_subparsers(dest="command"))
-    model_path = tmp_path / "vgg.keras"
-    args = parser.parse_args(["classifier-train", "--data", str(synthetic_dir), "--name", "vgg19", "--weights", "none",
-                              "--image-size", "32", "--epochs", "1", "--batch-size", "4", "--out", str(model_path),
-                              "--quiet"])
-    assert args.func(args) == 0 and model_path.is_file()
-    args = parser.parse_args(["classifier-evaluate", "--model", str(model_path), "--data", str(synthetic_dir),
-                              "--out", str(tmp_path / "eval"), "--batch-size", "4"])
-    assert args.func(args) == 0
-    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert metrics["n"] == 4 and sum(map(sum, metrics["confusion_matrix"])) == 4

@@ -1,11 +1,11 @@
 """RetinaNet baseline: keras-retinanet CSV files, anchors, losses, augmentation, weights, training and evaluation."""
-import argparse
 import math
 
 import numpy as np
 import pytest
 
-from rsna_detector import retinanet as rn
+from rsna_detector.baselines import retinanet as rn
+from rsna_detector.baselines.retinanet.resnet50_imagenet import _old_resnet50_name
 from rsna_detector.data.labels import PatientRecord, load_patient_records, yxyx_to_xywh
 
 SMALL_BACKBONE = dict(input_conv_filters=[64], input_conv_kernel_sizes=[7], stackwise_num_filters=[64, 64, 128, 128],
@@ -203,7 +203,7 @@ def test_sequence_scales_and_pads_boxes(blob_dir):
 
 # --------------------------------------------------------------------------- weights
 def _old_keras_name_of(hub_name):
-    return rn._old_resnet50_name(hub_name)
+    return _old_resnet50_name(hub_name)
 
 
 def test_imagenet_file_loads_into_keras_hub_resnet50(tmp_path):
@@ -327,16 +327,6 @@ def test_both_detectors_report_the_one_metrics_dictionary():
     assert metrics["rsna_score"] == pytest.approx(0.25) and metrics["model_threshold"] == 0.05
 
 
-def test_subcommands_are_registered_with_defaults():
-    parser = argparse.ArgumentParser()
-    rn.add_subcommands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["retinanet-train", "--data", "d"])
-    assert (args.learning_rate, args.epochs, args.batch_size, args.image_size, args.weights) == (
-        1e-4, 50, 32, 256, "imagenet")
-    args = parser.parse_args(["retinanet-evaluate", "--model", "m.keras", "--data", "d", "--submission", "s.csv"])
-    assert args.split == "validation" and args.submission == "s.csv" and callable(args.func)
-
-
 @pytest.mark.slow
 def test_small_retinanet_learns_blobs(tmp_path):
     """A small RetinaNet trained for a few CPU minutes finds blobs it has not seen: mAP@0.5 >= 0.5."""
@@ -355,28 +345,6 @@ def test_small_retinanet_learns_blobs(tmp_path):
     by_id = {p.patient_id: p for p in metrics["predictions"]}
     assert metrics["rsna_score"] == pytest.approx(rsna_score({i: test[i].boxes for i in test}, by_id))
     assert set(parse_submission(tmp_path / "submission.csv")) == set(test)
-
-
-@pytest.mark.slow
-def test_train_and_evaluate_commands_round_trip(blob_dir, tmp_path):
-    """retinanet-train (ResNet-50, 64 px, one step) saves a model that retinanet-evaluate loads and scores."""
-    from rsna_detector.submission import parse_submission
-
-    records, folder = blob_dir
-    annotations, _ = rn.write_retinanet_csv(records, folder, tmp_path / "annotations.csv")
-    parser = argparse.ArgumentParser()
-    rn.add_subcommands(parser.add_subparsers(dest="command"))
-    model_path = tmp_path / "retinanet.keras"
-    args = parser.parse_args(["retinanet-train", "--data", str(annotations), "--weights", "none", "--image-size", "64",
-                              "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--val-fraction", "0.25",
-                              "--out", str(model_path), "--quiet"])
-    assert args.func(args) == 0 and model_path.is_file()
-    args = parser.parse_args(["retinanet-evaluate", "--model", str(model_path), "--data", str(annotations),
-                              "--val-fraction", "0.25", "--out", str(tmp_path / "eval"),
-                              "--submission", str(tmp_path / "sub.csv")])
-    assert args.func(args) == 0
-    assert len(parse_submission(tmp_path / "sub.csv")) == 3  # round(0.25 * 12) validation images
-    assert (tmp_path / "eval" / "metrics.json").is_file()
 
 
 def test_prediction_with_a_short_last_batch_in_graph_mode(blob_dir):
