@@ -23,6 +23,8 @@ def lazy_exports(package, exports):
         package (AttributeError, as Python's, for any other name); ``__dir__()``: the
         package's globals and every exported name.
     """
+    if any(isinstance(names, str) for names in exports.values()):
+        raise TypeError(f"{package}: each submodule's names must be a list, not one string")
     module = importlib.import_module(package)
     defined_in = {name: submodule for submodule, names in exports.items() for name in names}
 

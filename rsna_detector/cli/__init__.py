@@ -21,7 +21,7 @@ from .usage import CommandLineError
 
 __all__ = ["main", "build_parser", "CommandLineError"]
 
-COMMAND_GROUPS = (detector, data, eda, baselines)  # in the order `rsna-detector --help` lists them
+_COMMAND_GROUPS = (detector, data, eda, baselines)  # in the order `rsna-detector --help` lists them
 
 
 def build_parser():
@@ -32,7 +32,7 @@ def build_parser():
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for group in COMMAND_GROUPS:
+    for group in _COMMAND_GROUPS:
         group.register(sub)
     _add_verbose(parser, sub)
     return parser

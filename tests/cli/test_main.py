@@ -74,3 +74,11 @@ def test_an_error_that_is_not_the_librarys_is_not_swallowed(monkeypatch):
 def test_ctrl_c_is_status_130_in_one_line(monkeypatch, capsys):
     assert _run_failing(monkeypatch, KeyboardInterrupt()) == 130
     assert capsys.readouterr().err == "rsna-detector synth: interrupted\n"
+
+
+def test_importing_the_main_module_runs_nothing():
+    """Tools that import every module of the package (documentation, the error-class walk) start no command."""
+    import importlib
+
+    module = importlib.import_module("rsna_detector.cli.__main__")
+    assert module.main is cli.main
