@@ -111,7 +111,14 @@ def _retinanet_case(size, batch, rng):
 
 
 def measure(name, args, rng):
-    """``{"model", "input", "params", "train_images_per_s", "infer_ms_per_image_batch1", "infer_ms_per_image_batchN"}``."""
+    """One row of the table.
+
+    Returns
+    -------
+    dict
+        ``model``, ``input``, ``params``, ``train_images_per_s``, ``infer_ms_per_image_batch1``,
+        ``infer_ms_per_image_batchN``.
+    """
     if name == "retinanet":
         size = args.retinanet_size
         model, images, targets, predict = _retinanet_case(size, args.batch, rng)

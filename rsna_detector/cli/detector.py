@@ -24,9 +24,9 @@ def _load_config(args, default_preset="full"):
 
 
 def _inference_model(model_path, config_json=None, preset="full"):
+    from ..config import CPUDemoConfig, DetectorConfig
     from ..mrcnn import model as modellib
     from ..mrcnn.config import Config
-    from ..config import CPUDemoConfig, DetectorConfig
 
     if config_json:
         config = Config.from_json(config_json)

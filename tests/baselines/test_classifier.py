@@ -138,13 +138,17 @@ def test_augmentation_changes_pixels_not_shape():
 
 
 # --------------------------------------------------------------------------- data
-@pytest.fixture(scope="module")
-def synthetic_dir(tmp_path_factory):
+def write_classifier_data(out):
+    """12 synthetic patients at 64 px in the Kaggle layout under ``out`` (the classifier tests' data set)."""
     from rsna_detector.data.synthetic import make_synthetic_dataset
 
-    out = tmp_path_factory.mktemp("classifier_data")
     make_synthetic_dataset(out, n_train=12, n_test=0, seed=1, image_size=64, workers=1, progress=False)
     return out
+
+
+@pytest.fixture(scope="module")
+def synthetic_dir(tmp_path_factory):
+    return write_classifier_data(tmp_path_factory.mktemp("classifier_data"))
 
 
 def test_labelled_images_from_a_kaggle_dir(synthetic_dir):
@@ -154,7 +158,7 @@ def test_labelled_images_from_a_kaggle_dir(synthetic_dir):
     records = load_patient_records(synthetic_dir / "stage_2_train_labels.csv")
     assert ids == list(records)
     assert targets.tolist() == [records[i].target for i in ids]
-    assert all(p.name == f"{i}.dcm" and p.is_file() for i, p in zip(ids, paths))
+    assert all(p.name == f"{i}.dcm" and p.is_file() for i, p in zip(ids, paths, strict=True))
 
 
 def test_labelled_images_keeps_patients_with_images(rsna_dir):
@@ -221,7 +225,7 @@ def _write_keras2_group(group, model, *, chunks=1, scale=1.0):
             layer_group.attrs["weight_names"] = h5py.Empty("S1")
         else:
             layer_group.attrs["weight_names"] = [w.encode() for w in weight_names]
-        for weight_name, weight in zip(weight_names, layer.weights):
+        for weight_name, weight in zip(weight_names, layer.weights, strict=True):
             layer_group.create_dataset(weight_name, data=np.asarray(weight) * scale)
 
 
@@ -253,7 +257,7 @@ def _assert_backbone_matches(model, source):
     compared = 0
     for layer in model.layers:
         if layer.weights and layer.name != "pneumonia":
-            for got, expected in zip(layer.get_weights(), source.get_layer(layer.name).get_weights()):
+            for got, expected in zip(layer.get_weights(), source.get_layer(layer.name).get_weights(), strict=True):
                 np.testing.assert_array_equal(got, expected)
             compared += 1
     assert compared == sum(1 for layer in source.layers if layer.weights) - 1  # all but the 14-unit top
@@ -332,7 +336,7 @@ def test_a_missing_required_layer_assigns_nothing(chexnet_source, tmp_path):
     with pytest.raises(clf.ClassifierError, match=r"no weights for 1 layer\(s\) of .*, e.g. not_in_file; "
                                                   r"the file holds \d+ layers with weights"):
         clf.load_keras2_weights(model, path)
-    for got, expected in zip(model.get_layer("predictions").get_weights(), before):
+    for got, expected in zip(model.get_layer("predictions").get_weights(), before, strict=True):
         np.testing.assert_array_equal(got, expected)
     assert clf.load_keras2_weights(model, path, required=["predictions"]) == ["predictions"]
     np.testing.assert_array_equal(model.get_layer("predictions").get_weights()[0],

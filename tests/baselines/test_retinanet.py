@@ -228,7 +228,7 @@ def test_imagenet_file_loads_into_keras_hub_resnet50(tmp_path):
                                          ["gamma", "beta", "moving_mean", "moving_variance"])):
                 group = handle.create_group(name)
                 group.attrs["weight_names"] = [f"{name}/{kind}:0".encode() for kind in kinds]
-                for kind, array in zip(kinds, arrays):
+                for kind, array in zip(kinds, arrays, strict=True):
                     group.create_dataset(f"{name}/{kind}:0", data=array)
                 names.append(name.encode())
             expected[conv.name] = (kernel, bias, gamma, beta, mean, variance)
@@ -241,6 +241,7 @@ def test_imagenet_file_loads_into_keras_hub_resnet50(tmp_path):
         np.testing.assert_allclose(bn[2], mean - bias, rtol=1e-6)  # BN(conv + b) = BN'(conv)
         np.testing.assert_allclose(bn[3], variance + 1e-3 - 1e-5, rtol=1e-6)  # same variance + epsilon
         np.testing.assert_array_equal(bn[0], gamma)
+        np.testing.assert_array_equal(bn[1], beta)
 
 
 def test_imagenet_loader_names_what_is_missing(tmp_path):
@@ -315,12 +316,13 @@ def test_both_detectors_report_the_one_metrics_dictionary():
     from rsna_detector.submission import ImagePrediction
 
     records = {"a": _record("a", [[0, 0, 10, 10]]), "b": _record("b", [])}
-    predictions = [ImagePrediction("a", [[0, 0, 10, 5]], [0.9]), ImagePrediction("b", np.zeros((0, 4)), np.zeros(0))]
+    predictions = [ImagePrediction("a", [[0, 0, 10, 5]], [0.9]),
+                   ImagePrediction("b", np.zeros((0, 4)), np.zeros(0))]
     metrics = rn.detection_metrics(records, predictions, model_threshold=0.05)
     # the Mask R-CNN's dictionary (evaluate_detector) has the same keys, computed by the same function
     mask_rcnn_records = [evaluate.EvalRecord(0, np.array([[0, 0, 10, 10]]), np.ones(1, np.int32), np.zeros((0, 0, 1)),
-                                             np.zeros((0, 4), np.float32), np.zeros(0, np.int32), np.zeros(0, np.float32),
-                                             np.zeros((0, 0, 0)))]
+                                             np.zeros((0, 4), np.float32), np.zeros(0, np.int32),
+                                             np.zeros(0, np.float32), np.zeros((0, 0, 0)))]
     assert list(metrics) == list(evaluate.detection_metrics(mask_rcnn_records, "box"))
     # box IoU 0.5: an AP@0.5 hit (>=), a competition hit at 0.40 and 0.45 only (>)
     assert metrics["iou"] == "box" and metrics["map50"] == 1.0 and metrics["mean_iou"] == pytest.approx(0.5)
@@ -355,5 +357,5 @@ def test_prediction_with_a_short_last_batch_in_graph_mode(blob_dir):
     first = rn.predict_retinanet(model, paths, batch_size=2)  # chunks of 2 and 1
     again = rn.predict_retinanet(model, paths, batch_size=3)  # another batch size on the same model
     assert [p.patient_id for p in first] == [p.patient_id for p in again] == [p.stem for p in paths]
-    for a, b in zip(first, again):
+    for a, b in zip(first, again, strict=True):
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4)

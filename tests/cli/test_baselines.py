@@ -6,8 +6,19 @@ import pytest
 
 from rsna_detector.baselines import retinanet as rn
 from rsna_detector.cli import baselines as baselines_cli
-from tests.baselines.test_classifier import synthetic_dir  # noqa: F401  (fixture)
-from tests.baselines.test_retinanet import blob_dir  # noqa: F401  (fixture)
+from tests.baselines.test_classifier import write_classifier_data
+from tests.baselines.test_retinanet import _blob_set
+
+
+@pytest.fixture(scope="module")
+def synthetic_dir(tmp_path_factory):
+    return write_classifier_data(tmp_path_factory.mktemp("classifier_data"))
+
+
+@pytest.fixture(scope="module")
+def blob_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("blobs")
+    return _blob_set(folder, 12, seed=3), folder
 
 
 def test_classifier_subcommands_are_registered_with_defaults():

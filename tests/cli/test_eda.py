@@ -5,7 +5,16 @@ import json
 import pytest
 
 from rsna_detector.cli import eda as eda_cli
-from tests.test_eda import synthetic_dir  # noqa: F401  (fixture)
+
+
+@pytest.fixture(scope="module")
+def synthetic_dir(tmp_path_factory):
+    """20 synthetic patients at 256 px (as tests/test_eda.py's data set)."""
+    from rsna_detector.data.synthetic import make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synthetic")
+    make_synthetic_dataset(root, n_train=20, n_test=0, seed=3, image_size=256, workers=1, progress=False)
+    return root
 
 
 def test_command_line_no_images(synthetic_dir, tmp_path, capsys):

@@ -96,7 +96,7 @@ def class_weights(targets):
     counts = [int((targets == label).sum()) for label in (0, 1)]
     if min(counts) == 0:
         return {0: 1.0, 1: 1.0}
-    return {label: len(targets) / (2.0 * count) for label, count in zip((0, 1), counts)}
+    return {label: len(targets) / (2.0 * count) for label, count in zip((0, 1), counts, strict=True)}
 
 
 def split_indices(ids, targets, val_fraction, seed):

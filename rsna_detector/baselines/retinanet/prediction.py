@@ -63,9 +63,9 @@ def predict_retinanet(model, paths, *, batch_size=8, min_confidence=None):
     predictions = []
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
-        images, originals = zip(*(read_grey_image(p, size) for p in chunk))
+        images, originals = zip(*(read_grey_image(p, size) for p in chunk), strict=True)
         output = _predict_batch(model, preprocess_images(np.stack(images)), batch_size)
-        for row, (path, original) in enumerate(zip(chunk, originals)):
+        for row, (path, original) in enumerate(zip(chunk, originals, strict=True)):
             count = int(output["num_detections"][row])
             boxes = output["boxes"][row, :count].astype(np.float32)
             scores = output["confidence"][row, :count].astype(np.float32)
