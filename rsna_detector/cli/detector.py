@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .usage import CommandLineError
+from ..data.splits import DEFAULT_SPLIT_SEED
 
 __all__ = ["register"]
 
@@ -163,7 +164,7 @@ def _add_evaluate(sub):
     p.add_argument("--out", default="evaluation", help="output folder (default: evaluation)")
     p.add_argument("--val-fraction", type=float, default=None, help="validation share (default 0.1)")
     p.add_argument("--val-count", type=int, default=None, help="validation patients")
-    p.add_argument("--seed", type=int, default=42, help="split seed used in training (default: 42)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SPLIT_SEED, help=f"split seed used in training (default: {DEFAULT_SPLIT_SEED})")
     p.set_defaults(func=_cmd_evaluate)
 
 

@@ -5,12 +5,13 @@ from .discovery import class_weights, labelled_images, split_indices
 from .models import build_classifier
 from .sequence import ClassifierSequence
 from .settings import backbone_name
+from ...data.splits import DEFAULT_SPLIT_SEED
 
 __all__ = ["train_classifier"]
 
 
 def train_classifier(data, name="densenet121", *, image_dir=None, model=None, weights="imagenet", epochs=3,
-                     batch_size=16, image_size=224, val_fraction=0.3, seed=42, augment=True,
+                     batch_size=16, image_size=224, val_fraction=0.3, seed=DEFAULT_SPLIT_SEED, augment=True,
                      class_weighting=True, preprocessing="backbone", learning_rate=1e-3, steps_per_epoch=None,
                      verbose=1):
     """Train a pneumonia classifier with the report's settings.
