@@ -27,8 +27,8 @@ import numpy as np
 
 from .boxes import extract_bboxes
 from .image_meta import compose_image_meta
-from .molding import resize_image
 from .masks import minimize_mask, resize_mask
+from .molding import resize_image
 
 __all__ = [
     "MASK_AUGMENTERS",

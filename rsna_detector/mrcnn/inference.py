@@ -24,12 +24,13 @@ from .detection import DetectionLayer
 from .fpn import build_fpn
 from .heads import build_fpn_mask_graph, fpn_classifier_graph
 from .image_meta import compose_image_meta
-from .molding import mold_image, resize_image
 from .masks import unmold_mask
+from .molding import mold_image, resize_image
 from .proposals import ProposalLayer
 from .rpn import apply_rpn, build_rpn_model
 
-__all__ = ["ModelError", "build_inference_model", "mold_one", "make_detect_function", "unmold_detections"]
+__all__ = ["ModelError", "build_inference_model", "mold_one", "make_detect_function", "check_molded_shape",
+           "unmold_detections"]
 
 
 class ModelError(ValueError):

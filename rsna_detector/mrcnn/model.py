@@ -48,9 +48,9 @@ from .generator import data_generator
 from .head_targets import build_detection_targets, generate_random_rois
 from .heads import build_fpn_mask_graph, fpn_classifier_graph
 from .image_meta import compose_image_meta, parse_image_meta, parse_image_meta_graph
-from .molding import mold_image, unmold_image
 from .losses import (mrcnn_bbox_loss_graph, mrcnn_class_loss_graph, mrcnn_mask_loss_graph,
                      rpn_bbox_loss_graph, rpn_class_loss_graph)
+from .molding import mold_image, unmold_image
 from .proposals import ProposalLayer
 from .roi_align import PyramidROIAlign
 from .rpn import build_rpn_model, rpn_graph
