@@ -8,20 +8,25 @@ BIN := $(VENV)/bin
 RSNA_DATA_DIR ?= $(abspath ../shared/rsna)
 export RSNA_DATA_DIR
 
-.PHONY: install test test-all demo benchmark bench-peer clean
+.PHONY: install lint test test-all demo benchmark bench-peer clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: $(BIN)/activate setup.py
-	$(BIN)/pip install --quiet -e ".[test]"
+# constraints.txt: the exact versions CI passed on (pyproject.toml has the ranges the code allows).
+$(VENV)/.installed: $(BIN)/activate pyproject.toml constraints.txt
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
 	# matterport's own Mask_RCNN (v2.1), the test oracle: it declares no dependencies, and the
 	# library never imports it.
-	$(BIN)/pip install --quiet --no-deps mrcnn-colab==2.1.0
+	$(BIN)/pip install --quiet -c constraints.txt --no-deps mrcnn-colab==2.1.0
 	touch $@
 
 install: $(VENV)/.installed
+
+# ruff's settings are in pyproject.toml ([tool.ruff]).
+lint: install
+	$(BIN)/ruff check rsna_detector tests benchmarks examples/build_notebooks.py
 
 test: install
 	$(BIN)/python -m pytest -q tests
@@ -41,7 +46,7 @@ demo: install
 PEER_VENV ?= .venv-peer
 PEER_ARGS ?=
 
-$(PEER_VENV)/.installed: setup.py
+$(PEER_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(PEER_VENV)
 	$(PEER_VENV)/bin/pip install --quiet --upgrade pip
 	$(PEER_VENV)/bin/pip install --quiet -e . torch==2.14.1 torchvision==0.29.1

@@ -2,10 +2,10 @@
 
 Models, random weights (no download):
 
-* classifiers (``rsna_detector.classifier.build_classifier``): VGG19, ResNet50,
+* classifiers (``rsna_detector.baselines.classifier.build_classifier``): VGG19, ResNet50,
   DenseNet121 (CheXNet has DenseNet121's cost), 224 x 224 x 3, compiled as the
   report (Adam, binary cross-entropy, accuracy/precision/recall/F1);
-* RetinaNet (``rsna_detector.retinanet.build_retinanet``): keras-hub, ResNet-50
+* RetinaNet (``rsna_detector.baselines.retinanet.build_retinanet``): keras-hub, ResNet-50
   FPN P3-P7, 9 anchors per location, 256 x 256, focal + smooth-L1 losses;
   inference includes keras-hub's box decoding and NMS.
 
@@ -88,7 +88,7 @@ def _median_train_step(model, images, targets, warmup, steps):
 
 
 def _classifier_case(name, size, batch, rng):
-    from rsna_detector.classifier import build_classifier
+    from rsna_detector.baselines.classifier import build_classifier
 
     model = build_classifier(name, weights=None, input_shape=(size, size, 3))
     images = rng.normal(0, 1, (batch, size, size, 3)).astype("float32")
@@ -97,7 +97,7 @@ def _classifier_case(name, size, batch, rng):
 
 
 def _retinanet_case(size, batch, rng):
-    from rsna_detector.retinanet import build_retinanet
+    from rsna_detector.baselines.retinanet import build_retinanet
 
     model = build_retinanet(size, weights=None, seed=0)
     images = rng.normal(0, 50, (batch, size, size, 3)).astype("float32")
@@ -111,7 +111,14 @@ def _retinanet_case(size, batch, rng):
 
 
 def measure(name, args, rng):
-    """``{"model", "input", "params", "train_images_per_s", "infer_ms_per_image_batch1", "infer_ms_per_image_batchN"}``."""
+    """One row of the table.
+
+    Returns
+    -------
+    dict
+        ``model``, ``input``, ``params``, ``train_images_per_s``, ``infer_ms_per_image_batch1``,
+        ``infer_ms_per_image_batchN``.
+    """
     if name == "retinanet":
         size = args.retinanet_size
         model, images, targets, predict = _retinanet_case(size, args.batch, rng)

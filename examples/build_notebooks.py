@@ -714,7 +714,7 @@ def baselines_notebook():
             (rotation 40 degrees, shear, zoom, horizontal flip, brightness).
         """),
         code("""
-            from rsna_detector.classifier import evaluate_classifier, train_classifier
+            from rsna_detector.baselines.classifier import evaluate_classifier, train_classifier
 
             classifier, classifier_history = train_classifier(DATA_DIR, CLASSIFIER, verbose=2, **SPLIT,
                                                               **CLASSIFIER_SETTINGS)
@@ -740,7 +740,7 @@ def baselines_notebook():
             confidence threshold.
         """),
         code("""
-            from rsna_detector.retinanet import evaluate_retinanet, train_retinanet
+            from rsna_detector.baselines.retinanet import evaluate_retinanet, train_retinanet
 
             retinanet, retinanet_history = train_retinanet(DATA_DIR, verbose=2, **SPLIT, **RETINANET_SETTINGS)
             print({key: round(values[-1], 3) for key, values in retinanet_history.history.items()})
@@ -769,7 +769,7 @@ def baselines_notebook():
             import numpy as np
 
             from rsna_detector import load_patient_records
-            from rsna_detector.gating import gate_predictions, gating_effect
+            from rsna_detector.baselines.gating import gate_predictions, gating_effect
 
             records = load_patient_records(layout.train_labels, layout.class_info)
             classifier_scores = dict(zip(classifier_metrics["patient_ids"], classifier_metrics["scores"]))

@@ -1,13 +1,20 @@
 """Atomic file writes: a reader sees the old file or the whole new one, never a part.
 
-:func:`atomic_write` writes next to the target under a unique hidden name,
-flushes it to disk and renames it over the target (``os.replace``, atomic on
-one file system); on any failure the temporary file is removed and the old
-target is left as it was. :func:`write_json` is the library's one JSON writer
-for reports (metrics, summaries).
+:func:`atomic_path` gives a writer that streams (h5py, PIL, pydicom, a download)
+a temporary path beside the target; when the writer is done the temporary file
+is renamed over the target (``os.replace``, atomic on one file system), and on
+any failure it is removed and the old target is left as it was.
+:func:`atomic_write` writes bytes or text that way, flushed to disk first;
+:func:`write_json` is the library's one JSON writer for reports (metrics,
+summaries). :func:`rename_over` is the one rename that replaces a file (the
+library's only ``os.replace``), also used to move a bad file aside.
+
+Temporary files are named ``.<name>.<random>.partial`` (hidden, unique), so that
+concurrent writers of one target never share one and a leftover is easy to spot.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -16,18 +23,74 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_write", "write_json"]
+__all__ = ["atomic_path", "atomic_write", "rename_over", "write_json"]
+
+TEMPORARY_SUFFIX = ".partial"
+"""The ending of every temporary file :func:`atomic_path` creates."""
+
+
+def rename_over(source, target):
+    """Rename ``source`` to ``target``, replacing ``target`` when it exists (atomic on one file system).
+
+    Parameters
+    ----------
+    source, target : str or Path
+        On the same file system (a rename across file systems raises ``OSError``).
+
+    Returns
+    -------
+    Path
+        ``target``.
+    """
+    os.replace(source, target)
+    return Path(target)
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """A temporary path beside ``path`` to write to; it becomes ``path`` when the block succeeds.
+
+    Parameters
+    ----------
+    path : str or Path
+        The target; its folder must exist.
+
+    Yields
+    ------
+    Path
+        ``.<name>.<random>.partial`` in the target's folder, not yet created:
+        the block creates and writes it (``open(temporary, "wb")``,
+        ``h5py.File(temporary, "w")``, ``image.save(temporary)``), so it gets the
+        usual permissions (0666 less the umask). Not creating it first leaves no
+        moment in which an empty file exists that a caller cannot yet name (what a
+        signal handler that removes the file it is writing needs).
+
+    Notes
+    -----
+    When the block ends normally the file is renamed over ``path``; when it
+    raises (``KeyboardInterrupt`` too) the file is removed, ``path`` is left as
+    it was and the exception propagates. The data is not flushed to disk here
+    (a writer that needs that, like :func:`atomic_write`, calls ``os.fsync``).
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}{TEMPORARY_SUFFIX}")
+    try:
+        yield temporary
+        rename_over(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def atomic_write(path, data, *, encoding="utf-8"):
-    """Write ``data`` to ``path`` atomically.
+    """Write ``data`` to ``path`` atomically, flushed to disk.
 
     Parameters
     ----------
     path : str or Path
         The target; its folder must exist.
     data : str or bytes
-        Text is written with ``encoding`` and ``'\\n'`` line ends.
+        Text is written with ``encoding``, line ends as they are (``'\\n'``).
     encoding : str
 
     Returns
@@ -37,17 +100,10 @@ def atomic_write(path, data, *, encoding="utf-8"):
     """
     path = Path(path)
     payload = data.encode(encoding) if isinstance(data, str) else bytes(data)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary, open(temporary, "xb") as stream:
+        stream.write(payload)
+        stream.flush()
+        os.fsync(stream.fileno())
     return path
 
 

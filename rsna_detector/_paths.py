@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .errors import RsnaDetectorError
+
 __all__ = ["UnsafePathError", "PATIENT_ID_CHARACTERS", "patient_id_problem", "check_patient_id",
            "path_in_folder"]
 
@@ -21,7 +23,7 @@ _PATIENT_ID = re.compile(r"[A-Za-z0-9-]+")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
-class UnsafePathError(ValueError):
+class UnsafePathError(RsnaDetectorError, ValueError):
     """A name taken from data would put a file outside its folder; the message names it and the folder."""
 
 

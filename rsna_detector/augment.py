@@ -7,7 +7,7 @@ photometric ones (multiply, contrast, blur, sharpen) to the image only; boxes
 are recomputed from the augmented masks.
 
 ``imgaug`` here is the module installed by the numpy-2-compatible ``pyimgaug``
-fork (see setup.py for why).
+fork (see pyproject.toml for why).
 """
 from __future__ import annotations
 
@@ -97,9 +97,9 @@ def get_augmentation(name):
         return name
     try:
         return AUGMENTATION_PRESETS[name]()
-    except KeyError:
+    except KeyError as error:
         choices = ", ".join(["none", *AUGMENTATION_PRESETS])
-        raise ValueError(f"unknown augmentation preset {name!r}; expected one of: {choices}") from None
+        raise ValueError(f"unknown augmentation preset {name!r}; expected one of: {choices}") from error
 
 
 def show_augmented_samples(dataset, config, image_ids, augmentation, n_variants=3, seed=0):

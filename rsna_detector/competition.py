@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import RsnaDetectorError
+
 __all__ = [
     "RSNA_IOU_THRESHOLDS",
     "DEFAULT_SWEEP",
@@ -31,7 +33,7 @@ RSNA_IOU_THRESHOLDS = (0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70, 0.75)
 DEFAULT_SWEEP = np.round(np.arange(0.5, 1.0, 0.02), 4)
 
 
-class EvaluationError(ValueError):
+class EvaluationError(RsnaDetectorError, ValueError):
     """Inconsistent evaluation input (shapes, unknown ids)."""
 
 
@@ -117,9 +119,9 @@ def _as_boxes_and_scores(prediction, image_id):
         return prediction.boxes, prediction.scores
     try:
         boxes, scores = prediction
-    except (TypeError, ValueError):
+    except (TypeError, ValueError) as error:
         raise EvaluationError(f"prediction for {image_id!r}: expected an ImagePrediction or (boxes, scores), "
-                              f"got {type(prediction).__name__}") from None
+                              f"got {type(prediction).__name__}") from error
     return boxes, scores
 
 

@@ -81,14 +81,14 @@ def resolve_demo_weights(weights, synthetic):
 
     try:
         fetch_weights("coco", offline=True, progress=False)
-    except WeightsOfflineError:
+    except WeightsOfflineError as error:
         entry = load_registry()["coco"]
         raise WeightsOfflineError(
             f"run_demo: the initial weights 'coco' ({entry.filename}) are not on this machine, and the demo does "
             f"not download them unasked. Put {entry.filename} (from {entry.url}) in a folder named by "
             f"$RSNA_DETECTOR_WEIGHTS_DIR or in the cache {default_cache_dir()}; or pass weights='coco' "
             f"(rsna-detector demo --weights coco) to download it, or weights='none' to train from scratch."
-        ) from None
+        ) from error
     return "coco"
 
 

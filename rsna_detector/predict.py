@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import RsnaDetectorError
+
 __all__ = ["PredictionRun", "predict", "list_dicoms", "fuse_flip_detections", "parse_shard", "shard_files",
            "ShardError"]
 
@@ -75,7 +77,7 @@ class PredictionRun:
             shard=self.shard, total_files=self.total_files)
 
 
-class ShardError(ValueError):
+class ShardError(RsnaDetectorError, ValueError):
     """A shard specification that is not ``I/N`` with ``1 <= I <= N``."""
 
 
@@ -92,9 +94,9 @@ def parse_shard(shard):
     index, slash, count = text.strip().partition("/")
     try:
         index, count = int(index), int(count)
-    except ValueError:
+    except ValueError as error:
         raise ShardError(f"shard {text!r}: expected I/N, two whole numbers such as 1/4 "
-                         "(shard I of N, numbered from 1)") from None
+                         "(shard I of N, numbered from 1)") from error
     if not slash or count < 1 or not 1 <= index <= count:
         raise ShardError(f"shard {text!r}: expected I/N with N >= 1 and 1 <= I <= N (shards are numbered from 1; "
                          f"a 0-based array index k is shard k+1), got I={index}, N={count}")
@@ -250,6 +252,7 @@ def predict(model, paths_or_folder, *, batch_size=None, flip_tta=False, min_conf
     from tqdm.auto import tqdm
 
     from .data.dicom import DicomReadError, read_dicom
+    from .data.images import grey_to_rgb
     from .submission import ImagePrediction
 
     config = model.config
@@ -273,7 +276,7 @@ def predict(model, paths_or_folder, *, batch_size=None, flip_tta=False, min_conf
                 run.failed[str(path)] = str(error)
                 log.warning("skipped %s", error)
                 continue
-            images.append(np.repeat(image[..., None], 3, axis=-1))
+            images.append(grey_to_rgb(image, path))
             metas.append((Path(path).stem, meta))
         if images:
             for (patient_id, meta), (boxes, scores) in zip(metas, _detect_batch(model, images, flip_tta, min_confidence)):

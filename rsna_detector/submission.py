@@ -25,14 +25,16 @@ to and from RSNA's ``(x, y, width, height)`` is ``rsna_detector.data.labels``'s
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ._io import atomic_write
+from .data.labels import RSNA_IMAGE_SIZE, SUBMISSION_COLUMNS
+from .errors import RsnaDetectorError, RsnaDetectorWarning
 
 __all__ = [
     "ImagePrediction",
@@ -54,11 +56,11 @@ __all__ = [
     "write_submission_from_results",
 ]
 
-SUBMISSION_HEADER = "patientId,PredictionString"
+SUBMISSION_HEADER = ",".join(SUBMISSION_COLUMNS)
 _SHOWN_IDS = 5
 
 
-class SubmissionError(ValueError):
+class SubmissionError(RsnaDetectorError, ValueError):
     """Invalid predictions or submission file; the message names the file, line or patient ids."""
 
 
@@ -79,7 +81,7 @@ class MissingPredictionsError(SubmissionError):
                          f"(first: {_first(self.absent)}); {hint}")
 
 
-class SubmissionWarning(UserWarning):
+class SubmissionWarning(RsnaDetectorWarning):
     """Predictions changed to fit the image (boxes clipped or dropped); the message counts them."""
 
 
@@ -202,7 +204,7 @@ def parse_prediction_string(text, where="PredictionString"):
     try:
         values = np.array([float(token) for token in tokens], np.float64).reshape(-1, 5)
     except ValueError as error:
-        raise SubmissionError(f"{where}: non-numeric value in PredictionString ({error})") from None
+        raise SubmissionError(f"{where}: non-numeric value in PredictionString ({error})") from error
     if not np.isfinite(values).all():
         raise SubmissionError(f"{where}: non-finite value (NaN or inf) in PredictionString")
     negative = np.flatnonzero((values[:, 3:] < 0).any(axis=1))
@@ -241,9 +243,9 @@ def _as_prediction_list(predictions):
 def _prediction_from_pair(patient_id, value):
     try:
         boxes, scores = value
-    except (TypeError, ValueError):
+    except (TypeError, ValueError) as error:
         raise SubmissionError(f"patient {patient_id}: expected an ImagePrediction or a (boxes, scores) pair, "
-                              f"got {type(value).__name__}") from None
+                              f"got {type(value).__name__}") from error
     return ImagePrediction(patient_id, boxes, scores)
 
 
@@ -310,7 +312,7 @@ def _ordered_rows(items, sample_ids, missing):
     return [(pid, strings.get(pid, "")) for pid in sample_ids]
 
 
-def write_submission(predictions, path, *, sample_submission=None, missing="error", image_size=1024):
+def write_submission(predictions, path, *, sample_submission=None, missing="error", image_size=RSNA_IMAGE_SIZE):
     """Write a Kaggle submission CSV, atomically.
 
     Parameters
@@ -352,20 +354,8 @@ def write_submission(predictions, path, *, sample_submission=None, missing="erro
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = SUBMISSION_HEADER + "\n" + "".join(f"{pid},{string}\n" for pid, string in rows)
-    _write_atomically(path, text)
+    atomic_write(path, text)
     return path
-
-
-def _write_atomically(path, text):
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", newline="\n") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 def parse_submission(path, *, check_boxes=True):
@@ -412,7 +402,7 @@ def parse_submission(path, *, check_boxes=True):
         try:
             boxes, scores = parse_prediction_string(text, where) if check_boxes else (np.zeros((0, 4)), np.zeros(0))
         except SubmissionError as error:
-            raise SubmissionError(f"{error} (patient {patient_id})") from None
+            raise SubmissionError(f"{error} (patient {patient_id})") from error
         result[patient_id] = ImagePrediction(patient_id, boxes, scores)
     return result
 
@@ -496,7 +486,7 @@ def write_results_file(predictions, path, *, files=None, failed=None, shard=None
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(path, json.dumps(payload, indent=1) + "\n")
+    atomic_write(path, json.dumps(payload, indent=1) + "\n")
     return path
 
 
@@ -521,7 +511,7 @@ def read_results_file(path):
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise SubmissionError(f"{path}: not a results file (invalid JSON: {error})") from None
+        raise SubmissionError(f"{path}: not a results file (invalid JSON: {error})") from error
     if not isinstance(payload, dict) or payload.get("format") != RESULTS_FORMAT:
         got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise SubmissionError(f"{path}: expected a results file of format {RESULTS_FORMAT!r} "
@@ -536,7 +526,7 @@ def read_results_file(path):
             scores = [box["score"] for box in boxes]
         except (KeyError, TypeError) as error:
             raise SubmissionError(f"{path}: patient {patient_id}: expected boxes as "
-                                  f"{{'y1', 'x1', 'y2', 'x2', 'score'}} objects ({error!r})") from None
+                                  f"{{'y1', 'x1', 'y2', 'x2', 'score'}} objects ({error!r})") from error
         predictions[str(patient_id)] = ImagePrediction(patient_id, coords, scores)
     failed = {str(k): str(v) for k, v in dict(payload.get("failed", {})).items()}
     files = [str(f) for f in payload.get("files", [])]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import os
 import re
 import warnings
 from dataclasses import asdict, dataclass
@@ -62,7 +61,7 @@ def default_schedule(epochs=16):
     return [Stage("heads", 2.0, first, False), Stage("all", 1.0, second, True), Stage("all", 0.2, epochs, True)]
 
 
-def prepare_datasets(data, config, *, val_fraction=None, val_count=None, seed=42):
+def prepare_datasets(data, config, *, val_fraction=None, val_count=None, seed=None):
     """Turn ``data`` into prepared (train, validation) datasets.
 
     Parameters
@@ -74,11 +73,16 @@ def prepare_datasets(data, config, *, val_fraction=None, val_count=None, seed=42
         Supplies the image size the DICOMs are read at.
     val_fraction, val_count : optional
         Validation share (default 0.1) or patient count (the notebook's 1,500).
+    seed : int, optional
+        Split seed; default ``data.splits.DEFAULT_SPLIT_SEED`` (42).
     """
     if isinstance(data, (tuple, list)):
         train_ds, val_ds = data
         return train_ds, val_ds
     from .data.dataset import DetectorDataset
+    from .data.splits import DEFAULT_SPLIT_SEED
+
+    seed = DEFAULT_SPLIT_SEED if seed is None else seed
 
     return DetectorDataset.split_from_data_dir(
         data, image_size=config.IMAGE_MAX_DIM, val_fraction=val_fraction, val_count=val_count, seed=seed
@@ -188,8 +192,7 @@ def train(data, config=None, weights="coco", *, model_dir="logs", epochs=16, sch
         config.SEED = seed
         config.validate()
     Path(model_dir).mkdir(parents=True, exist_ok=True)
-    train_ds, val_ds = prepare_datasets(data, config, val_fraction=val_fraction, val_count=val_count,
-                                        seed=42 if seed is None else seed)
+    train_ds, val_ds = prepare_datasets(data, config, val_fraction=val_fraction, val_count=val_count, seed=seed)
     model = build_model(config, model_dir, "last" if resume else weights)
     augmenter = get_augmentation(augmentation)
     schedule = schedule or default_schedule(epochs)
@@ -227,6 +230,7 @@ def _write_run_record(model, config, schedule, weights, resume):
     ``run.json`` that cannot be read is kept as ``run.json.unreadable``. In a
     multi-worker run only the chief writes it.
     """
+    from ._io import write_json
     from .mrcnn.training import is_chief
 
     if not getattr(model, "log_dir", None) or \
@@ -251,13 +255,13 @@ def _write_run_record(model, config, schedule, weights, resume):
         "start_epoch": start["start_epoch"],
         "starts": _previous_starts(path) + [start],
     }
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_text(json.dumps(record, indent=2))
-    os.replace(temporary, path)
+    write_json(path, record)
 
 
 def _previous_starts(path):
     """The ``starts`` of an existing run.json (a pre-history file counts as one start); [] when none."""
+    from ._io import rename_over
+
     if not path.is_file():
         return []
     try:
@@ -265,8 +269,7 @@ def _previous_starts(path):
         if not isinstance(previous, dict):
             raise ValueError("not a JSON object")
     except (OSError, ValueError) as error:
-        aside = path.with_name(path.name + ".unreadable")
-        os.replace(path, aside)
+        aside = rename_over(path, path.with_name(path.name + ".unreadable"))
         warnings.warn(f"{path}: unreadable ({error}); kept as {aside}, the history of earlier starts is lost "
                       f"from run.json", stacklevel=3)
         return []

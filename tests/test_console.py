@@ -80,16 +80,6 @@ def test_importing_the_library_changes_no_global_logging_state():
     assert out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
-def test_verbose_is_accepted_before_and_after_the_subcommand():
-    from rsna_detector.cli import build_parser
-
-    parser = build_parser()
-    assert parser.parse_args(["demo"]).verbose is False
-    assert parser.parse_args(["demo", "--verbose"]).verbose is True
-    assert parser.parse_args(["--verbose", "demo"]).verbose is True
-    assert parser.parse_args(["eda", "--data", "d", "--out", "o", "--verbose"]).verbose is True
-
-
 def test_format_table_aligns_text_left_and_numbers_right():
     text = format_table([("mAP", 0.5), ("a longer name", 12.34567), ("undefined", float("nan")), ("count", 7)],
                         headers=("metric", "value"))

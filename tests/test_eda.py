@@ -1,6 +1,5 @@
 """Tests of rsna_detector.eda: hand-computed statistics, the report's statements, and full runs
 on the real labels (labels only), the real samples (16 DICOMs) and a small synthetic data set."""
-import argparse
 import csv
 import json
 import math
@@ -271,23 +270,6 @@ def test_synthetic_with_images_every_figure(synthetic_dir, tmp_path):
     # with every header read, the report's age statements are judged
     assert all(c["agrees"] is not None for c in summary["report_statements"]
                if c["quantity"][0] == "headers" and c["data_value"] is not None)
-
-
-def test_command_line_no_images(synthetic_dir, tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="rsna-detector")
-    eda.add_eda_subcommand(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["eda", "--data", str(synthetic_dir), "--out", str(tmp_path / "out"), "--no-images",
-                              "--sample-grid", "4", "--quiet"])
-    assert args.func(args) == 0
-    assert f"wrote {tmp_path / 'out' / 'report.md'}" in capsys.readouterr().out
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["headers"]["available"] is False and summary["data"]["with_images"] is False
-    assert {"age", "sample_grid", "header_dump"} <= {s["part"] for s in summary["skipped"]}
-    assert not (tmp_path / "out" / "figures" / "sample_grid.png").exists()
-    assert "*Figure not produced: images not read" in (tmp_path / "out" / "report.md").read_text()
-    bad = parser.parse_args(["eda", "--data", str(synthetic_dir), "--out", str(tmp_path), "--sample-grid", "-1"])
-    with pytest.raises(ValueError, match="--sample-grid"):
-        bad.func(bad)
 
 
 def test_missing_data_directory_is_a_clear_error(tmp_path):

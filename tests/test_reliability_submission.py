@@ -1,5 +1,4 @@
 """Impossible submission values (issue 14, item 10) and the --allow-missing hint (item 13)."""
-import importlib
 import warnings
 
 import numpy as np
@@ -107,20 +106,3 @@ def test_python_callers_get_the_python_argument_in_the_hint(tmp_path):
     with pytest.raises(SubmissionError, match=r"1 of 2 .*\(first: b\); pass missing='empty'") as caught:
         write_submission([ImagePrediction("a", [], [])], tmp_path / "s.csv", sample_submission=sample)
     assert "--allow-missing" not in str(caught.value)
-
-
-def test_the_submit_command_names_its_flag(tmp_path, capsys, monkeypatch):
-    from rsna_detector import cli
-    from rsna_detector.predict import PredictionRun
-
-    sample = _sample(tmp_path, ["a", "b"])
-    run = PredictionRun(predictions=[ImagePrediction("a", [], [])], failed={})
-    monkeypatch.setattr(cli, "_inference_model", lambda *args, **kwargs: object())
-    monkeypatch.setattr(importlib.import_module("rsna_detector.predict"), "predict", lambda *args, **kwargs: run)
-    code = cli.main(["submit", "--model", "m.h5", "--images", str(tmp_path), "--out", str(tmp_path / "s.csv"),
-                     "--sample-submission", str(sample), "--quiet"])
-    err = capsys.readouterr().err
-    assert code != 0
-    assert "1 of 2 sample-submission ids have no prediction" in err and "pass --allow-missing" in err
-    assert "missing='empty'" not in err
-    assert not (tmp_path / "s.csv").exists()

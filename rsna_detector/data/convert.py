@@ -28,6 +28,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._io import atomic_path
+
 __all__ = ["ConversionReport", "convert_dicoms", "convert_one", "list_dicom_files"]
 
 log = logging.getLogger(__name__)
@@ -86,10 +88,6 @@ def list_dicom_files(source):
             raise FileNotFoundError(f"{path}: no such folder or file")
         return [path]
     return [Path(p) for p in source]
-
-
-def _temporary_name(output):
-    return output.with_name(f".{output.name}.partial")
 
 
 # the temporary file this process is writing (a worker removes it when told to stop)
@@ -161,19 +159,19 @@ def convert_one(source, output, fmt="png", size=None, quality=95):
     global _writing
 
     output = Path(output)
-    temporary = _temporary_name(output)
     try:
         image = read_dicom_image(source, size=size)
         options = {"quality": int(quality)} if fmt == "jpg" else {}
-        _writing = temporary
-        Image.fromarray(image).save(temporary, format=_PIL_FORMATS[fmt], **options)
-        os.replace(temporary, output)
+        # atomic_path removes the temporary file on any exception, KeyboardInterrupt too; the
+        # SIGTERM handler (which exits without unwinding) removes the one named by _writing.
+        with atomic_path(output) as temporary:
+            _writing = temporary
+            Image.fromarray(image).save(temporary, format=_PIL_FORMATS[fmt], **options)
     except DicomReadError as error:
         return str(error)
     except Exception as error:  # a write failure (disk full, permissions) is reported, not raised
         return f"{source}: could not write {output} ({type(error).__name__}: {error})"
-    finally:  # also on KeyboardInterrupt: no temporary file is ever left behind
-        temporary.unlink(missing_ok=True)
+    finally:
         _writing = None
     return None
 

@@ -17,13 +17,16 @@ from pathlib import Path
 import numpy as np
 
 from ..mrcnn.utils import Dataset
+from .images import grey_to_rgb
+from .labels import POSITIVE_CLASS
+from .splits import DEFAULT_SPLIT_SEED
 
 __all__ = ["DetectorDataset", "boxes_to_masks", "SOURCE", "CLASS_NAME"]
 
 log = logging.getLogger(__name__)
 
 SOURCE = "rsna"
-CLASS_NAME = "Lung Opacity"
+CLASS_NAME = POSITIVE_CLASS
 
 
 def boxes_to_masks(boxes, height, width):
@@ -130,8 +133,8 @@ class DetectorDataset(Dataset):
         return cls.from_records(records, image_dir, image_size=image_size, patient_ids=patient_ids)
 
     @classmethod
-    def split_from_data_dir(cls, data_dir, *, image_size=None, val_fraction=None, val_count=None, seed=42,
-                            strict=True, train_negatives_per_positive=None):
+    def split_from_data_dir(cls, data_dir, *, image_size=None, val_fraction=None, val_count=None,
+                            seed=DEFAULT_SPLIT_SEED, strict=True, train_negatives_per_positive=None):
         """(train, validation) datasets, split at patient level, stratified by Target.
 
         Default split: 10 % of patients for validation. ``train_negatives_per_positive``
@@ -161,7 +164,7 @@ class DetectorDataset(Dataset):
         info = self.image_info[image_id]
         image, meta = read_dicom(info["path"], size=self.image_size)
         info["original_shape"] = (meta.rows, meta.columns)
-        return np.repeat(image[..., None], 3, axis=-1)
+        return grey_to_rgb(image, info["path"])
 
     def load_mask(self, image_id):
         """(bool [S, S, N], int32 [N]): filled boxes scaled to the loaded size; N = 0 for negatives."""
@@ -211,7 +214,6 @@ def _records_and_image_dir(data_dir, strict):
 
     layout = KaggleLayout.from_dir(data_dir)
     labels_csv = layout.require_labels()
-    if layout.train_images is None:
-        raise FileNotFoundError(f"{data_dir}: no training image folder (stage_2_train_images/) found")
+    image_dir = layout.require_train_images()
     records = load_patient_records(labels_csv, layout.class_info, strict=strict)
-    return records, layout.train_images
+    return records, image_dir

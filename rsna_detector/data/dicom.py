@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import RsnaDetectorError
+
 __all__ = [
     "DicomMetadata",
     "DicomReadError",
@@ -50,7 +52,7 @@ FAST_PATH_TOLERANCE = (0.5, 4)
 
 #: Transfer syntaxes whose frames are JPEG streams (SOI ... EOI markers): baseline,
 #: extended, lossless (processes 14 and 14 SV1).
-_JPEG_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
+_JPEG_SYNTAXES = frozenset({JPEG_BASELINE, "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
                             "1.2.840.10008.1.2.4.70"})
 #: Other compressed syntaxes whose streams end with the marker FFD9 (JPEG-LS EOI, JPEG 2000 and
 #: HTJ2K EOC): a stream that does not is cut short.
@@ -63,7 +65,7 @@ _DAYS_PER_UNIT = {"D": 1, "W": 7, "M": 365.25 / 12, "Y": 365.25, "": 365.25}
 _MAX_PLAUSIBLE_AGE = 120
 
 
-class DicomReadError(ValueError):
+class DicomReadError(RsnaDetectorError, ValueError):
     """A DICOM file could not be read; the message names the file and the reason.
 
     Attributes

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .._paths import patient_id_problem
+from ..errors import RsnaDetectorError, RsnaDetectorWarning
 
 __all__ = [
     "LabelError",
@@ -46,18 +47,28 @@ __all__ = [
     "CLASS_COLUMNS",
     "CLASS_NAMES",
     "POSITIVE_CLASS",
+    "NOT_NORMAL_CLASS",
+    "NORMAL_CLASS",
+    "SUBMISSION_COLUMNS",
+    "RSNA_IMAGE_SIZE",
 ]
 
 LABEL_COLUMNS = ("patientId", "x", "y", "width", "height", "Target")
 CLASS_COLUMNS = ("patientId", "class")
+SUBMISSION_COLUMNS = ("patientId", "PredictionString")
+#: The detailed classes: the positive one (Target 1) and the two negative ones.
 POSITIVE_CLASS = "Lung Opacity"
-CLASS_NAMES = (POSITIVE_CLASS, "No Lung Opacity / Not Normal", "Normal")
+NOT_NORMAL_CLASS = "No Lung Opacity / Not Normal"
+NORMAL_CLASS = "Normal"
+CLASS_NAMES = (POSITIVE_CLASS, NOT_NORMAL_CLASS, NORMAL_CLASS)
+#: Side of every RSNA image in pixels (1024 x 1024): the frame of the label and submission boxes.
+RSNA_IMAGE_SIZE = 1024
 BOX_COLUMNS = ("x", "y", "width", "height")
 ENGINE_COLUMNS = ("y1", "x1", "y2", "x2")
 _MESSAGE_LINES = 20
 
 
-class LabelError(ValueError):
+class LabelError(RsnaDetectorError, ValueError):
     """Invalid label or class CSV content.
 
     Attributes
@@ -72,7 +83,7 @@ class LabelError(ValueError):
         super().__init__(_format_problems(intro, self.problems, limit=_MESSAGE_LINES))
 
 
-class LabelWarning(UserWarning):
+class LabelWarning(RsnaDetectorWarning):
     """Rows dropped by ``read_labels``: invalid ones (``strict=False``) or exact duplicates; the message lists them all."""
 
 
@@ -173,12 +184,12 @@ def _read_raw_csv(path, expected_columns):
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False,
                             encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise LabelError([_encoding_problem(path)]) from None
-    except pd.errors.EmptyDataError:
-        raise LabelError([(path, 1, f"empty file; expected header {','.join(expected_columns)}")]) from None
+    except UnicodeDecodeError as error:
+        raise LabelError([_encoding_problem(path)]) from error
+    except pd.errors.EmptyDataError as error:
+        raise LabelError([(path, 1, f"empty file; expected header {','.join(expected_columns)}")]) from error
     except pd.errors.ParserError as error:
-        raise LabelError([(path, _line_from_parser_error(error), f"malformed CSV row: {error}")]) from None
+        raise LabelError([(path, _line_from_parser_error(error), f"malformed CSV row: {error}")]) from error
     frame.columns = [str(c).strip() for c in frame.columns]
     missing = [c for c in expected_columns if c not in frame.columns]
     if missing:
@@ -325,7 +336,7 @@ def _check_classes(raw, numbers, classes, problems, labels_path, class_path):
     return names.reindex(range(n_labels))
 
 
-def read_labels(labels_csv, class_csv=None, *, strict=True, image_size=1024):
+def read_labels(labels_csv, class_csv=None, *, strict=True, image_size=RSNA_IMAGE_SIZE):
     """Read and validate the RSNA labels CSV (and optionally the class CSV).
 
     Parameters
@@ -493,6 +504,6 @@ def _patient_class(class_values, rows, target):
     return None if pd.isna(value) else str(value)
 
 
-def load_patient_records(labels_csv, class_csv=None, *, strict=True, image_size=1024) -> dict:
+def load_patient_records(labels_csv, class_csv=None, *, strict=True, image_size=RSNA_IMAGE_SIZE) -> dict:
     """``{patientId: PatientRecord}`` in first-appearance order; see ``read_labels`` for the arguments."""
     return records_from_frame(read_labels(labels_csv, class_csv, strict=strict, image_size=image_size))

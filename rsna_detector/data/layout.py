@@ -25,18 +25,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["KaggleLayout", "LayoutError"]
+from ..errors import RsnaDetectorError
 
-_STAGES = ("stage_2", "stage_1")
-_CSV_FOLDERS = (".", "labels")
+__all__ = ["KaggleLayout", "LayoutError", "TRAIN_LABELS", "CLASS_INFO", "SAMPLE_SUBMISSION", "TRAIN_IMAGES",
+           "TEST_IMAGES", "SAMPLE_LABELS_FOLDER", "SAMPLE_IMAGES_FOLDER"]
+
+_STAGES = ("stage_2", "stage_1")  # the first is the final stage's, written by make_synthetic_dataset
 _LABELS_NAME = "{stage}_train_labels.csv"
 _CLASS_INFO_NAME = "{stage}_detailed_class_info.csv"
 _SUBMISSION_NAME = "{stage}_sample_submission.csv"
-_TRAIN_IMAGES_NAMES = tuple(f"{stage}_train_images" for stage in _STAGES) + ("images",)
-_TEST_IMAGES_NAMES = tuple(f"{stage}_test_images" for stage in _STAGES)
+_TRAIN_IMAGES_NAME = "{stage}_train_images"
+_TEST_IMAGES_NAME = "{stage}_test_images"
+
+#: The Kaggle download's names (stage 2), the one place the library spells them.
+TRAIN_LABELS = _LABELS_NAME.format(stage=_STAGES[0])
+CLASS_INFO = _CLASS_INFO_NAME.format(stage=_STAGES[0])
+SAMPLE_SUBMISSION = _SUBMISSION_NAME.format(stage=_STAGES[0])
+TRAIN_IMAGES = _TRAIN_IMAGES_NAME.format(stage=_STAGES[0])
+TEST_IMAGES = _TEST_IMAGES_NAME.format(stage=_STAGES[0])
+#: The sample layout's folders (the shared real samples): CSVs in ``labels/``, DICOMs in ``images/``.
+SAMPLE_LABELS_FOLDER = "labels"
+SAMPLE_IMAGES_FOLDER = "images"
+
+_CSV_FOLDERS = (".", SAMPLE_LABELS_FOLDER)
+_TRAIN_IMAGES_NAMES = tuple(_TRAIN_IMAGES_NAME.format(stage=stage) for stage in _STAGES) + (SAMPLE_IMAGES_FOLDER,)
+_TEST_IMAGES_NAMES = tuple(_TEST_IMAGES_NAME.format(stage=stage) for stage in _STAGES)
 
 
-class LayoutError(FileNotFoundError):
+class LayoutError(RsnaDetectorError, FileNotFoundError):
     """A data directory lacks a file the caller needs; the message names the
     directory and every path that was looked for."""
 

@@ -10,10 +10,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["SplitError", "split_patients"]
+from ..errors import RsnaDetectorError
+
+__all__ = ["SplitError", "split_patients", "DEFAULT_SPLIT_SEED"]
+
+#: The seed of the library's default train/validation split (the detector's and the baselines').
+DEFAULT_SPLIT_SEED = 42
 
 
-class SplitError(ValueError):
+class SplitError(RsnaDetectorError, ValueError):
     """Invalid split request (fraction or count out of range, inconsistent targets)."""
 
 
@@ -60,7 +65,7 @@ def _stratum_quotas(stratum_sizes, n_val):
     return quotas
 
 
-def split_patients(patient_ids, targets=None, *, val_fraction=None, val_count=None, seed=42):
+def split_patients(patient_ids, targets=None, *, val_fraction=None, val_count=None, seed=DEFAULT_SPLIT_SEED):
     """Split patients into training and validation sets.
 
     Parameters

@@ -38,6 +38,19 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import atomic_path, atomic_write
+from .dicom import JPEG_BASELINE
+from .labels import (
+    CLASS_COLUMNS,
+    LABEL_COLUMNS,
+    NORMAL_CLASS,
+    NOT_NORMAL_CLASS,
+    POSITIVE_CLASS,
+    RSNA_IMAGE_SIZE,
+    SUBMISSION_COLUMNS,
+)
+from .layout import CLASS_INFO, SAMPLE_SUBMISSION, TEST_IMAGES, TRAIN_IMAGES, TRAIN_LABELS
+
 __all__ = [
     "ChestGeometry",
     "SyntheticSummary",
@@ -57,21 +70,14 @@ POSITIVE_FRACTION = 0.225
 #: P(1, 2, 3, 4 boxes | positive): 2614, 3266, 119, 13 of the 6012 real positive patients.
 BOX_COUNT_PROBABILITIES = {1: 2614 / 6012, 2: 3266 / 6012, 3: 119 / 6012, 4: 13 / 6012}
 #: Negative classes: 11,821 and 8,851 real rows.
-NEGATIVE_CLASS_PROBABILITIES = {"No Lung Opacity / Not Normal": 11821 / 20672, "Normal": 8851 / 20672}
-POSITIVE_CLASS = "Lung Opacity"
+NEGATIVE_CLASS_PROBABILITIES = {NOT_NORMAL_CLASS: 11821 / 20672, NORMAL_CLASS: 8851 / 20672}
 
-TRAIN_LABELS = "stage_2_train_labels.csv"
-CLASS_INFO = "stage_2_detailed_class_info.csv"
-SAMPLE_SUBMISSION = "stage_2_sample_submission.csv"
-TRAIN_IMAGES = "stage_2_train_images"
-TEST_IMAGES = "stage_2_test_images"
 SAMPLE_PREDICTION = "0.5 0 0 100 100"
 
-_JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 _SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 _JPEG_QUALITY = 90
 _RENDER_SIDE = 256  # anatomy is smooth: drawn at <= 256 px, then upsampled, noise added at full size
-_REFERENCE_SIDE = 1024  # sizes below are given in pixels of a 1024 image and scaled
+_REFERENCE_SIDE = RSNA_IMAGE_SIZE  # sizes below are given in pixels of a 1024 image and scaled
 
 
 # ---------------------------------------------------------------- geometry and boxes
@@ -382,15 +388,13 @@ def write_jpeg_dicom(path, image, *, patient_id, age="", sex="", view_position="
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = _SECONDARY_CAPTURE
     meta.MediaStorageSOPInstanceUID = uid["sop"]
-    meta.TransferSyntaxUID = _JPEG_BASELINE
+    meta.TransferSyntaxUID = JPEG_BASELINE
     ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
     _fill_header(ds, uid, patient_id, age, sex, view_position, pixel_spacing, image.shape)
     ds.PixelData = encapsulate([stream.getvalue()])
     ds["PixelData"].VR = "OB"
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.partial")
-    ds.save_as(temporary, enforce_file_format=True)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        ds.save_as(temporary, enforce_file_format=True)
 
 
 def _fill_header(ds, uid, patient_id, age, sex, view_position, pixel_spacing, shape):
@@ -481,7 +485,7 @@ def _render_and_write(task):
     rng = np.random.default_rng([seed, 0 if patient.split == "train" else 1, patient.index])
     image = synthetic_chest_image(rng, np.array(patient.boxes).reshape(-1, 4), patient.geometry.size,
                                   geometry=patient.geometry, view_position=patient.view_position,
-                                  abnormal=patient.class_name == "No Lung Opacity / Not Normal")
+                                  abnormal=patient.class_name == NOT_NORMAL_CLASS)
     write_jpeg_dicom(path, image, patient_id=patient.patient_id, age=patient.age, sex=patient.sex,
                      view_position=patient.view_position, pixel_spacing=patient.pixel_spacing,
                      uid_seed=str(seed))
@@ -489,12 +493,11 @@ def _render_and_write(task):
 
 
 def _write_csv_atomic(path, header, rows):
-    temporary = path.with_name(f".{path.name}.partial")
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(temporary, path)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write(path, text.getvalue())
 
 
 def _label_rows(train):
@@ -588,7 +591,7 @@ def _warn_stale(folder, expected):
                     folder, len(stale), stale[0])
 
 
-def make_synthetic_dataset(out_dir, *, n_train=1000, n_test=100, seed=0, image_size=1024, workers=None,
+def make_synthetic_dataset(out_dir, *, n_train=1000, n_test=100, seed=0, image_size=RSNA_IMAGE_SIZE, workers=None,
                            progress=True):
     """Write a synthetic RSNA data set in the exact Kaggle layout (see the module docstring).
 
@@ -630,9 +633,9 @@ def make_synthetic_dataset(out_dir, *, n_train=1000, n_test=100, seed=0, image_s
     train = [p for p in patients if p.split == "train"]
     labels, classes = _label_rows(train)
     paths = {name: out_dir / name for name in (TRAIN_LABELS, CLASS_INFO, SAMPLE_SUBMISSION)}
-    _write_csv_atomic(paths[TRAIN_LABELS], ["patientId", "x", "y", "width", "height", "Target"], labels)
-    _write_csv_atomic(paths[CLASS_INFO], ["patientId", "class"], classes)
-    _write_csv_atomic(paths[SAMPLE_SUBMISSION], ["patientId", "PredictionString"],
+    _write_csv_atomic(paths[TRAIN_LABELS], LABEL_COLUMNS, labels)
+    _write_csv_atomic(paths[CLASS_INFO], CLASS_COLUMNS, classes)
+    _write_csv_atomic(paths[SAMPLE_SUBMISSION], SUBMISSION_COLUMNS,
                       [[p.patient_id, SAMPLE_PREDICTION] for p in patients if p.split == "test"])
     positives = [p for p in train if p.boxes]
     return SyntheticSummary(

@@ -22,9 +22,11 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from .._io import atomic_write
+from ..errors import RsnaDetectorWarning
 from .dicom import read_dicom_metadata
 from .labels import read_labels
-from .layout import KaggleLayout
+from .layout import SAMPLE_IMAGES_FOLDER, TRAIN_IMAGES, KaggleLayout
 
 __all__ = ["PatientTable", "PatientTableWarning", "build_patient_table", "default_cache_path", "HEADER_COLUMNS"]
 
@@ -50,7 +52,7 @@ _SHOWN_IDS = 10
 _SERIAL_BELOW = 200  # files; below this a process pool costs more than it saves
 
 
-class PatientTableWarning(UserWarning):
+class PatientTableWarning(RsnaDetectorWarning):
     """Training images that are missing or unreadable (listed in the message)."""
 
 
@@ -129,9 +131,7 @@ def _save_cache(cache_path, labels_csv, image_dir, headers) -> None:
                "image_dir": str(Path(image_dir).resolve()), "headers": headers}
     try:
         Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
-        temporary = Path(f"{cache_path}.tmp{os.getpid()}")
-        temporary.write_text(json.dumps(content))
-        os.replace(temporary, cache_path)
+        atomic_write(cache_path, json.dumps(content))
     except OSError as error:
         warnings.warn(f"{cache_path}: header cache not written ({error})", PatientTableWarning, stacklevel=3)
 
@@ -315,7 +315,7 @@ def build_patient_table(data_dir_or_layout, *, cache_path=None, refresh=False, w
 
 
 def _labels_only_table(labels, patients, layout) -> PatientTable:
-    note = (f"{layout.root}: no training image folder (stage_2_train_images/ or images/); "
+    note = (f"{layout.root}: no training image folder ({TRAIN_IMAGES}/ or {SAMPLE_IMAGES_FOLDER}/); "
             "header columns are empty")
     log.info(note)
     header_frame = _header_frame({}, patients.index.tolist())

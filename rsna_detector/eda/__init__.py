@@ -33,7 +33,6 @@ statistic; the parts that need DICOM files (age, sex and view position from the
 headers, the sample grid, the header dump) are skipped and ``report.md`` and
 ``summary.json`` (key ``skipped``) say so.
 """
-from .command import add_eda_subcommand, run_eda_cli
 from .figures import (FIGURES, plot_age, plot_age_by_sex_and_target, plot_aspect_vs_area, plot_boxes_per_patient,
                       plot_centroids, plot_class_imbalance, plot_distribution, plot_sample_grid)
 from .report import SUMMARY_KEYS, render_report, run_eda
@@ -77,6 +76,4 @@ __all__ = [
     "plot_sample_grid",
     "run_eda",
     "render_report",
-    "add_eda_subcommand",
-    "run_eda_cli",
 ]

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ..data.labels import RSNA_IMAGE_SIZE
 from ._format import _format_number
 from .statistics import BOX_QUANTITIES, PERCENTILES, _header_rows, centroid_outliers
 
@@ -128,7 +129,7 @@ def plot_boxes_per_patient(label_stats):
     return fig
 
 
-def plot_centroids(features, outlier, fences, image_size=1024):
+def plot_centroids(features, outlier, fences, image_size=RSNA_IMAGE_SIZE):
     """Box centroids over the image (y down, as in the image), outliers as red crosses, fences dashed.
 
     Parameters

@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._io import atomic_write
+from ..data.labels import RSNA_IMAGE_SIZE
+from ..data.layout import SAMPLE_IMAGES_FOLDER, TRAIN_IMAGES
 from ._format import _format_number
 from .figures import (FIGURES, _HISTOGRAM_QUANTITIES, _save_figure, _write_age_figures, _write_label_figures,
                       plot_sample_grid)
@@ -81,7 +84,7 @@ def _image_availability(layout, table, with_images):
     if not with_images:
         return "images not read (--no-images / with_images=False)"
     if layout.train_images is None:
-        return f"{layout.root}: no training image folder (stage_2_train_images/ or images/): labels only"
+        return f"{layout.root}: no training image folder ({TRAIN_IMAGES}/ or {SAMPLE_IMAGES_FOLDER}/): labels only"
     if not table.patients["has_image"].astype(bool).any():
         return f"{layout.train_images}: no DICOM file of a labelled patient"
     return None
@@ -111,10 +114,10 @@ def _table_notes(table):
 
 
 def _image_size(patients):
-    """Side of the images the boxes refer to: the largest header Rows/Columns, else 1024."""
+    """Side of the images the boxes refer to: the largest header Rows/Columns, else RSNA's 1024."""
     sizes = [pd.to_numeric(patients[c], errors="coerce").max() for c in ("rows", "columns") if c in patients]
     sizes = [s for s in sizes if s is not None and not pd.isna(s) and s > 0]
-    return int(max(sizes)) if sizes else 1024
+    return int(max(sizes)) if sizes else RSNA_IMAGE_SIZE
 
 
 def _image_parts(out, table, sample_grid, seed, notes):
@@ -133,7 +136,7 @@ def _image_parts(out, table, sample_grid, seed, notes):
     dump = _header_dump(table.patients, table.image_dir)
     if dump is not None:
         dump_path = out / "header_dump.txt"
-        dump_path.write_text(dump[1], encoding="utf-8")
+        atomic_write(dump_path, dump[1])
     else:
         skipped.append({"part": "header_dump", "reason": "no readable DICOM file"})
     return figures, listed, dump_path, skipped
@@ -226,8 +229,8 @@ def run_eda(data_dir, out_dir, *, with_images=True, sample_grid=9, progress=True
     summary["report_statements"] = check_report_statements(summary)
     summary["runtime_s"] = round(time.perf_counter() - start, 3)
     summary = _jsonable(summary)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False), encoding="utf-8")
-    (out / "report.md").write_text(render_report(summary, out), encoding="utf-8")
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2, allow_nan=False))
+    atomic_write(out / "report.md", render_report(summary, out))
     _log(progress, f"wrote {out / 'report.md'} and {out / 'summary.json'} in {summary['runtime_s']:.1f} s")
     return summary
 

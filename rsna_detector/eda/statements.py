@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..data.labels import NORMAL_CLASS, NOT_NORMAL_CLASS, POSITIVE_CLASS
 from ._format import _format_number
 
 #: Header-based statements are judged only when this share of the patients has a DICOM header.
@@ -83,7 +84,7 @@ REPORT_STATEMENTS = tuple([
                     "=", 30227),
     *[ReportStatement("1", "class_imbalance", f"(class counts) {name}: {count}", ("labels", "classes", "rows", name),
                       f"label rows of class {name!r}", "=", count)
-      for name, count in (("No Lung Opacity / Not Normal", 11821), ("Lung Opacity", 9555), ("Normal", 8851))],
+      for name, count in ((NOT_NORMAL_CLASS, 11821), (POSITIVE_CLASS, 9555), (NORMAL_CLASS, 8851))],
     ReportStatement("2.3", "boxes_per_patient", "The minimum number of opacities is 1.",
                     ("labels", "boxes_per_patient", "positive", "min"), "fewest boxes of a positive patient", "=", 1),
     ReportStatement("2.3", "boxes_per_patient", "the maximum number of opacities is 4.",
@@ -97,8 +98,8 @@ REPORT_STATEMENTS = tuple([
                     ("labels", "targets", "negatives_per_positive_patient"), "negative patients per positive patient",
                     "~", 4, 0.4),
     ReportStatement("3.1", "class_imbalance", "there are almost 11000 data points which are classified as "
-                    "No Lung Opacity / Not Normal", ("labels", "classes", "rows", "No Lung Opacity / Not Normal"),
-                    "label rows of class 'No Lung Opacity / Not Normal'", "~", 11000, 1100),
+                    "No Lung Opacity / Not Normal", ("labels", "classes", "rows", NOT_NORMAL_CLASS),
+                    f"label rows of class {NOT_NORMAL_CLASS!r}", "~", 11000, 1100),
     *_box_statements("3.2", "x", "box x", [
         (_X_CLAIM, "min", "~", 0, ""),
         (_X_CLAIM, "max", "~", 800, ""),

@@ -2,6 +2,8 @@
 import numpy as np
 import pandas as pd
 
+from ..data.labels import LABEL_COLUMNS
+
 #: Percentiles reported for every distribution (keys ``p1``, ``p25``, ...).
 PERCENTILES = (1, 25, 50, 75, 99)
 #: ``numpy.percentile`` method (numpy's default, Hyndman & Fan type 7).
@@ -57,7 +59,7 @@ def describe_distribution(values) -> dict:
     try:
         array = np.asarray(values, dtype=np.float64).ravel()
     except (TypeError, ValueError) as error:
-        raise ValueError(f"values: expected numbers, got {type(values).__name__} ({error})") from None
+        raise ValueError(f"values: expected numbers, got {type(values).__name__} ({error})") from error
     if np.isinf(array).any():
         raise ValueError(f"values: {int(np.isinf(array).sum())} infinite value(s); expected finite numbers or NaN")
     finite = array[~np.isnan(array)]
@@ -95,7 +97,7 @@ def tukey_fences(values, k=_TUKEY_K) -> tuple:
     return float(q1 - k * (q3 - q1)), float(q3 + k * (q3 - q1))
 
 
-_REQUIRED_LABEL_COLUMNS = ("patientId", "x", "y", "width", "height", "Target")
+_REQUIRED_LABEL_COLUMNS = LABEL_COLUMNS
 
 
 def _require_columns(frame, columns, what):

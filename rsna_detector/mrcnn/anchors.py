@@ -63,9 +63,9 @@ def generate_pyramid_anchors(scales, ratios, feature_shapes, feature_strides, an
     ndarray, float64, [N, (y1, x1, y2, x2)]
         Anchors of ``scales[0]`` first, then ``scales[1]``, ...
     """
-    levels = [
+    levels = [  # not strict: with fewer scales than levels, the last levels get no anchors
         generate_anchors(scale, ratios, shape, stride, anchor_stride)
-        for scale, shape, stride in zip(scales, feature_shapes, feature_strides)
+        for scale, shape, stride in zip(scales, feature_shapes, feature_strides, strict=False)
     ]
     if not levels:
         return np.zeros((0, 4))

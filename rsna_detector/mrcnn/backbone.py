@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import keras
 
+from ..errors import RsnaDetectorError
+
 __all__ = [
     "BatchNorm",
     "build_backbone",
@@ -43,7 +45,7 @@ TINY_CHANNELS = (32, 64, 96, 128)
 TINY_INPUT_SCALE = 128.0
 
 
-class BackboneError(ValueError):
+class BackboneError(RsnaDetectorError, ValueError):
     """The configured backbone is unknown or returned the wrong feature maps."""
 
 

@@ -8,12 +8,14 @@ import logging
 
 import numpy as np
 
+from ..errors import RsnaDetectorError
+
 __all__ = ["Dataset", "DatasetError", "DatasetKeyError", "DatasetAssertionError"]
 
 logger = logging.getLogger(__name__)
 
 
-class DatasetError(ValueError):
+class DatasetError(RsnaDetectorError, ValueError):
     """A :class:`Dataset` was used with a wrong name, id or file."""
 
 
@@ -85,10 +87,10 @@ class Dataset:
         self.num_images = len(self.image_info)
         self._image_ids = np.arange(self.num_images)
         self.class_from_source_map = {
-            f"{info['source']}.{info['id']}": cid for cid, info in zip(self.class_ids, self.class_info)
+            f"{info['source']}.{info['id']}": cid for cid, info in zip(self.class_ids, self.class_info, strict=True)
         }
         self.image_from_source_map = {
-            f"{info['source']}.{info['id']}": iid for iid, info in zip(self._image_ids, self.image_info)
+            f"{info['source']}.{info['id']}": iid for iid, info in zip(self._image_ids, self.image_info, strict=True)
         }
         self.sources = sorted({c["source"] for c in self.class_info})
         self.source_class_ids = {
@@ -133,10 +135,10 @@ class Dataset:
         """
         try:
             return self.class_from_source_map[source_class_id]
-        except AttributeError:
-            raise DatasetError("map_source_class_id: call prepare() first") from None
-        except KeyError:
-            raise DatasetKeyError(f"map_source_class_id: no class {source_class_id!r}") from None
+        except AttributeError as error:
+            raise DatasetError("map_source_class_id: call prepare() first") from error
+        except KeyError as error:
+            raise DatasetKeyError(f"map_source_class_id: no class {source_class_id!r}") from error
 
     def get_source_class_id(self, class_id, source):
         """The id that ``source`` gives to internal class ``class_id``.

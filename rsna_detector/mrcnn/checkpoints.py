@@ -12,6 +12,8 @@ import os
 import re
 import warnings
 
+from ..errors import RsnaDetectorWarning
+
 __all__ = [
     "CHECKPOINT_PATTERN",
     "UnreadableCheckpointWarning",
@@ -32,7 +34,7 @@ _CHECKPOINT_RE = re.compile(
     r".*[/\\](?P<run>[\w-]*?" + _RUN_STAMP + r")[/\\]mask_rcnn_[\w-]+?_(?P<epoch>\d{4})\.h5$")
 
 
-class UnreadableCheckpointWarning(UserWarning):
+class UnreadableCheckpointWarning(RsnaDetectorWarning):
     """``find_last`` skipped a checkpoint it cannot read (truncated, empty, not HDF5); the message names it."""
 
 

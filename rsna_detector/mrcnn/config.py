@@ -50,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import RsnaDetectorError, RsnaDetectorWarning
 from .image_meta import image_meta_size
 
 __all__ = ["Config", "ConfigError", "ConfigWarning", "BACKBONE_NAMES", "RESIZE_MODES", "LOSS_NAMES", "MATTERPORT_DIFFERENCE_SWITCHES"]
@@ -71,11 +72,11 @@ _DERIVED = ("BATCH_SIZE", "IMAGE_SHAPE", "IMAGE_META_SIZE", "RPN_PYRAMID_LEVELS"
 _CALLABLE_SETTINGS = ("BACKBONE", "COMPUTE_BACKBONE_SHAPE")
 
 
-class ConfigError(ValueError):
+class ConfigError(RsnaDetectorError, ValueError):
     """A setting of a :class:`Config` has a value that cannot work."""
 
 
-class ConfigWarning(UserWarning):
+class ConfigWarning(RsnaDetectorWarning):
     """A setting of a :class:`Config` is unknown (ignored), or has a value matterport accepts but wastes."""
 
 
@@ -325,10 +326,10 @@ class Config:
         return config
 
     def to_json(self, path) -> Path:
-        """Write :meth:`to_dict` to ``path`` as indented JSON; returns the path."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
-        return path
+        """Write :meth:`to_dict` to ``path`` as indented JSON, atomically; returns the path."""
+        from .._io import atomic_write
+
+        return atomic_write(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def from_json(cls, path) -> "Config":

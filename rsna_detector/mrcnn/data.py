@@ -25,6 +25,7 @@ import random
 
 import numpy as np
 
+from ..errors import RsnaDetectorError
 from .boxes import extract_bboxes
 from .image_meta import compose_image_meta
 from .masks import minimize_mask, resize_mask
@@ -53,7 +54,7 @@ MASK_AUGMENTERS = frozenset({
 })
 
 
-class DataPipelineError(ValueError):
+class DataPipelineError(RsnaDetectorError, ValueError):
     """A dataset item or an augmentation cannot be turned into training inputs."""
 
 

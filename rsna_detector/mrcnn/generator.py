@@ -74,7 +74,7 @@ def _fill_generator_slot(arrays, slot, sample, config):
     arrays[4][slot, :len(class_ids)] = class_ids
     arrays[5][slot, :len(boxes)] = boxes
     arrays[6][slot, :, :, :masks.shape[-1]] = masks
-    for array, extra in zip(arrays[7:], sample[7:]):
+    for array, extra in zip(arrays[7:], sample[7:], strict=True):
         array[slot] = extra
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import RsnaDetectorError
 from .boxes import box_refinement, compute_overlaps
 from .molding import resize
 
@@ -29,7 +30,7 @@ _NEAR_GT_SHARE = 0.9
 _MAX_DRAW_ROUNDS = 1000
 
 
-class HeadTargetError(ValueError):
+class HeadTargetError(RsnaDetectorError, ValueError):
     """The inputs of a head-target builder cannot give the asked-for ROIs."""
 
 

@@ -122,7 +122,7 @@ def compose_image_meta(image_id, original_image_shape, image_shape, window, scal
     """
     arguments = (image_id, original_image_shape, image_shape, window, scale, active_class_ids)
     values = []
-    for field, value in zip(META_FIELDS, arguments):
+    for field, value in zip(META_FIELDS, arguments, strict=True):
         if field.width == 1:
             values.append(value)
             continue

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ..errors import RsnaDetectorError
 from .backbone import build_backbone
 from .boxes import denorm_boxes, norm_boxes
 from .detection import DetectionLayer
@@ -33,7 +34,7 @@ __all__ = ["ModelError", "build_inference_model", "mold_one", "make_detect_funct
            "unmold_detections"]
 
 
-class ModelError(ValueError):
+class ModelError(RsnaDetectorError, ValueError):
     """A MaskRCNN method got input it cannot use (wrong mode, bad image, ...)."""
 
 

@@ -295,7 +295,7 @@ def make_input_dataset(batches, start_batch=0, workers=None, prefetch=2, process
 
     def load(index):
         arrays = tf.numpy_function(build, [index], tf_dtypes, stateful=False)
-        for array, shape in zip(arrays, shapes):
+        for array, shape in zip(arrays, shapes, strict=True):
             array.set_shape(shape)
         return (tuple(arrays),)
 

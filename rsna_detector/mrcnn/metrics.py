@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import RsnaDetectorError
 from .boxes import box_array, compute_overlaps, compute_overlaps_masks, trim_zeros
 from .matching import greedy_match
 
@@ -23,7 +24,7 @@ __all__ = [
 ]
 
 
-class NoGroundTruthError(ValueError, ZeroDivisionError):
+class NoGroundTruthError(RsnaDetectorError, ValueError, ZeroDivisionError):
     """A recall was asked of an image without ground truth (matterport raised as well)."""
 
 

@@ -27,20 +27,29 @@ from collections import OrderedDict
 import keras
 import numpy as np
 
-from .anchors import pyramid_anchors
-from .boxes import norm_boxes
-from .checkpoints import (CHECKPOINT_PATTERN, UnreadableCheckpointWarning, checkpoint_path_in, claim_run_folder,
-                          find_last_checkpoint, run_of_checkpoint)
-from .inference import (ModelError, build_inference_model, check_molded_shape, make_detect_function, mold_one,
-                        unmold_detections)
-from .weights import load_hdf5_weights, save_hdf5_weights
-
-# --- matterport's module-level names, re-exported for notebooks (``modellib.resnet_graph``, ...) ---
-# Where the engine's function takes other arguments, ``compat`` gives matterport's signature.
-from .anchors import compute_backbone_shapes
+# Besides what MaskRCNN uses, these imports re-export matterport's module-level names for notebooks
+# (``modellib.resnet_graph``, ...; the second part of __all__). Where the engine's function takes
+# other arguments, ``compat`` gives matterport's signature.
+from .anchors import compute_backbone_shapes, pyramid_anchors
 from .backbone import BatchNorm, conv_block, identity_block
-from .box_ops import (apply_box_deltas_graph, batch_pack_graph, clip_boxes_graph, denorm_boxes_graph,
-                      norm_boxes_graph, overlaps_graph, trim_zeros_graph)
+from .box_ops import (
+    apply_box_deltas_graph,
+    batch_pack_graph,
+    clip_boxes_graph,
+    denorm_boxes_graph,
+    norm_boxes_graph,
+    overlaps_graph,
+    trim_zeros_graph,
+)
+from .boxes import norm_boxes
+from .checkpoints import (
+    CHECKPOINT_PATTERN,
+    UnreadableCheckpointWarning,
+    checkpoint_path_in,
+    claim_run_folder,
+    find_last_checkpoint,
+    run_of_checkpoint,
+)
 from .compat import find_ancestor, log2_graph, resnet_graph, smooth_l1_loss
 from .data import load_image_gt
 from .detection import DetectionLayer, refine_detections_graph
@@ -48,14 +57,27 @@ from .generator import data_generator
 from .head_targets import build_detection_targets, generate_random_rois
 from .heads import build_fpn_mask_graph, fpn_classifier_graph
 from .image_meta import compose_image_meta, parse_image_meta, parse_image_meta_graph
-from .losses import (mrcnn_bbox_loss_graph, mrcnn_class_loss_graph, mrcnn_mask_loss_graph,
-                     rpn_bbox_loss_graph, rpn_class_loss_graph)
+from .inference import (
+    ModelError,
+    build_inference_model,
+    check_molded_shape,
+    make_detect_function,
+    mold_one,
+    unmold_detections,
+)
+from .losses import (
+    mrcnn_bbox_loss_graph,
+    mrcnn_class_loss_graph,
+    mrcnn_mask_loss_graph,
+    rpn_bbox_loss_graph,
+    rpn_class_loss_graph,
+)
 from .molding import mold_image, unmold_image
 from .proposals import ProposalLayer
 from .roi_align import PyramidROIAlign
 from .rpn import build_rpn_model, rpn_graph
 from .targets import DetectionTargetLayer, build_rpn_targets, detection_targets_graph
-# --- end of matterport's module-level names ---
+from .weights import load_hdf5_weights, save_hdf5_weights
 
 __all__ = [
     "MaskRCNN",
@@ -67,7 +89,7 @@ __all__ = [
     "MODES",
     "CHECKPOINT_PATTERN",
 ] + [
-    # matterport's module-level names, re-exported for notebooks (block above)
+    # matterport's module-level names, re-exported for notebooks
     "BatchNorm", "resnet_graph", "identity_block", "conv_block", "rpn_graph", "build_rpn_model",
     "ProposalLayer", "PyramidROIAlign", "DetectionTargetLayer", "DetectionLayer", "fpn_classifier_graph",
     "build_fpn_mask_graph", "norm_boxes_graph", "denorm_boxes_graph", "parse_image_meta_graph",

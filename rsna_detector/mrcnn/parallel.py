@@ -30,13 +30,15 @@ import time
 
 import numpy as np
 
+from ..errors import RsnaDetectorError
+
 __all__ = ["EXIT_GUARD", "ExitGuard", "guarded_batch", "process_input_dataset", "make_distributed_input",
            "WorkerError"]
 
 log = logging.getLogger(__name__)
 
 
-class WorkerError(RuntimeError):
+class WorkerError(RsnaDetectorError, RuntimeError):
     """A batch-building worker process failed; the message names why."""
 
 
@@ -173,7 +175,7 @@ class _ProcessPool:
             return self.futures.popleft().result()
         except BrokenProcessPool as error:
             raise WorkerError(f"a batch-building worker process died ({error}); it may have run out of memory: "
-                              "lower DATA_LOADER_PROCESSES") from None
+                              "lower DATA_LOADER_PROCESSES") from error
 
     def close(self):
         for future in self.futures:

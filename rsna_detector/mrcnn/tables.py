@@ -87,7 +87,7 @@ def weight_stats(model):
     table = [["WEIGHT NAME", "SHAPE", "MIN", "MAX", "STD"]]
     for layer in model.get_trainable_layers():
         convolution = type(layer).__name__ in ("Conv2D", "WindowDense", "RoiConv2D")
-        for index, (variable, values) in enumerate(zip(layer.weights, layer.get_weights())):
+        for index, (variable, values) in enumerate(zip(layer.weights, layer.get_weights(), strict=True)):
             name = getattr(variable, "path", None) or variable.name
             alerts = ""
             if values.min() == values.max() and not (convolution and index == 1):

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ..errors import RsnaDetectorError
 from . import box_ops
 from .boxes import compute_overlaps
 
@@ -46,7 +47,7 @@ ROI_POSITIVE_IOU = 0.5
 _CROWD_IOU = 0.001
 
 
-class TargetError(ValueError):
+class TargetError(RsnaDetectorError, ValueError):
     """Inputs of a target builder have the wrong shape or content."""
 
 

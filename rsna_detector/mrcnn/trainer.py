@@ -35,6 +35,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ..errors import RsnaDetectorError
 from .input_pipeline import TrainingBatches, make_input_dataset
 from .losses import LOSS_NAMES
 from .parallel import make_distributed_input
@@ -73,19 +74,19 @@ LOG_CSV_NAME = "training_log.csv"
 DIVERGENCE_FACTOR = 1e4
 
 
-class TrainerError(ValueError):
+class TrainerError(RsnaDetectorError, ValueError):
     """``train`` got arguments it cannot use."""
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(RsnaDetectorError, FloatingPointError):
     """A training loss became NaN or infinite; the message names the epoch, step and loss."""
 
 
-class LossDivergenceError(FloatingPointError):
+class LossDivergenceError(RsnaDetectorError, FloatingPointError):
     """The loss grew beyond the divergence factor times its first value; the message names epoch, step and values."""
 
 
-class CheckpointWriteError(OSError):
+class CheckpointWriteError(RsnaDetectorError, OSError):
     """A checkpoint could not be written (``errno``, ``strerror`` and ``filename`` as the OSError's).
 
     The message names the file, why, the free space and the checkpoint's size,

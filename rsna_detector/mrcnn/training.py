@@ -56,6 +56,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ..errors import RsnaDetectorError
 from . import box_ops, losses
 from .anchors import pyramid_anchors
 from .backbone import build_backbone
@@ -86,7 +87,7 @@ __all__ = [
 LOSS_NAMES = losses.LOSS_NAMES
 
 
-class TrainingGraphError(ValueError):
+class TrainingGraphError(RsnaDetectorError, ValueError):
     """The config asks for a training graph this engine does not build."""
 
 
@@ -118,7 +119,7 @@ def multi_worker_task(environ=None):
         task_type, task_index = str(task["type"]), int(task["index"])
     except (ValueError, KeyError, TypeError) as error:
         raise TrainingGraphError(f"TF_CONFIG: expected JSON with 'cluster' ({{'worker': ['host:port', ...]}}) and "
-                                 f"'task' ({{'type': 'worker', 'index': 0}}), got {text[:200]!r} ({error})") from None
+                                 f"'task' ({{'type': 'worker', 'index': 0}}), got {text[:200]!r} ({error})") from error
     unsupported = sorted(set(cluster) - {"chief", "worker"}) + ([task_type] if task_type not in cluster else [])
     if unsupported or task_type not in ("chief", "worker"):
         raise TrainingGraphError(f"TF_CONFIG: only 'chief' and 'worker' tasks are supported (synchronous "

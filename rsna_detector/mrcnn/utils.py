@@ -27,12 +27,21 @@ from __future__ import annotations
 
 from .anchors import compute_backbone_shapes, generate_anchors, generate_pyramid_anchors
 from .base_dataset import Dataset, DatasetAssertionError, DatasetError, DatasetKeyError
-from .boxes import (apply_box_deltas, box_refinement, compute_iou, compute_overlaps, compute_overlaps_masks,
-                    denorm_boxes, extract_bboxes, non_max_suppression, norm_boxes, trim_zeros)
+from .boxes import (
+    apply_box_deltas,
+    box_refinement,
+    compute_iou,
+    compute_overlaps,
+    compute_overlaps_masks,
+    denorm_boxes,
+    extract_bboxes,
+    non_max_suppression,
+    norm_boxes,
+    trim_zeros,
+)
 from .image_meta import compose_image_meta, parse_image_meta
 from .masks import expand_mask, minimize_mask, mold_mask, resize_mask, unmold_mask
-from .metrics import (NoGroundTruthError, compute_ap, compute_ap_boxes, compute_ap_range, compute_matches,
-                      compute_recall)
+from .metrics import NoGroundTruthError, compute_ap, compute_ap_boxes, compute_ap_range, compute_matches, compute_recall
 from .molding import mold_image, resize, resize_image, unmold_image
 
 __all__ = [

@@ -23,6 +23,7 @@ import random
 
 import numpy as np
 
+from ..data.images import grey_to_rgb
 from .boxes import as_boxes
 from .masks import unmold_mask
 from .metrics import compute_matches
@@ -81,14 +82,12 @@ def _finish(created):
 
 
 def _as_rgb(image):
+    """``[H, W, 3]`` of a grey ``[H, W]`` / ``[H, W, 1]`` or a colour ``[H, W, C >= 3]`` image (extra channels,
+    e.g. alpha, dropped); ValueError naming the shape otherwise."""
     image = np.asarray(image)
-    if image.ndim == 3 and image.shape[-1] == 1:
-        image = image[..., 0]
-    if image.ndim == 2:
-        image = np.stack([image] * 3, axis=-1)
-    if image.ndim != 3 or image.shape[-1] < 3:
-        raise ValueError(f"expected an image [H, W], [H, W, 1] or [H, W, 3], got shape {image.shape}")
-    return image[..., :3]
+    if image.ndim > 3:  # grey_to_rgb also takes batches; a drawing takes one image
+        raise ValueError(f"image: expected one image [H, W], [H, W, 1] or [H, W, C], got shape {image.shape}")
+    return grey_to_rgb(image[..., :3] if image.ndim == 3 else image)
 
 
 def _masks_or_empty(masks, image, count):

@@ -1,6 +1,7 @@
 """Weight files: where they come from, and the Keras-1/Keras-2 HDF5 layout they are in.
 
-The package is the lowest layer of the library: it imports nothing else of it.
+The package is the lowest layer of the library: of the rest it imports only ``errors`` and
+``_io`` (the error bases and the atomic writes).
 
 * :mod:`.registry`: the downloadable files (``weights_registry.json``), the local
   cache, checksums and offline errors. Its public names are re-exported here

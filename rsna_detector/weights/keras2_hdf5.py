@@ -35,11 +35,13 @@ layer names read with every ``/`` as ``_`` (:func:`normalise_layer_name`).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from .._io import atomic_path
+from ..errors import RsnaDetectorError
 
 __all__ = ["WeightsFileError", "Keras2WeightsFile", "KERAS1_VERSION", "normalise_layer_name",
            "is_keras2_weights_file", "read_weight_file_layers", "read_hdf5_weights", "write_hdf5_weights"]
@@ -50,7 +52,7 @@ KERAS1_VERSION = "1"
 """The ``keras_version`` Keras 2 gave a file without one (a Keras-1 file)."""
 
 
-class WeightsFileError(ValueError):
+class WeightsFileError(RsnaDetectorError, ValueError):
     """The file is not a Keras-2 HDF5 weights file, or its layout is broken."""
 
 
@@ -304,23 +306,14 @@ def write_hdf5_weights(filepath, layers, attributes=None):
         ``filepath``.
     """
     filepath = str(filepath)
-    folder = os.path.dirname(os.path.abspath(filepath))
-    os.makedirs(folder, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=Path(filepath).name + ".", suffix=".tmp")
-    os.close(descriptor)
-    try:
-        with h5py.File(temporary, "w") as handle:
-            _write_text_list_attribute(handle, "layer_names", list(layers))
-            for key, value in (attributes or {}).items():
-                handle.attrs[key] = value
-            for layer_name, weights in layers.items():
-                group = handle.create_group(layer_name)
-                _write_text_list_attribute(group, "weight_names", [name for name, _ in weights])
-                for name, value in weights:
-                    group.create_dataset(name, data=np.asarray(value))
-        os.replace(temporary, filepath)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    Path(filepath).absolute().parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(filepath) as temporary, h5py.File(temporary, "w") as handle:
+        _write_text_list_attribute(handle, "layer_names", list(layers))
+        for key, value in (attributes or {}).items():
+            handle.attrs[key] = value
+        for layer_name, weights in layers.items():
+            group = handle.create_group(layer_name)
+            _write_text_list_attribute(group, "weight_names", [name for name, _ in weights])
+            for name, value in weights:
+                group.create_dataset(name, data=np.asarray(value))
     return filepath

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from ..errors import RsnaDetectorError, RsnaDetectorWarning
 from .keras2_hdf5 import KERAS1_VERSION, Keras2WeightsFile, write_hdf5_weights
 
 __all__ = ["WeightsMismatchError", "WeightsLoadWarning", "WeightsLoadResult", "WeightsLoadPlan",
@@ -53,7 +54,7 @@ __all__ = ["WeightsMismatchError", "WeightsLoadWarning", "WeightsLoadResult", "W
 logger = logging.getLogger(__name__)
 
 
-class WeightsMismatchError(ValueError):
+class WeightsMismatchError(RsnaDetectorError, ValueError):
     """Weights of the file do not fit the model's layers.
 
     Attributes
@@ -74,7 +75,7 @@ class WeightsMismatchError(ValueError):
         )
 
 
-class WeightsLoadWarning(UserWarning):
+class WeightsLoadWarning(RsnaDetectorWarning):
     """Loading by name left model layers unloaded, or ``exclude`` named layers the model lacks."""
 
 

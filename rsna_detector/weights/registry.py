@@ -33,12 +33,14 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
+
+from .._io import atomic_path, atomic_write, rename_over
+from ..errors import RsnaDetectorError
 
 __all__ = [
     "WeightsEntry",
@@ -66,8 +68,14 @@ ENV_OFFLINE = "RSNA_DETECTOR_OFFLINE"
 _CHUNK = 1 << 20
 
 
-class WeightsError(RuntimeError):
-    """A weights file could not be provided."""
+class WeightsError(RsnaDetectorError, RuntimeError):
+    """A weights file could not be provided.
+
+    A ``RuntimeError``, not a ``ValueError``: what is wrong is the machine (the file is absent,
+    offline, or damaged), not the argument; :class:`UnknownWeightsError` (a name that is neither
+    registered nor a file) is the one bad-argument case and is a ``WeightsError`` as well, so that
+    one ``except WeightsError`` covers every way of not getting the file.
+    """
 
 
 class WeightsOfflineError(WeightsError):
@@ -225,9 +233,7 @@ def _record(cache_dir, filename, digests):
     data = json.loads(path.read_text()) if path.is_file() else {}
     data[filename] = digests
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(temporary, path)
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 def _verify_entry_file(path, entry, cache_dir, owned):
@@ -238,11 +244,10 @@ def _verify_entry_file(path, entry, cache_dir, owned):
     except WeightsChecksumError as error:
         if not owned:
             raise WeightsChecksumError(f"{error}. Replace it with a good copy of {entry.filename}"
-                                       f"{_from_url(entry)}.") from None
-        aside = path.with_name(path.name + ".corrupt")
-        os.replace(path, aside)
+                                       f"{_from_url(entry)}.") from error
+        aside = rename_over(path, path.with_name(path.name + ".corrupt"))
         raise WeightsChecksumError(f"{error}; it was moved aside to {aside}. Run again to download a "
-                                   f"fresh copy{_from_url(entry)}.") from None
+                                   f"fresh copy{_from_url(entry)}.") from error
 
 
 def _from_url(entry):
@@ -359,14 +364,8 @@ def fetch_weights(name_or_path, *, cache_dir=None, destination=None, offline=Non
 # --------------------------------------------------------------------------- download
 def _copy_atomically(source, target):
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(handle)
-    try:
+    with atomic_path(target) as temporary:
         shutil.copyfile(source, temporary)
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 def _download(url, target, progress=True, expected_size=None):
@@ -384,11 +383,9 @@ def _download(url, target, progress=True, expected_size=None):
 
 
 def _download_entry(entry, target, cache_dir, progress):
+    """Download into a temporary file beside ``target``, check it, then rename it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(handle)
-    temporary = Path(temporary)
-    try:
+    with atomic_path(target) as temporary:
         try:
             _download(entry.url, temporary, progress=progress, expected_size=entry.size)
         except (urllib.error.URLError, OSError, ValueError) as error:
@@ -397,13 +394,8 @@ def _download_entry(entry, target, cache_dir, progress):
             sha256 = entry.sha256 or _recorded(cache_dir, entry.filename).get("sha256")
             digests = verify_file(temporary, md5=entry.md5, sha256=sha256, size=entry.size)
         except WeightsChecksumError as error:
-            aside = target.with_name(target.name + ".corrupt")
-            os.replace(temporary, aside)
+            aside = rename_over(temporary, target.with_name(target.name + ".corrupt"))
             raise WeightsChecksumError(f"download of {entry.url}: {error}; the file was moved aside to "
-                                       f"{aside}") from None
-        os.replace(temporary, target)
-        _record(cache_dir, entry.filename, digests)
-        return target
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+                                       f"{aside}") from error
+    _record(cache_dir, entry.filename, digests)
+    return target

@@ -5,8 +5,8 @@ import pytest
 
 from rsna_detector.mrcnn import data, input_pipeline, utils
 from rsna_detector.mrcnn.anchors import pyramid_anchors
-from rsna_detector.mrcnn.generator import data_generator
 from rsna_detector.mrcnn.config import Config
+from rsna_detector.mrcnn.generator import data_generator
 
 
 class SmallConfig(Config):

@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 
 from rsna_detector.mrcnn import input_pipeline, trainer, training, utils
-from rsna_detector.mrcnn.anchors import pyramid_anchors
 from rsna_detector.mrcnn import model as modellib
+from rsna_detector.mrcnn.anchors import pyramid_anchors
 from rsna_detector.mrcnn.config import Config
 
 

@@ -30,8 +30,8 @@ import tensorflow as tf
 
 from rsna_detector.config import DetectorConfig
 from rsna_detector.mrcnn import targets, trainer, training, utils
-from rsna_detector.mrcnn.config import Config
 from rsna_detector.mrcnn.anchors import pyramid_anchors
+from rsna_detector.mrcnn.config import Config
 from rsna_detector.mrcnn.model import MaskRCNN
 
 IMAGE_SIZE = 128

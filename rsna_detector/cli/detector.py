@@ -1,8 +1,8 @@
-"""The ``rsna-detector`` command line.
+"""The detector's commands: ``demo``, ``train``, ``evaluate``, ``predict`` and ``submit``.
 
-Each subcommand parses its arguments and calls one library function; the
-library does the work. Errors from bad input are printed as one line naming
-the file or field, and the command exits with a non-zero status.
+Each command parses its arguments and calls one library function; the library
+(imported when the command runs, so that ``--help`` does not load TensorFlow)
+does the work.
 """
 from __future__ import annotations
 
@@ -11,42 +11,22 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["main", "build_parser"]
+from .usage import CommandLineError
 
-
-def _cmd_convert(args):
-    from .data.convert import convert_dicoms
-
-    report = convert_dicoms(
-        args.src, args.dst, fmt=args.format, size=args.size, workers=args.workers,
-        overwrite=args.overwrite, progress=not args.quiet,
-    )
-    print(report)
-    return 1 if report.failed else 0
-
-
-def _cmd_synth(args):
-    from .data.synthetic import make_synthetic_dataset
-
-    summary = make_synthetic_dataset(
-        args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
-        image_size=args.image_size, workers=args.workers, progress=not args.quiet,
-    )
-    print(summary)
-    return 0
+__all__ = ["register"]
 
 
 def _load_config(args, default_preset="full"):
-    from .config import CPUDemoConfig, DetectorConfig
+    from ..config import CPUDemoConfig, DetectorConfig
 
     preset = getattr(args, "preset", None) or default_preset
     return CPUDemoConfig() if preset == "cpu" else DetectorConfig()
 
 
 def _inference_model(model_path, config_json=None, preset="full"):
-    from .mrcnn import model as modellib
-    from .mrcnn.config import Config
-    from .config import CPUDemoConfig, DetectorConfig
+    from ..config import CPUDemoConfig, DetectorConfig
+    from ..mrcnn import model as modellib
+    from ..mrcnn.config import Config
 
     if config_json:
         config = Config.from_json(config_json)
@@ -58,7 +38,7 @@ def _inference_model(model_path, config_json=None, preset="full"):
 
 
 def _cmd_demo(args):
-    from .demo import run_demo
+    from ..demo import run_demo
 
     run_demo(args.out, args.data, n_train=args.n_train, n_test=args.n_test, epochs=args.epochs,
              seed=args.seed, progress=not args.quiet, steps_per_epoch=args.steps_per_epoch, weights=args.weights)
@@ -66,8 +46,8 @@ def _cmd_demo(args):
 
 
 def _cmd_train(args):
-    from .mrcnn.training import training_strategy
-    from .train import train
+    from ..mrcnn.training import training_strategy
+    from ..train import train
 
     config = _load_config(args)
     training_strategy(config)  # with TF_CONFIG, the multi-worker strategy must exist before any TF operation
@@ -82,8 +62,8 @@ def _cmd_train(args):
 
 
 def _cmd_evaluate(args):
-    from .data.dataset import DetectorDataset
-    from .evaluate import evaluate_detector
+    from ..data.dataset import DetectorDataset
+    from ..evaluate import evaluate_detector
 
     model = _inference_model(args.model, args.config, args.preset)
     _, val_ds = DetectorDataset.split_from_data_dir(args.data, image_size=model.config.IMAGE_MAX_DIM,
@@ -95,8 +75,8 @@ def _cmd_evaluate(args):
 
 
 def _cmd_predict(args):
-    from .predict import predict
-    from .submission import write_submission
+    from ..predict import predict
+    from ..submission import write_submission
 
     shard = getattr(args, "shard", None)
     out = args.out or (f"predictions-{shard[0]}-of-{shard[1]}.json" if shard else "predictions.json")
@@ -117,43 +97,14 @@ def _cmd_predict(args):
 
 def _write_submission_cli(write_submission, predictions, args, out):
     """``write_submission`` to ``out`` whose missing-ids hint names the CLI flag, not the Python argument."""
-    from .submission import MissingPredictionsError
+    from ..submission import MissingPredictionsError
 
     try:
         write_submission(predictions, out, sample_submission=args.sample_submission,
                          missing="empty" if args.allow_missing else "error")
     except MissingPredictionsError as error:
         raise MissingPredictionsError(error.absent, error.total,
-                                      hint="pass --allow-missing to write them without boxes") from None
-
-
-def _add_convert(sub):
-    p = sub.add_parser("convert", help="convert a folder of DICOMs to PNG or JPG (the report's dicom_to_jpg)",
-                       description="Convert every .dcm file of SRC to an 8-bit image in DST, in parallel. "
-                                   "Bad files are reported by name and skipped; existing outputs are kept "
-                                   "unless --overwrite.")
-    p.add_argument("src", help="folder of .dcm files")
-    p.add_argument("dst", help="output folder (created if needed)")
-    p.add_argument("--format", choices=["png", "jpg"], default="png", help="output format (default: png)")
-    p.add_argument("--size", type=int, default=None, help="resize to SIZE x SIZE (default: keep the original size)")
-    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_convert)
-
-
-def _add_synth(sub):
-    p = sub.add_parser("synth", help="generate a synthetic data set in the exact Kaggle RSNA layout",
-                       description="Write chest-like DICOMs (JPEG Baseline, 8-bit MONOCHROME2) with "
-                                   "opacities and the three RSNA CSV files into OUT.")
-    p.add_argument("out", help="output data directory")
-    p.add_argument("--n-train", type=int, default=1000, help="training patients (default: 1000)")
-    p.add_argument("--n-test", type=int, default=100, help="test patients (default: 100)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--image-size", type=int, default=1024, help="image side in pixels (default: 1024)")
-    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_synth)
+                                      hint="pass --allow-missing to write them without boxes") from error
 
 
 def _add_demo(sub):
@@ -245,24 +196,25 @@ def _add_predict(sub, name="predict"):
 
 
 def _shard_argument(text):
-    from .predict import ShardError, parse_shard
+    from ..predict import ShardError, parse_shard
 
     try:
         return parse_shard(text)
     except ShardError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def _cmd_submit(args):
     if not args.results:
         if not (args.model and args.images):
-            raise ValueError("submit: give --results FILE... (results files of `rsna-detector predict`), "
-                             "or --model and --images to run the detector now")
+            raise CommandLineError("submit: give --results FILE... (results files of `rsna-detector predict`), "
+                                   "or --model and --images to run the detector now")
         return _cmd_predict(args)
     if args.model:
-        raise ValueError("submit: give either --results (merge results files) or --model (predict now), not both")
-    from .predict import list_dicoms
-    from .submission import write_submission_from_results
+        raise CommandLineError("submit: give either --results (merge results files) or --model (predict now), "
+                               "not both")
+    from ..predict import list_dicoms
+    from ..submission import write_submission_from_results
 
     expected = None if args.images is None else [p.stem for p in list_dicoms(args.images)]
     path, merged = write_submission_from_results(
@@ -285,64 +237,7 @@ def _add_submit(sub):
     p.set_defaults(func=_cmd_submit)
 
 
-def _add_eda(sub):
-    from .eda import add_eda_subcommand  # pandas, not TensorFlow
-
-    add_eda_subcommand(sub)
-
-
-def _add_baselines(sub):
-    from .classifier import add_subcommands as add_classifier
-    from .retinanet import add_subcommands as add_retinanet
-
-    add_classifier(sub)
-    add_retinanet(sub)
-
-
-def build_parser():
-    """The argparse parser of ``rsna-detector`` with every subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="rsna-detector",
-        description="Mask R-CNN pneumonia-opacity detection on the RSNA challenge data.",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    for add in (_add_demo, _add_train, _add_evaluate, _add_predict, _add_submit, _add_convert, _add_synth, _add_eda,
-                _add_baselines):
-        add(sub)
-    _add_verbose(parser, sub)
-    return parser
-
-
-_VERBOSE_HELP = ("show TensorFlow's C++/absl log output and this library's INFO messages (hidden by default; "
-                 "a TF_CPP_MIN_LOG_LEVEL you set is always respected)")
-
-
-def _add_verbose(parser, sub):
-    """``--verbose`` before or after the subcommand (``rsna-detector --verbose demo`` or ``... demo --verbose``)."""
-    parser.add_argument("--verbose", action="store_true", help=_VERBOSE_HELP)
-    for command in sub.choices.values():
-        try:  # SUPPRESS: not given after the subcommand, the top-level value stays
-            command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE_HELP)
-        except argparse.ArgumentError:
-            pass  # the subcommand has a --verbose of its own
-
-
-def main(argv=None):
-    """Entry point of the ``rsna-detector`` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    from .console import configure_console  # before anything imports TensorFlow
-
-    configure_console(verbose=args.verbose)
-    try:
-        return args.func(args)
-    except (ValueError, OSError, RuntimeError) as error:  # OSError: a missing file, a full disk (named)
-        print(f"rsna-detector {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"rsna-detector {args.command}: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def register(subparsers):
+    """Register ``demo``, ``train``, ``evaluate``, ``predict`` and ``submit`` on an argparse subparsers object."""
+    for add in (_add_demo, _add_train, _add_evaluate, _add_predict, _add_submit):
+        add(subparsers)

@@ -12,15 +12,17 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..errors import RsnaDetectorError
+
 __all__ = ["GatingError", "gate_predictions", "gating_effect"]
 
 
-class GatingError(ValueError):
+class GatingError(RsnaDetectorError, ValueError):
     """Inconsistent gating input: an image without a classifier score, a bad threshold."""
 
 
 def _empty_like(prediction):
-    from .submission import ImagePrediction
+    from ..submission import ImagePrediction
 
     return ImagePrediction(prediction.patient_id, np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
 
@@ -96,7 +98,7 @@ def gating_effect(ground_truth, predictions, classifier_scores, thresholds, *, m
     """
     import pandas as pd
 
-    from .evaluate import rsna_score
+    from ..evaluate import rsna_score
 
     if not isinstance(predictions, Mapping):
         raise GatingError("predictions: expected a dict id -> ImagePrediction")

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
+from rsna_detector.baselines.gating import GatingError, gate_predictions, gating_effect
 from rsna_detector.evaluate import rsna_score
-from rsna_detector.gating import GatingError, gate_predictions, gating_effect
 from rsna_detector.submission import ImagePrediction
 
 BOX = [0, 0, 10, 10]

@@ -1,7 +1,7 @@
 """ShuffledBatches: batch bookkeeping shared by the baseline sequences."""
 import pytest
 
-from rsna_detector.data.batching import ShuffledBatches
+from rsna_detector.baselines.batching import ShuffledBatches
 
 
 class Paths(ShuffledBatches):

@@ -1,11 +1,11 @@
 """RetinaNet baseline: keras-retinanet CSV files, anchors, losses, augmentation, weights, training and evaluation."""
-import argparse
 import math
 
 import numpy as np
 import pytest
 
-from rsna_detector import retinanet as rn
+from rsna_detector.baselines import retinanet as rn
+from rsna_detector.baselines.retinanet.resnet50_imagenet import _old_resnet50_name
 from rsna_detector.data.labels import PatientRecord, load_patient_records, yxyx_to_xywh
 
 SMALL_BACKBONE = dict(input_conv_filters=[64], input_conv_kernel_sizes=[7], stackwise_num_filters=[64, 64, 128, 128],
@@ -203,7 +203,7 @@ def test_sequence_scales_and_pads_boxes(blob_dir):
 
 # --------------------------------------------------------------------------- weights
 def _old_keras_name_of(hub_name):
-    return rn._old_resnet50_name(hub_name)
+    return _old_resnet50_name(hub_name)
 
 
 def test_imagenet_file_loads_into_keras_hub_resnet50(tmp_path):
@@ -228,7 +228,7 @@ def test_imagenet_file_loads_into_keras_hub_resnet50(tmp_path):
                                          ["gamma", "beta", "moving_mean", "moving_variance"])):
                 group = handle.create_group(name)
                 group.attrs["weight_names"] = [f"{name}/{kind}:0".encode() for kind in kinds]
-                for kind, array in zip(kinds, arrays):
+                for kind, array in zip(kinds, arrays, strict=True):
                     group.create_dataset(f"{name}/{kind}:0", data=array)
                 names.append(name.encode())
             expected[conv.name] = (kernel, bias, gamma, beta, mean, variance)
@@ -241,6 +241,7 @@ def test_imagenet_file_loads_into_keras_hub_resnet50(tmp_path):
         np.testing.assert_allclose(bn[2], mean - bias, rtol=1e-6)  # BN(conv + b) = BN'(conv)
         np.testing.assert_allclose(bn[3], variance + 1e-3 - 1e-5, rtol=1e-6)  # same variance + epsilon
         np.testing.assert_array_equal(bn[0], gamma)
+        np.testing.assert_array_equal(bn[1], beta)
 
 
 def test_imagenet_loader_names_what_is_missing(tmp_path):
@@ -315,26 +316,17 @@ def test_both_detectors_report_the_one_metrics_dictionary():
     from rsna_detector.submission import ImagePrediction
 
     records = {"a": _record("a", [[0, 0, 10, 10]]), "b": _record("b", [])}
-    predictions = [ImagePrediction("a", [[0, 0, 10, 5]], [0.9]), ImagePrediction("b", np.zeros((0, 4)), np.zeros(0))]
+    predictions = [ImagePrediction("a", [[0, 0, 10, 5]], [0.9]),
+                   ImagePrediction("b", np.zeros((0, 4)), np.zeros(0))]
     metrics = rn.detection_metrics(records, predictions, model_threshold=0.05)
     # the Mask R-CNN's dictionary (evaluate_detector) has the same keys, computed by the same function
     mask_rcnn_records = [evaluate.EvalRecord(0, np.array([[0, 0, 10, 10]]), np.ones(1, np.int32), np.zeros((0, 0, 1)),
-                                             np.zeros((0, 4), np.float32), np.zeros(0, np.int32), np.zeros(0, np.float32),
-                                             np.zeros((0, 0, 0)))]
+                                             np.zeros((0, 4), np.float32), np.zeros(0, np.int32),
+                                             np.zeros(0, np.float32), np.zeros((0, 0, 0)))]
     assert list(metrics) == list(evaluate.detection_metrics(mask_rcnn_records, "box"))
     # box IoU 0.5: an AP@0.5 hit (>=), a competition hit at 0.40 and 0.45 only (>)
     assert metrics["iou"] == "box" and metrics["map50"] == 1.0 and metrics["mean_iou"] == pytest.approx(0.5)
     assert metrics["rsna_score"] == pytest.approx(0.25) and metrics["model_threshold"] == 0.05
-
-
-def test_subcommands_are_registered_with_defaults():
-    parser = argparse.ArgumentParser()
-    rn.add_subcommands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["retinanet-train", "--data", "d"])
-    assert (args.learning_rate, args.epochs, args.batch_size, args.image_size, args.weights) == (
-        1e-4, 50, 32, 256, "imagenet")
-    args = parser.parse_args(["retinanet-evaluate", "--model", "m.keras", "--data", "d", "--submission", "s.csv"])
-    assert args.split == "validation" and args.submission == "s.csv" and callable(args.func)
 
 
 @pytest.mark.slow
@@ -357,28 +349,6 @@ def test_small_retinanet_learns_blobs(tmp_path):
     assert set(parse_submission(tmp_path / "submission.csv")) == set(test)
 
 
-@pytest.mark.slow
-def test_train_and_evaluate_commands_round_trip(blob_dir, tmp_path):
-    """retinanet-train (ResNet-50, 64 px, one step) saves a model that retinanet-evaluate loads and scores."""
-    from rsna_detector.submission import parse_submission
-
-    records, folder = blob_dir
-    annotations, _ = rn.write_retinanet_csv(records, folder, tmp_path / "annotations.csv")
-    parser = argparse.ArgumentParser()
-    rn.add_subcommands(parser.add_subparsers(dest="command"))
-    model_path = tmp_path / "retinanet.keras"
-    args = parser.parse_args(["retinanet-train", "--data", str(annotations), "--weights", "none", "--image-size", "64",
-                              "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--val-fraction", "0.25",
-                              "--out", str(model_path), "--quiet"])
-    assert args.func(args) == 0 and model_path.is_file()
-    args = parser.parse_args(["retinanet-evaluate", "--model", str(model_path), "--data", str(annotations),
-                              "--val-fraction", "0.25", "--out", str(tmp_path / "eval"),
-                              "--submission", str(tmp_path / "sub.csv")])
-    assert args.func(args) == 0
-    assert len(parse_submission(tmp_path / "sub.csv")) == 3  # round(0.25 * 12) validation images
-    assert (tmp_path / "eval" / "metrics.json").is_file()
-
-
 def test_prediction_with_a_short_last_batch_in_graph_mode(blob_dir):
     """keras-hub's NMS fails on a retraced (unknown) batch size: chunks are padded to the batch size."""
     records, folder = blob_dir
@@ -387,5 +357,5 @@ def test_prediction_with_a_short_last_batch_in_graph_mode(blob_dir):
     first = rn.predict_retinanet(model, paths, batch_size=2)  # chunks of 2 and 1
     again = rn.predict_retinanet(model, paths, batch_size=3)  # another batch size on the same model
     assert [p.patient_id for p in first] == [p.patient_id for p in again] == [p.stem for p in paths]
-    for a, b in zip(first, again):
+    for a, b in zip(first, again, strict=True):
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4)

@@ -1,11 +1,10 @@
 """Classifier baselines: metrics against hand-computed values, models, CheXNet weights, data pipeline."""
-import argparse
 import json
 
 import numpy as np
 import pytest
 
-from rsna_detector import classifier as clf
+from rsna_detector.baselines import classifier as clf
 from rsna_detector.weights.keras2_hdf5 import read_hdf5_weights
 
 # y = [1, 0, 1, 0], scores = [0.9, 0.8, 0.7, 0.1]: the hand-worked example of several tests
@@ -139,13 +138,17 @@ def test_augmentation_changes_pixels_not_shape():
 
 
 # --------------------------------------------------------------------------- data
-@pytest.fixture(scope="module")
-def synthetic_dir(tmp_path_factory):
+def write_classifier_data(out):
+    """12 synthetic patients at 64 px in the Kaggle layout under ``out`` (the classifier tests' data set)."""
     from rsna_detector.data.synthetic import make_synthetic_dataset
 
-    out = tmp_path_factory.mktemp("classifier_data")
     make_synthetic_dataset(out, n_train=12, n_test=0, seed=1, image_size=64, workers=1, progress=False)
     return out
+
+
+@pytest.fixture(scope="module")
+def synthetic_dir(tmp_path_factory):
+    return write_classifier_data(tmp_path_factory.mktemp("classifier_data"))
 
 
 def test_labelled_images_from_a_kaggle_dir(synthetic_dir):
@@ -155,7 +158,7 @@ def test_labelled_images_from_a_kaggle_dir(synthetic_dir):
     records = load_patient_records(synthetic_dir / "stage_2_train_labels.csv")
     assert ids == list(records)
     assert targets.tolist() == [records[i].target for i in ids]
-    assert all(p.name == f"{i}.dcm" and p.is_file() for i, p in zip(ids, paths))
+    assert all(p.name == f"{i}.dcm" and p.is_file() for i, p in zip(ids, paths, strict=True))
 
 
 def test_labelled_images_keeps_patients_with_images(rsna_dir):
@@ -222,7 +225,7 @@ def _write_keras2_group(group, model, *, chunks=1, scale=1.0):
             layer_group.attrs["weight_names"] = h5py.Empty("S1")
         else:
             layer_group.attrs["weight_names"] = [w.encode() for w in weight_names]
-        for weight_name, weight in zip(weight_names, layer.weights):
+        for weight_name, weight in zip(weight_names, layer.weights, strict=True):
             layer_group.create_dataset(weight_name, data=np.asarray(weight) * scale)
 
 
@@ -254,7 +257,7 @@ def _assert_backbone_matches(model, source):
     compared = 0
     for layer in model.layers:
         if layer.weights and layer.name != "pneumonia":
-            for got, expected in zip(layer.get_weights(), source.get_layer(layer.name).get_weights()):
+            for got, expected in zip(layer.get_weights(), source.get_layer(layer.name).get_weights(), strict=True):
                 np.testing.assert_array_equal(got, expected)
             compared += 1
     assert compared == sum(1 for layer in source.layers if layer.weights) - 1  # all but the 14-unit top
@@ -333,7 +336,7 @@ def test_a_missing_required_layer_assigns_nothing(chexnet_source, tmp_path):
     with pytest.raises(clf.ClassifierError, match=r"no weights for 1 layer\(s\) of .*, e.g. not_in_file; "
                                                   r"the file holds \d+ layers with weights"):
         clf.load_keras2_weights(model, path)
-    for got, expected in zip(model.get_layer("predictions").get_weights(), before):
+    for got, expected in zip(model.get_layer("predictions").get_weights(), before, strict=True):
         np.testing.assert_array_equal(got, expected)
     assert clf.load_keras2_weights(model, path, required=["predictions"]) == ["predictions"]
     np.testing.assert_array_equal(model.get_layer("predictions").get_weights()[0],
@@ -360,40 +363,3 @@ def test_train_then_evaluate_on_the_validation_split(synthetic_dir, tmp_path):
     again = clf.classification_metrics([targets[ids.index(i)] for i in val_ids], metrics["scores"])
     assert again["confusion_matrix"] == metrics["confusion_matrix"]
     assert (tmp_path / "roc_curve.png").is_file() and (tmp_path / "pr_curve.png").is_file()
-
-
-def test_subcommands_are_registered_with_defaults():
-    parser = argparse.ArgumentParser()
-    clf.add_subcommands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["classifier-train", "--data", "d"])
-    assert (args.name, args.weights, args.epochs, args.val_fraction, args.image_size) == (
-        "densenet121", "imagenet", 3, 0.3, 224)
-    assert callable(args.func)
-    args = parser.parse_args(["classifier-evaluate", "--model", "m.keras", "--data", "d"])
-    assert args.split == "validation" and args.out == "classifier_evaluation"
-    with pytest.raises(SystemExit):
-        parser.parse_args(["classifier-train", "--data", "d", "--name", "vgg16"])
-
-
-def test_classifier_train_command_fails_cleanly_on_a_missing_dir(tmp_path):
-    parser = argparse.ArgumentParser()
-    clf.add_subcommands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["classifier-train", "--data", str(tmp_path / "nope"), "--weights", "none"])
-    with pytest.raises(FileNotFoundError, match="not a directory"):
-        args.func(args)
-
-
-def test_train_and_evaluate_commands_round_trip(synthetic_dir, tmp_path):
-    """classifier-train writes a .keras model that classifier-evaluate loads and scores."""
-    parser = argparse.ArgumentParser()
-    clf.add_subcommands(parser.add_subparsers(dest="command"))
-    model_path = tmp_path / "vgg.keras"
-    args = parser.parse_args(["classifier-train", "--data", str(synthetic_dir), "--name", "vgg19", "--weights", "none",
-                              "--image-size", "32", "--epochs", "1", "--batch-size", "4", "--out", str(model_path),
-                              "--quiet"])
-    assert args.func(args) == 0 and model_path.is_file()
-    args = parser.parse_args(["classifier-evaluate", "--model", str(model_path), "--data", str(synthetic_dir),
-                              "--out", str(tmp_path / "eval"), "--batch-size", "4"])
-    assert args.func(args) == 0
-    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert metrics["n"] == 4 and sum(map(sum, metrics["confusion_matrix"])) == 4

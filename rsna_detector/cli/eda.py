@@ -1,10 +1,14 @@
-"""The ``eda`` subcommand of ``rsna-detector``."""
+"""The ``eda`` command: the report's exploratory data analysis (:func:`rsna_detector.eda.run_eda`)."""
+from __future__ import annotations
+
 from pathlib import Path
 
-from .report import run_eda
+from .usage import CommandLineError
+
+__all__ = ["register"]
 
 
-def add_eda_subcommand(subparsers):
+def register(subparsers):
     """Register ``eda --data DIR --out DIR [--no-images] [--sample-grid N] [--quiet]`` on an argparse subparsers.
 
     Parameters
@@ -15,7 +19,7 @@ def add_eda_subcommand(subparsers):
     Returns
     -------
     argparse.ArgumentParser
-        The ``eda`` parser (its default ``func`` is ``run_eda_cli``).
+        The ``eda`` parser (its default ``func`` runs the analysis).
     """
     parser = subparsers.add_parser(
         "eda", help="exploratory data analysis of a data directory: figures, summary.json, report.md",
@@ -28,14 +32,16 @@ def add_eda_subcommand(subparsers):
     parser.add_argument("--no-images", action="store_true", help="do not read DICOM files (label statistics only)")
     parser.add_argument("--sample-grid", type=int, default=9, metavar="N", help="images in the sample grid (0: none)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
-    parser.set_defaults(func=run_eda_cli)
+    parser.set_defaults(func=_cmd_eda)
     return parser
 
 
-def run_eda_cli(args) -> int:
+def _cmd_eda(args) -> int:
     """Run ``run_eda`` from parsed ``eda`` arguments; print where the report went; return the exit status (0)."""
+    from ..eda import run_eda  # pandas and matplotlib, when the command runs
+
     if args.sample_grid < 0:
-        raise ValueError(f"--sample-grid: expected a number >= 0, got {args.sample_grid}")
+        raise CommandLineError(f"--sample-grid: expected a number >= 0, got {args.sample_grid}")
     summary = run_eda(args.data, args.out, with_images=not args.no_images, sample_grid=args.sample_grid,
                       progress=not args.quiet)
     out = Path(args.out)
