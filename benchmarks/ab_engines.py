@@ -189,8 +189,9 @@ def train(args):
         trainer.compile_training_model(model, bench_peer.LEARNING_RATE, config)
         models[tag] = model
         if batch is None:
-            data = importlib.import_module("rsna_detector.mrcnn.data")
-            batch = data.TrainingBatches(bench_peer.samples_dataset(images, boxes), config, shuffle=False).batch(0)
+            input_pipeline = importlib.import_module("rsna_detector.mrcnn.input_pipeline")
+            dataset = bench_peer.samples_dataset(images, boxes)
+            batch = input_pipeline.TrainingBatches(dataset, config, shuffle=False).batch(0)
     copy_weights(models["A"], models["B"])
     inputs = [tf.constant(a) for a in batch]
     results = {}

@@ -388,7 +388,7 @@ def child_pipeline(args):
     from rsna_detector.augment import get_augmentation
     from rsna_detector.config import DetectorConfig
     from rsna_detector.data.dataset import DetectorDataset
-    from rsna_detector.mrcnn.data import TrainingBatches, make_input_dataset
+    from rsna_detector.mrcnn.input_pipeline import TrainingBatches, make_input_dataset
 
     config = DetectorConfig()
     train, _ = DetectorDataset.split_from_data_dir(args.data, image_size=config.IMAGE_MAX_DIM)

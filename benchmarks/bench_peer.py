@@ -204,14 +204,14 @@ class OurTraining:
     def __init__(self, peer_settings, images, boxes, layers="all"):
         import tensorflow as tf
 
-        from rsna_detector.mrcnn import data, trainer, training
+        from rsna_detector.mrcnn import input_pipeline, trainer, training
 
         config = our_config(len(images), peer_settings)
         self.config = config
         self.keras_model = training.build_training_model(config)
         trainer.set_trainable(self.keras_model, layers, train_bn=config.TRAIN_BN)
         trainer.compile_training_model(self.keras_model, LEARNING_RATE, config)
-        batch = data.TrainingBatches(samples_dataset(images, boxes), config, shuffle=False).batch(0)
+        batch = input_pipeline.TrainingBatches(samples_dataset(images, boxes), config, shuffle=False).batch(0)
         self.iterator = iter(tf.data.Dataset.from_tensors((tuple(batch),)).repeat())
         self.keras_model.make_train_function()
 

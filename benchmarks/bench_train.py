@@ -105,7 +105,7 @@ def run(steps=6, warmup=2, layers="all", batch=8, threads=0):
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
     from rsna_detector.config import DetectorConfig
-    from rsna_detector.mrcnn import data, trainer, training
+    from rsna_detector.mrcnn import input_pipeline, trainer, training
 
     class BenchConfig(DetectorConfig):
         IMAGES_PER_GPU = batch
@@ -117,10 +117,10 @@ def run(steps=6, warmup=2, layers="all", batch=8, threads=0):
     build_s = time.perf_counter() - started
     trainer.set_trainable(keras_model, layers, train_bn=config.TRAIN_BN)
     trainer.compile_training_model(keras_model, config.LEARNING_RATE, config)
-    batches = data.TrainingBatches(_synthetic_dataset(4 * batch, int(config.IMAGE_SHAPE[0])), config)
+    batches = input_pipeline.TrainingBatches(_synthetic_dataset(4 * batch, int(config.IMAGE_SHAPE[0])), config)
     timer = _StepTimer()
     started = time.perf_counter()
-    keras_model.fit(data.make_input_dataset(batches), epochs=1, steps_per_epoch=warmup + steps,
+    keras_model.fit(input_pipeline.make_input_dataset(batches), epochs=1, steps_per_epoch=warmup + steps,
                     callbacks=[timer], verbose=0, shuffle=False)
     total_s = time.perf_counter() - started
     timed = timer.times[warmup:]

@@ -1,17 +1,20 @@
-"""Box arithmetic as TensorFlow graph ops (the graph-side twins of ``utils``' numpy functions).
+"""Box arithmetic as TensorFlow graph ops (the graph-side twins of ``boxes``' numpy functions).
 
 Box format everywhere: ``(y1, x1, y2, x2)`` on the last axis. Inside the graph boxes
 are *normalized* (see :func:`norm_boxes_graph`); the functions that do not care about
 the coordinate system say so. Every function broadcasts over leading axes, so the
 same op serves ``[N, 4]`` and ``[batch, N, 4]`` tensors.
 
-The numpy twins in ``utils`` (``apply_box_deltas``, ``box_refinement``,
+The numpy twins in ``boxes`` (``apply_box_deltas``, ``box_refinement``,
 ``compute_overlaps``) use the same formulas; ``tests/mrcnn/test_box_ops.py`` holds
-them equal.
+them equal. :func:`parse_image_meta_graph` is defined in ``image_meta`` (with the
+layout it parses) and reachable here too.
 """
 from __future__ import annotations
 
 import tensorflow as tf
+
+from .image_meta import parse_image_meta_graph
 
 __all__ = [
     "apply_box_deltas_graph",
@@ -177,31 +180,6 @@ def denorm_boxes_graph(boxes, shape):
     boxes = tf.cast(boxes, tf.float32)
     scale, shift = _norm_scale_and_shift(shape, tf.float32)
     return tf.cast(tf.round(boxes * scale + shift), tf.int32)
-
-
-def parse_image_meta_graph(meta):
-    """Split image-meta rows into their fields (layout of ``utils.compose_image_meta``).
-
-    Parameters
-    ----------
-    meta : Tensor, float, [batch, 12 + NUM_CLASSES]
-
-    Returns
-    -------
-    dict of Tensor, float32
-        ``image_id`` [batch], ``original_image_shape`` [batch, 3], ``image_shape``
-        [batch, 3], ``window`` [batch, 4] (pixels of the molded image), ``scale``
-        [batch], ``active_class_ids`` [batch, NUM_CLASSES].
-    """
-    meta = tf.cast(meta, tf.float32)
-    return {
-        "image_id": meta[:, 0],
-        "original_image_shape": meta[:, 1:4],
-        "image_shape": meta[:, 4:7],
-        "window": meta[:, 7:11],
-        "scale": meta[:, 11],
-        "active_class_ids": meta[:, 12:],
-    }
 
 
 def trim_zeros_graph(boxes, name="trim_zeros"):

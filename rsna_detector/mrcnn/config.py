@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RsnaDetectorError, RsnaDetectorWarning
+from .image_meta import image_meta_size
 
 __all__ = ["Config", "ConfigError", "ConfigWarning", "BACKBONE_NAMES", "RESIZE_MODES", "LOSS_NAMES", "MATTERPORT_DIFFERENCE_SWITCHES"]
 
@@ -88,8 +89,8 @@ class Config:
 
     Derived values set by ``__init__``: ``BATCH_SIZE = IMAGES_PER_GPU * GPU_COUNT``;
     ``IMAGE_SHAPE`` (int ndarray ``[MIN_DIM, MIN_DIM, C]`` in 'crop' mode, else
-    ``[MAX_DIM, MAX_DIM, C]``); ``IMAGE_META_SIZE = 1 + 3 + 3 + 4 + 1 + NUM_CLASSES``;
-    ``RPN_PYRAMID_LEVELS = len(RPN_ANCHOR_SCALES)``.
+    ``[MAX_DIM, MAX_DIM, C]``); ``IMAGE_META_SIZE = 12 + NUM_CLASSES``
+    (``image_meta.image_meta_size``); ``RPN_PYRAMID_LEVELS = len(RPN_ANCHOR_SCALES)``.
 
     Raises
     ------
@@ -250,8 +251,7 @@ class Config:
         self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT
         side = self.IMAGE_MIN_DIM if self.IMAGE_RESIZE_MODE == "crop" else self.IMAGE_MAX_DIM
         self.IMAGE_SHAPE = np.array([side, side, self.IMAGE_CHANNEL_COUNT])
-        # see utils.compose_image_meta for the layout
-        self.IMAGE_META_SIZE = 1 + 3 + 3 + 4 + 1 + self.NUM_CLASSES
+        self.IMAGE_META_SIZE = image_meta_size(self.NUM_CLASSES)
         self.RPN_PYRAMID_LEVELS = len(self.RPN_ANCHOR_SCALES)
 
     # ------------------------------------------------------------------

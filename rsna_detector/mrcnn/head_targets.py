@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import RsnaDetectorError
-from . import utils
+from .boxes import box_refinement, compute_overlaps
+from .molding import resize
 
 __all__ = ["HeadTargetError", "generate_random_rois", "build_detection_targets"]
 
@@ -106,7 +107,7 @@ def _assign_rois(rpn_rois, gt_boxes):
     """Best ground truth of each ROI and its IoU (0 and index 0 without ground truth)."""
     if not len(gt_boxes):
         return np.zeros(len(rpn_rois), dtype=np.int64), np.zeros(len(rpn_rois))
-    overlaps = utils.compute_overlaps(rpn_rois, gt_boxes)
+    overlaps = compute_overlaps(rpn_rois, gt_boxes)
     best_gt = np.argmax(overlaps, axis=1)
     return best_gt, overlaps[np.arange(len(rpn_rois)), best_gt]
 
@@ -147,10 +148,10 @@ def _roi_mask(class_mask, gt_box, roi, config):
     if config.USE_MINI_MASK:
         full = np.zeros(tuple(int(v) for v in config.IMAGE_SHAPE[:2]), dtype=bool)
         y1, x1, y2, x2 = (int(v) for v in gt_box)
-        full[y1:y2, x1:x2] = np.round(utils.resize(class_mask, (y2 - y1, x2 - x1))).astype(bool)
+        full[y1:y2, x1:x2] = np.round(resize(class_mask, (y2 - y1, x2 - x1))).astype(bool)
         class_mask = full
     y1, x1, y2, x2 = roi.astype(np.int32)
-    return utils.resize(class_mask[y1:y2, x1:x2], config.MASK_SHAPE)
+    return resize(class_mask[y1:y2, x1:x2], config.MASK_SHAPE)
 
 
 def build_detection_targets(rpn_rois, gt_class_ids, gt_boxes, gt_masks, config, *, rng=None):
@@ -207,7 +208,7 @@ def build_detection_targets(rpn_rois, gt_class_ids, gt_boxes, gt_masks, config, 
     total, num_classes = config.TRAIN_ROIS_PER_IMAGE, config.NUM_CLASSES
     bboxes = np.zeros((total, num_classes, 4), dtype=np.float32)
     positives = np.where(class_ids > 0)[0]
-    bboxes[positives, class_ids[positives]] = utils.box_refinement(rois[positives], roi_gt_boxes[positives, :4])
+    bboxes[positives, class_ids[positives]] = box_refinement(rois[positives], roi_gt_boxes[positives, :4])
     bboxes /= config.BBOX_STD_DEV
     masks = np.zeros((total, config.MASK_SHAPE[0], config.MASK_SHAPE[1], num_classes), dtype=np.float32)
     for i in positives:

@@ -53,30 +53,39 @@ class FoldRois(keras.layers.Layer):
         return (folded,) + tuple(input_shape[2:])
 
 
-@keras.saving.register_keras_serializable(package="rsna_detector")
-class UnfoldRois(keras.layers.Layer):
-    """``[B * N, *rest]`` back to ``[B, N, *rest]``; ``N`` is read from a reference ``[B, N, ...]``.
+class _RowsToRois(keras.layers.Layer):
+    """Base of the layers that turn head rows back into ``[B, N, *rest]`` ROIs.
 
-    ``target_shape`` (optional) reshapes ``rest`` as well, e.g. ``(num_classes, 4)``.
+    Call inputs ``[rows [M, *rest], reference [B, N, ...]]``; ``target_shape``
+    (optional) reshapes ``rest`` as well, e.g. ``(num_classes, 4)``. Subclasses
+    define ``call``.
     """
 
     def __init__(self, target_shape=None, **kwargs):
         super().__init__(**kwargs)
         self.target_shape = tuple(target_shape) if target_shape is not None else None
 
-    def call(self, inputs):
-        folded, reference = inputs
-        return _unfold_rows(folded, reference, self.target_shape)
-
     def compute_output_shape(self, input_shape):
-        folded_shape, reference_shape = input_shape
-        rest = self.target_shape if self.target_shape else tuple(folded_shape[1:])
+        rows_shape, reference_shape = input_shape
+        rest = self.target_shape if self.target_shape else tuple(rows_shape[1:])
         return tuple(reference_shape[:2]) + tuple(rest)
 
     def get_config(self):
         config = super().get_config()
         config["target_shape"] = list(self.target_shape) if self.target_shape else None
         return config
+
+
+@keras.saving.register_keras_serializable(package="rsna_detector")
+class UnfoldRois(_RowsToRois):
+    """``[B * N, *rest]`` back to ``[B, N, *rest]``; ``N`` is read from a reference ``[B, N, ...]``.
+
+    ``target_shape`` (optional) reshapes ``rest`` as well, e.g. ``(num_classes, 4)``.
+    """
+
+    def call(self, inputs):
+        folded, reference = inputs
+        return _unfold_rows(folded, reference, self.target_shape)
 
 
 def _real_rows(rois):
@@ -160,29 +169,15 @@ class GatherRealRois(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="rsna_detector")
-class ScatterRealRois(keras.layers.Layer):
+class ScatterRealRois(_RowsToRois):
     """Inverse of :class:`GatherRealRois`: its rows -> ``[B, N, *rest]``, zeros on padding rows.
 
-    ``target_shape`` (optional) reshapes ``rest`` as well.
+    Call inputs ``[rows, rois [B, N, 4]]``; ``target_shape`` (optional) reshapes ``rest`` as well.
     """
-
-    def __init__(self, target_shape=None, **kwargs):
-        super().__init__(**kwargs)
-        self.target_shape = tuple(target_shape) if target_shape is not None else None
 
     def call(self, inputs):
         values, rois = inputs
         return _scatter_real_rows(values, rois, self.target_shape)
-
-    def compute_output_shape(self, input_shape):
-        values_shape, rois_shape = input_shape
-        rest = self.target_shape if self.target_shape else tuple(values_shape[1:])
-        return tuple(rois_shape[:2]) + tuple(rest)
-
-    def get_config(self):
-        config = super().get_config()
-        config["target_shape"] = list(self.target_shape) if self.target_shape else None
-        return config
 
 
 def _fold(x, rois, skip_padding, name, train_bn):

@@ -9,50 +9,75 @@ Use it as matterport's module::
                        exclude=["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"])
     results = model.detect([image])           # list of dicts: rois, class_ids, scores, masks
 
-The inference graph is assembled here from the building blocks (``backbone``, ``fpn``,
-``rpn``, ``proposals``, ``heads``, ``detection``); the training graph comes from
-``training.build_training_model`` and the training loop from ``trainer.train``.
-
-``detect`` runs a compiled ``tf.function`` per molded image shape (input signature with
-a free batch axis, anchors baked in as a constant), so repeated calls never retrace and
-never go through ``keras.Model.predict``.
+:class:`MaskRCNN` holds matterport's methods; the work is done elsewhere: the
+inference graph and the detect machinery in ``inference``, the training graph in
+``training.build_training_model``, the training loop in ``trainer.train``, run
+folders and checkpoint finding in ``checkpoints``, weights files in ``weights``.
+The rest of this module re-exports matterport's module-level names (graph
+functions, layers, losses, ``load_image_gt``, ``data_generator``, ...) that
+notebooks reach as ``modellib.<name>``, from the modules that define them.
 """
 from __future__ import annotations
 
 import copy
 import datetime
 import os
-import re
-import warnings
 from collections import OrderedDict
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from ..errors import RsnaDetectorError, RsnaDetectorWarning
-from . import utils
-from .backbone import build_backbone
-from .detection import DetectionLayer, refine_detections_graph
-from .fpn import build_fpn
-from .heads import build_fpn_mask_graph, fpn_classifier_graph
-from .proposals import ProposalLayer
-from .rpn import apply_rpn, build_rpn_model
-from .utils import compose_image_meta, mold_image, parse_image_meta
-from .weights import load_hdf5_weights, save_hdf5_weights
-
-# --- matterport's graph-level names, re-exported for notebooks (``modellib.resnet_graph``, ...) ---
-# Where the engine's function takes other arguments, ``compat`` gives matterport's signature.
+# Besides what MaskRCNN uses, these imports re-export matterport's module-level names for notebooks
+# (``modellib.resnet_graph``, ...; the second part of __all__). Where the engine's function takes
+# other arguments, ``compat`` gives matterport's signature.
+from .anchors import compute_backbone_shapes, pyramid_anchors
 from .backbone import BatchNorm, conv_block, identity_block
-from .box_ops import (apply_box_deltas_graph, batch_pack_graph, clip_boxes_graph, denorm_boxes_graph,
-                      norm_boxes_graph, overlaps_graph, parse_image_meta_graph, trim_zeros_graph)
+from .box_ops import (
+    apply_box_deltas_graph,
+    batch_pack_graph,
+    clip_boxes_graph,
+    denorm_boxes_graph,
+    norm_boxes_graph,
+    overlaps_graph,
+    trim_zeros_graph,
+)
+from .boxes import norm_boxes
+from .checkpoints import (
+    CHECKPOINT_PATTERN,
+    UnreadableCheckpointWarning,
+    checkpoint_path_in,
+    claim_run_folder,
+    find_last_checkpoint,
+    run_of_checkpoint,
+)
 from .compat import find_ancestor, log2_graph, resnet_graph, smooth_l1_loss
-from .losses import (mrcnn_bbox_loss_graph, mrcnn_class_loss_graph, mrcnn_mask_loss_graph,
-                     rpn_bbox_loss_graph, rpn_class_loss_graph)
+from .data import load_image_gt
+from .detection import DetectionLayer, refine_detections_graph
+from .generator import data_generator
+from .head_targets import build_detection_targets, generate_random_rois
+from .heads import build_fpn_mask_graph, fpn_classifier_graph
+from .image_meta import compose_image_meta, parse_image_meta, parse_image_meta_graph
+from .inference import (
+    ModelError,
+    build_inference_model,
+    check_molded_shape,
+    make_detect_function,
+    mold_one,
+    unmold_detections,
+)
+from .losses import (
+    mrcnn_bbox_loss_graph,
+    mrcnn_class_loss_graph,
+    mrcnn_mask_loss_graph,
+    rpn_bbox_loss_graph,
+    rpn_class_loss_graph,
+)
+from .molding import mold_image, unmold_image
+from .proposals import ProposalLayer
 from .roi_align import PyramidROIAlign
-from .rpn import rpn_graph
-from .targets import DetectionTargetLayer, detection_targets_graph
-# --- end of matterport's graph-level names ---
+from .rpn import build_rpn_model, rpn_graph
+from .targets import DetectionTargetLayer, build_rpn_targets, detection_targets_graph
+from .weights import load_hdf5_weights, save_hdf5_weights
 
 __all__ = [
     "MaskRCNN",
@@ -61,51 +86,23 @@ __all__ = [
     "build_inference_model",
     "log",
     "format_log",
-    "mold_image",
-    "compose_image_meta",
-    "parse_image_meta",
-    "load_image_gt",
-    "data_generator",
     "MODES",
     "CHECKPOINT_PATTERN",
 ] + [
-    # matterport's graph-level names, re-exported for notebooks (block below the imports)
+    # matterport's module-level names, re-exported for notebooks
     "BatchNorm", "resnet_graph", "identity_block", "conv_block", "rpn_graph", "build_rpn_model",
     "ProposalLayer", "PyramidROIAlign", "DetectionTargetLayer", "DetectionLayer", "fpn_classifier_graph",
     "build_fpn_mask_graph", "norm_boxes_graph", "denorm_boxes_graph", "parse_image_meta_graph",
     "apply_box_deltas_graph", "clip_boxes_graph", "overlaps_graph", "trim_zeros_graph", "batch_pack_graph",
     "log2_graph", "smooth_l1_loss", "rpn_class_loss_graph", "rpn_bbox_loss_graph", "mrcnn_class_loss_graph",
     "mrcnn_bbox_loss_graph", "mrcnn_mask_loss_graph", "detection_targets_graph", "refine_detections_graph",
+    "mold_image", "compose_image_meta", "parse_image_meta", "load_image_gt", "data_generator",
+    "compute_backbone_shapes", "unmold_image", "build_rpn_targets", "build_detection_targets",
+    "generate_random_rois",
 ]
 
 #: Modes of :class:`MaskRCNN`.
 MODES = ("training", "inference")
-#: Checkpoint file names inside a log directory (``str.format`` with ``name`` and ``epoch``).
-CHECKPOINT_PATTERN = "mask_rcnn_{name}_{epoch:04d}.h5"
-# A run folder's time stamp: matterport's minutes, or seconds plus a suffix (_2, _3, ...) when taken.
-_RUN_STAMP = r"(?P<stamp>\d{8}T\d{4}(?:\d{2})?)(?:_(?P<suffix>\d+))?"
-# <model_dir>/<name><stamp>/mask_rcnn_<name>_<epoch>.h5, either path separator.
-_CHECKPOINT_RE = re.compile(
-    r".*[/\\](?P<run>[\w-]*?" + _RUN_STAMP + r")[/\\]mask_rcnn_[\w-]+?_(?P<epoch>\d{4})\.h5$")
-
-
-class ModelError(RsnaDetectorError, ValueError):
-    """A MaskRCNN method got input it cannot use (wrong mode, bad image, ...)."""
-
-
-class UnreadableCheckpointWarning(RsnaDetectorWarning):
-    """``find_last`` skipped a checkpoint it cannot read (truncated, empty, not HDF5); the message names it."""
-
-
-# ---- matterport's numpy-side model.py names that notebooks reach as ``modellib.<name>`` ----
-from .data import data_generator, load_image_gt  # noqa: E402
-from .head_targets import build_detection_targets, generate_random_rois  # noqa: E402
-from .targets import build_rpn_targets  # noqa: E402
-from .utils import compute_backbone_shapes, unmold_image  # noqa: E402
-
-__all__ += ["compute_backbone_shapes", "unmold_image", "build_rpn_targets", "build_detection_targets",
-            "generate_random_rois"]
-# ---- end of the numpy-side names ----
 
 
 def format_log(text, array=None):
@@ -128,90 +125,6 @@ def log(text, array=None):
     cell ending with it shows the line once (:func:`format_log` gives the text).
     """
     print(format_log(text, array))
-
-
-# ----------------------------------------------------------------------------
-# the inference graph
-# ----------------------------------------------------------------------------
-
-def build_inference_model(config):
-    """The inference-mode Mask R-CNN as a Keras functional model.
-
-    Parameters
-    ----------
-    config : Config
-
-    Returns
-    -------
-    keras.Model
-        Named ``mask_rcnn``. Inputs: ``input_image`` float32 ``[B, H, W, C]`` (molded),
-        ``input_image_meta`` ``[B, IMAGE_META_SIZE]``, ``input_anchors`` ``[B, A, 4]``
-        (normalized, :meth:`MaskRCNN.get_anchors`). Outputs, as matterport:
-        ``detections`` ``[B, DETECTION_MAX_INSTANCES, (y1, x1, y2, x2, class_id, score)]``
-        (normalized), ``mrcnn_class`` ``[B, N, NUM_CLASSES]``, ``mrcnn_bbox``
-        ``[B, N, NUM_CLASSES, 4]``, ``mrcnn_mask`` ``[B, DETECTION_MAX_INSTANCES, 28, 28,
-        NUM_CLASSES]``, ``rpn_rois`` ``[B, N, 4]``, ``rpn_class`` ``[B, A, 2]``,
-        ``rpn_bbox`` ``[B, A, 4]`` with ``N = POST_NMS_ROIS_INFERENCE``.
-    """
-    input_image = keras.Input(shape=[None, None, config.IMAGE_CHANNEL_COUNT], name="input_image")
-    input_image_meta = keras.Input(shape=[config.IMAGE_META_SIZE], name="input_image_meta")
-    input_anchors = keras.Input(shape=[None, 4], name="input_anchors")
-
-    pyramid = build_fpn(build_backbone(input_image, config), config)
-    mrcnn_feature_maps = pyramid[:4]
-    rpn_feature_maps = pyramid[:config.RPN_PYRAMID_LEVELS]
-
-    rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS), config.TOP_DOWN_PYRAMID_SIZE)
-    _, rpn_class, rpn_bbox = apply_rpn(rpn, rpn_feature_maps)
-    rpn_rois = ProposalLayer(config.POST_NMS_ROIS_INFERENCE, config.RPN_NMS_THRESHOLD, config,
-                             name="ROI")([rpn_class, rpn_bbox, input_anchors])
-
-    _, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
-        rpn_rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
-        train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE, skip_padding=True)
-    detections = DetectionLayer(config, name="mrcnn_detection")([rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])
-    detection_boxes = keras.layers.Lambda(lambda d: d[..., :4], output_shape=lambda s: tuple(s[:-1]) + (4,),
-                                          name="detection_boxes")(detections)
-    mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps, input_image_meta,
-                                      config.MASK_POOL_SIZE, config.NUM_CLASSES, train_bn=config.TRAIN_BN,
-                                      skip_padding=True)
-    return keras.Model([input_image, input_image_meta, input_anchors],
-                       [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois, rpn_class, rpn_bbox],
-                       name="mask_rcnn")
-
-
-# ----------------------------------------------------------------------------
-# images in and out
-# ----------------------------------------------------------------------------
-
-def _as_rgb(image, index, channels):
-    """uint8-range image with ``channels`` channels from ``[H, W]``, ``[H, W, 1]`` or ``[H, W, C]``."""
-    image = np.asarray(image)
-    if image.dtype == bool or not np.issubdtype(image.dtype, np.number):
-        raise ModelError(f"detect: image {index}: expected a numeric array, got dtype {image.dtype}")
-    if image.ndim == 2:
-        image = image[:, :, np.newaxis]
-    if image.ndim != 3 or image.shape[0] < 1 or image.shape[1] < 1:
-        raise ModelError(f"detect: image {index}: expected [H, W], [H, W, 1] or [H, W, {channels}], "
-                         f"got shape {image.shape}")
-    if image.shape[2] == 1 and channels != 1:
-        image = np.repeat(image, channels, axis=2)
-    if image.shape[2] != channels:
-        raise ModelError(f"detect: image {index}: expected 1 or {channels} channels "
-                         f"(IMAGE_CHANNEL_COUNT), got shape {image.shape}")
-    return image
-
-
-def _mold_one(config, image, index):
-    """``(molded image, meta, window, original shape)`` of one image, as matterport's ``mold_inputs``."""
-    image = _as_rgb(image, index, config.IMAGE_CHANNEL_COUNT)
-    molded, window, scale, _, _ = utils.resize_image(
-        image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
-        max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE)
-    molded = mold_image(molded, config)
-    meta = compose_image_meta(0, image.shape, molded.shape, window, scale,
-                              np.zeros([config.NUM_CLASSES], dtype=np.int32))
-    return molded, meta, np.asarray(window), image.shape
 
 
 class MaskRCNN:
@@ -268,26 +181,22 @@ class MaskRCNN:
         Returns
         -------
         ndarray, float32, [A, (y1, x1, y2, x2)]
-            The first ``RPN_PYRAMID_LEVELS`` pyramid levels, in the RPN's output order.
+            ``anchors.pyramid_anchors`` (the first ``RPN_PYRAMID_LEVELS`` pyramid levels,
+            in the RPN's output order), normalized.
             The pixel anchors of the last shape asked for are kept in ``self.anchors``.
         """
         key = (int(image_shape[0]), int(image_shape[1]))
         if key not in self._anchor_cache:
-            config = self.config
-            levels = config.RPN_PYRAMID_LEVELS
-            shapes = np.asarray(utils.compute_backbone_shapes(config, image_shape))[:levels]
-            pixel_anchors = utils.generate_pyramid_anchors(
-                config.RPN_ANCHOR_SCALES[:levels], config.RPN_ANCHOR_RATIOS, shapes,
-                config.BACKBONE_STRIDES[:levels], config.RPN_ANCHOR_STRIDE)
+            pixel_anchors = pyramid_anchors(self.config, image_shape)
             self.anchors = pixel_anchors
-            self._anchor_cache[key] = utils.norm_boxes(pixel_anchors, key).astype(np.float32)
+            self._anchor_cache[key] = norm_boxes(pixel_anchors, key).astype(np.float32)
         return self._anchor_cache[key]
 
     # ------------------------------------------------------------------
     # inference
     # ------------------------------------------------------------------
     def _mold_one(self, image, index):
-        return _mold_one(self.config, image, index)
+        return mold_one(self.config, image, index)
 
     def mold_inputs(self, images):
         """Resize and normalize images as the network expects them (matterport's method).
@@ -301,14 +210,14 @@ class MaskRCNN:
         Returns
         -------
         molded_images : ndarray, [N, h, w, C]
-            ``utils.mold_image`` of the resized images (float64 with the default
+            ``mold_image`` of the resized images (float64 with the default
             numpy ``MEAN_PIXEL``, as matterport).
         image_metas : ndarray, [N, IMAGE_META_SIZE]
-            ``utils.compose_image_meta`` (image id 0, no active class).
+            ``compose_image_meta`` (image id 0, no active class).
         windows : ndarray, int, [N, (y1, x1, y2, x2)]
             The real image's pixels inside each molded image.
         """
-        molded = [_mold_one(self.config, image, i) for i, image in enumerate(images)]
+        molded = [mold_one(self.config, image, i) for i, image in enumerate(images)]
         shapes = {m[0].shape for m in molded}
         if len(shapes) > 1:
             raise ModelError(f"mold_inputs: images resize to different shapes {sorted(shapes)}; "
@@ -319,89 +228,27 @@ class MaskRCNN:
     def unmold_detections(self, detections, mrcnn_mask, original_image_shape, image_shape, window):
         """Detections of one image in the original image's pixels (matterport's method).
 
-        Parameters
-        ----------
-        detections : ndarray, [D, (y1, x1, y2, x2, class_id, score)]
-            Normalized boxes in the molded image; rows from the first ``class_id == 0``
-            on are padding.
-        mrcnn_mask : ndarray, [D, h, w, NUM_CLASSES] or [D, h, w]
-            Mask probabilities per class, or already of each detection's class
-            (extension).
-        original_image_shape : (H, W, C)
-        image_shape : (h, w, C)
-            The molded image's shape.
-        window : (y1, x1, y2, x2)
-            Pixels of the real image inside the molded one.
-
-        Returns
-        -------
-        boxes : ndarray, int32, [N, (y1, x1, y2, x2)]
-            Original-image pixels, ``y2``/``x2`` exclusive; the window transform is
-            computed in the detections' precision (float32), as matterport.
-        class_ids : ndarray, int32, [N]
-        scores : ndarray, [N], the detections' dtype
-        masks : ndarray, bool, [H, W, N]
-            ``utils.unmold_mask`` of each detection (threshold 0.5).
-
-        Detections whose box is empty are dropped. Extension: boxes are clipped
-        to the original image (the detection layer keeps them inside the window,
-        so matterport's never needed it).
+        Returns ``(boxes, class_ids, scores, masks)``: int32 ``[N, (y1, x1, y2, x2)]``
+        original-image pixels, int32 ``[N]``, ``[N]``, bool ``[H, W, N]``; see
+        ``inference.unmold_detections`` for the parameters and the details.
         """
-        detections = np.asarray(detections)
-        padding = np.where(detections[:, 4] == 0)[0]
-        count = int(padding[0]) if padding.shape[0] else detections.shape[0]
-        boxes = detections[:count, :4]
-        class_ids = detections[:count, 4].astype(np.int32)
-        scores = detections[:count, 5]
-        masks = np.asarray(mrcnn_mask)[:count]
-        if masks.ndim == 4:
-            masks = masks[np.arange(count), :, :, class_ids]
-
-        # Normalized molded-image coordinates -> normalized window coordinates -> pixels.
-        wy1, wx1, wy2, wx2 = utils.norm_boxes(window, image_shape[:2])
-        shift = np.array([wy1, wx1, wy1, wx1])
-        scale = np.array([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
-        boxes = utils.denorm_boxes(np.divide(boxes - shift, scale), original_image_shape[:2])
-        height, width = int(original_image_shape[0]), int(original_image_shape[1])
-        boxes = np.clip(boxes, 0, [height, width, height, width]).astype(np.int32)
-
-        visible = np.where((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))[0]
-        boxes, class_ids, scores, masks = boxes[visible], class_ids[visible], scores[visible], masks[visible]
-        full_masks = [utils.unmold_mask(masks[i], boxes[i], original_image_shape) for i in range(len(boxes))]
-        full_masks = (np.stack(full_masks, axis=-1) if full_masks
-                      else np.zeros((height, width, 0), dtype=bool))
-        return boxes.reshape(-1, 4), class_ids, scores, full_masks
+        return unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape, window)
 
     def _detect_function(self, image_shape):
-        """The compiled detect graph for one molded shape: ``(images, metas) -> (detections, masks)``.
+        """The compiled detect graph for one molded shape (``inference.make_detect_function``), made once.
 
-        ``masks`` are the ``[B, D, 28, 28]`` probabilities of each detection's class.
+        ``(images, metas) -> (detections, masks)``, ``masks`` the ``[B, D, 28, 28]``
+        probabilities of each detection's class.
         """
         key = (int(image_shape[0]), int(image_shape[1]))
-        if key in self._detect_functions:
-            return self._detect_functions[key]
-        if key[0] % 64 or key[1] % 64:
-            raise ModelError(f"detect: molded images of shape {key} cannot be used: height and width must "
-                             "be multiples of 64 (the FPN halves them 6 times); check IMAGE_RESIZE_MODE")
-        anchors = tf.constant(self.get_anchors(key), tf.float32)
-        model = self.keras_model
-        config = self.config
+        if key not in self._detect_functions:
+            check_molded_shape(key)
+            self._detect_functions[key] = make_detect_function(
+                self.keras_model, self.config, key, self.get_anchors(key), on_trace=self._count_trace)
+        return self._detect_functions[key]
 
-        def detect_graph(images, image_metas):
-            self.trace_count += 1
-            batch = tf.shape(images)[0]
-            batch_anchors = tf.broadcast_to(anchors[tf.newaxis], [batch, anchors.shape[0], 4])
-            outputs = model([images, image_metas, batch_anchors], training=False)
-            detections, mrcnn_mask = outputs[0], outputs[3]
-            class_ids = tf.cast(detections[..., 4], tf.int32)
-            class_masks = tf.gather(tf.transpose(mrcnn_mask, [0, 1, 4, 2, 3]), class_ids, batch_dims=2)
-            return detections, class_masks
-
-        signature = [tf.TensorSpec([None, key[0], key[1], config.IMAGE_CHANNEL_COUNT], tf.float32),
-                     tf.TensorSpec([None, config.IMAGE_META_SIZE], tf.float32)]
-        function = tf.function(detect_graph, input_signature=signature)
-        self._detect_functions[key] = function
-        return function
+    def _count_trace(self):
+        self.trace_count += 1
 
     def detect(self, images, verbose=0):
         """Detect objects in images of any size and number.
@@ -623,20 +470,19 @@ class MaskRCNN:
         ``checkpoint_path`` is ``<log_dir>/mask_rcnn_<name>_{epoch:04d}.h5``.
         """
         self.epoch = 0
-        name = str(self.config.NAME).lower()
-        match = _CHECKPOINT_RE.match(str(model_path)) if model_path else None
-        if match:
-            self.epoch = int(match.group("epoch"))
+        run = run_of_checkpoint(model_path)
+        if run:
+            run_folder, self.epoch = run
             self._new_run = False
-            self._set_run_folder(os.path.join(self.model_dir, match.group("run")))
+            self._set_run_folder(os.path.join(self.model_dir, run_folder))
         else:
+            name = str(self.config.NAME).lower()
             self._new_run = True
             self._set_run_folder(os.path.join(self.model_dir, f"{name}{datetime.datetime.now():%Y%m%dT%H%M%S}"))
 
     def _set_run_folder(self, folder):
-        name = str(self.config.NAME).lower()
         self.log_dir = folder
-        self.checkpoint_path = os.path.join(folder, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
+        self.checkpoint_path = checkpoint_path_in(folder, str(self.config.NAME).lower())
 
     def make_log_dir(self):
         """Create ``log_dir`` before anything is written there; returns it.
@@ -650,15 +496,7 @@ class MaskRCNN:
         if not getattr(self, "_new_run", False):
             os.makedirs(self.log_dir, exist_ok=True)
             return self.log_dir
-        os.makedirs(self.model_dir, exist_ok=True)
-        base, number = self.log_dir, 1
-        while True:
-            folder = base if number == 1 else f"{base}_{number}"
-            try:
-                os.mkdir(folder)
-                break
-            except FileExistsError:
-                number += 1
+        folder = claim_run_folder(self.model_dir, self.log_dir)
         self._new_run = False
         self._set_run_folder(folder)
         return folder
@@ -666,56 +504,11 @@ class MaskRCNN:
     def find_last(self):
         """Path of the newest readable checkpoint of the newest run of this config's NAME.
 
-        Run folders ``<model_dir>/<name><YYYYmmddTHHMM[SS][_N]>`` are searched newest
-        first (time stamp, then suffix), and in each the ``mask_rcnn_*.h5`` files
-        from the highest epoch down. A file that cannot be read as a weights file
-        (truncated by a crash or a full disk, empty, not HDF5) is skipped with an
-        :class:`UnreadableCheckpointWarning` naming it and why.
-
-        Raises
-        ------
-        FileNotFoundError
-            Naming ``model_dir`` and what was looked for (no run folder, no
-            checkpoint, or none readable).
+        See ``checkpoints.find_last_checkpoint`` for the search order; an unreadable
+        checkpoint is skipped with an :class:`UnreadableCheckpointWarning`, and a
+        ``FileNotFoundError`` names ``model_dir`` when nothing readable is found.
         """
-        name = str(self.config.NAME).lower()
-        runs = self._run_folders(name)
-        if not runs:
-            raise FileNotFoundError(f"find_last: no run folder '{name}YYYYmmddTHHMM' in model_dir "
-                                    f"{self.model_dir!r}: train first or give a weights path")
-        unreadable = []
-        for run in runs:
-            folder = os.path.join(self.model_dir, run)
-            checkpoints = sorted((f for f in os.listdir(folder) if f.startswith("mask_rcnn") and f.endswith(".h5")),
-                                 reverse=True)
-            for checkpoint in checkpoints:
-                path = os.path.join(folder, checkpoint)
-                problem = _checkpoint_problem(path)
-                if problem is None:
-                    return path
-                unreadable.append(path)
-                warnings.warn(f"find_last: skipping the unreadable checkpoint {path} ({problem})",
-                              UnreadableCheckpointWarning, stacklevel=2)
-        if unreadable:
-            raise FileNotFoundError(f"find_last: no readable mask_rcnn_*.h5 checkpoint in the run folders {runs} "
-                                    f"of {self.model_dir!r} (unreadable: {', '.join(unreadable)})")
-        raise FileNotFoundError(f"find_last: no mask_rcnn_*.h5 checkpoint in the run folders {runs} of "
-                                f"{self.model_dir!r}")
-
-    def _run_folders(self, name):
-        """This NAME's run folders in ``model_dir``, newest first."""
-        run_re = re.compile(re.escape(name) + _RUN_STAMP + "$")
-        try:
-            entries = os.listdir(self.model_dir)
-        except FileNotFoundError:
-            return []
-        runs = []
-        for entry in entries:
-            match = run_re.match(entry)
-            if match and os.path.isdir(os.path.join(self.model_dir, entry)):
-                stamp = match.group("stamp").ljust(15, "0")  # minute stamps sort as second 00
-                runs.append(((stamp, int(match.group("suffix") or 1)), entry))
-        return [entry for _, entry in sorted(runs, reverse=True)]
+        return find_last_checkpoint(self.model_dir, str(self.config.NAME).lower())
 
     # ------------------------------------------------------------------
     # training
@@ -780,19 +573,3 @@ class MaskRCNN:
 
         return set_trainable(keras_model or self.keras_model, layer_regex, train_bn=self.config.TRAIN_BN,
                              verbose=verbose)
-
-
-# ----------------------------------------------------------------------------
-# checkpoints
-# ----------------------------------------------------------------------------
-
-def _checkpoint_problem(path):
-    """Why ``path`` cannot be read as a Keras-2 HDF5 weights file, or None (reads the layout, not the values)."""
-    from .weights import WeightsFileError, read_weight_file_layers
-
-    try:
-        if not read_weight_file_layers(path):
-            return "no layers in the file"
-    except (OSError, WeightsFileError, KeyError, ValueError) as error:
-        return f"{type(error).__name__}: {error}"
-    return None

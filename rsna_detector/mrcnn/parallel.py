@@ -127,25 +127,25 @@ def _worker_batch(index, slots):
     again gives the very same float32 values, and the training process molds them
     (:func:`_received_batch`).
     """
-    from . import utils
+    from .molding import mold_image, unmold_image
 
     if "error" in _WORKER:
         raise WorkerError(f"a worker process could not rebuild the training batches ({_WORKER['error']}); "
                           "set DATA_LOADER_PROCESSES = 0 to build them in threads")
     batches = _WORKER["batches"]
     arrays = batches.batch(index) if slots is None else batches.batch(index, slots=slots)
-    images = utils.unmold_image(arrays[0], batches.config)
-    if np.array_equal(utils.mold_image(images, batches.config), arrays[0]):
+    images = unmold_image(arrays[0], batches.config)
+    if np.array_equal(mold_image(images, batches.config), arrays[0]):
         return (images,) + tuple(arrays[1:])
     return tuple(arrays)
 
 
 def _received_batch(arrays, config):
     """A worker's batch with its images molded again (float32), as ``TrainingBatches.batch`` returns them."""
-    from . import utils
+    from .molding import mold_image
 
     if arrays[0].dtype == np.uint8:
-        return (utils.mold_image(arrays[0], config),) + tuple(arrays[1:])
+        return (mold_image(arrays[0], config),) + tuple(arrays[1:])
     return arrays
 
 
@@ -219,7 +219,7 @@ def process_input_dataset(batches, processes, start_batch=0, prefetch=2, step=1,
     Returns
     -------
     tf.data.Dataset or None
-        Elements ``((images, ..., gt_masks),)`` as :func:`~.data.make_input_dataset`'s;
+        Elements ``((images, ..., gt_masks),)`` as :func:`~.input_pipeline.make_input_dataset`'s;
         None when the builder cannot go to another process (``__main__`` classes).
     """
     import tensorflow as tf

@@ -22,7 +22,8 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import RsnaDetectorError
-from . import box_ops, utils
+from . import box_ops
+from .boxes import compute_overlaps
 
 __all__ = [
     "TargetError",
@@ -124,7 +125,7 @@ def build_rpn_targets(image_shape, anchors, gt_class_ids, gt_boxes, config, rng=
         _subsample(rpn_match, -1, total, rng)
         return rpn_match, rpn_bbox
 
-    overlaps = utils.compute_overlaps(anchors, gt_boxes)  # [A, G]
+    overlaps = compute_overlaps(anchors, gt_boxes)  # [A, G]
     best_gt = np.argmax(overlaps, axis=1)
     best_iou = overlaps[np.arange(overlaps.shape[0]), best_gt]
     rpn_match[(best_iou < RPN_NEGATIVE_IOU) & clear_of_crowd] = -1
@@ -154,7 +155,7 @@ def _clear_of_crowd(anchors, crowd_boxes):
     """bool [A]: anchors that do not touch any crowd box."""
     if not len(crowd_boxes):
         return np.ones(len(anchors), dtype=bool)
-    crowd_overlaps = utils.compute_overlaps(anchors, crowd_boxes)
+    crowd_overlaps = compute_overlaps(anchors, crowd_boxes)
     return np.max(crowd_overlaps, axis=1) < _CROWD_IOU
 
 

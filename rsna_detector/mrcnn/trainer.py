@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import RsnaDetectorError
-from .data import TrainingBatches, make_input_dataset
+from .input_pipeline import TrainingBatches, make_input_dataset
 from .losses import LOSS_NAMES
 from .parallel import make_distributed_input
 from .progress import TrainingProgress

@@ -5,7 +5,7 @@
 losses. Layer names are those of the inference graph, so weights move between
 the two modes by name.
 
-Inputs (in order, as :class:`~rsna_detector.mrcnn.data.TrainingBatches` makes them)::
+Inputs (in order, as :class:`~rsna_detector.mrcnn.input_pipeline.TrainingBatches` makes them)::
 
     input_image         float32 [B, H, W, C]   molded (mean pixel subtracted)
     input_image_meta    float32 [B, IMAGE_META_SIZE]
@@ -57,11 +57,14 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import RsnaDetectorError
-from . import box_ops, losses, utils
+from . import box_ops, losses
+from .anchors import pyramid_anchors
 from .backbone import build_backbone
-from .data import INPUT_NAMES, training_anchors
+from .boxes import norm_boxes
 from .fpn import build_fpn
 from .heads import build_fpn_mask_graph, fpn_classifier_graph
+from .image_meta import FIXED_META_SIZE, parse_image_meta_graph
+from .input_pipeline import INPUT_NAMES
 from .proposals import ProposalLayer
 from .rpn import apply_rpn, build_rpn_model
 from .targets import DetectionTargetLayer
@@ -290,10 +293,10 @@ class ActiveClassIds(keras.layers.Layer):
     """``[B, NUM_CLASSES]`` active-class flags read from the image meta."""
 
     def call(self, image_meta):
-        return box_ops.parse_image_meta_graph(image_meta)["active_class_ids"]
+        return parse_image_meta_graph(image_meta)["active_class_ids"]
 
     def compute_output_spec(self, image_meta):
-        return keras.KerasTensor((image_meta.shape[0], image_meta.shape[1] - 12), dtype="float32")
+        return keras.KerasTensor((image_meta.shape[0], image_meta.shape[1] - FIXED_META_SIZE), dtype="float32")
 
 
 # ----------------------------------------------------------------------------
@@ -467,7 +470,7 @@ def _dtype_policy(name):
 
 def _training_inputs(config):
     image_shape = tuple(int(v) for v in config.IMAGE_SHAPE)
-    num_anchors = len(training_anchors(config))
+    num_anchors = len(pyramid_anchors(config))
     if config.USE_MINI_MASK:
         mask_shape = tuple(int(v) for v in config.MINI_MASK_SHAPE)
     else:
@@ -499,7 +502,7 @@ def _training_graph(config):
     rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS), config.TOP_DOWN_PYRAMID_SIZE)
     rpn_class_logits, rpn_class, rpn_bbox = apply_rpn(rpn, rpn_maps)
 
-    anchors = utils.norm_boxes(training_anchors(config), tuple(int(v) for v in config.IMAGE_SHAPE[:2]))
+    anchors = norm_boxes(pyramid_anchors(config), tuple(int(v) for v in config.IMAGE_SHAPE[:2]))
     anchors = AnchorsLayer(anchors, name="anchors")(image)
     rpn_rois = ProposalLayer(proposal_count=config.POST_NMS_ROIS_TRAINING, nms_threshold=config.RPN_NMS_THRESHOLD,
                              config=config, name="ROI", dtype="float32")([rpn_class, rpn_bbox, anchors])

@@ -9,8 +9,9 @@ one then shows its picture once, not once more as the cell's value). To keep the
 figure, pass ``ax=`` (where the function takes it) and use ``ax.figure``, or take
 ``plt.gcf()`` under a non-interactive backend (nothing was shown or closed).
 :func:`apply_mask` and :func:`draw_box` change the image in place and return it, as
-matterport's do. :func:`table_html` and :func:`weight_stats` give the content of
-:func:`display_table` / :func:`display_weight_stats` as values.
+matterport's do. The inspection tables (:func:`display_table`,
+:func:`display_weight_stats`, and their content as values, :func:`table_html` and
+:func:`weight_stats`) live in ``tables`` and are re-exported here.
 
 Boxes are ``(y1, x1, y2, x2)`` pixels with ``y2``/``x2`` exclusive; masks are
 ``[H, W, N]``; ``N`` may be 0 everywhere.
@@ -18,14 +19,15 @@ Boxes are ``(y1, x1, y2, x2)`` pixels with ``y2``/``x2`` exclusive; masks are
 from __future__ import annotations
 
 import colorsys
-import html
 import random
-import re
 
 import numpy as np
 
 from ..data.images import grey_to_rgb
-from . import utils
+from .boxes import as_boxes
+from .masks import unmold_mask
+from .metrics import compute_matches
+from .tables import Markup, display_table, display_weight_stats, table_html, weight_stats
 
 __all__ = [
     "random_colors",
@@ -214,7 +216,7 @@ def display_instances(image, boxes, masks, class_ids, class_names, scores=None, 
     None
     """
     image = _as_rgb(image)
-    boxes = utils._as_boxes(boxes, "display_instances: boxes")
+    boxes = as_boxes(boxes, "display_instances: boxes")
     count = len(boxes)
     class_ids = np.zeros(0, int) if class_ids is None else np.asarray(class_ids).reshape(-1)
     _check_count("class_ids", class_ids, count)
@@ -342,8 +344,8 @@ def draw_boxes(image, boxes=None, refined_boxes=None, masks=None, captions=None,
     None
     """
     image = _as_rgb(image)
-    boxes = None if boxes is None else utils._as_boxes(boxes, "draw_boxes: boxes")
-    refined = None if refined_boxes is None else utils._as_boxes(refined_boxes, "draw_boxes: refined_boxes")
+    boxes = None if boxes is None else as_boxes(boxes, "draw_boxes: boxes")
+    refined = None if refined_boxes is None else as_boxes(refined_boxes, "draw_boxes: refined_boxes")
     count = len(boxes) if boxes is not None else (len(refined) if refined is not None else 0)
     if boxes is not None and refined is not None:
         _check_count("refined_boxes", refined, count)
@@ -389,8 +391,8 @@ def display_differences(image, gt_box, gt_class_id, gt_mask, pred_box, pred_clas
     one its best IoU. Returns None.
     """
     image = _as_rgb(image)
-    gt_box = utils._as_boxes(gt_box, "display_differences: gt_box")
-    pred_box = utils._as_boxes(pred_box, "display_differences: pred_box")
+    gt_box = as_boxes(gt_box, "display_differences: gt_box")
+    pred_box = as_boxes(pred_box, "display_differences: pred_box")
     gt_mask = _masks_or_empty(gt_mask, image, len(gt_box))
     pred_mask = _masks_or_empty(pred_mask, image, len(pred_box))
     gt_keep = np.any(gt_box != 0, axis=1)
@@ -403,7 +405,7 @@ def display_differences(image, gt_box, gt_class_id, gt_mask, pred_box, pred_clas
     pred_score = np.asarray(pred_score, dtype=np.float64).reshape(-1)[pred_keep][order]
     pred_mask = np.asarray(pred_mask)[..., pred_keep][..., order]
 
-    gt_match, pred_match, overlaps = utils.compute_matches(
+    gt_match, pred_match, overlaps = compute_matches(
         gt_box, gt_class_id, gt_mask, pred_box, pred_class_id, pred_score, pred_mask,
         iou_threshold=iou_threshold, score_threshold=score_threshold)
     colors = [(0, 1, 0, 0.8)] * len(gt_box) + [(1, 0, 0, 1)] * len(pred_box)
@@ -480,7 +482,7 @@ def draw_rois(image, rois, refined_rois, mask, class_ids, class_names, limit=10)
         _draw_rectangle(ax, (ry1, rx1, ry2, rx2), color, linestyle="solid", alpha=1.0)
         ax.add_line(lines.Line2D([x1, rx1], [y1, ry1], color=color))
         ax.text(rx1, ry1 + 8, str(class_names[class_id]), color="w", size=11, backgroundcolor="none")
-        full_mask = utils.unmold_mask(np.asarray(mask[index]), np.asarray(rois[index][:4]).astype(np.int32),
+        full_mask = unmold_mask(np.asarray(mask[index]), np.asarray(rois[index][:4]).astype(np.int32),
                                       image.shape)
         apply_mask(shown, full_mask, color)
     ax.imshow(np.clip(shown, 0, 255).astype(np.uint8))
@@ -516,94 +518,3 @@ def draw_box(image, box, color):
     for column in (x1, x2):
         image[y1:y2, column:column + 2] = color
     return image
-
-
-def table_html(table):
-    """The HTML ``<table>`` that :func:`display_table` shows (cells escaped, each padded to 40 characters).
-
-    Parameters
-    ----------
-    table : iterable of rows, each an iterable of values
-        Values are shown with ``str``; cell text is HTML-escaped unless it is a
-        :class:`Markup` (the alerts of :func:`weight_stats`).
-
-    Returns
-    -------
-    str
-    """
-    rows = []
-    for row in table:
-        cells = "".join(f"<td>{cell if isinstance(cell, Markup) else html.escape(str(cell)):40}</td>"
-                        for cell in row)
-        rows.append(f"<tr>{cells}</tr>")
-    return "<table>" + "".join(rows) + "</table>"
-
-
-class Markup(str):
-    """A table cell that is already HTML (not escaped by :func:`table_html`)."""
-
-
-def display_table(table):
-    """Show a table: as HTML in a notebook (IPython), as aligned text otherwise. Returns None.
-
-    See :func:`table_html` for ``table``.
-    """
-    table = [list(row) for row in table]
-    try:
-        from IPython import get_ipython
-        from IPython.display import HTML, display
-    except ImportError:
-        get_ipython = None
-    if get_ipython is not None and get_ipython() is not None:
-        display(HTML(table_html(table)))
-        return
-    for row in table:
-        print("  ".join(f"{_plain_text(cell):40}" for cell in row).rstrip())
-
-
-def _plain_text(cell):
-    if isinstance(cell, Markup):
-        return re.sub(r"<[^>]+>", " ", cell).strip()
-    return str(cell)
-
-
-_DEAD_ALERT = Markup("<span style='color:red'>*** dead?</span>")
-_OVERFLOW_ALERT = Markup("<span style='color:red'>*** Overflow?</span>")
-
-
-def weight_stats(model):
-    """The rows :func:`display_weight_stats` shows: name, shape, min, max and std of every weight.
-
-    Parameters
-    ----------
-    model : MaskRCNN
-        Its :meth:`~rsna_detector.mrcnn.model.MaskRCNN.get_trainable_layers` are scanned.
-
-    Returns
-    -------
-    list of list
-        A header ``["WEIGHT NAME", "SHAPE", "MIN", "MAX", "STD"]`` then one row per
-        weight array. The name is the variable's path (``"res2a_branch2a/kernel"``)
-        followed, as matterport, by an alert when all values are equal (``*** dead?``;
-        not for the bias of a convolution) or a value exceeds 1000 in magnitude
-        (``*** Overflow?``); a name with an alert is a :class:`Markup`.
-    """
-    table = [["WEIGHT NAME", "SHAPE", "MIN", "MAX", "STD"]]
-    for layer in model.get_trainable_layers():
-        convolution = type(layer).__name__ in ("Conv2D", "WindowDense", "RoiConv2D")
-        for index, (variable, values) in enumerate(zip(layer.weights, layer.get_weights())):
-            name = getattr(variable, "path", None) or variable.name
-            alerts = ""
-            if values.min() == values.max() and not (convolution and index == 1):
-                alerts += _DEAD_ALERT
-            if np.abs(values.min()) > 1000 or np.abs(values.max()) > 1000:
-                alerts += _OVERFLOW_ALERT
-            cell = Markup(html.escape(name) + alerts) if alerts else name
-            table.append([cell, str(values.shape), f"{values.min():+9.4f}", f"{values.max():+10.4f}",
-                          f"{values.std():+9.4f}"])
-    return table
-
-
-def display_weight_stats(model):
-    """Show :func:`weight_stats` of ``model`` with :func:`display_table` (matterport's view). Returns None."""
-    display_table(weight_stats(model))

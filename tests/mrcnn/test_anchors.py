@@ -1,9 +1,13 @@
-"""Anchors: generate_anchors by hand, pyramid concatenation and the 4-scales-on-5-levels case."""
+"""Anchors: generate_anchors by hand, pyramid concatenation, the 4-scales-on-5-levels case, and the one
+pyramid rule (``anchors.pyramid_anchors``) that training and ``MaskRCNN.get_anchors`` share."""
 import math
+from types import SimpleNamespace
 
 import numpy as np
 
+import rsna_detector.mrcnn.model as modellib
 from rsna_detector.mrcnn import utils
+from rsna_detector.mrcnn.anchors import pyramid_anchors
 from rsna_detector.mrcnn.config import Config
 
 S = math.sqrt(2)
@@ -77,3 +81,34 @@ def test_rsna_like_config_anchor_count():
     assert anchors.shape == ((64 ** 2 + 32 ** 2 + 16 ** 2 + 8 ** 2) * 3, 4)
     # the last anchor: scale 128 ratio 2 at the last P5 cell, centre (7*32, 7*32) = (224, 224)
     np.testing.assert_allclose(anchors[-1], [224 - 32 * S, 224 - 64 * S, 224 + 32 * S, 224 + 64 * S])
+
+
+class RsnaLike(Config):
+    NUM_CLASSES = 2
+    IMAGE_MIN_DIM = IMAGE_MAX_DIM = 256
+    RPN_ANCHOR_SCALES = (16, 32, 64, 128)
+
+
+def test_pyramid_anchors_is_the_rule_for_config_and_shape():
+    config = RsnaLike()
+    anchors = pyramid_anchors(config)
+    # P2..P5 of the 256x256 config image, as test_rsna_like_config_anchor_count counts them by hand
+    assert anchors.shape == ((64 ** 2 + 32 ** 2 + 16 ** 2 + 8 ** 2) * 3, 4) and anchors.dtype == np.float64
+    np.testing.assert_allclose(anchors[-1], [224 - 32 * S, 224 - 64 * S, 224 + 32 * S, 224 + 64 * S])
+    # another molded shape: 128 x 192 -> P2..P5 of 32x48, 16x24, 8x12, 4x6 cells
+    other = pyramid_anchors(config, (128, 192, 3))
+    assert other.shape == ((32 * 48 + 16 * 24 + 8 * 12 + 4 * 6) * 3, 4)
+    # the last anchor sits on the last P5 cell, centre (3*32, 5*32) = (96, 160)
+    np.testing.assert_allclose(other[-1], [96 - 32 * S, 160 - 64 * S, 96 + 32 * S, 160 + 64 * S])
+
+
+def test_get_anchors_normalizes_and_caches_the_same_rule():
+    config = RsnaLike()
+    owner = SimpleNamespace(config=config, _anchor_cache={})
+    normalized = modellib.MaskRCNN.get_anchors(owner, (128, 192, 3))
+    np.testing.assert_array_equal(owner.anchors, pyramid_anchors(config, (128, 192, 3)))
+    # norm_boxes by hand for the last anchor: (y1, x1, y2 - 1, x2 - 1) / (127, 191, 127, 191)
+    y1, x1, y2, x2 = 96 - 32 * S, 160 - 64 * S, 96 + 32 * S, 160 + 64 * S
+    np.testing.assert_allclose(normalized[-1], [y1 / 127, x1 / 191, (y2 - 1) / 127, (x2 - 1) / 191], rtol=1e-6)
+    assert normalized.dtype == np.float32
+    assert modellib.MaskRCNN.get_anchors(owner, (128, 192)) is normalized  # cached per (H, W)

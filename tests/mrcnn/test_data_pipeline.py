@@ -3,8 +3,10 @@ import imgaug.augmenters as iaa
 import numpy as np
 import pytest
 
-from rsna_detector.mrcnn import data, utils
+from rsna_detector.mrcnn import data, input_pipeline, utils
+from rsna_detector.mrcnn.anchors import pyramid_anchors
 from rsna_detector.mrcnn.config import Config
+from rsna_detector.mrcnn.generator import data_generator
 
 
 class SmallConfig(Config):
@@ -155,9 +157,9 @@ def keeping_empty_images():
 class TestTrainingBatches:
     def test_shapes_dtypes_and_padding(self):
         config = keeping_empty_images()
-        batches = data.TrainingBatches(stream_dataset(), config, shuffle=False)
+        batches = input_pipeline.TrainingBatches(stream_dataset(), config, shuffle=False)
         images, meta, rpn_match, rpn_bbox, class_ids, boxes, masks = batches.batch(0)
-        anchors = len(data.training_anchors(config))
+        anchors = len(pyramid_anchors(config))
         assert anchors == 3 * (16 * 16 + 8 * 8 + 4 * 4)  # 3 ratios on P2..P4 (3 scales)
         assert images.shape == (3, 64, 64, 3) and images.dtype == np.float32
         assert meta.shape == (3, config.IMAGE_META_SIZE)
@@ -171,7 +173,7 @@ class TestTrainingBatches:
         np.testing.assert_allclose(images[0, 0, 0], 30 - config.MEAN_PIXEL, rtol=1e-6)
 
     def test_every_image_once_per_data_epoch(self):
-        batches = data.TrainingBatches(stream_dataset(), SmallConfig(), shuffle=True, seed=3)
+        batches = input_pipeline.TrainingBatches(stream_dataset(), SmallConfig(), shuffle=True, seed=3)
         first = [batches.image_id_at(p) for p in range(5)]
         second = [batches.image_id_at(p) for p in range(5, 10)]
         assert sorted(first) == sorted(second) == [0, 1, 2, 3, 4]
@@ -179,24 +181,24 @@ class TestTrainingBatches:
 
     def test_same_seed_same_batches_in_any_order(self):
         augmentation = iaa.Affine(translate_px={"x": (-5, 5)})
-        one = data.TrainingBatches(stream_dataset(), SmallConfig(), augmentation=augmentation)
-        two = data.TrainingBatches(stream_dataset(), SmallConfig(), augmentation=augmentation)
+        one = input_pipeline.TrainingBatches(stream_dataset(), SmallConfig(), augmentation=augmentation)
+        two = input_pipeline.TrainingBatches(stream_dataset(), SmallConfig(), augmentation=augmentation)
         late = two.batch(4)
         for a, b in zip(one.batch(4), late):
             np.testing.assert_array_equal(a, b)
-        other = data.TrainingBatches(stream_dataset(), SmallConfig(), augmentation=augmentation, seed=99)
+        other = input_pipeline.TrainingBatches(stream_dataset(), SmallConfig(), augmentation=augmentation, seed=99)
         assert any(not np.array_equal(a, b) for a, b in zip(one.batch(4), other.batch(4)))
 
     def test_no_augmentation_sources(self):
         flip = iaa.Fliplr(1.0)
-        batches = data.TrainingBatches(stream_dataset(), SmallConfig(), shuffle=False, augmentation=flip,
+        batches = input_pipeline.TrainingBatches(stream_dataset(), SmallConfig(), shuffle=False, augmentation=flip,
                                        no_augmentation_sources=["shapes"])
         np.testing.assert_array_equal(batches.batch(0)[5][0, 0], BOX)
 
     def test_more_instances_than_max_are_subsampled(self):
         config = keeping_empty_images()
         config.MAX_GT_INSTANCES = 1
-        batches = data.TrainingBatches(stream_dataset(), config.validate(), shuffle=False, batch_size=5)
+        batches = input_pipeline.TrainingBatches(stream_dataset(), config.validate(), shuffle=False, batch_size=5)
         class_ids = batches.batch(0)[4]
         np.testing.assert_array_equal(class_ids[:, 0], [1, 1, 0, 1, 1])
 
@@ -204,13 +206,13 @@ class TestTrainingBatches:
         config = SmallConfig()
         config.NUM_CLASSES = 3
         with pytest.raises(ValueError, match="NUM_CLASSES"):
-            data.TrainingBatches(stream_dataset(), config.validate())
+            input_pipeline.TrainingBatches(stream_dataset(), config.validate())
 
 
 def test_tf_dataset_yields_the_stream_in_order():
     config = SmallConfig()
-    batches = data.TrainingBatches(stream_dataset(), config)
-    dataset = data.make_input_dataset(batches, start_batch=2, workers=2)
+    batches = input_pipeline.TrainingBatches(stream_dataset(), config)
+    dataset = input_pipeline.make_input_dataset(batches, start_batch=2, workers=2)
     for index, (element,) in zip(range(2, 5), dataset.take(3)):
         expected = batches.batch(index)
         assert len(element) == 7
@@ -223,13 +225,13 @@ def test_pipeline_error_names_the_image():
         def load_image(self, image_id):
             raise OSError("unreadable file")
 
-    batches = data.TrainingBatches(Broken([[BOX]]), SmallConfig(), batch_size=1)
+    batches = input_pipeline.TrainingBatches(Broken([[BOX]]), SmallConfig(), batch_size=1)
     with pytest.raises(ValueError, match="image 0 .*unreadable file"):
         batches.batch(0)
 
 
 def test_data_generator_matterport_signature():
-    inputs, outputs = next(data.data_generator(stream_dataset(), SmallConfig(), shuffle=False, batch_size=2))
+    inputs, outputs = next(data_generator(stream_dataset(), SmallConfig(), shuffle=False, batch_size=2))
     assert outputs == [] and len(inputs) == 7 and inputs[0].shape == (2, 64, 64, 3)
 
 
@@ -240,8 +242,9 @@ def test_worker_error_surfaces_through_tf_data_instead_of_hanging():
                 raise OSError("unreadable file")
             return super().load_image(image_id)
 
-    batches = data.TrainingBatches(Broken([[BOX], [], [BOX]]), keeping_empty_images(), shuffle=False, batch_size=1)
-    iterator = iter(data.make_input_dataset(batches, workers=2))
+    batches = input_pipeline.TrainingBatches(Broken([[BOX], [], [BOX]]), keeping_empty_images(), shuffle=False,
+                                             batch_size=1)
+    iterator = iter(input_pipeline.make_input_dataset(batches, workers=2))
     next(iterator), next(iterator)  # images 0 and 1 are fine
     with pytest.raises(Exception, match="image 2 .*unreadable file"):
         next(iterator)

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 import rsna_detector.mrcnn.model as modellib
-from rsna_detector.mrcnn import data, head_targets, targets, utils
+from rsna_detector.mrcnn import data, head_targets, input_pipeline, targets, utils
+from rsna_detector.mrcnn import generator as generator_module
+from rsna_detector.mrcnn.anchors import pyramid_anchors
 from rsna_detector.mrcnn.config import Config
 from tests import matterport_oracle as oracle
 
@@ -145,7 +147,7 @@ def test_compute_backbone_shapes(mpm):
 
 
 def _anchors(config):
-    return data.training_anchors(config)
+    return pyramid_anchors(config)
 
 
 @pytest.mark.parametrize("case", ["plain", "many positives", "crowds", "crowd and class 0", "random"])
@@ -391,7 +393,7 @@ def test_data_generator_trains_on_empty_images_when_asked():
 # --------------------------------------------------------------------------- the tf.data pipeline
 def _batches_of(config, scenes=SCENES, seed=None, count=6, batch_size=2):
     dataset = type("OurShapes", (_Shapes, utils.Dataset), {})().fill(scenes)
-    batches = data.TrainingBatches(dataset, config, seed=seed, batch_size=batch_size)
+    batches = input_pipeline.TrainingBatches(dataset, config, seed=seed, batch_size=batch_size)
     return [batches.batch(i) for i in range(count)]
 
 
@@ -410,7 +412,7 @@ def test_training_batches_rpn_targets_see_every_box_before_the_instance_cap():
     config, _ = configs(TRAIN_ON_EMPTY_IMAGES=True, IMAGE_RESIZE_MODE="none", IMAGE_MAX_DIM=128)
     dataset = type("OurShapes", (_Shapes, utils.Dataset), {})().fill([((128, 128), [
         (5, 5, 30, 40, 2), (50, 10, 110, 80, 1), (60, 90, 100, 125, 1), (0, 100, 12, 112, 2)])])
-    batches = data.TrainingBatches(dataset, config, seed=0, batch_size=1)
+    batches = input_pipeline.TrainingBatches(dataset, config, seed=0, batch_size=1)
     rpn_match, boxes = batches.batch(0)[2][0, :, 0], batches.batch(0)[5][0]
     assert np.count_nonzero(np.any(boxes, axis=1)) == 3
     full_gt = data.load_image_gt(dataset, config, 0)[3]
@@ -422,8 +424,8 @@ def test_training_batches_rpn_targets_see_every_box_before_the_instance_cap():
 def test_tf_data_pipeline_skips_images_without_objects():
     config, _ = configs()
     dataset = type("OurShapes", (_Shapes, utils.Dataset), {})().fill()
-    batches = data.TrainingBatches(dataset, config, seed=5, batch_size=2)
-    for element, index in zip(data.make_input_dataset(batches, workers=2).take(4), range(4)):
+    batches = input_pipeline.TrainingBatches(dataset, config, seed=5, batch_size=2)
+    for element, index in zip(input_pipeline.make_input_dataset(batches, workers=2).take(4), range(4)):
         class_ids = element[0][4].numpy()
         assert np.all(np.any(class_ids > 0, axis=1))
         np.testing.assert_array_equal(class_ids, batches.batch(index)[4])
@@ -524,7 +526,7 @@ def test_modellib_exports_the_numpy_names_notebooks_use():
     for name, home in (("compute_backbone_shapes", utils), ("unmold_image", utils), ("mold_image", utils),
                        ("compose_image_meta", utils), ("parse_image_meta", utils),
                        ("build_rpn_targets", targets), ("build_detection_targets", head_targets),
-                       ("generate_random_rois", head_targets), ("data_generator", data),
+                       ("generate_random_rois", head_targets), ("data_generator", generator_module),
                        ("load_image_gt", data)):
         assert getattr(modellib, name) is getattr(home, name), name
         assert name in modellib.__all__

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rsna_detector.mrcnn import data, losses, training
+from rsna_detector.mrcnn import input_pipeline, losses, training
 from tests import matterport_oracle as oracle
 from tests.mrcnn.test_training import BlobDataset, tiny_config
 
@@ -168,7 +168,7 @@ def test_training_graph_class_loss_wiring(mp, switches):
     loss_inputs = loss_layer.input
     assert len(loss_inputs) == (4 if switches else 3)
     probe = keras.Model(model.inputs, list(loss_inputs) + [loss_layer.output, model.get_layer("output_rois").output])
-    batch = data.TrainingBatches(BlobDataset(1, 1), config, shuffle=False, batch_size=2).batch(0)
+    batch = input_pipeline.TrainingBatches(BlobDataset(1, 1), config, shuffle=False, batch_size=2).batch(0)
     outputs = probe(list(batch), training=False)
     target, logits, active = (np.asarray(t) for t in outputs[:3])
     got, rois = value(outputs[-2]), np.asarray(outputs[-1])

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rsna_detector.mrcnn import data, trainer, training
+from rsna_detector.mrcnn import input_pipeline, trainer, training
 from rsna_detector.mrcnn.backbone import BatchNorm
 from tests import matterport_oracle as oracle
 from tests.mrcnn.test_training import BlobDataset, tiny_config
@@ -92,7 +92,7 @@ def _one_training_step(config):
     model = training.build_training_model(config)
     trainer.set_trainable(model, "all", train_bn=config.TRAIN_BN)
     trainer.compile_training_model(model, 0.05, config)
-    batch = data.TrainingBatches(BlobDataset(2, 0), config, shuffle=False, batch_size=2).batch(0)
+    batch = input_pipeline.TrainingBatches(BlobDataset(2, 0), config, shuffle=False, batch_size=2).batch(0)
     before = _bn_values(model)
     kernel_before = model.get_layer("mrcnn_class_logits").kernel.numpy().copy()
     model.train_step((tuple(batch),))

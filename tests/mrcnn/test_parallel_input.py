@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from rsna_detector.mrcnn import data, parallel
+from rsna_detector.mrcnn import input_pipeline, parallel
 from tests.mrcnn.test_training import BlobDataset, tiny_config
 
 
@@ -23,9 +23,9 @@ def _first(dataset, count):
 @pytest.mark.slow
 def test_worker_processes_build_the_threads_batches():
     config = tiny_config(IMAGES_PER_GPU=3)
-    batches = data.TrainingBatches(BlobDataset(3, 2), config, shuffle=True)
-    threaded = _first(data.make_input_dataset(batches, start_batch=5, workers=2), 3)
-    spawned = _first(data.make_input_dataset(batches, start_batch=5, processes=2), 3)
+    batches = input_pipeline.TrainingBatches(BlobDataset(3, 2), config, shuffle=True)
+    threaded = _first(input_pipeline.make_input_dataset(batches, start_batch=5, workers=2), 3)
+    spawned = _first(input_pipeline.make_input_dataset(batches, start_batch=5, processes=2), 3)
     for thread_batch, process_batch in zip(threaded, spawned):
         for a, b in zip(thread_batch, process_batch):
             assert a.dtype == b.dtype and np.array_equal(a, b)
@@ -34,17 +34,17 @@ def test_worker_processes_build_the_threads_batches():
 @pytest.mark.slow
 def test_a_failing_image_in_a_worker_process_is_named():
     config = tiny_config(IMAGES_PER_GPU=5)
-    batches = data.TrainingBatches(BrokenBlobs(3, 2), config, shuffle=False)
+    batches = input_pipeline.TrainingBatches(BrokenBlobs(3, 2), config, shuffle=False)
     with pytest.raises(Exception, match=r"image 2 .*OSError: disk read error"):
-        _first(data.make_input_dataset(batches, processes=1), 1)
+        _first(input_pipeline.make_input_dataset(batches, processes=1), 1)
 
 
 def test_builders_that_cannot_reach_a_worker_process_fall_back_to_threads(caplog):
     class Local(BlobDataset):  # a class defined in a function: not importable by a fresh process
         pass
 
-    batches = data.TrainingBatches(Local(1, 1), tiny_config(IMAGES_PER_GPU=2), shuffle=False)
+    batches = input_pipeline.TrainingBatches(Local(1, 1), tiny_config(IMAGES_PER_GPU=2), shuffle=False)
     assert parallel.process_input_dataset(batches, processes=2) is None
     assert "building them in threads" in caplog.text
-    element = _first(data.make_input_dataset(batches, processes=2), 1)[0]
+    element = _first(input_pipeline.make_input_dataset(batches, processes=2), 1)[0]
     assert np.array_equal(element[0], batches.batch(0)[0])

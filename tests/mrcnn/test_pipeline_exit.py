@@ -14,7 +14,7 @@ SCRIPT = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, sys.argv[1])
     from tests.mrcnn.test_training import BlobDataset, tiny_config
-    from rsna_detector.mrcnn import data
+    from rsna_detector.mrcnn import input_pipeline
 
     class SlowBlobs(BlobDataset):  # slow enough that batch calls are always in flight
         def load_image(self, image_id):
@@ -25,7 +25,8 @@ SCRIPT = textwrap.dedent("""
         config = tiny_config()
         processes = int(sys.argv[3])
         dataset = BlobDataset(2, 2) if processes else SlowBlobs(2, 2)  # processes need an importable class
-        stream = iter(data.make_input_dataset(data.TrainingBatches(dataset, config), workers=2, processes=processes))
+        batches = input_pipeline.TrainingBatches(dataset, config)
+        stream = iter(input_pipeline.make_input_dataset(batches, workers=2, processes=processes))
         next(stream)
         print("first batch", flush=True)
         if sys.argv[2] == "raise":

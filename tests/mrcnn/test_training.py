@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rsna_detector.mrcnn import data, trainer, training, utils
+from rsna_detector.mrcnn import input_pipeline, trainer, training, utils
 from rsna_detector.mrcnn import model as modellib
+from rsna_detector.mrcnn.anchors import pyramid_anchors
 from rsna_detector.mrcnn.config import Config
 
 
@@ -151,7 +152,7 @@ def test_mixed_precision_builds_float16_trunk_and_float32_losses():
     trainer.set_trainable(keras_model, "all")
     trainer.compile_training_model(keras_model, 0.01, config)
     assert isinstance(keras_model.optimizer, keras.optimizers.LossScaleOptimizer)
-    batch = data.TrainingBatches(BlobDataset(3, 1), config, shuffle=False).batch(0)
+    batch = input_pipeline.TrainingBatches(BlobDataset(3, 1), config, shuffle=False).batch(0)
     dataset = tf.data.Dataset.from_tensors((batch,)).repeat()
     history = keras_model.fit(dataset, epochs=2, steps_per_epoch=1, verbose=0, shuffle=False).history
     assert all(np.isfinite(values).all() for values in history.values())
@@ -169,9 +170,9 @@ def test_training_graph_outputs_and_names():
     assert set(training.LOSS_NAMES) <= names
     assert {"rpn_model", "ROI", "proposal_targets", "mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_mask",
             "fpn_p2", "fpn_c5p5"} <= names
-    batch = data.TrainingBatches(BlobDataset(1, 1), config, shuffle=False, batch_size=2).batch(0)
+    batch = input_pipeline.TrainingBatches(BlobDataset(1, 1), config, shuffle=False, batch_size=2).batch(0)
     outputs = keras_model(list(batch), training=False)
-    anchors = len(data.training_anchors(config))
+    anchors = len(pyramid_anchors(config))
     assert tuple(outputs[0].shape) == (2, anchors, 2)  # rpn_class_logits on P2..P4 only
     assert tuple(outputs[7].shape) == (2, 64, 4)  # rpn_rois
     assert tuple(outputs[8].shape) == (2, 16, 4)  # output_rois
@@ -280,7 +281,7 @@ def test_interrupted_checkpoint_write_keeps_previous_loadable(tmp_path, monkeypa
 # ----------------------------------------------------------------------------
 
 def test_nan_loss_stops_naming_epoch_step_and_loss(tmp_path, monkeypatch):
-    original = data.TrainingBatches.batch
+    original = input_pipeline.TrainingBatches.batch
 
     def poisoned(self, index):
         arrays = list(original(self, index))
@@ -288,7 +289,7 @@ def test_nan_loss_stops_naming_epoch_step_and_loss(tmp_path, monkeypatch):
             arrays[3] = np.full_like(arrays[3], np.nan)  # RPN box targets of the second batch
         return tuple(arrays)
 
-    monkeypatch.setattr(data.TrainingBatches, "batch", poisoned)
+    monkeypatch.setattr(input_pipeline.TrainingBatches, "batch", poisoned)
     config = tiny_config(VALIDATION_STEPS=0, STEPS_PER_EPOCH=3)
     model = modellib.MaskRCNN("training", config, str(tmp_path))
     with pytest.raises(trainer.NonFiniteLossError, match=r"epoch 1, step 2: rpn_bbox_loss became NaN"):
@@ -317,7 +318,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     import numpy as np
     sys.path.insert(0, sys.argv[1])
     from tests.mrcnn.test_training import BlobDataset, tiny_config
-    from rsna_detector.mrcnn import data, trainer, training, weights
+    from rsna_detector.mrcnn import input_pipeline, trainer, training, weights
 
     # Every proposal kept (16 proposals, 16 ROIs, ratio 1) so the ROI sampling is not random,
     # and clipping off: per-replica clipping of partial gradients would differ by design.
@@ -325,7 +326,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
                     GRADIENT_CLIP_NORM=1e9, WEIGHT_DECAY=0.001)
     single = tiny_config(GPU_COUNT=1, IMAGES_PER_GPU=4, **settings)
     mirrored = tiny_config(GPU_COUNT=2, IMAGES_PER_GPU=2, **settings)
-    pair = data.TrainingBatches(BlobDataset(1, 1), single, shuffle=False, batch_size=2).batch(0)
+    pair = input_pipeline.TrainingBatches(BlobDataset(1, 1), single, shuffle=False, batch_size=2).batch(0)
     # global batch [a, b, a, b]: each replica gets [a, b]
     batch = tuple(np.concatenate([x, x]) for x in pair)
     dataset = tf.data.Dataset.from_tensors((batch,)).repeat()

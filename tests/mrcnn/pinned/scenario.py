@@ -30,8 +30,8 @@ import tensorflow as tf
 
 from rsna_detector.config import DetectorConfig
 from rsna_detector.mrcnn import targets, trainer, training, utils
+from rsna_detector.mrcnn.anchors import pyramid_anchors
 from rsna_detector.mrcnn.config import Config
-from rsna_detector.mrcnn.data import training_anchors
 from rsna_detector.mrcnn.model import MaskRCNN
 
 IMAGE_SIZE = 128
@@ -235,7 +235,7 @@ def training_inputs(name):
     """The training model's seven inputs for the scenario's images (numpy, seeded RPN target sampling)."""
     cfg = config(name)
     images, masks, class_ids = scene(name)
-    anchors = training_anchors(cfg)
+    anchors = pyramid_anchors(cfg)
     gt = cfg.MAX_GT_INSTANCES
     mask_shape = tuple(cfg.MINI_MASK_SHAPE) if cfg.USE_MINI_MASK else (IMAGE_SIZE, IMAGE_SIZE)
     arrays = [[] for _ in range(7)]

@@ -1,0 +1,167 @@
+"""Run folders and checkpoints: how they are named, claiming a new run's folder, finding the newest checkpoint.
+
+A run of a config named ``NAME`` writes into ``<model_dir>/<name><YYYYmmddTHHMMSS>``
+(``<name>`` is ``NAME`` lower-cased; matterport's minute stamps are read too), with a
+suffix ``_2``, ``_3``, ... when another run took that folder first, and its
+checkpoints are ``mask_rcnn_<name>_<epoch:04d>.h5`` there. ``MaskRCNN.set_log_dir``,
+``make_log_dir`` and ``find_last`` (``model.py``) are built on these functions.
+"""
+from __future__ import annotations
+
+import os
+import re
+import warnings
+
+from ..errors import RsnaDetectorWarning
+
+__all__ = [
+    "CHECKPOINT_PATTERN",
+    "UnreadableCheckpointWarning",
+    "run_of_checkpoint",
+    "checkpoint_path_in",
+    "claim_run_folder",
+    "find_last_checkpoint",
+    "run_folders",
+    "checkpoint_problem",
+]
+
+#: Checkpoint file names inside a log directory (``str.format`` with ``name`` and ``epoch``).
+CHECKPOINT_PATTERN = "mask_rcnn_{name}_{epoch:04d}.h5"
+# A run folder's time stamp: matterport's minutes, or seconds plus a suffix (_2, _3, ...) when taken.
+_RUN_STAMP = r"(?P<stamp>\d{8}T\d{4}(?:\d{2})?)(?:_(?P<suffix>\d+))?"
+# <model_dir>/<name><stamp>/mask_rcnn_<name>_<epoch>.h5, either path separator.
+_CHECKPOINT_RE = re.compile(
+    r".*[/\\](?P<run>[\w-]*?" + _RUN_STAMP + r")[/\\]mask_rcnn_[\w-]+?_(?P<epoch>\d{4})\.h5$")
+
+
+class UnreadableCheckpointWarning(RsnaDetectorWarning):
+    """``find_last`` skipped a checkpoint it cannot read (truncated, empty, not HDF5); the message names it."""
+
+
+def run_of_checkpoint(model_path):
+    """The run folder and epoch of a checkpoint path of this library's naming.
+
+    Parameters
+    ----------
+    model_path : str or Path or None
+        ``.../<name><YYYYmmddTHHMM[SS][_N]>/mask_rcnn_<name>_<EEEE>.h5``, either
+        path separator.
+
+    Returns
+    -------
+    (str, int) or None
+        The run folder's name and ``EEEE`` (epochs done); None for any other path.
+    """
+    match = _CHECKPOINT_RE.match(str(model_path)) if model_path else None
+    if match is None:
+        return None
+    return match.group("run"), int(match.group("epoch"))
+
+
+def checkpoint_path_in(folder, name):
+    """``<folder>/mask_rcnn_<name>_{epoch:04d}.h5``: a ``str.format`` template taking ``epoch``."""
+    return os.path.join(folder, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
+
+
+def claim_run_folder(model_dir, base):
+    """Create a new run's folder atomically (``os.mkdir``) and return its path.
+
+    Parameters
+    ----------
+    model_dir : str
+        Created when missing.
+    base : str
+        The folder wanted (``<model_dir>/<name><stamp>``); when another run already
+        has it (two runs started in the same second), ``<base>_2``, ``<base>_3``,
+        ... is taken instead, so no run ever writes into another's folder.
+
+    Returns
+    -------
+    str
+    """
+    os.makedirs(model_dir, exist_ok=True)
+    number = 1
+    while True:
+        folder = base if number == 1 else f"{base}_{number}"
+        try:
+            os.mkdir(folder)
+            return folder
+        except FileExistsError:
+            number += 1
+
+
+def find_last_checkpoint(model_dir, name):
+    """Path of the newest readable checkpoint of the newest run named ``name`` (``MaskRCNN.find_last``).
+
+    Run folders ``<model_dir>/<name><YYYYmmddTHHMM[SS][_N]>`` are searched newest
+    first (time stamp, then suffix), and in each the ``mask_rcnn_*.h5`` files
+    from the highest epoch down. A file that cannot be read as a weights file
+    (truncated by a crash or a full disk, empty, not HDF5) is skipped with an
+    :class:`UnreadableCheckpointWarning` naming it and why.
+
+    Parameters
+    ----------
+    model_dir : str
+    name : str
+        The config's ``NAME``, lower-cased.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming ``model_dir`` and what was looked for (no run folder, no
+        checkpoint, or none readable).
+    """
+    runs = run_folders(model_dir, name)
+    if not runs:
+        raise FileNotFoundError(f"find_last: no run folder '{name}YYYYmmddTHHMM' in model_dir "
+                                f"{model_dir!r}: train first or give a weights path")
+    unreadable = []
+    for run in runs:
+        folder = os.path.join(model_dir, run)
+        checkpoints = sorted((f for f in os.listdir(folder) if f.startswith("mask_rcnn") and f.endswith(".h5")),
+                             reverse=True)
+        for checkpoint in checkpoints:
+            path = os.path.join(folder, checkpoint)
+            problem = checkpoint_problem(path)
+            if problem is None:
+                return path
+            unreadable.append(path)
+            warnings.warn(f"find_last: skipping the unreadable checkpoint {path} ({problem})",
+                          UnreadableCheckpointWarning, stacklevel=3)
+    if unreadable:
+        raise FileNotFoundError(f"find_last: no readable mask_rcnn_*.h5 checkpoint in the run folders {runs} "
+                                f"of {model_dir!r} (unreadable: {', '.join(unreadable)})")
+    raise FileNotFoundError(f"find_last: no mask_rcnn_*.h5 checkpoint in the run folders {runs} of "
+                            f"{model_dir!r}")
+
+
+def run_folders(model_dir, name):
+    """The run folders of ``name`` in ``model_dir``, newest first (time stamp, then suffix); [] when none."""
+    run_re = re.compile(re.escape(name) + _RUN_STAMP + "$")
+    try:
+        entries = os.listdir(model_dir)
+    except FileNotFoundError:
+        return []
+    runs = []
+    for entry in entries:
+        match = run_re.match(entry)
+        if match and os.path.isdir(os.path.join(model_dir, entry)):
+            stamp = match.group("stamp").ljust(15, "0")  # minute stamps sort as second 00
+            runs.append(((stamp, int(match.group("suffix") or 1)), entry))
+    return [entry for _, entry in sorted(runs, reverse=True)]
+
+
+def checkpoint_problem(path):
+    """Why ``path`` cannot be read as a Keras-2 HDF5 weights file, or None (reads the layout, not the values)."""
+    from .weights import WeightsFileError, read_weight_file_layers
+
+    try:
+        if not read_weight_file_layers(path):
+            return "no layers in the file"
+    except (OSError, WeightsFileError, KeyError, ValueError) as error:
+        return f"{type(error).__name__}: {error}"
+    return None

@@ -1,0 +1,68 @@
+"""checkpoints: run-folder and checkpoint naming, claiming a run folder, the newest-first order.
+
+(``MaskRCNN.set_log_dir`` / ``make_log_dir`` / ``find_last`` on top of these are exercised in
+test_weights_io.py and tests/test_reliability_training.py.)
+"""
+import os
+
+import pytest
+
+from rsna_detector.mrcnn import checkpoints
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("/logs/shapes20240305T0910/mask_rcnn_shapes_0007.h5", ("shapes20240305T0910", 7)),
+    ("/logs/rsna20240305T091011_2/mask_rcnn_rsna_0012.h5", ("rsna20240305T091011_2", 12)),
+    ("C:\\logs\\rsna20240305T091011\\mask_rcnn_rsna_0001.h5", ("rsna20240305T091011", 1)),
+    ("/weights/mask_rcnn_coco.h5", None),
+    ("/logs/rsna20240305T091011/mask_rcnn_rsna_12.h5", None),  # epochs have four digits
+    ("", None),
+    (None, None),
+])
+def test_run_of_checkpoint(path, expected):
+    assert checkpoints.run_of_checkpoint(path) == expected
+
+
+def test_checkpoint_path_in_is_a_template_for_the_epoch():
+    template = checkpoints.checkpoint_path_in(os.path.join("logs", "rsna20240305T091011"), "rsna")
+    assert template.format(epoch=3) == os.path.join("logs", "rsna20240305T091011", "mask_rcnn_rsna_0003.h5")
+    assert os.path.basename(template.format(epoch=3)) == checkpoints.CHECKPOINT_PATTERN.format(name="rsna", epoch=3)
+    assert checkpoints.run_of_checkpoint(template.format(epoch=3)) == ("rsna20240305T091011", 3)
+
+
+def test_claim_run_folder_takes_the_next_free_suffix(tmp_path):
+    model_dir = tmp_path / "logs"  # created on the first claim
+    base = str(model_dir / "rsna20240305T091011")
+    assert checkpoints.claim_run_folder(str(model_dir), base) == base
+    assert checkpoints.claim_run_folder(str(model_dir), base) == base + "_2"
+    assert checkpoints.claim_run_folder(str(model_dir), base) == base + "_3"
+    assert sorted(os.listdir(model_dir)) == ["rsna20240305T091011", "rsna20240305T091011_2", "rsna20240305T091011_3"]
+
+
+def test_run_folders_are_newest_first(tmp_path):
+    for folder in ("rsna20240101T0000", "rsna20240101T000030", "rsna20240101T000030_2", "rsna20231231T235959",
+                   "other20250101T000000", "rsna20240101T000030_x"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "rsna20250101T000000").write_text("a file, not a run")
+    # a minute stamp sorts as second 00; the suffix orders runs of the same second
+    assert checkpoints.run_folders(str(tmp_path), "rsna") == [
+        "rsna20240101T000030_2", "rsna20240101T000030", "rsna20240101T0000", "rsna20231231T235959"]
+    assert checkpoints.run_folders(str(tmp_path / "missing"), "rsna") == []
+
+
+def test_find_last_checkpoint_names_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no run folder 'rsnaYYYYmmddTHHMM'"):
+        checkpoints.find_last_checkpoint(str(tmp_path), "rsna")
+    (tmp_path / "rsna20240101T000000").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no mask_rcnn_\*\.h5 checkpoint in the run folders"):
+        checkpoints.find_last_checkpoint(str(tmp_path), "rsna")
+
+
+def test_an_empty_file_is_an_unreadable_checkpoint(tmp_path):
+    run = tmp_path / "rsna20240101T000000"
+    run.mkdir()
+    (run / "mask_rcnn_rsna_0001.h5").write_bytes(b"")
+    assert checkpoints.checkpoint_problem(str(run / "mask_rcnn_rsna_0001.h5")) is not None
+    with pytest.warns(checkpoints.UnreadableCheckpointWarning, match="mask_rcnn_rsna_0001.h5"), \
+            pytest.raises(FileNotFoundError, match="no readable"):
+        checkpoints.find_last_checkpoint(str(tmp_path), "rsna")
