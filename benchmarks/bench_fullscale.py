@@ -368,7 +368,7 @@ def child_table_cached(args):
 
 
 def child_split(args):
-    from rsna_detector.data.dataset import DetectorDataset
+    from rsna_detector.detector.dataset import DetectorDataset
 
     start = time.perf_counter()
     train, val = DetectorDataset.split_from_data_dir(args.data, image_size=IMAGE_SIZE)
@@ -385,9 +385,9 @@ def child_pipeline(args):
     _quiet()
     from tqdm.auto import tqdm
 
-    from rsna_detector.augment import get_augmentation
-    from rsna_detector.config import DetectorConfig
-    from rsna_detector.data.dataset import DetectorDataset
+    from rsna_detector.detector.augment import get_augmentation
+    from rsna_detector.detector.config import DetectorConfig
+    from rsna_detector.detector.dataset import DetectorDataset
     from rsna_detector.mrcnn.input_pipeline import TrainingBatches, make_input_dataset
 
     config = DetectorConfig()
@@ -451,9 +451,9 @@ def _children_rss_mb():
 
 def child_train(args):
     _quiet()
-    from rsna_detector.augment import get_augmentation
-    from rsna_detector.config import DetectorConfig
-    from rsna_detector.data.dataset import DetectorDataset
+    from rsna_detector.detector.augment import get_augmentation
+    from rsna_detector.detector.config import DetectorConfig
+    from rsna_detector.detector.dataset import DetectorDataset
     from rsna_detector.mrcnn import model as modellib
 
     config = DetectorConfig()
@@ -471,9 +471,9 @@ def child_train(args):
 
 def child_predict(args):
     _quiet()
-    from rsna_detector.config import DetectorConfig
+    from rsna_detector.detector.config import DetectorConfig
     from rsna_detector.mrcnn import model as modellib
-    from rsna_detector.predict import predict
+    from rsna_detector.detector.inference import predict
 
     checkpoints = sorted((args.work / "logs").glob("*/mask_rcnn_*.h5"))
     if not checkpoints:

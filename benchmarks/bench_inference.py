@@ -34,7 +34,7 @@ REFERENCE_MS_PER_IMAGE = 435.0
 
 def benchmark_config(batch_size, backbone="resnet50"):
     """``DetectorConfig`` (the RSNA settings, 1000 proposals at inference) with ``IMAGES_PER_GPU = batch_size``."""
-    from rsna_detector.config import DetectorConfig
+    from rsna_detector.detector.config import DetectorConfig
 
     config = DetectorConfig()
     config.IMAGES_PER_GPU, config.BACKBONE = batch_size, backbone

@@ -161,7 +161,7 @@ def samples_dataset(images, boxes):
 
 def our_config(batch, peer_settings=True):
     """``DetectorConfig`` with ``IMAGES_PER_GPU = batch``; with ``peer_settings`` the peer's anchors."""
-    from rsna_detector.config import DetectorConfig
+    from rsna_detector.detector.config import DetectorConfig
 
     class BenchConfig(DetectorConfig):
         IMAGES_PER_GPU = batch

@@ -104,7 +104,7 @@ def run(steps=6, warmup=2, layers="all", batch=8, threads=0):
 
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-    from rsna_detector.config import DetectorConfig
+    from rsna_detector.detector.config import DetectorConfig
     from rsna_detector.mrcnn import input_pipeline, trainer, training
 
     class BenchConfig(DetectorConfig):

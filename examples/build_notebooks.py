@@ -20,16 +20,26 @@ Every notebook runs top to bottom in two modes:
 from __future__ import annotations
 
 import textwrap
+import tomllib
 from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-#: Where the repository lives on GitHub (used by the Colab badge and the install line).
-REPO_URL = "https://github.com/<owner>/rsna_detector"
-#: The Colab address of a notebook of this folder.
-COLAB_URL = "https://colab.research.google.com/github/<owner>/rsna_detector/blob/main/examples/{name}"
 EXAMPLES_DIR = Path(__file__).resolve().parent
+
+
+def repository_url(pyproject=EXAMPLES_DIR.parent / "pyproject.toml"):
+    """The repository's GitHub address: ``[project.urls] Repository`` of pyproject.toml, its one setting."""
+    with open(pyproject, "rb") as file:
+        return tomllib.load(file)["project"]["urls"]["Repository"].rstrip("/")
+
+
+#: Where the repository lives on GitHub (used by the Colab badge and the install line).
+REPO_URL = repository_url()
+#: The Colab address of a notebook of this folder, derived from REPO_URL.
+COLAB_URL = REPO_URL.replace("https://github.com/", "https://colab.research.google.com/github/", 1) \
+    + "/blob/main/examples/{name}"
 
 
 def md(text):
@@ -284,7 +294,7 @@ def train_notebook():
                 WEIGHTS = None
                 EPOCHS = 2
                 VALIDATION = {"val_fraction": 0.2}
-            AUGMENTATION = "notebook"  # the RSNA notebook's imgaug pipeline (rsna_detector.augment)
+            AUGMENTATION = "notebook"  # the RSNA notebook's imgaug pipeline (rsna_detector.detector.augment)
             config.display();
         """),
         md("""
@@ -335,7 +345,7 @@ def train_notebook():
                 print(stage)
         """),
         code("""
-            from rsna_detector.train import train
+            from rsna_detector import train
 
             training_model, history = train((train_ds, val_ds), config, weights=WEIGHTS, model_dir=WORK_DIR / "logs",
                                             epochs=EPOCHS, augmentation=AUGMENTATION, seed=0)
@@ -364,7 +374,7 @@ def train_notebook():
         """),
         code("""
             from rsna_detector import evaluate_detector
-            from rsna_detector.demo import inference_model_from
+            from rsna_detector.detector.demo import inference_model_from
 
             model = inference_model_from(training_model)
             metrics = evaluate_detector(model, val_ds, val_ds.image_ids, out_dir=WORK_DIR / "evaluation")
@@ -405,7 +415,7 @@ def train_notebook():
             import pandas as pd
 
             from rsna_detector import write_submission
-            from rsna_detector.predict import predict
+            from rsna_detector import predict
 
             threshold = metrics["best_threshold"] if math.isfinite(metrics["best_threshold"]) else None
             run = predict(model, layout.test_images, min_confidence=threshold, progress=False)

@@ -13,7 +13,9 @@ Box conventions used everywhere in the library:
 """
 import importlib
 
-__version__ = "0.1.0"
+from . import _moved
+
+__version__ = "0.2.0"
 
 # public name -> module that defines it (imported lazily, PEP 562)
 _LAZY_EXPORTS = {
@@ -43,18 +45,18 @@ _LAZY_EXPORTS = {
     "LabelWarning": "rsna_detector.data.labels",
     "PatientTable": "rsna_detector.data.table",
     "SplitError": "rsna_detector.data.splits",
-    "DetectorDataset": "rsna_detector.data.dataset",
     # detector
-    "DetectorConfig": "rsna_detector.config",
-    "CPUDemoConfig": "rsna_detector.config",
-    "train": "rsna_detector.train",
-    "default_schedule": "rsna_detector.train",
-    "Stage": "rsna_detector.train",
-    "predict": "rsna_detector.predict",
-    "run_demo": "rsna_detector.demo",
-    "get_augmentation": "rsna_detector.augment",
-    "show_augmented_samples": "rsna_detector.augment",
-    "plot_gt_vs_prediction": "rsna_detector.figures",
+    "DetectorDataset": "rsna_detector.detector.dataset",
+    "DetectorConfig": "rsna_detector.detector.config",
+    "CPUDemoConfig": "rsna_detector.detector.config",
+    "train": "rsna_detector.detector.schedule",
+    "default_schedule": "rsna_detector.detector.schedule",
+    "Stage": "rsna_detector.detector.schedule",
+    "predict": "rsna_detector.detector.inference",
+    "run_demo": "rsna_detector.detector.demo",
+    "get_augmentation": "rsna_detector.detector.augment",
+    "show_augmented_samples": "rsna_detector.detector.augment",
+    "plot_gt_vs_prediction": "rsna_detector.detector.figures",
     # exploratory data analysis
     "run_eda": "rsna_detector.eda",
     "compute_label_statistics": "rsna_detector.eda",
@@ -70,29 +72,24 @@ _LAZY_EXPORTS = {
     "predict_retinanet": "rsna_detector.baselines.retinanet",
     "evaluate_retinanet": "rsna_detector.baselines.retinanet",
     # evaluation, submission, weights
-    "ImagePrediction": "rsna_detector.submission",
-    "write_submission": "rsna_detector.submission",
-    "parse_submission": "rsna_detector.submission",
-    "SubmissionError": "rsna_detector.submission",
+    "ImagePrediction": "rsna_detector.detector.submission",
+    "write_submission": "rsna_detector.detector.submission",
+    "parse_submission": "rsna_detector.detector.submission",
+    "SubmissionError": "rsna_detector.detector.submission",
     "fetch_weights": "rsna_detector.weights",
     "list_weights": "rsna_detector.weights",
     "WeightsError": "rsna_detector.weights",
-    "evaluate_detector": "rsna_detector.evaluate",
-    "compute_batch_ap": "rsna_detector.evaluate",
-    "rsna_score": "rsna_detector.evaluate",
-    "rsna_image_score": "rsna_detector.evaluate",
-    "sweep_confidence_threshold": "rsna_detector.evaluate",
-    "EvaluationError": "rsna_detector.evaluate",
+    "evaluate_detector": "rsna_detector.detector.evaluate",
+    "compute_batch_ap": "rsna_detector.detector.evaluate",
+    "rsna_score": "rsna_detector.detector.evaluate",
+    "rsna_image_score": "rsna_detector.detector.evaluate",
+    "sweep_confidence_threshold": "rsna_detector.detector.evaluate",
+    "EvaluationError": "rsna_detector.detector.evaluate",
 }
 
 __all__ = ["__version__", *_LAZY_EXPORTS]
 
-
-# ``train`` and ``predict`` are both functions and submodules of the package: importing
-# the submodule would rebind the package attribute to the module, so bind the functions
-# now (both modules are light: TensorFlow is imported inside the functions).
-from .predict import predict  # noqa: E402
-from .train import train  # noqa: E402
+_moved.install()
 
 
 def __getattr__(name):

@@ -68,7 +68,7 @@ def test_importing_the_library_changes_no_global_logging_state():
             return (dict(os.environ), logging.root.level, len(logging.root.handlers), list(warnings.filters),
                     [type(f).__name__ for f in sys.meta_path], loggers)
         before = state()
-        import rsna_detector, rsna_detector.console, rsna_detector.cli, rsna_detector.demo
+        import rsna_detector, rsna_detector.console, rsna_detector.cli, rsna_detector.detector.demo
         rsna_detector.cli.build_parser()
         after = state()
         new_loggers = set(after[-1]) - set(before[-1])

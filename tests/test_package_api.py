@@ -2,7 +2,10 @@
 import subprocess
 import sys
 
+import pytest
+
 import rsna_detector
+from rsna_detector._moved import MOVED_MODULES
 
 
 def test_every_exported_name_resolves():
@@ -11,8 +14,6 @@ def test_every_exported_name_resolves():
 
 
 def test_unknown_name_is_an_attribute_error():
-    import pytest
-
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         rsna_detector.nope  # noqa: B018
 
@@ -27,9 +28,30 @@ def test_importing_the_package_and_the_data_layer_does_not_import_tensorflow():
 def test_train_and_predict_stay_functions_after_their_modules_are_imported():
     import importlib
 
-    importlib.import_module("rsna_detector.train")
-    importlib.import_module("rsna_detector.predict")
+    importlib.import_module("rsna_detector.detector.schedule")
+    importlib.import_module("rsna_detector.detector.inference")
     from rsna_detector import predict, train
 
     assert callable(train) and train.__name__ == "train"
     assert callable(predict) and predict.__name__ == "predict"
+
+
+def test_the_schedule_module_is_a_module_and_train_a_function():
+    import importlib
+
+    schedule = importlib.import_module("rsna_detector.detector.schedule")
+    import rsna_detector.detector.schedule as t
+
+    assert t is schedule and callable(t.default_schedule)
+    from rsna_detector import train
+
+    assert train is t.train
+
+
+@pytest.mark.parametrize("old, new", sorted(MOVED_MODULES.items()))
+def test_an_old_module_path_names_the_new_one(old, new):
+    import importlib
+
+    with pytest.raises(ModuleNotFoundError, match=f"{old} moved to {new}"):
+        importlib.import_module(old)
+    assert importlib.util.find_spec(new) is not None

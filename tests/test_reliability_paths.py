@@ -56,7 +56,7 @@ class _NoDetections:
 
 @pytest.mark.parametrize("patient_id", ["../../x", "../escaped", "/abs/x"])
 def test_gt_vs_prediction_never_writes_outside_its_folder(tmp_path, patient_id):
-    from rsna_detector.figures import save_gt_vs_prediction
+    from rsna_detector.detector.figures import save_gt_vs_prediction
 
     root = tmp_path / "root"
     out = root / "a" / "b" / "pictures"
@@ -70,7 +70,7 @@ def test_gt_vs_prediction_never_writes_outside_its_folder(tmp_path, patient_id):
 
 
 def test_gt_vs_prediction_writes_a_good_id_inside(tmp_path):
-    from rsna_detector.figures import save_gt_vs_prediction
+    from rsna_detector.detector.figures import save_gt_vs_prediction
 
     dataset = _OnePatient(UUID)
     written = save_gt_vs_prediction(_NoDetections(), dataset, dataset.image_ids, tmp_path / "pics")
@@ -86,8 +86,8 @@ def _record(patient_id):
 
 @pytest.mark.parametrize("patient_id", ["../secret", "/tmp/secret", "..", "sub/../secret"])
 def test_dataset_never_reads_a_dicom_outside_its_image_folder(tmp_path, patient_id):
-    from rsna_detector.data.dataset import DetectorDataset
     from rsna_detector.data.synthetic import write_jpeg_dicom
+    from rsna_detector.detector.dataset import DetectorDataset
 
     images = tmp_path / "images"
     images.mkdir()
@@ -99,8 +99,8 @@ def test_dataset_never_reads_a_dicom_outside_its_image_folder(tmp_path, patient_
 
 
 def test_data_dir_with_a_traversing_patient_id_is_refused_where_labels_are_read(tmp_path):
-    from rsna_detector.data.dataset import DetectorDataset
     from rsna_detector.data.labels import LabelError
+    from rsna_detector.detector.dataset import DetectorDataset
 
     images = tmp_path / "stage_2_train_images"
     images.mkdir()

@@ -18,14 +18,14 @@ __all__ = ["register"]
 
 
 def _load_config(args, default_preset="full"):
-    from ..config import CPUDemoConfig, DetectorConfig
+    from ..detector.config import CPUDemoConfig, DetectorConfig
 
     preset = getattr(args, "preset", None) or default_preset
     return CPUDemoConfig() if preset == "cpu" else DetectorConfig()
 
 
 def _inference_model(model_path, config_json=None, preset="full"):
-    from ..config import CPUDemoConfig, DetectorConfig
+    from ..detector.config import CPUDemoConfig, DetectorConfig
     from ..mrcnn import model as modellib
     from ..mrcnn.config import Config
 
@@ -39,7 +39,7 @@ def _inference_model(model_path, config_json=None, preset="full"):
 
 
 def _cmd_demo(args):
-    from ..demo import run_demo
+    from ..detector.demo import run_demo
 
     run_demo(args.out, args.data, n_train=args.n_train, n_test=args.n_test, epochs=args.epochs,
              seed=args.seed, progress=not args.quiet, steps_per_epoch=args.steps_per_epoch, weights=args.weights)
@@ -48,7 +48,7 @@ def _cmd_demo(args):
 
 def _cmd_train(args):
     from ..mrcnn.training import training_strategy
-    from ..train import train
+    from ..detector.schedule import train
 
     config = _load_config(args)
     training_strategy(config)  # with TF_CONFIG, the multi-worker strategy must exist before any TF operation
@@ -63,8 +63,8 @@ def _cmd_train(args):
 
 
 def _cmd_evaluate(args):
-    from ..data.dataset import DetectorDataset
-    from ..evaluate import evaluate_detector
+    from ..detector.dataset import DetectorDataset
+    from ..detector.evaluate import evaluate_detector
 
     model = _inference_model(args.model, args.config, args.preset)
     _, val_ds = DetectorDataset.split_from_data_dir(args.data, image_size=model.config.IMAGE_MAX_DIM,
@@ -76,8 +76,8 @@ def _cmd_evaluate(args):
 
 
 def _cmd_predict(args):
-    from ..predict import predict
-    from ..submission import write_submission
+    from ..detector.inference import predict
+    from ..detector.submission import write_submission
 
     shard = getattr(args, "shard", None)
     out = args.out or (f"predictions-{shard[0]}-of-{shard[1]}.json" if shard else "predictions.json")
@@ -98,7 +98,7 @@ def _cmd_predict(args):
 
 def _write_submission_cli(write_submission, predictions, args, out):
     """``write_submission`` to ``out`` whose missing-ids hint names the CLI flag, not the Python argument."""
-    from ..submission import MissingPredictionsError
+    from ..detector.submission import MissingPredictionsError
 
     try:
         write_submission(predictions, out, sample_submission=args.sample_submission,
@@ -197,7 +197,7 @@ def _add_predict(sub, name="predict"):
 
 
 def _shard_argument(text):
-    from ..predict import ShardError, parse_shard
+    from ..detector.inference import ShardError, parse_shard
 
     try:
         return parse_shard(text)
@@ -214,8 +214,8 @@ def _cmd_submit(args):
     if args.model:
         raise CommandLineError("submit: give either --results (merge results files) or --model (predict now), "
                                "not both")
-    from ..predict import list_dicoms
-    from ..submission import write_submission_from_results
+    from ..detector.inference import list_dicoms
+    from ..detector.submission import write_submission_from_results
 
     expected = None if args.images is None else [p.stem for p in list_dicoms(args.images)]
     path, merged = write_submission_from_results(

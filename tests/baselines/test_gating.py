@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from rsna_detector.baselines.gating import GatingError, gate_predictions, gating_effect
-from rsna_detector.evaluate import rsna_score
-from rsna_detector.submission import ImagePrediction
+from rsna_detector.detector.evaluate import rsna_score
+from rsna_detector.detector.submission import ImagePrediction
 
 BOX = [0, 0, 10, 10]
 HALF = [0, 0, 10, 5]  # IoU 0.5 with BOX: a hit only at the IoU thresholds 0.40 and 0.45

@@ -273,8 +273,8 @@ def test_heads_start_from_the_retinanet_initialisation(small_model):
 
 
 def test_train_step_predict_and_shared_evaluation(small_model, blob_dir, tmp_path):
-    from rsna_detector.evaluate import rsna_score
-    from rsna_detector.submission import parse_submission
+    from rsna_detector.detector.evaluate import rsna_score
+    from rsna_detector.detector.submission import parse_submission
 
     records, folder = blob_dir
     _, history = rn.train_retinanet((records, folder), model=small_model, epochs=1, batch_size=4, steps_per_epoch=2,
@@ -299,7 +299,7 @@ def test_train_step_predict_and_shared_evaluation(small_model, blob_dir, tmp_pat
 
 def test_detection_metrics_by_hand():
     records = {"a": _record("a", [[0, 0, 10, 10]]), "b": _record("b", []), "c": _record("c", [])}
-    from rsna_detector.submission import ImagePrediction
+    from rsna_detector.detector.submission import ImagePrediction
 
     predictions = [ImagePrediction("a", [[0, 0, 10, 10]], [0.9]), ImagePrediction("b", [[0, 0, 5, 5]], [0.6]),
                    ImagePrediction("c", np.zeros((0, 4)), np.zeros(0))]
@@ -312,8 +312,8 @@ def test_detection_metrics_by_hand():
 
 
 def test_both_detectors_report_the_one_metrics_dictionary():
-    from rsna_detector import evaluate
-    from rsna_detector.submission import ImagePrediction
+    from rsna_detector.detector import evaluate
+    from rsna_detector.detector.submission import ImagePrediction
 
     records = {"a": _record("a", [[0, 0, 10, 10]]), "b": _record("b", [])}
     predictions = [ImagePrediction("a", [[0, 0, 10, 5]], [0.9]),
@@ -332,8 +332,8 @@ def test_both_detectors_report_the_one_metrics_dictionary():
 @pytest.mark.slow
 def test_small_retinanet_learns_blobs(tmp_path):
     """A small RetinaNet trained for a few CPU minutes finds blobs it has not seen: mAP@0.5 >= 0.5."""
-    from rsna_detector.evaluate import rsna_score
-    from rsna_detector.submission import parse_submission
+    from rsna_detector.detector.evaluate import rsna_score
+    from rsna_detector.detector.submission import parse_submission
 
     train = _blob_set(tmp_path / "train", 256, seed=0)
     test = _blob_set(tmp_path / "test", 32, seed=1)

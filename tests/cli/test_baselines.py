@@ -71,7 +71,7 @@ def test_retinanet_subcommands_are_registered_with_defaults():
 @pytest.mark.slow
 def test_retinanet_train_and_evaluate_commands_round_trip(blob_dir, tmp_path):
     """retinanet-train (ResNet-50, 64 px, one step) saves a model that retinanet-evaluate loads and scores."""
-    from rsna_detector.submission import parse_submission
+    from rsna_detector.detector.submission import parse_submission
 
     records, folder = blob_dir
     annotations, _ = rn.write_retinanet_csv(records, folder, tmp_path / "annotations.csv")

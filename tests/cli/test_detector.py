@@ -11,8 +11,8 @@ from pathlib import Path
 
 from rsna_detector import cli
 from rsna_detector.cli import detector as detector_cli
+from rsna_detector.detector.submission import ImagePrediction
 from rsna_detector.mrcnn import trainer
-from rsna_detector.submission import ImagePrediction
 from tests.test_reliability_submission import _sample
 
 
@@ -52,7 +52,7 @@ def test_the_cli_reports_a_full_disk_in_one_line(tmp_path, monkeypatch, capsys):
         raise trainer.CheckpointWriteError(errno.ENOSPC, "No space left on device", str(tmp_path / "ckpt.h5"),
                                            detail="12.0 MB free on /x")
 
-    monkeypatch.setattr(importlib.import_module("rsna_detector.train"), "train", full_disk)
+    monkeypatch.setattr(importlib.import_module("rsna_detector.detector.schedule"), "train", full_disk)
     code = cli.main(["train", "--data", str(tmp_path), "--model-dir", str(tmp_path), "--weights", "none"])
     err = capsys.readouterr().err
     assert code != 0 and err.count("\n") == 1
@@ -60,12 +60,12 @@ def test_the_cli_reports_a_full_disk_in_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_the_submit_command_names_its_flag(tmp_path, capsys, monkeypatch):
-    from rsna_detector.predict import PredictionRun
+    from rsna_detector.detector.inference import PredictionRun
 
     sample = _sample(tmp_path, ["a", "b"])
     run = PredictionRun(predictions=[ImagePrediction("a", [], [])], failed={})
     monkeypatch.setattr(detector_cli, "_inference_model", lambda *args, **kwargs: object())
-    monkeypatch.setattr(importlib.import_module("rsna_detector.predict"), "predict", lambda *args, **kwargs: run)
+    monkeypatch.setattr(importlib.import_module("rsna_detector.detector.inference"), "predict", lambda *args, **kwargs: run)
     code = cli.main(["submit", "--model", "m.h5", "--images", str(tmp_path), "--out", str(tmp_path / "s.csv"),
                      "--sample-submission", str(sample), "--quiet"])
     err = capsys.readouterr().err

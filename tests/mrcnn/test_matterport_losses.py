@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from rsna_detector.mrcnn import input_pipeline, losses, training
 from tests import matterport_oracle as oracle
-from tests.mrcnn.test_training import BlobDataset, tiny_config
+from tests.helpers import BlobDataset, tiny_config
 
 RTOL = 2e-6
 

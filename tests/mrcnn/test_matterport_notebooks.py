@@ -36,6 +36,7 @@ from rsna_detector.mrcnn.config import Config  # noqa: E402
 from rsna_detector.mrcnn.model import log  # noqa: E402
 from rsna_detector.mrcnn.visualize import display_images  # noqa: E402
 
+
 @pytest.fixture(autouse=True)
 def close_figures():
     yield

@@ -23,7 +23,7 @@ import tensorflow as tf
 from rsna_detector.mrcnn import input_pipeline, trainer, training
 from rsna_detector.mrcnn.backbone import BatchNorm
 from tests import matterport_oracle as oracle
-from tests.mrcnn.test_training import BlobDataset, tiny_config
+from tests.helpers import BlobDataset, tiny_config
 
 MOVING = ("moving_mean", "moving_variance")
 

@@ -27,7 +27,7 @@ WORKER_SCRIPT = textwrap.dedent("""
     strategy = training.training_strategy(None) if role == "worker" else None  # before any TF operation
     import numpy as np
     import tensorflow as tf
-    from tests.mrcnn.test_training import BlobDataset, tiny_config
+    from tests.helpers import BlobDataset, tiny_config
     from rsna_detector.mrcnn import model as modellib
 
     # As in the MirroredStrategy test: every proposal kept (no random ROI sampling), no clipping

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from rsna_detector.mrcnn import input_pipeline, parallel
-from tests.mrcnn.test_training import BlobDataset, tiny_config
+from tests.helpers import BlobDataset, tiny_config
 
 
 class BrokenBlobs(BlobDataset):

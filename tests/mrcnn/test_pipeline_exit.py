@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, sys.argv[1])
-    from tests.mrcnn.test_training import BlobDataset, tiny_config
+    from tests.helpers import BlobDataset, tiny_config
     from rsna_detector.mrcnn import input_pipeline
 
     class SlowBlobs(BlobDataset):  # slow enough that batch calls are always in flight

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from rsna_detector.mrcnn import training
 from rsna_detector.mrcnn.heads import GatherRealRois, ScatterRealRois, build_fpn_mask_graph
 from rsna_detector.mrcnn.sparse_conv import SPARSE_GRADIENT_MAX_DENSITY, SparseGradientConv2D
-from rsna_detector.mrcnn import training
 from rsna_detector.mrcnn.training import KeepPositiveRois
 from tests.mrcnn.pinned import scenario
 

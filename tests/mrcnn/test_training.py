@@ -15,76 +15,7 @@ import tensorflow as tf
 from rsna_detector.mrcnn import input_pipeline, trainer, training, utils
 from rsna_detector.mrcnn import model as modellib
 from rsna_detector.mrcnn.anchors import pyramid_anchors
-from rsna_detector.mrcnn.config import Config
-
-
-class BlobDataset(utils.Dataset):
-    """``size`` x ``size`` noisy dark images; the first ``positives`` hold one bright ellipse each."""
-
-    def __init__(self, positives, negatives, seed=0, size=64):
-        super().__init__()
-        rng = np.random.default_rng(seed)
-        self.add_class("blobs", 1, "blob")
-        for i in range(positives + negatives):
-            boxes = []
-            if i < positives:
-                h, w = rng.integers(12, 25, 2)
-                y, x = rng.integers(2, size - 2 - h), rng.integers(2, size - 2 - w)
-                boxes = [(int(y), int(x), int(y + h), int(x + w))]
-            self.add_image("blobs", image_id=i, path=None, boxes=boxes, size=size, noise=int(rng.integers(1 << 30)))
-        self.prepare()
-
-    def _ellipses(self, image_id):
-        info = self.image_info[image_id]
-        masks = np.zeros((info["size"], info["size"], len(info["boxes"])), bool)
-        for k, (y1, x1, y2, x2) in enumerate(info["boxes"]):
-            yy, xx = np.mgrid[y1:y2, x1:x2]
-            cy, cx, ry, rx = (y1 + y2 - 1) / 2, (x1 + x2 - 1) / 2, (y2 - y1) / 2, (x2 - x1) / 2
-            masks[y1:y2, x1:x2, k] = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
-        return masks
-
-    def load_image(self, image_id):
-        info = self.image_info[image_id]
-        image = np.random.default_rng(info["noise"]).integers(0, 40, (info["size"], info["size"])).astype(np.uint8)
-        image[np.any(self._ellipses(image_id), axis=-1)] = 200
-        return np.repeat(image[:, :, np.newaxis], 3, axis=2)
-
-    def load_mask(self, image_id):
-        masks = self._ellipses(image_id)
-        return masks, np.ones(masks.shape[-1], np.int32)
-
-
-class TinyConfig(Config):
-    NAME = "blobs"
-    BACKBONE = "tiny"
-    NUM_CLASSES = 2
-    IMAGES_PER_GPU = 4
-    IMAGE_MIN_DIM = 64
-    IMAGE_MAX_DIM = 64
-    RPN_ANCHOR_SCALES = (8, 16, 32)
-    RPN_TRAIN_ANCHORS_PER_IMAGE = 64
-    MAX_GT_INSTANCES = 2
-    MINI_MASK_SHAPE = (28, 28)
-    TOP_DOWN_PYRAMID_SIZE = 32
-    FPN_CLASSIF_FC_LAYERS_SIZE = 64
-    PRE_NMS_LIMIT = 300
-    POST_NMS_ROIS_TRAINING = 64
-    POST_NMS_ROIS_INFERENCE = 32
-    TRAIN_ROIS_PER_IMAGE = 16
-    DETECTION_MAX_INSTANCES = 4
-    DETECTION_MIN_CONFIDENCE = 0.7
-    STEPS_PER_EPOCH = 2
-    VALIDATION_STEPS = 1
-    LEARNING_RATE = 0.02
-    SEED = 3
-
-
-def tiny_config(**settings):
-    config = TinyConfig()
-    for name, value in settings.items():
-        setattr(config, name, value)
-    return config.validate()
-
+from tests.helpers import BlobDataset, tiny_config
 
 # ----------------------------------------------------------------------------
 # learning
@@ -317,7 +248,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import numpy as np
     sys.path.insert(0, sys.argv[1])
-    from tests.mrcnn.test_training import BlobDataset, tiny_config
+    from tests.helpers import BlobDataset, tiny_config
     from rsna_detector.mrcnn import input_pipeline, trainer, training, weights
 
     # Every proposal kept (16 proposals, 16 ROIs, ratio 1) so the ROI sampling is not random,

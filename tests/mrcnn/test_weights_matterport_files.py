@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 import rsna_detector.weights.registry as weights_registry
-from rsna_detector.train import Stage, build_model, train
+from rsna_detector.detector.schedule import Stage, build_model, train
 from rsna_detector.mrcnn import model as modellib
 from rsna_detector.mrcnn import weights as weights_io
 from rsna_detector.mrcnn.config import Config
@@ -472,7 +472,7 @@ class TestTrainWithImagenet:
         schedule = [Stage("heads", 1.0, 1, False)]
         with warnings.catch_warnings():
             warnings.simplefilter("error", WeightsLoadWarning)
-            with caplog.at_level(logging.INFO, logger="rsna_detector.train"):
+            with caplog.at_level(logging.INFO, logger="rsna_detector.detector.schedule"):
                 model, _ = train(("train", "val"), config=SmallResnetConfig(), weights="imagenet",
                                               model_dir=tmp_path, schedule=schedule, augmentation="none")
         assert [(layers_, epochs) for layers_, epochs, _ in stages] == [("heads", 1)]

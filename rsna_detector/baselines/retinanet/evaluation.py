@@ -1,9 +1,9 @@
 """The RetinaNet evaluated exactly as the Mask R-CNN: ``evaluate.detection_metrics`` by box IoU."""
 from __future__ import annotations
 
-from ... import evaluate
-from ...evaluate import records_from_predictions
-from ...submission import write_submission
+from ...detector import evaluate
+from ...detector.evaluate import records_from_predictions
+from ...detector.submission import write_submission
 from .prediction import predict_retinanet
 from .settings import RetinaNetError
 from .training import records_and_paths, split_ids

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ...data.labels import scale_boxes
-from ...submission import ImagePrediction
+from ...detector.submission import ImagePrediction
 from .models import image_size_of
 from .preprocessing import preprocess_images, read_grey_image
 

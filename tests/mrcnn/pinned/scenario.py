@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rsna_detector.config import DetectorConfig
+from rsna_detector.detector.config import DetectorConfig
 from rsna_detector.mrcnn import targets, trainer, training, utils
 from rsna_detector.mrcnn.anchors import pyramid_anchors
 from rsna_detector.mrcnn.config import Config

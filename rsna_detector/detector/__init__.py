@@ -1,0 +1,36 @@
+"""The RSNA application of the engine: the pneumonia-opacity detector, from DICOMs to a submission.
+
+One module per job, in the order a run uses them:
+
+* :mod:`.config`: ``DetectorConfig`` (the report's settings) and ``CPUDemoConfig``;
+* :mod:`.dataset`: ``DetectorDataset``, RSNA patients as an engine ``Dataset`` (boxes as masks);
+* :mod:`.augment` / :mod:`.augmenters`: the training augmentation (imgaug), and a fast
+  ``PiecewiseAffine`` equal to imgaug's;
+* :mod:`.schedule`: ``train``, the staged fine-tuning schedule from COCO weights;
+* :mod:`.inference`: ``predict``, DICOM folders to detections (flip fusion, shards);
+* :mod:`.competition`: the competition's metric (mean over IoU thresholds 0.4-0.75);
+* :mod:`.evaluate`: evaluation of a trained detector (mAP, the competition score, the
+  confidence sweep) and the metrics report;
+* :mod:`.submission`: the Kaggle submission file, written and parsed, and sharded results;
+* :mod:`.figures`: ground truth beside prediction;
+* :mod:`.demo`: the end-to-end demo on synthetic data.
+
+This layer imports the engine (:mod:`rsna_detector.mrcnn`), the data layer and the weights
+registry, never the baselines, EDA or CLI. Importing the package imports no TensorFlow; each
+name below imports its module when first used. ``rsna_detector.detector.schedule`` and
+``rsna_detector.detector.inference`` are the modules of ``train`` and ``predict``.
+"""
+from .._lazy import lazy_exports
+
+__all__ = ["DetectorConfig", "CPUDemoConfig", "DetectorDataset", "train", "default_schedule", "Stage",
+           "predict", "evaluate_detector", "write_submission", "run_demo"]
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "config": ["DetectorConfig", "CPUDemoConfig"],
+    "dataset": ["DetectorDataset"],
+    "schedule": ["train", "default_schedule", "Stage"],
+    "inference": ["predict"],
+    "evaluate": ["evaluate_detector"],
+    "submission": ["write_submission"],
+    "demo": ["run_demo"],
+})
