@@ -126,9 +126,8 @@ def packages(args):
 
 
 def infer(args):
-    import keras
-
     import bench_peer
+    import keras
 
     models = {}
     for tag, package in packages(args).items():
@@ -174,9 +173,8 @@ def fixed_keys_sampling(targets_module):
 
 
 def train(args):
-    import tensorflow as tf
-
     import bench_peer
+    import tensorflow as tf
 
     images, boxes = bench_peer.synthetic_samples(args.batch)
     models, batch = {}, None

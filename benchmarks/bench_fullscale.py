@@ -472,8 +472,8 @@ def child_train(args):
 def child_predict(args):
     _quiet()
     from rsna_detector.detector.config import DetectorConfig
-    from rsna_detector.mrcnn import model as modellib
     from rsna_detector.detector.inference import predict
+    from rsna_detector.mrcnn import model as modellib
 
     checkpoints = sorted((args.work / "logs").glob("*/mask_rcnn_*.h5"))
     if not checkpoints:

@@ -447,11 +447,10 @@ def main(argv=None):
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # read when torch loads its OpenMP runtime
     # torch/torchvision first: torchvision's ops import triton, whose LLVM crashes (SIGSEGV)
     # when TensorFlow's is already loaded; the other order works.
+    import tensorflow as tf
     import torch
     import torchvision
     import torchvision.models.detection  # noqa: F401
-
-    import tensorflow as tf
 
     set_threads(args.threads)
 

@@ -102,7 +102,7 @@ class OurStages:
 
         self.training = training
         boundary = []
-        for ins, outs in stage_io.values():
+        for ins, _outs in stage_io.values():
             boundary += ins
         unique = list({id(t): t for t in boundary}.values())
         probe = keras.Model(keras_model.inputs, unique)

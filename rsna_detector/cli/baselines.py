@@ -63,7 +63,8 @@ def _add_classifier(subparsers):
                        help="backbone preprocess_input (default) or the report's 1/255 rescale")
     train.add_argument("--no-augment", action="store_true", help="no augmentation")
     train.add_argument("--no-class-weights", action="store_true", help="no class weighting")
-    train.add_argument("--seed", type=int, default=DEFAULT_SPLIT_SEED, help=f"split and shuffling seed (default: {DEFAULT_SPLIT_SEED})")
+    train.add_argument("--seed", type=int, default=DEFAULT_SPLIT_SEED,
+                       help=f"split and shuffling seed (default: {DEFAULT_SPLIT_SEED})")
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.set_defaults(func=_cmd_classifier_train)
 
@@ -129,7 +130,8 @@ def _add_retinanet(subparsers):
     train.add_argument("--val-fraction", type=float, default=0.1, help="validation share, 0 for none (default: 0.1)")
     train.add_argument("--no-augment", action="store_true", help="no random transform")
     train.add_argument("--export-csv", default=None, help="also write the data as keras-retinanet CSV files here")
-    train.add_argument("--seed", type=int, default=DEFAULT_SPLIT_SEED, help=f"split and initialisation seed (default: {DEFAULT_SPLIT_SEED})")
+    train.add_argument("--seed", type=int, default=DEFAULT_SPLIT_SEED,
+                       help=f"split and initialisation seed (default: {DEFAULT_SPLIT_SEED})")
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.set_defaults(func=_cmd_retinanet_train)
 
@@ -153,7 +155,8 @@ def _add_evaluation_arguments(parser, *, trained_by, data_help, out, images, val
     parser.add_argument("--split", choices=["validation", "all"], default="validation",
                         help=f"images to {images} (default: validation)")
     parser.add_argument("--val-fraction", type=float, default=val_fraction, help="validation share used in training")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SPLIT_SEED, help=f"split seed used in training (default: {DEFAULT_SPLIT_SEED})")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SPLIT_SEED,
+                        help=f"split seed used in training (default: {DEFAULT_SPLIT_SEED})")
     parser.add_argument("--batch-size", type=int, default=batch_size, help=f"batch size (default: {batch_size})")
 
 

@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from .usage import CommandLineError
 from ..data.splits import DEFAULT_SPLIT_SEED
+from .usage import CommandLineError
 
 __all__ = ["register"]
 
@@ -47,8 +47,8 @@ def _cmd_demo(args):
 
 
 def _cmd_train(args):
-    from ..mrcnn.training import training_strategy
     from ..detector.schedule import train
+    from ..mrcnn.training import training_strategy
 
     config = _load_config(args)
     training_strategy(config)  # with TF_CONFIG, the multi-worker strategy must exist before any TF operation
@@ -164,7 +164,8 @@ def _add_evaluate(sub):
     p.add_argument("--out", default="evaluation", help="output folder (default: evaluation)")
     p.add_argument("--val-fraction", type=float, default=None, help="validation share (default 0.1)")
     p.add_argument("--val-count", type=int, default=None, help="validation patients")
-    p.add_argument("--seed", type=int, default=DEFAULT_SPLIT_SEED, help=f"split seed used in training (default: {DEFAULT_SPLIT_SEED})")
+    p.add_argument("--seed", type=int, default=DEFAULT_SPLIT_SEED,
+                   help=f"split seed used in training (default: {DEFAULT_SPLIT_SEED})")
     p.set_defaults(func=_cmd_evaluate)
 
 

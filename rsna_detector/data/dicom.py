@@ -498,7 +498,8 @@ def _decode_reference(dataset, path):
     except NotImplementedError as error:
         raise DicomReadError(path, f"unsupported format ({error})") from error
     except Exception as error:
-        raise DicomReadError(path, f"pixel data truncated or fails to decode ({type(error).__name__}: {error})") from error
+        raise DicomReadError(
+            path, f"pixel data truncated or fails to decode ({type(error).__name__}: {error})") from error
     if array.ndim == 3 and int(dataset.get("SamplesPerPixel", 1)) == 1:
         array = array[0]  # a decoder that kept the frame axis
     return to_uint8(array, dataset)

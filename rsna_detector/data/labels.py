@@ -84,7 +84,10 @@ class LabelError(RsnaDetectorError, ValueError):
 
 
 class LabelWarning(RsnaDetectorWarning):
-    """Rows dropped by ``read_labels``: invalid ones (``strict=False``) or exact duplicates; the message lists them all."""
+    """Rows dropped by ``read_labels``: invalid ones (``strict=False``) or exact duplicates.
+
+    The message lists them all.
+    """
 
 
 def _format_problems(intro, problems, limit=None):
@@ -253,7 +256,8 @@ def _parse_numbers(raw, problems, path):
         text = raw[column]
         value = pd.to_numeric(text.where(text != ""), errors="coerce").astype(float)
         bad = (text != "") & (value.isna() | ~np.isfinite(value))
-        problems.add(bad, path, lambda idx, c=column, t=text: [f"field {c}: {t.iat[i]!r} is not a finite number" for i in idx])
+        problems.add(bad, path, lambda idx, c=column, t=text: [f"field {c}: {t.iat[i]!r} is not a finite number"
+                                                               for i in idx])
         numbers[column] = value.where(~bad)
     return numbers
 
@@ -268,7 +272,8 @@ def _check_rows(raw, numbers, problems, path, image_size):
     problems.add(all_blank, path, lambda idx: ["empty line"] * len(idx))
     problems.add((raw["patientId"] == "") & ~all_blank, path, lambda idx: ["field patientId: empty"] * len(idx))
     _check_patient_ids(raw["patientId"], problems, path)
-    problems.add((target_text == "") & ~all_blank, path, lambda idx: ["field Target: empty; expected 0 or 1"] * len(idx))
+    problems.add((target_text == "") & ~all_blank, path,
+                 lambda idx: ["field Target: empty; expected 0 or 1"] * len(idx))
     bad_target = target.notna() & ~target.isin([0.0, 1.0])
     problems.add(bad_target, path, lambda idx: [f"field Target: {target_text.iat[i]!r}; expected 0 or 1" for i in idx])
 

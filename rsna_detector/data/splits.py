@@ -106,6 +106,6 @@ def split_patients(patient_ids, targets=None, *, val_fraction=None, val_count=No
     for code, quota in enumerate(quotas):
         members = np.flatnonzero(codes == code)
         in_validation[rng.permutation(members)[:quota]] = True
-    train = [pid for pid, val in zip(ids, in_validation) if not val]
-    validation = [pid for pid, val in zip(ids, in_validation) if val]
+    train = [pid for pid, val in zip(ids, in_validation, strict=True) if not val]
+    validation = [pid for pid, val in zip(ids, in_validation, strict=True) if val]
     return train, validation

@@ -449,7 +449,7 @@ def _plan_classes(rng, n):
     n_positive = int(round(POSITIVE_FRACTION * n))
     negative = _exact_counts(n - n_positive, NEGATIVE_CLASS_PROBABILITIES.values())
     names = [POSITIVE_CLASS] * n_positive
-    for name, count in zip(NEGATIVE_CLASS_PROBABILITIES, negative):
+    for name, count in zip(NEGATIVE_CLASS_PROBABILITIES, negative, strict=True):
         names += [name] * int(count)
     return [names[i] for i in rng.permutation(n)]
 
@@ -554,7 +554,8 @@ class SyntheticSummary:
 
     def __str__(self):
         share = self.n_positive / self.n_train if self.n_train else 0.0
-        histogram = ", ".join(f"{k} box{'es' if k > 1 else ''}: {v}" for k, v in sorted(self.boxes_per_positive.items()))
+        histogram = ", ".join(f"{k} box{'es' if k > 1 else ''}: {v}"
+                              for k, v in sorted(self.boxes_per_positive.items()))
         classes = ", ".join(f"{name}: {count}" for name, count in self.class_rows.items())
         return "\n".join([
             f"synthetic RSNA data set in {self.out_dir} (seed {self.seed}, {self.image_size}x{self.image_size}, "

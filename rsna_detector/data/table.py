@@ -162,7 +162,7 @@ def _read_headers(paths, workers, progress):
     bar = _progress_bar(len(paths), progress)
     with _executor(workers, len(paths)) as pool:
         results = pool.map(_read_header, list(paths.values()), chunksize=64)
-        for patient_id, (header, error) in zip(paths, results):
+        for patient_id, (header, error) in zip(paths, results, strict=True):
             if error is None:
                 headers[patient_id] = header
             else:

@@ -187,7 +187,7 @@ def collect_detections(model, dataset, image_ids, config=None, verbose=False):
             chunk = image_ids[start:start + batch_size]
             ground_truths = [load_image_gt(dataset, config, image_id) for image_id in chunk]
             detections = _detect_padded(model, [gt[0] for gt in ground_truths], batch_size)
-            records += [_record(dataset, i, gt, d) for i, gt, d in zip(chunk, ground_truths, detections)]
+            records += [_record(dataset, i, gt, d) for i, gt, d in zip(chunk, ground_truths, detections, strict=True)]
             bar.update(len(chunk))
     return records
 
@@ -447,7 +447,7 @@ def detection_metrics(records, iou, *, model_threshold=None):
     return {
         "iou": iou,
         "map50": map50,
-        "map50_positive": _mean_of_finite([ap for r, ap in zip(records, per_image_ap) if len(r.gt_boxes)]),
+        "map50_positive": _mean_of_finite([ap for r, ap in zip(records, per_image_ap, strict=True) if len(r.gt_boxes)]),
         "mean_iou": mean_matched_iou(records, 0.5, iou=iou),
         "model_threshold": float("nan") if model_threshold is None else float(model_threshold),
         "rsna_score": rsna_score_records(records),

@@ -279,7 +279,8 @@ def predict(model, paths_or_folder, *, batch_size=None, flip_tta=False, min_conf
             images.append(grey_to_rgb(image, path))
             metas.append((Path(path).stem, meta))
         if images:
-            for (patient_id, meta), (boxes, scores) in zip(metas, _detect_batch(model, images, flip_tta, min_confidence)):
+            detections = _detect_batch(model, images, flip_tta, min_confidence)
+            for (patient_id, meta), (boxes, scores) in zip(metas, detections, strict=True):
                 scale = np.array([meta.rows, meta.columns, meta.rows, meta.columns], np.float32) / size
                 run.predictions.append(ImagePrediction(patient_id, boxes * scale, scores))
         bar.update(len(chunk))

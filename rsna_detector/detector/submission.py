@@ -171,7 +171,7 @@ def format_prediction_string(boxes, scores, *, patient_id=None):
     order = np.argsort(-scores, kind="stable")
     xywh = yxyx_to_xywh(np.rint(boxes[order])).astype(np.int64)
     xywh[:, 2:] = np.maximum(xywh[:, 2:], 1)
-    return " ".join(f"{score:.4f} {x} {y} {w} {h}" for score, (x, y, w, h) in zip(scores[order], xywh))
+    return " ".join(f"{score:.4f} {x} {y} {w} {h}" for score, (x, y, w, h) in zip(scores[order], xywh, strict=True))
 
 
 def parse_prediction_string(text, where="PredictionString"):
@@ -472,7 +472,8 @@ def write_results_file(predictions, path, *, files=None, failed=None, shard=None
     items = _as_prediction_list(predictions)
     failed = {str(k): str(v) for k, v in (failed or {}).items()}
     if files is None:
-        files = [item.patient_id for item in items] + [pid for pid in failed if pid not in {i.patient_id for i in items}]
+        predicted = {item.patient_id for item in items}
+        files = [item.patient_id for item in items] + [pid for pid in failed if pid not in predicted]
     payload = {
         "format": RESULTS_FORMAT,
         "shard": None if shard is None else [int(shard[0]), int(shard[1])],
@@ -480,8 +481,8 @@ def write_results_file(predictions, path, *, files=None, failed=None, shard=None
         "files": [str(f) for f in files],
         "failed": failed,
         "predictions": {
-            item.patient_id: [dict(zip(("y1", "x1", "y2", "x2"), map(float, box)), score=float(score))
-                              for box, score in zip(item.boxes, item.scores)]
+            item.patient_id: [dict(zip(("y1", "x1", "y2", "x2"), map(float, box), strict=True), score=float(score))
+                              for box, score in zip(item.boxes, item.scores, strict=True)]
             for item in items},
     }
     path = Path(path)
@@ -604,8 +605,9 @@ def merge_results_files(paths, expected_ids=None):
         predictions += [result.predictions[pid] for pid in result.files if pid in result.predictions]
         for patient_id in result.files:
             if patient_id not in result.predictions:
-                gaps[patient_id] = f"without a prediction in {result.path} (" + (
-                    f"unreadable: {result.failed[patient_id]}" if patient_id in result.failed else "not predicted") + ")"
+                reason = (f"unreadable: {result.failed[patient_id]}" if patient_id in result.failed
+                          else "not predicted")
+                gaps[patient_id] = f"without a prediction in {result.path} ({reason})"
     missing_shards = _missing_shards(results)
     for patient_id in expected_ids or ():
         if patient_id not in owner:

@@ -33,18 +33,46 @@ statistic; the parts that need DICOM files (age, sex and view position from the
 headers, the sample grid, the header dump) are skipped and ``report.md`` and
 ``summary.json`` (key ``skipped``) say so.
 """
-from .figures import (FIGURES, plot_age, plot_age_by_sex_and_target, plot_aspect_vs_area, plot_boxes_per_patient,
-                      plot_centroids, plot_class_imbalance, plot_distribution, plot_sample_grid)
-from .report import SUMMARY_KEYS, render_report, run_eda
-from .statements import (HEADER_COVERAGE_FOR_CHECKS, REPORT_STATEMENTS, ReportStatement, check_report_statements,
-                         statement_sentence)
-from .statistics import (AGE_RULE, ASPECT_RATIO_DEFINITION, BOX_QUANTITIES, OUTLIER_RULE, PERCENTILE_METHOD,
-                         PERCENTILES, box_features, centroid_outliers, compute_header_statistics,
-                         compute_label_statistics, describe_distribution, tukey_fences)
-
 # The phases benchmarks/bench_eda.py times on their own (not public API).
-from .figures import _write_label_figures  # noqa: F401
-from .report import _build_table  # noqa: F401
+from .figures import (
+                      FIGURES,
+                      _write_label_figures,  # noqa: F401
+                      plot_age,
+                      plot_age_by_sex_and_target,
+                      plot_aspect_vs_area,
+                      plot_boxes_per_patient,
+                      plot_centroids,
+                      plot_class_imbalance,
+                      plot_distribution,
+                      plot_sample_grid,
+)
+from .report import (
+                      SUMMARY_KEYS,
+                      _build_table,  # noqa: F401
+                      render_report,
+                      run_eda,
+)
+from .statements import (
+                      HEADER_COVERAGE_FOR_CHECKS,
+                      REPORT_STATEMENTS,
+                      ReportStatement,
+                      check_report_statements,
+                      statement_sentence,
+)
+from .statistics import (
+                      AGE_RULE,
+                      ASPECT_RATIO_DEFINITION,
+                      BOX_QUANTITIES,
+                      OUTLIER_RULE,
+                      PERCENTILE_METHOD,
+                      PERCENTILES,
+                      box_features,
+                      centroid_outliers,
+                      compute_header_statistics,
+                      compute_label_statistics,
+                      describe_distribution,
+                      tukey_fences,
+)
 
 __all__ = [
     "PERCENTILES",

@@ -205,7 +205,7 @@ def plot_age_by_sex_and_target(rows):
     fig, axes = _new_figure(10, 4.2, ncols=2, sharex=True)
     ages = rows["age"].to_numpy(np.float64)
     bins = np.linspace(ages.min(), max(ages.max(), ages.min() + 1), 31) if ages.size else 30
-    for ax, target in zip(axes[0], (0, 1)):
+    for ax, target in zip(axes[0], (0, 1), strict=True):
         subset = rows[rows["target"] == target]
         for sex, group in subset.groupby("sex"):
             _histogram_with_density(ax, group["age"], colour=_COLOURS.get(str(sex), "tab:green"),
@@ -233,7 +233,7 @@ def plot_sample_grid(samples):
 
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, sample in zip(axes.ravel(), samples):
+    for ax, sample in zip(axes.ravel(), samples, strict=False):
         ax.imshow(sample["image"], cmap="gray", vmin=0, vmax=255)
         for y1, x1, y2, x2 in np.asarray(sample["boxes"], np.float64).reshape(-1, 4):
             ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="red", linewidth=1.5))

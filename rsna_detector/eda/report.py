@@ -16,12 +16,27 @@ from .._io import atomic_write
 from ..data.labels import RSNA_IMAGE_SIZE
 from ..data.layout import SAMPLE_IMAGES_FOLDER, TRAIN_IMAGES
 from ._format import _format_number
-from .figures import (FIGURES, _HISTOGRAM_QUANTITIES, _save_figure, _write_age_figures, _write_label_figures,
-                      plot_sample_grid)
+from .figures import (
+    _HISTOGRAM_QUANTITIES,
+    FIGURES,
+    _save_figure,
+    _write_age_figures,
+    _write_label_figures,
+    plot_sample_grid,
+)
 from .images import _choose_samples, _header_dump, _load_samples
 from .statements import check_report_statements
-from .statistics import (AGE_RULE, ASPECT_RATIO_DEFINITION, BOX_QUANTITIES, OUTLIER_RULE, PERCENTILE_METHOD,
-                         PERCENTILES, box_features, compute_header_statistics, compute_label_statistics)
+from .statistics import (
+    AGE_RULE,
+    ASPECT_RATIO_DEFINITION,
+    BOX_QUANTITIES,
+    OUTLIER_RULE,
+    PERCENTILE_METHOD,
+    PERCENTILES,
+    box_features,
+    compute_header_statistics,
+    compute_label_statistics,
+)
 
 #: Keys of ``summary.json`` (dotted paths) and what they hold.
 SUMMARY_KEYS = {

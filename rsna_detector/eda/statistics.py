@@ -71,7 +71,7 @@ def describe_distribution(values) -> dict:
     quantiles = np.percentile(finite, PERCENTILES, method=PERCENTILE_METHOD)
     result.update(min=float(finite.min()), max=float(finite.max()), mean=float(finite.mean()),
                   std=float(finite.std(ddof=1)) if finite.size > 1 else None)
-    result.update({f"p{p}": float(q) for p, q in zip(PERCENTILES, quantiles)})
+    result.update({f"p{p}": float(q) for p, q in zip(PERCENTILES, quantiles, strict=True)})
     low, high = tukey_fences(finite)
     inside = finite[(finite >= low) & (finite <= high)]
     result.update(iqr=float(result["p75"] - result["p25"]), lower_fence=low, upper_fence=high,

@@ -205,8 +205,8 @@ def resnet_graph(input_image, architecture, stage5=True, train_bn=False):
 def tiny_backbone_graph(input_image, train_bn=False):
     """A small, fast backbone for tests and CPU demos.
 
-    Input scaling by ``1 / TINY_INPUT_SCALE``, a stride-2 stem (16 channels), then four stride-2 conv/BN/ReLU stages named
-    ``tiny_c2`` .. ``tiny_c5`` (BN ``tiny_bn2`` .. ``tiny_bn5``) with
+    Input scaling by ``1 / TINY_INPUT_SCALE``, a stride-2 stem (16 channels), then four stride-2
+    conv/BN/ReLU stages named ``tiny_c2`` .. ``tiny_c5`` (BN ``tiny_bn2`` .. ``tiny_bn5``) with
     :data:`TINY_CHANNELS` channels.
 
     Returns
@@ -219,7 +219,7 @@ def tiny_backbone_graph(input_image, train_bn=False):
     x = keras.layers.Rescaling(1.0 / TINY_INPUT_SCALE, name="tiny_input_scale")(input_image)
     x = _conv_bn(x, 16, 3, "tiny_stem", "tiny_bn_stem", train_bn, strides=2, padding="same")
     features = []
-    for level, channels in zip(range(2, 6), TINY_CHANNELS):
+    for level, channels in zip(range(2, 6), TINY_CHANNELS, strict=True):
         x = _conv_bn(x, channels, 3, f"tiny_c{level}", f"tiny_bn{level}", train_bn, strides=2, padding="same")
         features.append(x)
     return features

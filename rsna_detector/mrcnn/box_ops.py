@@ -225,10 +225,10 @@ def batch_slice(inputs, graph_fn, batch_size, names=None):
         if not isinstance(result, (list, tuple)):
             result = [result]
         outputs.append(result)
-    per_output = list(zip(*outputs))
+    per_output = list(zip(*outputs, strict=True))
     if names is None:
         names = [None] * len(per_output)
-    stacked = [tf.stack(list(items), axis=0, name=name) for items, name in zip(per_output, names)]
+    stacked = [tf.stack(list(items), axis=0, name=name) for items, name in zip(per_output, names, strict=False)]
     return stacked[0] if len(stacked) == 1 else stacked
 
 

@@ -53,7 +53,8 @@ import numpy as np
 from ..errors import RsnaDetectorError, RsnaDetectorWarning
 from .image_meta import image_meta_size
 
-__all__ = ["Config", "ConfigError", "ConfigWarning", "BACKBONE_NAMES", "RESIZE_MODES", "LOSS_NAMES", "MATTERPORT_DIFFERENCE_SWITCHES"]
+__all__ = ["Config", "ConfigError", "ConfigWarning", "BACKBONE_NAMES", "RESIZE_MODES", "LOSS_NAMES",
+           "MATTERPORT_DIFFERENCE_SWITCHES"]
 
 #: Backbone names the engine builds (``'tiny'`` is a small CPU backbone).
 BACKBONE_NAMES = ("resnet50", "resnet101", "tiny")

@@ -409,7 +409,7 @@ class MaskRCNN:
         values = probe([molded_images, metas, anchors], training=False)
         if not isinstance(values, (list, tuple)):
             values = [values]
-        results = OrderedDict((name, keras.ops.convert_to_numpy(v)) for name, v in zip(outputs, values))
+        results = OrderedDict((name, keras.ops.convert_to_numpy(v)) for name, v in zip(outputs, values, strict=True))
         for name, value in results.items():
             log(name, value)
         return results

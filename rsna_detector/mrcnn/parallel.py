@@ -228,7 +228,8 @@ def process_input_dataset(batches, processes, start_batch=0, prefetch=2, step=1,
     if payload is None:
         return None
     dtypes, array_shapes = shapes or batches.signature(None if slots is None else len(slots))
-    signature = (tuple(tf.TensorSpec(shape, tf.as_dtype(dtype)) for dtype, shape in zip(dtypes, array_shapes)),)
+    specs = zip(dtypes, array_shapes, strict=True)
+    signature = (tuple(tf.TensorSpec(shape, tf.as_dtype(dtype)) for dtype, shape in specs),)
     EXIT_GUARD.register()
 
     def generate():
@@ -303,7 +304,7 @@ def make_distributed_input(batches, strategy, start_batch=0, workers=None, prefe
         def load(index):
             arrays = tf.numpy_function(lambda i: guarded_batch(batches, int(i), slots), [index], tf_dtypes,
                                        stateful=False)
-            for array, shape in zip(arrays, shapes):
+            for array, shape in zip(arrays, shapes, strict=True):
                 array.set_shape(shape)
             return (tuple(arrays),)
 

@@ -8,7 +8,7 @@ ends) on stderr, then one line on stdout::
     epoch  3/8  loss 1.984  rpn_class 0.071  rpn_bbox 0.512  mrcnn_class 0.227  mrcnn_bbox 0.548  mrcnn_mask 0.379 | val loss 2.001  (22 s)
 
 Every value of every epoch is also in the run's ``training_log.csv``.
-"""
+"""  # noqa: E501 (the example line is printed as it is)
 from __future__ import annotations
 
 import sys

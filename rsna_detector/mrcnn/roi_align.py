@@ -72,7 +72,7 @@ def pyramid_roi_align_graph(boxes, image_shape, feature_maps, pool_shape):
     image_index = tf.range(tf.shape(flat_boxes)[0], dtype=tf.int32) // num_boxes
 
     pooled, order = [], []
-    for level, feature_map in zip(range(MIN_LEVEL, MAX_LEVEL + 1), feature_maps):
+    for level, feature_map in zip(range(MIN_LEVEL, MAX_LEVEL + 1), feature_maps, strict=True):
         selected = tf.cast(tf.reshape(tf.where(tf.equal(levels, level)), [-1]), tf.int32)
         level_boxes = tf.stop_gradient(tf.gather(flat_boxes, selected))
         level_images = tf.stop_gradient(tf.gather(image_index, selected))

@@ -348,7 +348,7 @@ class MaskRCNNTrainingModel(keras.Model):
 
     def _objective(self, inputs, training):
         outputs = self(inputs, training=training)
-        named = dict(zip(LOSS_NAMES, outputs[-len(LOSS_NAMES):]))
+        named = dict(zip(LOSS_NAMES, outputs[-len(LOSS_NAMES):], strict=True))
         total = tf.add_n([self.loss_weights[name] * named[name] for name in LOSS_NAMES])
         if self.weight_decay:
             total = total + self.weight_decay_loss()
@@ -387,7 +387,7 @@ class MaskRCNNTrainingModel(keras.Model):
 
     def _track(self, total, named):
         self._trackers[0].update_state(total)
-        for tracker, name in zip(self._trackers[1:], LOSS_NAMES):
+        for tracker, name in zip(self._trackers[1:], LOSS_NAMES, strict=True):
             tracker.update_state(named[name])
         results = {tracker.name: tracker.result() for tracker in self._trackers}
         if is_multi_worker(self.distribute_strategy):
@@ -485,7 +485,8 @@ def _training_inputs(config):
         ((gt, 4), "float32"),
         (mask_shape + (gt,), "float32"),
     ]
-    inputs = [keras.Input(shape=shape, name=name, dtype=dtype) for name, (shape, dtype) in zip(INPUT_NAMES, specs)]
+    inputs = [keras.Input(shape=shape, name=name, dtype=dtype)
+              for name, (shape, dtype) in zip(INPUT_NAMES, specs, strict=True)]
     if not config.USE_RPN_ROIS:  # matterport's "input_roi": ROIs given from outside, in pixels
         inputs.append(keras.Input(shape=(config.POST_NMS_ROIS_TRAINING, 4), name="input_roi", dtype="float32"))
     return inputs

@@ -180,7 +180,7 @@ def display_images(images, titles=None, cols=4, cmap=None, norm=None, interpolat
     _check_count("titles", titles, len(images))
     rows = max(1, -(-len(images) // cols))
     fig = plt.figure(figsize=(14, 14 * rows / cols))
-    for i, (image, title) in enumerate(zip(images, titles), start=1):
+    for i, (image, title) in enumerate(zip(images, titles, strict=False), start=1):
         ax = fig.add_subplot(rows, cols, i)
         ax.set_title(title, fontsize=9)
         ax.axis("off")
@@ -267,7 +267,7 @@ def display_top_masks(image, mask, class_ids, class_names, limit=4):
     unique_ids = np.unique(class_ids)
     areas = [mask[:, :, class_ids == cid].sum() for cid in unique_ids]
     # as matterport: classes without mask pixels are not shown
-    ranked = [cid for area, cid in sorted(zip(areas, unique_ids), key=lambda p: -p[0]) if area > 0]
+    ranked = [cid for area, cid in sorted(zip(areas, unique_ids, strict=True), key=lambda p: -p[0]) if area > 0]
     for slot in range(limit):
         if slot < len(ranked):
             cid = ranked[slot]
@@ -306,7 +306,7 @@ def plot_overlaps(gt_class_ids, pred_class_ids, pred_scores, overlaps, class_nam
     ax.imshow(overlaps if overlaps.size else np.zeros((1, 1)), cmap="Blues", vmin=0, vmax=1)
     ax.set_yticks(np.arange(len(pred_class_ids)))
     ax.set_yticklabels([f"{class_names[int(c)]} ({float(s):.2f})"
-                        for c, s in zip(pred_class_ids, pred_scores)])
+                        for c, s in zip(pred_class_ids, pred_scores, strict=False)])
     ax.set_xticks(np.arange(len(gt_class_ids)))
     ax.set_xticklabels([str(class_names[int(c)]) for c in gt_class_ids], rotation=90)
     for i, j in np.ndindex(*overlaps.shape):

@@ -260,7 +260,7 @@ def _layer_assignments(layer_name, datasets, entries, skip_owners, versions):
                                  f"{[key for key, _, _ in entries]}; they are assigned by position, so the file "
                                  "must follow the layer's weight order")]
     assignments, problems = [], []
-    for (file_name, dataset), (key, variable, owner) in zip(datasets, entries):
+    for (file_name, dataset), (key, variable, owner) in zip(datasets, entries, strict=False):
         value = _keras2_kernel(np.asarray(dataset[()]), variable, owner, *versions)
         if tuple(value.shape) != tuple(variable.shape):
             problems.append((layer_name, f"{key}: file shape {tuple(value.shape)} vs model shape "
@@ -306,7 +306,7 @@ def _pairs_by_order(weights_file, model):
             "(layer count)",
             f"the file has {len(in_file)} layers with weights, the model {len(in_model)}: "
             "use by_name=True to load the layers whose names match")])
-    return list(zip(in_file, in_model))
+    return list(zip(in_file, in_model, strict=True))
 
 
 def _pairs_by_name(weights_file, model, exclude):

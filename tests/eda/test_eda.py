@@ -215,7 +215,7 @@ def test_real_labels_only(rsna_dir, tmp_path):
     assert "no training image folder" in report
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk["labels"]["n_rows"] == 30227
-    for key, file in summary["figures"].items():
+    for file in summary["figures"].values():
         _assert_png(tmp_path / file)
 
 

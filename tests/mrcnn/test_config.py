@@ -73,7 +73,7 @@ class TestDefaults:
         text = RsnaLike().display_text()
         assert text in capsys.readouterr().out
         assert "Configurations:" in text
-        line = next(l for l in text.splitlines() if l.startswith("LEARNING_RATE"))
+        line = next(row for row in text.splitlines() if row.startswith("LEARNING_RATE"))
         assert line == "{:30} {}".format("LEARNING_RATE", 0.001)
         assert "RPN_PYRAMID_LEVELS             4" in text
         assert "first 4 pyramid levels only (P2-P5)" in text

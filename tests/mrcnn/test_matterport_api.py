@@ -338,7 +338,7 @@ def test_run_graph_gives_matterports_names_and_shapes(inspect_model, scene_image
         ("proposals", pillar),
     ])
     anchors = model.get_anchors(config.IMAGE_SHAPE)
-    count, classes, top = len(anchors), config.NUM_CLASSES, config.PRE_NMS_LIMIT
+    count, top = len(anchors), config.PRE_NMS_LIMIT
     assert model.anchors.shape == (count, 4)  # pixel anchors kept for the notebooks
     assert rpn["rpn_class"].shape == (1, count, 2)
     for name in ("pre_nms_anchors", "refined_anchors", "refined_anchors_clipped"):

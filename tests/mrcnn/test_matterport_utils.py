@@ -105,7 +105,7 @@ def test_compute_overlaps_masks(mp):
 @pytest.mark.parametrize("dtype", [np.int32, np.float32, np.float64])
 def test_non_max_suppression(mp, dtype):
     rng = np.random.default_rng(5)
-    for trial in range(8):
+    for _ in range(8):
         boxes = random_boxes(rng, 60, size=60, dtype=dtype, min_side=1)
         scores = np.round(rng.random(60), 1)  # many ties: matterport's argsort order decides them
         for threshold in (0.0, 0.3, 0.5, 0.7, 1.0):

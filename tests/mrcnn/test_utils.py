@@ -40,8 +40,10 @@ class TestBoxes:
         assert utils.compute_overlaps(np.array([A, B]), np.zeros((0, 4))).shape == (2, 0)
 
     def test_compute_overlaps_masks(self):
-        m1 = np.zeros((4, 4, 1)); m1[0:2, :, 0] = 1     # 8 pixels
-        m2 = np.zeros((4, 4, 2)); m2[1:3, :, 0] = 1     # 8 pixels, 4 shared -> 4/12
+        m1 = np.zeros((4, 4, 1))
+        m1[0:2, :, 0] = 1  # 8 pixels
+        m2 = np.zeros((4, 4, 2))
+        m2[1:3, :, 0] = 1  # 8 pixels, 4 shared -> 4/12
         m2[3, 3, 1] = 1                                 # disjoint
         np.testing.assert_allclose(utils.compute_overlaps_masks(m1, m2), [[1 / 3, 0.0]])
         assert utils.compute_overlaps_masks(m1, np.zeros((4, 4, 0))).shape == (1, 0)

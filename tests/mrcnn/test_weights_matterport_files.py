@@ -129,12 +129,12 @@ def fill_value(layer_index, weight_index):
 
 
 def write_weights_file(path, layers, *, root=None, attrs=None, written=WRITTEN, seed=0,
-                       empty_attribute=np.zeros(0)):
+                       empty_attribute=None):
     """Write ``layers`` in the Keras-1/2 HDF5 layout; return ``{(layer, weight name): expected array}``.
 
     ``root``: the group holding the weights (created when not the file itself);
     ``attrs``: extra attributes of that group (``keras_version``, ``backend``).
-    Weightless layers get ``empty_attribute`` as ``weight_names`` (Keras 1 and 2 wrote
+    Weightless layers get ``empty_attribute`` (default ``np.zeros(0)``) as ``weight_names`` (Keras 1 and 2 wrote
     an empty list, which h5py stores as an empty float64 array).
     """
     rng = np.random.default_rng(seed)
@@ -147,7 +147,7 @@ def write_weights_file(path, layers, *, root=None, attrs=None, written=WRITTEN, 
         for layer_index, (name, weights) in enumerate(layers):
             group = group_root.create_group(name)
             group.attrs["weight_names"] = (np.array([w.encode("utf8") for w, _ in weights]) if weights
-                                           else empty_attribute)
+                                           else (np.zeros(0) if empty_attribute is None else empty_attribute))
             for weight_index, (weight_name, shape) in enumerate(weights):
                 if name in written:
                     value = rng.normal(size=shape).astype(np.float32)

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...data.splits import DEFAULT_SPLIT_SEED
 from .discovery import labelled_images, split_indices
 from .metrics import classification_metrics
 from .sequence import ClassifierSequence
 from .settings import ClassifierError, backbone_name
-from ...data.splits import DEFAULT_SPLIT_SEED
 
 __all__ = ["predict_scores", "evaluate_classifier"]
 
@@ -39,7 +39,8 @@ def predict_scores(model, paths, *, name=None, batch_size=16, preprocessing="bac
     return np.concatenate(scores).astype(np.float32)
 
 
-def evaluate_classifier(model, data, image_dir=None, *, name=None, split="validation", val_fraction=0.3, seed=DEFAULT_SPLIT_SEED,
+def evaluate_classifier(model, data, image_dir=None, *, name=None, split="validation", val_fraction=0.3,
+                        seed=DEFAULT_SPLIT_SEED,
                         batch_size=16, preprocessing="backbone", threshold=0.5, out_dir=None):
     """Score a classifier on the validation split (or all images) of a data set.
 

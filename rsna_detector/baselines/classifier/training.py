@@ -1,11 +1,11 @@
 """Training a classifier with the report's settings (70:30 patient split, class weights, augmentation)."""
 from __future__ import annotations
 
+from ...data.splits import DEFAULT_SPLIT_SEED
 from .discovery import class_weights, labelled_images, split_indices
 from .models import build_classifier
 from .sequence import ClassifierSequence
 from .settings import backbone_name
-from ...data.splits import DEFAULT_SPLIT_SEED
 
 __all__ = ["train_classifier"]
 

@@ -1,13 +1,13 @@
 """The RetinaNet evaluated exactly as the Mask R-CNN: ``evaluate.detection_metrics`` by box IoU."""
 from __future__ import annotations
 
+from ...data.splits import DEFAULT_SPLIT_SEED
 from ...detector import evaluate
 from ...detector.evaluate import records_from_predictions
 from ...detector.submission import write_submission
 from .prediction import predict_retinanet
 from .settings import RetinaNetError
 from .training import records_and_paths, split_ids
-from ...data.splits import DEFAULT_SPLIT_SEED
 
 __all__ = ["detection_metrics", "evaluate_retinanet"]
 
@@ -42,7 +42,8 @@ def detection_metrics(records, predictions, *, model_threshold=None):
     return evaluate.detection_metrics(_eval_records(records, predictions), "box", model_threshold=model_threshold)
 
 
-def evaluate_retinanet(model, data, image_dir=None, *, split="validation", val_fraction=0.1, seed=DEFAULT_SPLIT_SEED, batch_size=8,
+def evaluate_retinanet(model, data, image_dir=None, *, split="validation", val_fraction=0.1, seed=DEFAULT_SPLIT_SEED,
+                       batch_size=8,
                        out_dir=None, submission=None):
     """Evaluate the RetinaNet exactly as the Mask R-CNN is evaluated.
 

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...data.splits import split_patients
+from ...data.splits import DEFAULT_SPLIT_SEED, split_patients
 from ..classifier.discovery import patient_images
 from ..classifier.settings import ClassifierError
 from .annotations import read_retinanet_csv
 from .models import build_retinanet, image_size_of
 from .sequence import RetinaNetSequence
 from .settings import DEFAULT_IMAGE_SIZE, RetinaNetError
-from ...data.splits import DEFAULT_SPLIT_SEED
 
 __all__ = ["train_retinanet", "records_and_paths", "split_ids"]
 
@@ -48,7 +47,8 @@ def split_ids(records, val_fraction, seed):
 
 
 def train_retinanet(data, image_dir=None, *, model=None, image_size=DEFAULT_IMAGE_SIZE, weights="imagenet",
-                    epochs=50, batch_size=32, learning_rate=1e-4, augment=True, val_fraction=0.1, seed=DEFAULT_SPLIT_SEED,
+                    epochs=50, batch_size=32, learning_rate=1e-4, augment=True, val_fraction=0.1,
+                     seed=DEFAULT_SPLIT_SEED,
                     steps_per_epoch=None, backbone_config=None, callbacks=None, verbose=1):
     """Train the RetinaNet baseline (defaults: the report's lr 1e-4, 50 epochs, batch 32).
 
