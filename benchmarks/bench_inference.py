@@ -28,7 +28,7 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-#: torchvision maskrcnn_resnet50_fpn, batch 1, 256 px, same settings, this machine type (DESIGN.md 6).
+#: torchvision maskrcnn_resnet50_fpn, batch 1, 256 px, same settings, this machine type (docs/DATA_AND_SETTINGS.md, reference figures).
 REFERENCE_MS_PER_IMAGE = 435.0
 
 

@@ -50,7 +50,7 @@ def report_augmentation():
 
 
 def rsna_notebook_augmentation():
-    """The well-known RSNA Mask R-CNN notebook's augmentation (DESIGN.md section 4).
+    """The well-known RSNA Mask R-CNN notebook's augmentation (docs/DATA_AND_SETTINGS.md, Settings).
 
     One of {Affine(scale x 0.98-1.02, y 0.98-1.04, translate x +-2 %, y +-4 %,
     rotate +-2 deg, shear +-1 deg), PiecewiseAffine(0.001-0.025)}, then one of

@@ -1,7 +1,7 @@
 """Detector settings: the brief's RSNA values and a small CPU preset.
 
 ``DetectorConfig`` reproduces the configuration of the report and of the
-well-known RSNA Mask R-CNN notebook (DESIGN.md section 4). ``CPUDemoConfig`` is
+well-known RSNA Mask R-CNN notebook (docs/DATA_AND_SETTINGS.md, Settings). ``CPUDemoConfig`` is
 a much smaller model for demos and tests on a laptop CPU: it is *not* the
 configuration to use for results on the real data.
 

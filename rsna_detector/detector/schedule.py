@@ -1,7 +1,7 @@
 """``train()``: the RSNA detector's staged fine-tuning schedule in one call.
 
-The default schedule is the well-known RSNA Mask R-CNN notebook's (DESIGN.md
-section 4), expressed as fractions of the total so it scales to other lengths:
+The default schedule is the well-known RSNA Mask R-CNN notebook's
+(docs/DATA_AND_SETTINGS.md, Settings), expressed as fractions of the total so it scales to other lengths:
 
 ====================  ==========  ===========  ============  ==============
 stage                 layers      learning     augmentation  ends at epoch

@@ -281,7 +281,7 @@ def test_real_labels_counts(rsna_dir):
     assert df["class"].value_counts().to_dict() == {
         "No Lung Opacity / Not Normal": 11821, "Lung Opacity": 9555, "Normal": 8851}
     positives = df[df["Target"] == 1]
-    assert positives["x"].max() == 835.0  # DESIGN: the real maximum box x
+    assert positives["x"].max() == 835.0  # docs/DATA_AND_SETTINGS.md: the real maximum box x
     assert (positives["x2"] <= 1024).all() and (positives["y2"] <= 1024).all()
     assert (positives["x1"] >= 0).all() and (positives["y1"] >= 0).all()
 

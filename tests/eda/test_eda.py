@@ -200,7 +200,7 @@ def test_real_labels_only(rsna_dir, tmp_path):
         ordered = [stats[k] for k in ("min", "p1", "p25", "p50", "p75", "p99", "max")]
         assert ordered == sorted(ordered), name
         assert stats["iqr"] == pytest.approx(stats["p75"] - stats["p25"])
-    assert dist["x"]["max"] == 835  # DESIGN.md; the report says 800
+    assert dist["x"]["max"] == 835  # docs/DATA_AND_SETTINGS.md; the report says 800
     assert dist["x"]["min"] >= 0 and dist["y"]["min"] >= 0
     assert dist["right"]["max"] <= 1024 and dist["bottom"]["max"] <= 1024
     assert dist["width"]["min"] > 0 and dist["aspect_ratio"]["min"] > 0
