@@ -13,7 +13,7 @@ from rsna_detector import cli
 from rsna_detector.cli import detector as detector_cli
 from rsna_detector.detector.submission import ImagePrediction
 from rsna_detector.mrcnn import trainer
-from tests.test_reliability_submission import _sample
+from tests.detector.test_reliability_submission import _sample
 
 
 def test_cli_demo_console_is_short_and_ends_with_the_results(tmp_path):
