@@ -55,13 +55,15 @@ def time_cold(data_dir, repeats):
 def time_phases(data_dir, repeats):
     from rsna_detector import eda
     from rsna_detector.data.layout import KaggleLayout
+    from rsna_detector.eda import figures as eda_figures
+    from rsna_detector.eda import report as eda_report
 
     layout = KaggleLayout.from_dir(data_dir)
     phases = {"patient table": [], "statistics": [], "label figures": [], "run_eda (whole)": []}
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()
-            table = eda._build_table(layout, False, False, False)
+            table = eda_report._build_table(layout, False, False, False)
             phases["patient table"].append(time.perf_counter() - start)
             start = time.perf_counter()
             stats = eda.compute_label_statistics(table.boxes)
@@ -69,7 +71,7 @@ def time_phases(data_dir, repeats):
             phases["statistics"].append(time.perf_counter() - start)
             start = time.perf_counter()
             (Path(out) / "figures").mkdir()
-            eda._write_label_figures(Path(out) / "figures", stats, features, 1024)
+            eda_figures._write_label_figures(Path(out) / "figures", stats, features, 1024)
             phases["label figures"].append(time.perf_counter() - start)
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()

@@ -13,8 +13,6 @@ Box conventions used everywhere in the library:
 """
 import importlib
 
-from . import _moved
-
 __version__ = "0.2.0"
 
 # public name -> module that defines it (imported lazily, PEP 562)
@@ -88,8 +86,6 @@ _LAZY_EXPORTS = {
 }
 
 __all__ = ["__version__", *_LAZY_EXPORTS]
-
-_moved.install()
 
 
 def __getattr__(name):

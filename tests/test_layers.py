@@ -13,7 +13,7 @@ import rsna_detector
 PACKAGE_ROOT = Path(rsna_detector.__file__).parent
 
 #: the top-level modules every layer may use (errors, atomic writes, paths, lazy names, console)
-INFRASTRUCTURE = {"errors", "_io", "_paths", "_lazy", "_moved", "console", "pydicom_compat"}
+INFRASTRUCTURE = {"errors", "_io", "_paths", "_lazy", "console", "pydicom_compat"}
 
 #: layer -> the layers it may import (besides itself and the infrastructure)
 ALLOWED = {

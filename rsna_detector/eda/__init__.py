@@ -33,75 +33,21 @@ statistic; the parts that need DICOM files (age, sex and view position from the
 headers, the sample grid, the header dump) are skipped and ``report.md`` and
 ``summary.json`` (key ``skipped``) say so.
 """
-# The phases benchmarks/bench_eda.py times on their own (not public API).
-from .figures import (
-                      FIGURES,
-                      _write_label_figures,  # noqa: F401
-                      plot_age,
-                      plot_age_by_sex_and_target,
-                      plot_aspect_vs_area,
-                      plot_boxes_per_patient,
-                      plot_centroids,
-                      plot_class_imbalance,
-                      plot_distribution,
-                      plot_sample_grid,
-)
-from .report import (
-                      SUMMARY_KEYS,
-                      _build_table,  # noqa: F401
-                      render_report,
-                      run_eda,
-)
-from .statements import (
-                      HEADER_COVERAGE_FOR_CHECKS,
-                      REPORT_STATEMENTS,
-                      ReportStatement,
-                      check_report_statements,
-                      statement_sentence,
-)
-from .statistics import (
-                      AGE_RULE,
-                      ASPECT_RATIO_DEFINITION,
-                      BOX_QUANTITIES,
-                      OUTLIER_RULE,
-                      PERCENTILE_METHOD,
-                      PERCENTILES,
-                      box_features,
-                      centroid_outliers,
-                      compute_header_statistics,
-                      compute_label_statistics,
-                      describe_distribution,
-                      tukey_fences,
-)
+from .._lazy import lazy_exports
 
-__all__ = [
-    "PERCENTILES",
-    "PERCENTILE_METHOD",
-    "ASPECT_RATIO_DEFINITION",
-    "OUTLIER_RULE",
-    "HEADER_COVERAGE_FOR_CHECKS",
-    "AGE_RULE",
-    "BOX_QUANTITIES",
-    "FIGURES",
-    "SUMMARY_KEYS",
-    "ReportStatement",
-    "REPORT_STATEMENTS",
-    "describe_distribution",
-    "tukey_fences",
-    "box_features",
-    "centroid_outliers",
-    "compute_label_statistics",
-    "compute_header_statistics",
-    "check_report_statements",
-    "statement_sentence",
-    "plot_distribution",
-    "plot_class_imbalance",
-    "plot_boxes_per_patient",
-    "plot_centroids",
-    "plot_aspect_vs_area",
-    "plot_age",
-    "plot_age_by_sex_and_target",
-    "plot_sample_grid",
-    "run_eda",
-    "render_report",
-]
+#: submodule -> its public names; each is imported when first used, so importing the package
+#: does not import pandas or matplotlib
+_EXPORTS = {
+    "statistics": ["PERCENTILES", "PERCENTILE_METHOD", "ASPECT_RATIO_DEFINITION", "OUTLIER_RULE", "AGE_RULE",
+                   "BOX_QUANTITIES", "describe_distribution", "tukey_fences", "box_features", "centroid_outliers",
+                   "compute_label_statistics", "compute_header_statistics"],
+    "statements": ["HEADER_COVERAGE_FOR_CHECKS", "ReportStatement", "REPORT_STATEMENTS", "check_report_statements",
+                   "statement_sentence"],
+    "figures": ["FIGURES", "plot_distribution", "plot_class_imbalance", "plot_boxes_per_patient", "plot_centroids",
+                "plot_aspect_vs_area", "plot_age", "plot_age_by_sex_and_target", "plot_sample_grid"],
+    "report": ["SUMMARY_KEYS", "run_eda", "render_report"],
+}
+
+__all__ = [name for names in _EXPORTS.values() for name in names]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

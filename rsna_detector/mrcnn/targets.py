@@ -17,6 +17,8 @@ is how negative images train the classifier.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -24,6 +26,7 @@ import tensorflow as tf
 from ..errors import RsnaDetectorError
 from . import box_ops
 from .boxes import compute_overlaps
+from .config import Config
 
 __all__ = [
     "TargetError",
@@ -353,13 +356,14 @@ class DetectionTargetLayer(keras.layers.Layer):
 
     Parameters
     ----------
-    config : Config
+    config : Config or dict
+        The settings, or their :meth:`Config.to_dict` form (what :meth:`get_config` stores).
     """
 
     def __init__(self, config, **kwargs):
         kwargs.setdefault("name", "proposal_targets")
         super().__init__(**kwargs)
-        self.config = config
+        self.config = Config.from_dict(dict(config)) if isinstance(config, Mapping) else config
 
     def call(self, inputs):
         proposals, gt_class_ids, gt_boxes, gt_masks = inputs
