@@ -30,7 +30,7 @@ _LAZY_EXPORTS = {
     "convert_dicoms": "rsna_detector.data.convert",
     "ConversionReport": "rsna_detector.data.convert",
     "SyntheticSummary": "rsna_detector.data.synthetic",
-    "synthetic_chest_image": "rsna_detector.data.synthetic",
+    "synthetic_chest_image": "rsna_detector.data.synthetic_image",
     "build_patient_table": "rsna_detector.data.table",
     "make_synthetic_dataset": "rsna_detector.data.synthetic",
     "split_patients": "rsna_detector.data.splits",

@@ -67,7 +67,8 @@ def test_the_built_in_bases_are_kept():
 
 
 def test_an_error_raised_while_handling_another_keeps_it_as_its_cause(tmp_path):
-    from rsna_detector.detector.submission import SubmissionError, read_results_file
+    from rsna_detector.detector.results import read_results_file
+    from rsna_detector.detector.submission import SubmissionError
 
     path = tmp_path / "results.json"
     path.write_text("{not json")

@@ -107,3 +107,15 @@ def test_the_data_layer_imports_no_tensorflow_or_keras():
             found += [f"{path.name}:{node.lineno} imports {name}" for name in names
                       if name.split(".")[0] in {"tensorflow", "keras", "keras_hub"}]
     assert found == []
+
+
+def test_no_module_is_over_600_lines():
+    sizes = {str(path.relative_to(PACKAGE_ROOT)): len(path.read_text(encoding="utf-8").splitlines())
+             for path in _modules()}
+    assert {name: size for name, size in sizes.items() if size > 600} == {}
+
+
+def test_one_module_reads_the_keras2_layer_names_attribute():
+    readers = [str(path.relative_to(PACKAGE_ROOT)) for path in _modules()
+               if '"layer_names' in path.read_text(encoding="utf-8") or "'layer_names" in path.read_text(encoding="utf-8")]
+    assert readers == ["weights/keras2_hdf5.py"]

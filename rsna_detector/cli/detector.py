@@ -87,7 +87,7 @@ def _cmd_predict(args):
     if args.command == "submit":
         _write_submission_cli(write_submission, run.predictions, args, out)
     else:
-        run.write(out)  # a results file (submission.write_results_file), atomically
+        run.write(out)  # a results file (detector.results.write_results_file), atomically
     print(f"wrote {len(run.predictions)} predictions to {out}"
           + (f" (shard {shard[0]}/{shard[1]}: {len(run.files)} of {run.total_files} files)" if shard else ""))
     if run.failed:
@@ -216,7 +216,7 @@ def _cmd_submit(args):
         raise CommandLineError("submit: give either --results (merge results files) or --model (predict now), "
                                "not both")
     from ..detector.inference import list_dicoms
-    from ..detector.submission import write_submission_from_results
+    from ..detector.results import write_submission_from_results
 
     expected = None if args.images is None else [p.stem for p in list_dicoms(args.images)]
     path, merged = write_submission_from_results(

@@ -63,13 +63,13 @@ class PredictionRun:
         return {p.patient_id: p for p in self.predictions}
 
     def write(self, path):
-        """Write this run as a results file, atomically (format: ``submission.write_results_file``).
+        """Write this run as a results file, atomically (format: ``results.write_results_file``).
 
         Returns
         -------
         Path
         """
-        from .submission import write_results_file
+        from .results import write_results_file
 
         return write_results_file(
             self.predictions, path, files=[Path(f).stem for f in self.files],

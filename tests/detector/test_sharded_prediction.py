@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 
 from rsna_detector.detector.inference import ShardError, parse_shard, shard_files
-from rsna_detector.detector.submission import (
-    ImagePrediction,
-    SubmissionError,
+from rsna_detector.detector.results import (
     merge_results_files,
     read_results_file,
     write_results_file,
     write_submission_from_results,
 )
+from rsna_detector.detector.submission import ImagePrediction, SubmissionError
 
 
 # --------------------------------------------------------------------------- the split

@@ -1,0 +1,321 @@
+"""Results files of (sharded) prediction runs, and the submission merged from them.
+
+``rsna-detector predict --shard I/N`` writes one results file per shard (JSON, atomically;
+format :data:`RESULTS_FORMAT`); ``rsna-detector submit --results ...`` merges them
+(:func:`merge_results_files`: overlaps refused naming the patient, every gap named) and writes
+the Kaggle file through :func:`rsna_detector.detector.submission.write_submission`. Boxes are
+the engine's ``(y1, x1, y2, x2)`` in original pixels, float32, as in
+:class:`~rsna_detector.detector.submission.ImagePrediction`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .._io import atomic_write
+from .submission import (
+    ImagePrediction,
+    SubmissionError,
+    _as_prediction_list,
+    _first,
+    read_sample_submission_ids,
+    write_submission,
+)
+
+__all__ = [
+    "RESULTS_FORMAT",
+    "ResultsFile",
+    "MergedResults",
+    "write_results_file",
+    "read_results_file",
+    "merge_results_files",
+    "write_submission_from_results",
+]
+
+#: The ``format`` field of a results file.
+RESULTS_FORMAT = "rsna_detector.results/1"
+
+
+@dataclass
+class ResultsFile:
+    """One results file, as :func:`read_results_file` returns it.
+
+    Attributes
+    ----------
+    path : Path
+    shard : (int, int) or None
+        ``(i, n)``, 1-based, for shard ``i`` of ``n``; None for an unsharded run.
+    total_files : int or None
+        Files in the whole, unsharded list.
+    files : list of str
+        patientIds of every file the run was given (read or not), in order.
+    predictions : dict str -> ImagePrediction
+        Boxes ``(y1, x1, y2, x2)`` float32 in original pixels, scores float32.
+    failed : dict str -> str
+        patientId -> why its file could not be read.
+    """
+
+    path: Path
+    shard: tuple | None
+    total_files: int | None
+    files: list
+    predictions: dict
+    failed: dict
+
+
+def write_results_file(predictions, path, *, files=None, failed=None, shard=None, total_files=None):
+    """Write the predictions of one (sharded) prediction run as JSON, atomically.
+
+    Format (``format`` = :data:`RESULTS_FORMAT`)::
+
+        {"format": "rsna_detector.results/1", "shard": [i, n] or null, "total_files": 3000,
+         "files": [patientId, ...], "failed": {patientId: message},
+         "predictions": {patientId: [{"y1": .., "x1": .., "y2": .., "x2": .., "score": ..}, ...]}}
+
+    Boxes are engine boxes in the file's own pixels; numbers are written exactly
+    (float32 values survive the round trip).
+
+    Parameters
+    ----------
+    predictions : iterable of ImagePrediction, or mapping (as for :func:`write_submission`)
+    path : str or Path
+        Written through a temporary file in the same folder and renamed: a job
+        killed mid-write leaves no partial file.
+    files : list of str, optional
+        patientIds of every input file (default: the predicted ones and the failed ones).
+    failed : dict str -> str, optional
+    shard : (int, int), optional
+    total_files : int, optional
+
+    Returns
+    -------
+    Path
+    """
+    import json
+
+    items = _as_prediction_list(predictions)
+    failed = {str(k): str(v) for k, v in (failed or {}).items()}
+    if files is None:
+        predicted = {item.patient_id for item in items}
+        files = [item.patient_id for item in items] + [pid for pid in failed if pid not in predicted]
+    payload = {
+        "format": RESULTS_FORMAT,
+        "shard": None if shard is None else [int(shard[0]), int(shard[1])],
+        "total_files": None if total_files is None else int(total_files),
+        "files": [str(f) for f in files],
+        "failed": failed,
+        "predictions": {
+            item.patient_id: [dict(zip(("y1", "x1", "y2", "x2"), map(float, box), strict=True), score=float(score))
+                              for box, score in zip(item.boxes, item.scores, strict=True)]
+            for item in items},
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(payload, indent=1) + "\n")
+    return path
+
+
+def read_results_file(path):
+    """Read a results file written by :func:`write_results_file` (``rsna-detector predict``).
+
+    Returns
+    -------
+    ResultsFile
+
+    Raises
+    ------
+    FileNotFoundError
+    SubmissionError
+        Not JSON, another format, or a malformed field (named with the file and the patient).
+    """
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: results file not found")
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise SubmissionError(f"{path}: not a results file (invalid JSON: {error})") from error
+    if not isinstance(payload, dict) or payload.get("format") != RESULTS_FORMAT:
+        got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise SubmissionError(f"{path}: expected a results file of format {RESULTS_FORMAT!r} "
+                              f"(written by `rsna-detector predict`), got format {got!r}")
+    shard = payload.get("shard")
+    if shard is not None and not (isinstance(shard, list) and len(shard) == 2 and 1 <= shard[0] <= shard[1]):
+        raise SubmissionError(f"{path}: shard: expected [i, n] with 1 <= i <= n, got {shard!r}")
+    predictions = {}
+    for patient_id, boxes in dict(payload.get("predictions", {})).items():
+        try:
+            coords = [[box[k] for k in ("y1", "x1", "y2", "x2")] for box in boxes]
+            scores = [box["score"] for box in boxes]
+        except (KeyError, TypeError) as error:
+            raise SubmissionError(f"{path}: patient {patient_id}: expected boxes as "
+                                  f"{{'y1', 'x1', 'y2', 'x2', 'score'}} objects ({error!r})") from error
+        predictions[str(patient_id)] = ImagePrediction(patient_id, coords, scores)
+    failed = {str(k): str(v) for k, v in dict(payload.get("failed", {})).items()}
+    files = [str(f) for f in payload.get("files", [])]
+    listed = set(files)
+    for patient_id in list(predictions) + list(failed):  # a file always covers what it predicted
+        if patient_id not in listed:
+            files.append(patient_id)
+            listed.add(patient_id)
+    return ResultsFile(path, None if shard is None else tuple(int(v) for v in shard), payload.get("total_files"),
+                       files, predictions, failed)
+
+
+@dataclass
+class MergedResults:
+    """Several results files merged (:func:`merge_results_files`).
+
+    Attributes
+    ----------
+    predictions : list of ImagePrediction
+        Every prediction, in file order then patient order.
+    gaps : dict str -> str
+        patientId -> why it has no prediction (its file failed to read, or it is
+        an expected id that no results file covers).
+    missing_shards : list of str
+        One description per shard without a results file (its neighbours' patients).
+    """
+
+    predictions: list
+    gaps: dict
+    missing_shards: list
+
+    def describe_gaps(self):
+        """One message naming the missing shards and the patients without a prediction ('' when none)."""
+        parts = list(self.missing_shards)
+        by_reason = {}
+        for patient_id, reason in self.gaps.items():
+            by_reason.setdefault(reason, []).append(patient_id)
+        parts += [f"{len(ids)} patient(s) {reason}: {_first(ids)}" for reason, ids in by_reason.items()]
+        return "; ".join(parts)
+
+
+def merge_results_files(paths, expected_ids=None):
+    """Merge the results files of a sharded prediction, refusing overlaps and finding gaps.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        Results files (:func:`write_results_file`), e.g. one per shard.
+    expected_ids : iterable of str, optional
+        The patientIds a complete run covers (a sample submission's ids, a
+        folder's file names): any of them no file covers is a gap.
+
+    Returns
+    -------
+    MergedResults
+
+    Raises
+    ------
+    SubmissionError
+        A patient covered by two files (the first such patient and both files
+        named), the same file given twice, or shards of different counts.
+    """
+    results = [read_results_file(path) for path in paths]
+    if not results:
+        raise SubmissionError("no results file given")
+    owner = {}
+    predictions, gaps = [], {}
+    for result in results:
+        for patient_id in result.files:
+            if patient_id in owner:
+                raise SubmissionError(
+                    f"patient {patient_id} is in both {owner[patient_id].path} ({_shard_name(owner[patient_id])}) "
+                    f"and {result.path} ({_shard_name(result)}): overlapping results files; give each shard once")
+            owner[patient_id] = result
+        predictions += [result.predictions[pid] for pid in result.files if pid in result.predictions]
+        for patient_id in result.files:
+            if patient_id not in result.predictions:
+                reason = (f"unreadable: {result.failed[patient_id]}" if patient_id in result.failed
+                          else "not predicted")
+                gaps[patient_id] = f"without a prediction in {result.path} ({reason})"
+    missing_shards = _missing_shards(results)
+    for patient_id in expected_ids or ():
+        if patient_id not in owner:
+            gaps.setdefault(str(patient_id), "covered by no results file")
+    return MergedResults(predictions, gaps, missing_shards)
+
+
+def _shard_name(result):
+    return "unsharded" if result.shard is None else f"shard {result.shard[0]}/{result.shard[1]}"
+
+
+def _missing_shards(results):
+    """Descriptions of the shards of ``1..n`` with no results file (sharded files only)."""
+    sharded = [r for r in results if r.shard is not None]
+    if not sharded:
+        return []
+    counts = sorted({r.shard[1] for r in sharded})
+    if len(counts) > 1 or len(sharded) < len(results):
+        names = ", ".join(f"{r.path} ({_shard_name(r)})" for r in results)
+        raise SubmissionError(f"results files of different shardings cannot be merged: {names}")
+    totals = {r.total_files for r in sharded}
+    if len(totals) > 1:
+        names = ", ".join(f"{r.path}: {r.total_files}" for r in sharded)
+        raise SubmissionError(f"the shards were cut from file lists of different lengths ({names}): the folder "
+                              "changed between shards; run every shard on the same folder")
+    count = counts[0]
+    by_index = {r.shard[0]: r for r in sharded}
+    missing = []
+    for index in range(1, count + 1):
+        if index in by_index:
+            continue
+        before = next((by_index[i].files[-1] for i in range(index - 1, 0, -1) if by_index.get(i) and
+                       by_index[i].files), None)
+        after = next((by_index[i].files[0] for i in range(index + 1, count + 1) if by_index.get(i) and
+                      by_index[i].files), None)
+        where = " and ".join(filter(None, [before and f"after patient {before}", after and f"before patient {after}"]))
+        missing.append(f"shard {index}/{count} has no results file (its patients sort {where or 'anywhere'})")
+    return missing
+
+
+def write_submission_from_results(results_paths, path, *, sample_submission=None, expected_ids=None,
+                                  missing="error"):
+    """Merge results files (one per shard) into one Kaggle submission CSV.
+
+    Parameters
+    ----------
+    results_paths : sequence of str or Path
+        Results files of ``rsna-detector predict`` (:func:`write_results_file`).
+    path : str or Path
+        The submission CSV (written atomically).
+    sample_submission : str or Path, optional
+        Kaggle's sample submission: rows in its order, and its ids are the ones
+        a complete run covers.
+    expected_ids : iterable of str, optional
+        The ids a complete run covers when there is no sample submission (for
+        example the file names of the image folder).
+    missing : {'error', 'empty'}
+        Patients without a prediction (unreadable files, missing shards, expected
+        ids no file covers): raise naming them, or write them without boxes.
+
+    Returns
+    -------
+    (Path, MergedResults)
+
+    Raises
+    ------
+    SubmissionError
+        Overlapping results files (the patient named); gaps when
+        ``missing='error'`` (missing shards and patients named); a missing shard
+        even with ``missing='empty'`` when neither ``sample_submission`` nor
+        ``expected_ids`` says which patients it held.
+    """
+    if missing not in ("error", "empty"):
+        raise SubmissionError(f"missing: expected 'error' or 'empty', got {missing!r}")
+    if sample_submission is not None:
+        expected_ids = read_sample_submission_ids(sample_submission)
+    merged = merge_results_files(results_paths, expected_ids=expected_ids)
+    unknown_patients = merged.missing_shards and expected_ids is None
+    if (merged.gaps or merged.missing_shards) and (missing == "error" or unknown_patients):
+        advice = ("give the sample submission or the image folder so that its patients are known"
+                  if unknown_patients else "write them without boxes with missing='empty' (--allow-missing)")
+        raise SubmissionError(f"{path}: not written, the results have gaps: {merged.describe_gaps()}; {advice}")
+    empty = [ImagePrediction(pid, np.zeros((0, 4)), np.zeros(0)) for pid in merged.gaps]
+    written = write_submission(merged.predictions + empty, path, sample_submission=sample_submission, missing=missing)
+    return written, merged
