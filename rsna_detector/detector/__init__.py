@@ -11,7 +11,8 @@ One module per job, in the order a run uses them:
 * :mod:`.competition`: the competition's metric (mean over IoU thresholds 0.4-0.75);
 * :mod:`.evaluate`: evaluation of a trained detector (mAP, the competition score, the
   confidence sweep) and the metrics report;
-* :mod:`.submission`: the Kaggle submission file, written and parsed, and sharded results;
+* :mod:`.submission`: the Kaggle submission file, written and parsed;
+* :mod:`.results`: the results files of sharded prediction runs, merged into a submission;
 * :mod:`.figures`: ground truth beside prediction;
 * :mod:`.demo`: the end-to-end demo on synthetic data.
 
