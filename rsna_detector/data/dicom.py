@@ -47,7 +47,7 @@ JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 #: Guaranteed agreement of the fast and the reference path on 8-bit JPEG
 #: Baseline files, in grey levels: (mean absolute difference, maximum
 #: absolute difference) over the resized image. Checked on the 16 real RSNA
-#: samples by ``tests/test_dicom.py``.
+#: samples by ``tests/data/test_dicom.py``.
 FAST_PATH_TOLERANCE = (0.5, 4)
 
 #: Transfer syntaxes whose frames are JPEG streams (SOI ... EOI markers): baseline,

@@ -20,7 +20,7 @@ computes the same warp in about 5-10 ms:
 
 Interpolation orders above 1 (whose spline prefilter runs across channels in
 scikit-image) fall back to imgaug's own code. Equality with imgaug is tested
-(``tests/test_augmenters.py``): identical uint8 outputs, up to a rounding tie.
+(``tests/detector/test_augmenters.py``): identical uint8 outputs, up to a rounding tie.
 """
 from __future__ import annotations
 
