@@ -72,7 +72,9 @@ def _free_ports(count):
 
 def _start(out, role, tf_config=None):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    env.update(PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    # Deterministic kernels: this test compares a strategy with one process to float tolerance, and
+    # without them about one CPU training run in five differs from the others by ~1e-4 after a resume.
+    env.update(PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", TF_DETERMINISTIC_OPS="1")
     if tf_config is not None:
         env["TF_CONFIG"] = json.dumps(tf_config)
     return subprocess.Popen([sys.executable, "-c", WORKER_SCRIPT, str(ROOT), str(out), role], env=env,

@@ -289,7 +289,8 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 def test_mirrored_strategy_two_cpus_matches_one_device(tmp_path):
     root = Path(__file__).resolve().parents[2]
-    env = dict(os.environ, PYTHONPATH=str(root))
+    # Deterministic kernels, as in test_multi_worker: the comparison is to float tolerance.
+    env = dict(os.environ, PYTHONPATH=str(root), TF_DETERMINISTIC_OPS="1")
     completed = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(root), str(tmp_path)],
                                capture_output=True, text=True, timeout=600, env=env)
     lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
