@@ -83,9 +83,10 @@ def _comparable(value):
     """Configs hold lists, tuples, numpy arrays and nested dicts: compare them as plain lists."""
     if isinstance(value, dict):
         return {key: _comparable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_comparable(item) for item in np.asarray(value, dtype=object).tolist()] \
-            if isinstance(value, np.ndarray) else [_comparable(item) for item in value]
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_comparable(item) for item in value]
     if isinstance(value, Config):
         return _comparable(value.to_dict())
     return value

@@ -117,5 +117,5 @@ def test_no_module_is_over_600_lines():
 
 def test_one_module_reads_the_keras2_layer_names_attribute():
     readers = [str(path.relative_to(PACKAGE_ROOT)) for path in _modules()
-               if '"layer_names' in path.read_text(encoding="utf-8") or "'layer_names" in path.read_text(encoding="utf-8")]
+               if any(quoted in path.read_text(encoding="utf-8") for quoted in ('"layer_names', "'layer_names"))]
     assert readers == ["weights/keras2_hdf5.py"]

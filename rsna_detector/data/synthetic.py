@@ -72,7 +72,6 @@ SAMPLE_PREDICTION = "0.5 0 0 100 100"
 
 _SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 _JPEG_QUALITY = 90
-_REFERENCE_SIDE = RSNA_IMAGE_SIZE  # pixel spacing is given for a 1024 image and scaled
 
 
 # ---------------------------------------------------------------- DICOM writing
@@ -187,7 +186,8 @@ def _plan_patient(rng, split, index, class_name, image_size):
         n_boxes = int(rng.choice(list(BOX_COUNT_PROBABILITIES), p=list(BOX_COUNT_PROBABILITIES.values())))
     boxes = tuple(tuple(box) for box in sample_opacity_boxes(rng, geometry, n_boxes))
     ap_probability = 0.75 if n_boxes else 0.38
-    spacing = float(rng.choice([0.139, 0.143, 0.168, 0.171])) * _REFERENCE_SIDE / image_size
+    # the real spacings are those of a 1024-pixel image: scaled to this image's size
+    spacing = float(rng.choice([0.139, 0.143, 0.168, 0.171])) * RSNA_IMAGE_SIZE / image_size
     age = int(np.clip(rng.normal(47, 17), 1, 92)) if rng.random() > 0.0003 else int(rng.integers(140, 156))
     return _Patient(split=split, index=index, patient_id=patient_id, class_name=class_name, boxes=boxes,
                     geometry=geometry, age=str(age), sex="M" if rng.random() < 0.57 else "F",
