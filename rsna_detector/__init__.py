@@ -11,7 +11,7 @@ Box conventions used everywhere in the library:
   ``(x, y)`` the top-left corner. They are converted once when labels are read
   and once when a submission is written.
 """
-import importlib
+from ._lazy import lazy_exports
 
 __version__ = "0.2.0"
 
@@ -87,15 +87,9 @@ _LAZY_EXPORTS = {
 
 __all__ = ["__version__", *_LAZY_EXPORTS]
 
+_NAMES_BY_SUBMODULE = {}
+for _name, _module in _LAZY_EXPORTS.items():
+    _NAMES_BY_SUBMODULE.setdefault(_module.removeprefix(__name__ + "."), []).append(_name)
+del _name, _module
 
-def __getattr__(name):
-    module_name = _LAZY_EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'rsna_detector' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _NAMES_BY_SUBMODULE)
