@@ -5,6 +5,7 @@ a temporary path beside the target; when the writer is done the temporary file
 is renamed over the target (``os.replace``, atomic on one file system), and on
 any failure it is removed and the old target is left as it was.
 :func:`atomic_write` writes bytes or text that way, flushed to disk first;
+:func:`atomic_folder` does the same for a whole folder (an exported model);
 :func:`write_json` is the library's one JSON writer for reports (metrics,
 summaries). :func:`rename_over` is the one rename that replaces a file (the
 library's only ``os.replace``), also used to move a bad file aside.
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_path", "atomic_write", "rename_over", "write_json"]
+__all__ = ["atomic_path", "atomic_folder", "atomic_write", "rename_over", "write_json"]
 
 TEMPORARY_SUFFIX = ".partial"
 """The ending of every temporary file :func:`atomic_path` creates."""
@@ -79,6 +80,55 @@ def atomic_path(path):
         rename_over(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path, *, replace=False):
+    """A temporary folder beside ``path`` to fill; it becomes ``path`` when the block succeeds.
+
+    Parameters
+    ----------
+    path : str or Path
+        The target folder; its parent must exist.
+    replace : bool
+        Whether an existing ``path`` may be replaced (it is moved aside, the new
+        folder renamed in, then the old one deleted: ``path`` never holds a mix).
+
+    Yields
+    ------
+    Path
+        ``.<name>.<random>.partial`` beside the target, not yet created (the block
+        creates it, e.g. ``tf.saved_model.save`` does).
+
+    Raises
+    ------
+    FileExistsError
+        When ``path`` exists and ``replace`` is False (checked before the block runs).
+
+    Notes
+    -----
+    A reader that watches the parent folder (TensorFlow Serving loading a new
+    version) sees the folder appear complete. On failure the temporary folder is
+    deleted and ``path`` is left as it was.
+    """
+    import shutil
+
+    path = Path(path)
+    if path.exists() and not replace:
+        raise FileExistsError(f"{path} already exists (pass replace=True to replace it)")
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}{TEMPORARY_SUFFIX}")
+    try:
+        yield temporary
+        if path.exists():
+            aside = path.with_name(f".{path.name}.{secrets.token_hex(8)}.old")
+            rename_over(path, aside)
+            rename_over(temporary, path)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            rename_over(temporary, path)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
         raise
 
 

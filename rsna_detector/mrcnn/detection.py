@@ -111,10 +111,13 @@ def refine_detections_graph(rois, probs, deltas, window, config=None, **settings
     survivors = []  # positions in `keep`
     for class_id in range(1, probs.shape[-1]):
         members = tf.reshape(tf.where(tf.equal(kept_classes, class_id)), [-1])
-        chosen = tf.image.non_max_suppression(tf.gather(kept_boxes, members), tf.gather(kept_scores, members),
-                                              max_output_size=max_instances,
-                                              iou_threshold=settings["nms_threshold"])
-        survivors.append(tf.gather(members, chosen))
+        # Padded NMS and an explicit slice: the TFLite converter turns tf.image.non_max_suppression into
+        # its padded kernel without the slice (duplicate indices); this form converts as it runs in TF.
+        chosen, count = tf.raw_ops.NonMaxSuppressionV4(
+            boxes=tf.gather(kept_boxes, members), scores=tf.gather(kept_scores, members),
+            max_output_size=max_instances, iou_threshold=settings["nms_threshold"],
+            score_threshold=float("-inf"), pad_to_max_output_size=True)
+        survivors.append(tf.gather(members, chosen[:count]))
     survivors = tf.sort(tf.concat(survivors, axis=0)) if survivors else tf.zeros([0], tf.int64)
     # top_k keeps the lower position first among equal scores, as matterport's does.
     count = tf.minimum(tf.shape(survivors)[0], max_instances)

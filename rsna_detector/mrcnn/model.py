@@ -305,6 +305,16 @@ class MaskRCNN:
                 detections[k], masks[k], original_shape, shape, window)
             results[i] = {"rois": rois, "class_ids": class_ids, "scores": scores, "masks": full_masks}
 
+    def export(self, path, **options):
+        """Extension: this detector, :meth:`detect`'s molding and unmolding inside, as a SavedModel for TF Serving.
+
+        Writes ``path/<version>/`` and returns it; ``options``: ``version``, ``min_confidence``,
+        ``masks``, ``replace`` (``export.saved_model.export_saved_model``; docs/DEPLOY.md).
+        """
+        from .export.saved_model import export_saved_model
+
+        return export_saved_model(self, path, **options)
+
     def detect_molded(self, molded_images, image_metas, verbose=0):
         """Detect objects in images already molded (as ``load_image_gt`` + ``mold_image`` give them).
 

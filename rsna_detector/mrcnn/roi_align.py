@@ -98,7 +98,13 @@ class PyramidROIAlign(keras.layers.Layer):
     Call inputs ``[boxes [B, N, 4] normalized, image_meta [B, META], P2, P3, P4, P5]``;
     output ``[B, N, pool_h, pool_w, channels]`` in box order. The image shape is read
     from the first image's meta (a batch shares one molded shape).
+
+    ``align_graph`` is the function that does the work (:func:`pyramid_roi_align_graph`);
+    an exporter may set another of the same signature and results on a layer
+    (``mrcnn/export``: TFLite's built-in ops have no ``CropAndResize``).
     """
+
+    align_graph = staticmethod(pyramid_roi_align_graph)
 
     def __init__(self, pool_shape, **kwargs):
         super().__init__(**kwargs)
@@ -108,7 +114,7 @@ class PyramidROIAlign(keras.layers.Layer):
         boxes, image_meta = inputs[0], inputs[1]
         feature_maps = list(inputs[2:])
         image_shape = parse_image_meta_graph(image_meta)["image_shape"][0]
-        return pyramid_roi_align_graph(boxes, image_shape, feature_maps, self.pool_shape)
+        return self.align_graph(boxes, image_shape, feature_maps, self.pool_shape)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0][:2]) + self.pool_shape + (input_shape[2][-1],)
