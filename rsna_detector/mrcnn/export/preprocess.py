@@ -9,7 +9,7 @@ would give:
   empty batch, channels, sizes the resize mode cannot take);
 * :func:`molding_plan` -- ``resize_image``'s scale, resized size, window and molded
   size for an input size (the graph twin of ``molding._scale_for`` and its padding,
-  held equal by ``tests/mrcnn/test_export_resample.py``);
+  held equal by ``tests/mrcnn/test_export_graph.py``);
 * :func:`mold_batch` -- molded images, metas and anchors, ready for the network.
 
 Resize modes: 'square' (molded shape fixed, anchors a constant), 'none' and

@@ -10,7 +10,8 @@ order of operations (``crop_and_resize_op.cc``)::
     top  = top_left + (top_right - top_left) * x_lerp
     crop = top + (bottom - top) * y_lerp
 
-so its crops equal ``crop_and_resize``'s (``tests/mrcnn/test_export_resample.py``).
+so its crops equal ``crop_and_resize``'s when run eagerly, and up to float rounding in a
+graph, where Grappler may regroup the arithmetic (``tests/mrcnn/test_export_graph.py``).
 All levels are read from one flattened pyramid, so the crops come out in box order
 without ``crop_and_resize``'s per-level split and ``InvertPermutation``.
 """
