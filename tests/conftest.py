@@ -19,3 +19,23 @@ def rsna_dir() -> Path:
     if not (path / "labels").is_dir():
         pytest.skip(f"RSNA_DATA_DIR={value} has no labels/ folder: real RSNA sample tests skipped")
     return path
+
+
+@pytest.fixture(scope="session")
+def exported_detector(tmp_path_factory):
+    """``helpers.seeded_detector`` exported once (issue 21) as SavedModel, float32 TFLite and ONNX, each checked.
+
+    A namespace: ``model`` (the ``MaskRCNN``), ``folder``, ``version`` (the SavedModel's version folder),
+    ``tflite``, ``onnx`` (the files), ``summary`` (``export.json``). Shared by the export and serving tests.
+    """
+    from types import SimpleNamespace
+
+    from rsna_detector.detector.export import export_detector
+    from tests.helpers import seeded_detector
+
+    folder = tmp_path_factory.mktemp("exported_detector")
+    model = seeded_detector(folder)
+    summary = export_detector(model, folder / "export", formats=["saved_model", "tflite", "onnx"])
+    paths = {name: Path(entry["path"]) for name, entry in summary["formats"].items()}
+    return SimpleNamespace(model=model, folder=folder, version=paths["saved_model"], tflite=paths["tflite"],
+                           onnx=paths["onnx"], summary=summary)

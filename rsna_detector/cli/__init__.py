@@ -6,7 +6,7 @@ file system (``OSError``) are printed as one line naming the file or field, and
 the command exits with status 2.
 
 One module per command group registers its parsers: :mod:`.detector` (demo,
-train, evaluate, predict, submit), :mod:`.data` (convert, synth), :mod:`.eda`
+train, evaluate, predict, submit), :mod:`.export` (export), :mod:`.data` (convert, synth), :mod:`.eda`
 (eda) and :mod:`.baselines` (classifier-/retinanet-train and -evaluate).
 Building the parser imports no TensorFlow.
 """
@@ -16,12 +16,12 @@ import argparse
 import sys
 
 from ..errors import RsnaDetectorError
-from . import baselines, data, detector, eda
+from . import baselines, data, detector, eda, export
 from .usage import CommandLineError
 
 __all__ = ["main", "build_parser", "CommandLineError"]
 
-_COMMAND_GROUPS = (detector, data, eda, baselines)  # in the order `rsna-detector --help` lists them
+_COMMAND_GROUPS = (detector, export, data, eda, baselines)  # in the order `rsna-detector --help` lists them
 
 
 def build_parser():

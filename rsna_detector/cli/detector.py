@@ -24,14 +24,14 @@ def _load_config(args, default_preset="full"):
     return CPUDemoConfig() if preset == "cpu" else DetectorConfig()
 
 
-def _inference_model(model_path, config_json=None, preset="full"):
+def _inference_model(model_path, config_json=None, preset="full", config=None):
     from ..detector.config import CPUDemoConfig, DetectorConfig
     from ..mrcnn import model as modellib
     from ..mrcnn.config import Config
 
-    if config_json:
+    if config is None and config_json:
         config = Config.from_json(config_json)
-    else:
+    elif config is None:
         config = CPUDemoConfig() if preset == "cpu" else DetectorConfig()
     model = modellib.MaskRCNN(mode="inference", config=config, model_dir=str(Path(model_path).parent))
     model.load_weights(str(model_path), by_name=True)

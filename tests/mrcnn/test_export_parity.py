@@ -1,8 +1,8 @@
 """Issue 21: the exported detector gives what ``detect()`` gives, in every format.
 
-One seeded tiny model (random weights, class logits sharpened and shifted so that
-blobs give detections and a dark image none) is exported once per module as a SavedModel, a float32 TFLite file and an
-ONNX file. The SavedModel runs in a fresh process that never imports rsna_detector
+One seeded tiny model (``helpers.seeded_detector``: random weights that detect bright
+blobs and nothing on a dark image) is exported once per session (``exported_detector``,
+``detector.export.export_detector``) as a SavedModel, a float32 TFLite file and an ONNX file. The SavedModel runs in a fresh process that never imports rsna_detector
 (plain ``tf.saved_model.load``); TFLite and ONNX Runtime run here. Each is compared
 with ``MaskRCNN.detect`` on synthetic images of several sizes (grey and RGB, batches
 of 1 and 8, one image without detections) and on the 16 real RSNA DICOMs: same
@@ -12,16 +12,13 @@ import json
 import subprocess
 import sys
 import textwrap
-from types import SimpleNamespace
 
-import keras
 import numpy as np
 import pytest
 
-from rsna_detector.mrcnn import model as modellib
-from rsna_detector.mrcnn.export import ExportError, OnnxDetector, TFLiteDetector, export_onnx, export_tflite
+from rsna_detector.detector.export import compare_results
+from rsna_detector.mrcnn.export import ExportError, OnnxDetector, TFLiteDetector
 from rsna_detector.mrcnn.export.runners import results_from_outputs
-from tests.helpers import tiny_config
 
 SCORE_TOLERANCE = 1e-4
 #: TFLite's pre-processing is float32 (no float64 in its built-in ops): where scikit-image's float64 resize lands
@@ -31,20 +28,8 @@ TFLITE_RESIZED_SCORE_TOLERANCE = 1e-3
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("export")
-    keras.utils.set_random_seed(11)
-    config = tiny_config(IMAGES_PER_GPU=8, DETECTION_MIN_CONFIDENCE=0.5)
-    model = modellib.MaskRCNN("inference", config, str(folder))
-    # random class logits give every image ~4 detections at 0.55-0.7; sharpened and shifted towards the
-    # background, blob images keep some and plain dark images get none (asserted below)
-    logits = model.keras_model.get_layer("mrcnn_class_logits")
-    kernel, bias = logits.get_weights()
-    logits.set_weights([kernel * 6, bias + np.array([0.0, -0.45], np.float32)])
-    version = model.export(folder / "saved_model")
-    tflite = export_tflite(model, folder / "tflite")["float32"]
-    onnx = export_onnx(None, folder / "onnx" / "detector.onnx", saved_model_dir=version)
-    return SimpleNamespace(model=model, folder=folder, version=version, tflite=tflite, onnx=onnx)
+def exported(exported_detector):
+    return exported_detector
 
 
 def _blobs(rng, count, height, width, channels=None):
@@ -119,31 +104,16 @@ def _run_saved_model_in_fresh_process(exported, cases, tmp_path):
             for k in range(len(cases))]
 
 
-def _mask_iou(a, b):
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else np.logical_and(a, b).sum() / union
-
-
-def _differences(expected, got):
-    """Worst differences of one batch's results against detect()'s; asserts the counts and class ids."""
-    worst = {"box": 0, "score": 0.0, "mask_iou": 1.0, "detections": 0}
-    for reference, result in zip(expected, got, strict=True):
-        assert len(result["rois"]) == len(reference["rois"])
-        np.testing.assert_array_equal(result["class_ids"], reference["class_ids"])
-        worst["detections"] += len(reference["rois"])
-        if len(reference["rois"]):
-            worst["box"] = max(worst["box"], int(np.abs(result["rois"] - reference["rois"]).max()))
-            worst["score"] = max(worst["score"], float(np.abs(result["scores"] - reference["scores"]).max()))
-            for k in range(len(reference["rois"])):
-                worst["mask_iou"] = min(worst["mask_iou"], _mask_iou(result["masks"][..., k],
-                                                                     reference["masks"][..., k]))
-    return worst
-
-
 def _assert_parity(name, expected, got, score_tolerance=SCORE_TOLERANCE):
-    worst = _differences(expected, got)
-    assert worst["box"] <= 1 and worst["score"] <= score_tolerance and worst["mask_iou"] > 0.99, (name, worst)
+    worst = compare_results(expected, got)
+    assert (worst["count_mismatches"] == 0 and worst["max_box_difference"] <= 1
+            and worst["max_score_difference"] <= score_tolerance and worst["min_mask_iou"] > 0.99), (name, worst)
     return worst
+
+
+def _assert_exact(name, worst):
+    assert (worst["max_box_difference"] == 0 and worst["max_score_difference"] == 0.0
+            and worst["min_mask_iou"] == 1.0), (name, worst)
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +133,7 @@ def test_saved_model_in_a_process_without_rsna_detector_equals_detect(exported, 
     cases, expected = synthetic
     outputs = _run_saved_model_in_fresh_process(exported, cases, tmp_path)
     for (name, _), reference, output in zip(cases, expected, outputs, strict=True):
-        worst = _assert_parity(name, reference, results_from_outputs(output))
-        assert worst["box"] == 0 and worst["score"] == 0.0 and worst["mask_iou"] == 1.0, (name, worst)  # exact
+        _assert_exact(name, _assert_parity(name, reference, results_from_outputs(output)))
 
 
 def test_saved_model_equals_detect_on_real_dicoms(exported, rsna_dir, tmp_path):
@@ -173,7 +142,7 @@ def test_saved_model_equals_detect_on_real_dicoms(exported, rsna_dir, tmp_path):
     detections = 0
     for (name, images), output in zip(cases, outputs, strict=True):
         worst = _assert_parity(name, exported.model.detect(list(images)), results_from_outputs(output))
-        assert worst["box"] == 0 and worst["score"] == 0.0, (name, worst)
+        _assert_exact(name, worst)
         detections += worst["detections"]
     assert detections > 0
 

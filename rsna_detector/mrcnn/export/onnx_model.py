@@ -41,7 +41,7 @@ def _import_tf2onnx():
 
 
 def _snapshot_as_identity(ctx, node, name, args):
-    """tf2onnx handler: TensorFlow's ``Snapshot`` (a copy, :mod:`.resample`'s barrier to Grappler) is ONNX's ``Identity``."""
+    """tf2onnx handler: TensorFlow's ``Snapshot`` (:mod:`.resample`'s barrier to Grappler) is ONNX's ``Identity``."""
     del ctx, name, args
     node.type = "Identity"
 

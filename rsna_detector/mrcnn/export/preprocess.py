@@ -181,7 +181,7 @@ def _anchors(config, molded, dtype):
 
 
 def _subtract_mean(levels, config):
-    """``mold_image`` of images given as int32 grey levels 0..255, as float32: a table of its value per level and channel.
+    """``mold_image`` of images given as int32 grey levels 0..255, as float32: a table of its values.
 
     ``mold_image`` computes ``float32(pixel) - MEAN_PIXEL`` in numpy's promoted type
     (float64 for the default array); ``detect`` casts that to float32. A uint8 pixel

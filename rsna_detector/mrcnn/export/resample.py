@@ -63,7 +63,7 @@ def axis_samples(in_size, out_size, positions, dtype=tf.float64):
 
 
 def _weighted_sum(read, rows, columns, dtype):
-    """scipy's sum over the four neighbours, in its order: ``value * wy * wx`` for (y0, x0), (y0, x1), (y1, x0), (y1, x1).
+    """scipy's sum over the four neighbours in its order: ``value * wy * wx`` at (y0, x0), (y0, x1), (y1, x0), (y1, x1).
 
     ``read(row_index, column_index)`` gives the values of one neighbour (already
     broadcastable against the weights); ``rows`` and ``columns`` are
@@ -88,8 +88,11 @@ def _weighted_sum(read, rows, columns, dtype):
 
 
 def _ordered(partial_sum):
-    """``partial_sum`` as it is, but opaque to Grappler's AddOpsRewrite, which would turn the chain of additions
-    into one AddN with its inputs in another order (rounding differently)."""
+    """``partial_sum`` as it is, but opaque to Grappler's AddOpsRewrite.
+
+    That rewrite turns a chain of additions into one AddN with its inputs in another
+    order, which rounds differently.
+    """
     return tf.raw_ops.Snapshot(input=partial_sum)
 
 

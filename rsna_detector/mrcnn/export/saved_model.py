@@ -101,13 +101,13 @@ def save_module(module, folder, description, signature_names=(SIGNATURE_ANY_RANK
 
 
 def _version_number(version):
+    expected = f"export: version: expected a positive integer (TF Serving's version folder), got {version!r}"
     try:
         number = int(version)
     except (TypeError, ValueError) as error:
-        raise ExportError(f"export: version: expected a positive integer (TF Serving's version folder), "
-                          f"got {version!r}") from error
+        raise ExportError(expected) from error
     if number < 1 or str(number) != str(version).strip():
-        raise ExportError(f"export: version: expected a positive integer (TF Serving's version folder), got {version!r}")
+        raise ExportError(expected)
     return number
 
 
