@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from rsna_detector._io import atomic_path, atomic_write, rename_over, write_json
+from rsna_detector._io import atomic_folder, atomic_path, atomic_write, rename_over, write_json
 
 
 def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
@@ -108,3 +108,25 @@ def test_only_io_calls_os_replace():
     callers = sorted(str(path.relative_to(root)) for path in root.rglob("*.py")
                      if re.search(r"\bos\.replace\(|\.replace\(\s*temporary|\bos\.rename\(", path.read_text()))
     assert callers == ["_io.py"]
+
+
+def test_atomic_folder_appears_complete_or_not_at_all(tmp_path):
+    target = tmp_path / "1"
+    with atomic_folder(target) as temporary:
+        temporary.mkdir()
+        (temporary / "saved_model.pb").write_bytes(b"new")
+        assert not target.exists() and temporary.name.startswith(".1.") and temporary.name.endswith(".partial")
+    assert (target / "saved_model.pb").read_bytes() == b"new"
+    with pytest.raises(FileExistsError, match="already exists"):
+        with atomic_folder(target):
+            pass
+    with pytest.raises(RuntimeError, match="half written"):
+        with atomic_folder(target, replace=True) as temporary:
+            temporary.mkdir()
+            (temporary / "saved_model.pb").write_bytes(b"partial")
+            raise RuntimeError("half written")
+    assert (target / "saved_model.pb").read_bytes() == b"new" and os.listdir(tmp_path) == ["1"]
+    with atomic_folder(target, replace=True) as temporary:
+        temporary.mkdir()
+        (temporary / "variables").mkdir()
+    assert os.listdir(target) == ["variables"] and os.listdir(tmp_path) == ["1"]
