@@ -93,7 +93,9 @@ def speed(runs, folder):
     config = DetectorConfig()
     model = MaskRCNN("inference", config, str(folder))
     started = time.perf_counter()
-    summary = export_detector(model, folder / "resnet50", formats=FORMATS, masks=True)
+    # no check against detect(): random weights saturate the RPN (many scores exactly 1.0), so which proposals
+    # survive the top-k among equals depends on rounding, and the formats' detections differ by design
+    summary = export_detector(model, folder / "resnet50", formats=FORMATS, masks=True, verify=False)
     export_seconds = time.perf_counter() - started
     functions = {"detect()": lambda images: model.detect(list(images))}
     functions.update(runners(summary))

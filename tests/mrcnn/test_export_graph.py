@@ -171,3 +171,27 @@ def test_unmold_batch_equals_unmold_detections():
             np.testing.assert_array_equal(out["scores"][i, :count].numpy(), scores)
             np.testing.assert_array_equal(np.moveaxis(out["masks"][i, :count].numpy(), 0, -1), full)
             assert not out["boxes"][i, count:].numpy().any() and not out["masks"][i, count:].numpy().any()
+
+
+def test_none_mode_export_equals_detect_and_refuses_sizes_the_fpn_cannot_take(tmp_path):
+    """'none' mode: the molded shape follows the input, so the anchors are made in the graph (``_grid_anchors``)."""
+    import keras
+
+    from rsna_detector.mrcnn.export.saved_model import build_module
+    from rsna_detector.mrcnn.model import MaskRCNN
+
+    keras.utils.set_random_seed(4)
+    config = tiny_config(IMAGE_RESIZE_MODE="none", IMAGES_PER_GPU=2, DETECTION_MIN_CONFIDENCE=0.0)
+    model = MaskRCNN("inference", config, str(tmp_path))
+    module = build_module(model)
+    rng = np.random.default_rng(7)
+    for shape in [(64, 128), (128, 64)]:
+        images = rng.integers(0, 256, (2,) + shape).astype(np.uint8)
+        got = module.detect(tf.constant(images))
+        for i, expected in enumerate(model.detect(list(images))):
+            count = int(got["num_detections"][i])
+            assert count == len(expected["rois"]) > 0
+            np.testing.assert_array_equal(got["boxes"][i, :count].numpy(), expected["rois"])
+            np.testing.assert_array_equal(got["scores"][i, :count].numpy(), expected["scores"])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="must be multiples of 64.*got height, width.*100 64"):
+        module.detect(tf.constant(np.zeros((1, 100, 64), np.uint8)))

@@ -132,9 +132,11 @@ def resize_bilinear(images, height, width, dtype=tf.float64):
         return tf.gather(tf.gather(images, row_index, axis=1), column_index, axis=2)
 
     total = _weighted_sum(read, rows, columns, dtype)
-    values = tf.cast(images, dtype)  # the clip range: each image's own minimum and maximum
-    low = tf.reduce_min(tf.reshape(values, [shape[0], -1]), axis=1)
-    high = tf.reduce_max(tf.reshape(values, [shape[0], -1]), axis=1)
+    values = tf.reshape(images, [shape[0], -1])  # the clip range: each image's own minimum and maximum
+    if values.dtype == tf.uint8:
+        values = tf.cast(values, tf.int32)  # TFLite reduces no uint8 this way; exact either way
+    low = tf.cast(tf.reduce_min(values, axis=1), dtype)
+    high = tf.cast(tf.reduce_max(values, axis=1), dtype)
     return tf.clip_by_value(total, tf.reshape(low, [-1, 1, 1, 1]), tf.reshape(high, [-1, 1, 1, 1]))
 
 
