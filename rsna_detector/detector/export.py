@@ -137,7 +137,7 @@ def _write_formats(model, out_dir, formats, version, min_confidence, masks, repl
         written.update({name: files[_TFLITE[name]] for name in formats if name in _TFLITE})
     if "onnx" in formats:
         written["onnx"] = export_onnx(model, out_dir / "onnx" / ONNX_FILE_NAME, min_confidence=min_confidence,
-                                      masks=masks, saved_model_dir=written.get("saved_model"))
+                                      masks=masks)
     return written
 
 

@@ -1,12 +1,15 @@
 """The exported detector as an ONNX file (the optional ``[export]`` extra: tf2onnx, onnxruntime).
 
-The ONNX model is converted by tf2onnx from the SavedModel's ``serving_nhwc``
-signature: the same graph as the SavedModel, float64 pre- and post-processing
-included (ONNX Runtime computes them as TensorFlow does, so the results are
-``detect``'s). tf2onnx logs an op it cannot convert and goes on, leaving a model
-ONNX Runtime cannot load; :func:`convert_function_to_onnx` collects those log
-records and checks the model (``onnx.checker``), so a conversion either gives a
-valid model or raises :class:`ExportError` naming the ops.
+The ONNX model is converted by tf2onnx from its own SavedModel (the ``onnx`` target of
+``saved_model.build_module``, written to a temporary folder): the SavedModel's graph
+with ROI Align from gathers (:mod:`.roi_align_gather`, the same crops) instead of
+``CropAndResize``, which tf2onnx turns into a loop copying the whole feature map for
+every box (19 GB of memory and seconds per batch of 8 at the RSNA settings), and the
+float64 pre- and post-processing of ``detect`` (ONNX Runtime computes them as written,
+so the results are ``detect``'s). tf2onnx logs an op it cannot convert and goes on,
+leaving a model ONNX Runtime cannot load; :func:`convert_function_to_onnx` collects
+those log records and checks the model (``onnx.checker``), so a conversion either
+gives a valid model or raises :class:`ExportError` naming the ops.
 """
 from __future__ import annotations
 
@@ -102,7 +105,10 @@ def convert_function_to_onnx(function, input_signature, opset=DEFAULT_OPSET):
 
 
 def convert_saved_model_to_onnx(saved_model_dir, opset=DEFAULT_OPSET):
-    """An exported SavedModel's ``serving_nhwc`` signature as a serialized ONNX model (input ``images``)."""
+    """A SavedModel's ``serving_nhwc`` signature as a serialized ONNX model (input ``images``).
+
+    Written by :func:`~.saved_model.save_module` of a module built for the ``onnx`` target.
+    """
     _import_tf2onnx()
     loaded = tf.saved_model.load(str(saved_model_dir))  # kept alive: the signature reads its variables
     spec = [tf.TensorSpec([None, None, None, None], tf.uint8, name="images")]
@@ -111,21 +117,18 @@ def convert_saved_model_to_onnx(saved_model_dir, opset=DEFAULT_OPSET):
     return convert_function_to_onnx(function, spec, opset)
 
 
-def export_onnx(model, path, *, min_confidence=None, masks=True, opset=DEFAULT_OPSET, saved_model_dir=None):
+def export_onnx(model, path, *, min_confidence=None, masks=True, opset=DEFAULT_OPSET):
     """Write ``model`` as an ONNX file.
 
     Parameters
     ----------
-    model : MaskRCNN or None
-        In inference mode; None when ``saved_model_dir`` is given.
+    model : MaskRCNN
+        In inference mode, with its trained weights.
     path : str or Path
         The ``.onnx`` file (its folder is created if needed).
     min_confidence, masks
-        As :func:`~.saved_model.export_saved_model` (ignored with ``saved_model_dir``).
+        As :func:`~.saved_model.export_saved_model`.
     opset : int
-    saved_model_dir : str or Path, optional
-        A version folder written by :func:`~.saved_model.export_saved_model` to convert
-        (saves writing another).
 
     Returns
     -------
@@ -139,9 +142,7 @@ def export_onnx(model, path, *, min_confidence=None, masks=True, opset=DEFAULT_O
     _import_tf2onnx()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if saved_model_dir is not None:
-        return atomic_write(path, convert_saved_model_to_onnx(saved_model_dir, opset))
-    module = build_module(model, min_confidence, masks)
+    module = build_module(model, min_confidence, masks, target="onnx")
     with tempfile.TemporaryDirectory(prefix="rsna_detector_onnx_") as temporary:
         save_module(module, temporary, export_description(module, model.config), signature_names=(SIGNATURE_NHWC,))
         return atomic_write(path, convert_saved_model_to_onnx(temporary, opset))

@@ -162,21 +162,32 @@ def paste_masks(masks, boxes, height, width, dtype=tf.float64):
         parts of a box outside the image are cut off.
     """
     shape = tf.shape(masks)
-    height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
     y1, x1, y2, x2 = tf.unstack(boxes, num=4, axis=-1)  # each [N, D]
-    rows = tf.reshape(tf.range(height), [1, 1, -1]) - tf.expand_dims(y1, -1)  # [N, D, height], in the box
-    columns = tf.reshape(tf.range(width), [1, 1, -1]) - tf.expand_dims(x1, -1)
     box_height, box_width = tf.expand_dims(y2 - y1, -1), tf.expand_dims(x2 - x1, -1)
+    # The resize runs on a canvas as large as the batch's largest box (not the whole image), then each
+    # detection's canvas is placed at its box with one gather per axis.
+    rows = tf.reshape(tf.range(tf.maximum(tf.reduce_max(box_height), 1)), [1, 1, -1])  # [1, 1, canvas height]
+    columns = tf.reshape(tf.range(tf.maximum(tf.reduce_max(box_width), 1)), [1, 1, -1])
     row_samples = _expanded(axis_samples(shape[2], tf.maximum(box_height, 1), rows, dtype), -1)
     column_samples = _expanded(axis_samples(shape[3], tf.maximum(box_width, 1), columns, dtype), -2)
 
     def read(row_index, column_index):
         return tf.gather(tf.gather(masks, row_index, axis=2, batch_dims=2), column_index, axis=3, batch_dims=2)
 
-    total = _weighted_sum(read, row_samples, column_samples, dtype)
+    total = _weighted_sum(read, row_samples, column_samples, dtype)  # [N, D, canvas height, canvas width]
     low = tf.reshape(tf.reduce_min(tf.reshape(masks, [shape[0], shape[1], -1]), axis=2), [shape[0], shape[1], 1, 1])
     high = tf.reshape(tf.reduce_max(tf.reshape(masks, [shape[0], shape[1], -1]), axis=2), [shape[0], shape[1], 1, 1])
-    resized = tf.clip_by_value(tf.cast(total, tf.float32), low, high)
-    inside_rows = tf.expand_dims((rows >= 0) & (rows < box_height), -1)
-    inside_columns = tf.expand_dims((columns >= 0) & (columns < box_width), -2)
-    return inside_rows & inside_columns & (resized >= 0.5)
+    canvas = tf.clip_by_value(tf.cast(total, tf.float32), low, high) >= 0.5
+    return _place(canvas, y1, x1, box_height, box_width, tf.cast(height, tf.int32), tf.cast(width, tf.int32))
+
+
+def _place(canvas, y1, x1, box_height, box_width, height, width):
+    """Each detection's canvas ``[N, D, ch, cw]`` (bool) at its box in a ``[N, D, height, width]`` image."""
+    rows = tf.reshape(tf.range(height), [1, 1, -1]) - tf.expand_dims(y1, -1)  # [N, D, height], in the box
+    columns = tf.reshape(tf.range(width), [1, 1, -1]) - tf.expand_dims(x1, -1)
+    inside_rows = (rows >= 0) & (rows < box_height)
+    inside_columns = (columns >= 0) & (columns < box_width)
+    rows = tf.clip_by_value(rows, 0, tf.shape(canvas)[2] - 1)
+    columns = tf.clip_by_value(columns, 0, tf.shape(canvas)[3] - 1)
+    placed = tf.gather(tf.gather(canvas, rows, axis=2, batch_dims=2), columns, axis=3, batch_dims=2)
+    return tf.expand_dims(inside_rows, -1) & tf.expand_dims(inside_columns, -2) & placed

@@ -30,7 +30,7 @@ from .serving import (
     serving_network,
 )
 
-__all__ = ["DESCRIPTION_FILE", "export_saved_model", "build_module", "save_module", "export_description",
+__all__ = ["DESCRIPTION_FILE", "TARGETS", "export_saved_model", "build_module", "save_module", "export_description",
            "read_export_description"]
 
 #: The export's description, inside the version folder.
@@ -52,8 +52,23 @@ def _library_version():
         return "unknown"
 
 
-def build_module(model, min_confidence=None, masks=True, builtin_ops=False):
-    """The :class:`~.serving.DetectorModule` of an inference-mode ``MaskRCNN``.
+#: What each format's graph is built with: (ROI align from gathers, arithmetic of the pre- and post-processing).
+TARGETS = {"saved_model": (False, tf.float64), "onnx": (True, tf.float64), "tflite": (True, tf.float32)}
+
+
+def build_module(model, min_confidence=None, masks=True, target="saved_model"):
+    """The :class:`~.serving.DetectorModule` of an inference-mode ``MaskRCNN`` for a format.
+
+    Parameters
+    ----------
+    model : MaskRCNN
+    min_confidence : float, optional
+    masks : bool
+    target : {'saved_model', 'onnx', 'tflite'}
+        ``saved_model``: the network's own ops, float64 pre- and post-processing
+        (``detect``'s arithmetic); ``onnx``: ROI align from gathers (tf2onnx's
+        ``CropAndResize`` is a loop over boxes); ``tflite``: that and float32 (see
+        :data:`TARGETS`, :mod:`.tflite`).
 
     Raises
     ------
@@ -64,9 +79,10 @@ def build_module(model, min_confidence=None, masks=True, builtin_ops=False):
     """
     if getattr(model, "mode", None) != "inference":
         raise ModelError("export: create the model with mode='inference' (and load its trained weights)")
+    gather_roi_align, arithmetic = TARGETS[target]
     threshold = resolve_min_confidence(model.config, min_confidence)
-    network, config = serving_network(model, threshold, builtin_ops=builtin_ops)
-    return DetectorModule(network, config, with_masks=masks, builtin_ops=builtin_ops)
+    network, config = serving_network(model, threshold, gather_roi_align=gather_roi_align)
+    return DetectorModule(network, config, with_masks=masks, arithmetic=arithmetic)
 
 
 def export_description(module, training_config):

@@ -67,7 +67,7 @@ def _layers(keras_model):
             yield from _layers(layer)
 
 
-def serving_network(model, min_confidence, builtin_ops=False):
+def serving_network(model, min_confidence, gather_roi_align=False):
     """The inference network and config to export: ``model``'s, with ``DETECTION_MIN_CONFIDENCE = min_confidence``.
 
     Parameters
@@ -75,9 +75,11 @@ def serving_network(model, min_confidence, builtin_ops=False):
     model : MaskRCNN
         In inference mode.
     min_confidence : float
-    builtin_ops : bool
-        For TFLite: the ROI align layers crop with :func:`pyramid_roi_align_gather`
-        (same crops, TFLite built-in ops) instead of ``tf.image.crop_and_resize``.
+    gather_roi_align : bool
+        The ROI align layers crop with :func:`pyramid_roi_align_gather` (the same crops
+        from gathers) instead of ``tf.image.crop_and_resize``: TFLite has no built-in
+        ``CropAndResize``, and tf2onnx converts it to a loop that copies the whole feature
+        map for every box (19 GB and seconds per batch of 8 at the RSNA settings).
 
     Returns
     -------
@@ -89,11 +91,11 @@ def serving_network(model, min_confidence, builtin_ops=False):
     """
     config = copy.copy(model.config)
     config.DETECTION_MIN_CONFIDENCE = min_confidence
-    if min_confidence == model.config.DETECTION_MIN_CONFIDENCE and not builtin_ops:
+    if min_confidence == model.config.DETECTION_MIN_CONFIDENCE and not gather_roi_align:
         return model.keras_model, config
     keras_model = build_inference_model(config)
     keras_model.set_weights(model.keras_model.get_weights())
-    if builtin_ops:
+    if gather_roi_align:
         for layer in _layers(keras_model):
             if isinstance(layer, PyramidROIAlign):
                 layer.align_graph = pyramid_roi_align_gather
@@ -132,9 +134,9 @@ class DetectorModule(tf.Module):
         Its config (molding settings and the threshold).
     with_masks : bool
         Also output ``masks`` bool ``[N, D, H, W]``.
-    builtin_ops : bool
-        Pre- and post-processing in float32 (TFLite has no float64 arithmetic);
-        else float64, ``detect``'s own arithmetic.
+    arithmetic : tf.DType
+        Of the pre- and post-processing: float64 is ``detect``'s own; float32 for
+        TFLite, whose built-in ops have no float64.
 
     Attributes
     ----------
@@ -143,10 +145,10 @@ class DetectorModule(tf.Module):
     config, with_masks
         As given.
     arithmetic : tf.DType
-        float32 with ``builtin_ops``, else float64.
+        As given.
     """
 
-    def __init__(self, keras_model, config, with_masks=True, builtin_ops=False):
+    def __init__(self, keras_model, config, with_masks=True, arithmetic=tf.float64):
         super().__init__(name="rsna_detector")
         check_exportable(config)
         self.network = keras_model
@@ -155,7 +157,7 @@ class DetectorModule(tf.Module):
         self.network_variables = [weight.value for weight in keras_model.weights]
         self.config = config
         self.with_masks = bool(with_masks)
-        self.arithmetic = tf.float32 if builtin_ops else tf.float64
+        self.arithmetic = arithmetic
         self.detect = tf.function(self._detect, input_signature=[tf.TensorSpec(None, tf.uint8, name="images")],
                                   autograph=False)
         self.detect_nhwc = tf.function(

@@ -1,8 +1,8 @@
 """The exported detector as TFLite flatbuffers: float32, float16 and dynamic-range quantised.
 
 The TFLite model is converted (``tf.lite.TFLiteConverter.from_saved_model``) from
-its own SavedModel, the :class:`~.serving.DetectorModule` built with
-``builtin_ops=True``, written to a temporary folder: TFLite's built-in ops have no
+its own SavedModel, the :class:`~.serving.DetectorModule` built for the ``tflite``
+target (``saved_model.TARGETS``), written to a temporary folder: TFLite's built-in ops have no
 float64 arithmetic and no ``CropAndResize``, and the TFLite interpreter of
 TensorFlow >= 2.20 (and LiteRT's ``ai-edge-litert``) cannot run TensorFlow
 ("select", Flex) ops from Python at all, so a model that needed them would convert
@@ -61,7 +61,7 @@ def convert_to_tflite(saved_model_dir, quantization="float32"):
     Parameters
     ----------
     saved_model_dir : str or Path
-        Written by :func:`save_module` of a module built with ``builtin_ops=True``.
+        Written by :func:`save_module` of a module built for the ``tflite`` target.
     quantization : {'float32', 'float16', 'dynamic_range'}
 
     Returns
@@ -117,7 +117,7 @@ def export_tflite(model, folder, *, quantizations=("float32",), min_confidence=N
     """
     for quantization in quantizations:
         _check_quantization(quantization)
-    module = build_module(model, min_confidence, masks, builtin_ops=True)
+    module = build_module(model, min_confidence, masks, target="tflite")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
