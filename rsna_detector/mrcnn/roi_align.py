@@ -101,7 +101,7 @@ class PyramidROIAlign(keras.layers.Layer):
 
     ``align_graph`` is the function that does the work (:func:`pyramid_roi_align_graph`);
     an exporter may set another of the same signature and results on a layer
-    (``mrcnn/export``: TFLite's built-in ops have no ``CropAndResize``).
+    (``mrcnn/export``: TFLite's built-in ops have no ``CropAndResize``, tf2onnx makes it a loop).
     """
 
     align_graph = staticmethod(pyramid_roi_align_graph)

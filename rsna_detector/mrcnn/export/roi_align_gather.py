@@ -1,9 +1,10 @@
-"""Multi-level ROI Align from gathers and arithmetic: what TFLite's built-in ops can run.
+"""Multi-level ROI Align from gathers and arithmetic: what TFLite's built-in ops can run, and ONNX runs fast.
 
 ``roi_align.pyramid_roi_align_graph`` crops with ``tf.image.crop_and_resize``, which
-TFLite has no built-in kernel for, and the TFLite interpreter of TensorFlow >= 2.20
-(and ``ai_edge_litert``) cannot run TensorFlow ("select") ops at all. This twin
-does the same sampling with ``Gather`` and float32 arithmetic, in the kernel's
+TFLite has no built-in kernel for (and the TFLite interpreter of TensorFlow >= 2.20,
+like ``ai_edge_litert``, cannot run TensorFlow "select" ops at all), and which tf2onnx
+converts into a loop over the boxes that copies the whole feature map each time. This
+twin does the same sampling with ``Gather`` and float32 arithmetic, in the kernel's
 order of operations (``crop_and_resize_op.cc``)::
 
     in_y = y1 * (H - 1) + y * ((y2 - y1) * (H - 1) / (crop_h - 1))    (0 outside [0, H - 1])

@@ -82,7 +82,7 @@ def build_module(model, min_confidence=None, masks=True, target="saved_model"):
     gather_roi_align, arithmetic = TARGETS[target]
     threshold = resolve_min_confidence(model.config, min_confidence)
     network, config = serving_network(model, threshold, gather_roi_align=gather_roi_align)
-    return DetectorModule(network, config, with_masks=masks, arithmetic=arithmetic)
+    return DetectorModule(network, config, with_masks=masks, arithmetic=arithmetic, track_variables=target == "tflite")
 
 
 def export_description(module, training_config):

@@ -137,6 +137,11 @@ class DetectorModule(tf.Module):
     arithmetic : tf.DType
         Of the pre- and post-processing: float64 is ``detect``'s own; float32 for
         TFLite, whose built-in ops have no float64.
+    track_variables : bool
+        Also track the TensorFlow variables under Keras' own (``network_variables``):
+        the TFLite converter freezes only variables it reaches that way (through Keras
+        variables alone it keeps unfilled resource variables: NaN outputs). Off for the
+        other formats, where the SavedModel would hold every weight twice.
 
     Attributes
     ----------
@@ -148,13 +153,12 @@ class DetectorModule(tf.Module):
         As given.
     """
 
-    def __init__(self, keras_model, config, with_masks=True, arithmetic=tf.float64):
+    def __init__(self, keras_model, config, with_masks=True, arithmetic=tf.float64, track_variables=False):
         super().__init__(name="rsna_detector")
         check_exportable(config)
         self.network = keras_model
-        # The TensorFlow variables under Keras' own, tracked directly: the TFLite converter freezes only
-        # variables it can reach this way (through Keras variables alone it keeps unfilled resource variables).
-        self.network_variables = [weight.value for weight in keras_model.weights]
+        if track_variables:
+            self.network_variables = [weight.value for weight in keras_model.weights]
         self.config = config
         self.with_masks = bool(with_masks)
         self.arithmetic = arithmetic
