@@ -75,11 +75,8 @@ class TestDefaults:
         assert "Configurations:" in text
         line = next(row for row in text.splitlines() if row.startswith("LEARNING_RATE"))
         assert line == "{:30} {}".format("LEARNING_RATE", 0.001)
-        assert "RPN_PYRAMID_LEVELS             4" in text
-        assert "first 4 pyramid levels only (P2-P5)" in text
-
-    def test_display_has_no_level_note_with_one_scale_per_level(self):
-        assert "pyramid levels only" not in Config().display_text()
+        assert "RPN_PYRAMID_LEVELS             4" in text  # how many levels get anchors (P2-P5)
+        assert "pyramid levels only" not in text  # no line beyond matterport's (test_matterport_edges)
 
 
 class TestPyramidLevels:
