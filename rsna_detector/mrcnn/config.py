@@ -361,16 +361,21 @@ def _fail(name: str, expected: str, value) -> None:
     raise ConfigError(f"{name}: expected {expected}, got {value!r}")
 
 
-def _require_int(config, name, minimum):
+def _require_int(config, name, minimum, optional=False, where=""):
+    """``optional``: None is accepted too; ``where`` ends the message (e.g. " in 'crop' mode")."""
     value = getattr(config, name)
+    if optional and value is None:
+        return
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        _fail(name, f"an integer >= {minimum}", value)
+        _fail(name, f"{'None or ' if optional else ''}an integer >= {minimum}{where}", value)
 
 
-def _require_number(config, name, low=None, high=None, low_open=False):
+def _require_number(config, name, low=None, high=None, low_open=False, optional=False):
     value = getattr(config, name)
+    if optional and value is None:
+        return
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
-        _fail(name, "a number", value)
+        _fail(name, "None or a number" if optional else "a number", value)
     too_low = low is not None and (value < low or (low_open and value == low))
     too_high = high is not None and value > high
     if too_low or too_high:
@@ -379,7 +384,7 @@ def _require_number(config, name, low=None, high=None, low_open=False):
             bounds.append(f"{'>' if low_open else '>='} {low}")
         if high is not None:
             bounds.append(f"<= {high}")
-        _fail(name, "a number " + " and ".join(bounds), value)
+        _fail(name, ("None or " if optional else "") + "a number " + " and ".join(bounds), value)
 
 
 def _require_sequence(config, name, length=None, positive=True):
@@ -419,14 +424,9 @@ def _validate_images(config):
     # (IMAGE_MIN_DIM in 'crop' mode, else IMAGE_MAX_DIM), a multiple of 64 where images are
     # padded ('square') or cropped ('crop') to it; in 'pad64' a set IMAGE_MIN_DIM too (matterport asserts it).
     side, other = ("IMAGE_MIN_DIM", "IMAGE_MAX_DIM") if mode == "crop" else ("IMAGE_MAX_DIM", "IMAGE_MIN_DIM")
-    _require_int(config, side, 1)
-    value = getattr(config, other)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0):
-        _fail(other, f"None or an integer >= 0 in '{mode}' mode", value)
-    scale = config.IMAGE_MIN_SCALE
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)
-                              or math.isnan(scale) or scale < 0):
-        _fail("IMAGE_MIN_SCALE", "None or a number >= 0", scale)
+    _require_int(config, side, 1, where=f" in '{mode}' mode (the side of IMAGE_SHAPE)")
+    _require_int(config, other, 0, optional=True, where=f" in '{mode}' mode")
+    _require_number(config, "IMAGE_MIN_SCALE", low=0, optional=True)
     if mode == "square" and config.IMAGE_MAX_DIM % _SIZE_MULTIPLE:
         _fail("IMAGE_MAX_DIM", f"a multiple of {_SIZE_MULTIPLE} in '{mode}' mode "
               "(the FPN halves the image 6 times)", config.IMAGE_MAX_DIM)

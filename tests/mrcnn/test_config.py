@@ -134,6 +134,11 @@ class TestValidation:
         ({"IMAGE_MAX_DIM": 1000}, "IMAGE_MAX_DIM: expected a multiple of 64 in 'square' mode"),
         ({"IMAGE_RESIZE_MODE": "crop", "IMAGE_MIN_DIM": 300}, "IMAGE_MIN_DIM: expected a multiple of 64"),
         ({"IMAGE_RESIZE_MODE": "stretch"}, "IMAGE_RESIZE_MODE: expected one of"),
+        # the side of IMAGE_SHAPE is needed; the other limits may be 0 or None (test_matterport_edges.py)
+        ({"IMAGE_MAX_DIM": None}, r"IMAGE_MAX_DIM: expected an integer >= 1 in 'square' mode \(the side of IMAGE_SHAPE"),
+        ({"IMAGE_RESIZE_MODE": "crop", "IMAGE_MIN_DIM": None}, "IMAGE_MIN_DIM: expected an integer >= 1 in 'crop' mode"),
+        ({"IMAGE_MIN_DIM": -64}, "IMAGE_MIN_DIM: expected None or an integer >= 0 in 'square' mode, got -64"),
+        ({"IMAGE_MIN_SCALE": "2"}, "IMAGE_MIN_SCALE: expected None or a number, got '2'"),
         ({"NUM_CLASSES": 0}, "NUM_CLASSES: expected an integer >= 1"),
         ({"BACKBONE": "vgg16"}, r"BACKBONE: expected one of \('resnet50', 'resnet101', 'tiny'\) or a callable, got 'vgg16'"),
         ({"BACKBONE": len}, "COMPUTE_BACKBONE_SHAPE: expected a callable"),
