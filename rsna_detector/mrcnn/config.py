@@ -130,9 +130,9 @@ class Config:
     USE_MINI_MASK = True
     MINI_MASK_SHAPE = (56, 56)  # (height, width)
     IMAGE_RESIZE_MODE = "square"  # one of RESIZE_MODES, see utils.resize_image
-    IMAGE_MIN_DIM = 800
-    IMAGE_MAX_DIM = 1024
-    IMAGE_MIN_SCALE = 0
+    IMAGE_MIN_DIM = 800  # 0 or None: no upscaling (except in 'crop' mode: the crop side)
+    IMAGE_MAX_DIM = 1024  # unused in 'crop' mode (may be None there)
+    IMAGE_MIN_SCALE = 0  # 0 or None: no minimum
     IMAGE_CHANNEL_COUNT = 3
     MEAN_PIXEL = np.array([123.7, 116.8, 103.9])  # RGB
     TRAIN_ROIS_PER_IMAGE = 200
@@ -193,7 +193,7 @@ class Config:
         return tuple(sorted(names))
 
     def setting_names(self) -> list:
-        """Names of the settings of this instance, sorted (what ``display`` shows)."""
+        """Names of the settings of this instance, sorted (what :meth:`to_dict` writes)."""
         names = set(self.known_settings())
         names.update(self._declared_names())
         return sorted(n for n in names if hasattr(self, n))
@@ -259,16 +259,13 @@ class Config:
     # display and serialisation
     # ------------------------------------------------------------------
     def display_text(self) -> str:
-        """The text :meth:`display` prints: every setting, one per line (matterport's layout)."""
+        """The text :meth:`display` prints, matterport's: every attribute in ``dir()`` order that is
+        neither a dunder nor callable (lower-case and ``_private`` ones of a subclass included), one per line."""
         lines = ["", "Configurations:"]
-        for name in self.setting_names():
-            lines.append("{:30} {}".format(name, getattr(self, name)))
-        levels, strides = self.RPN_PYRAMID_LEVELS, len(self.BACKBONE_STRIDES)
-        if levels < strides:
-            lines.append(
-                f"Note: {levels} anchor scales for {strides} BACKBONE_STRIDES: anchors and the RPN "
-                f"use the first {levels} pyramid levels only (P2-P{levels + 1})."
-            )
+        for name in dir(self):
+            value = getattr(self, name)
+            if not name.startswith("__") and not callable(value):
+                lines.append("{:30} {}".format(name, value))
         lines.append("")
         return "\n".join(lines) + "\n"
 
@@ -364,16 +361,21 @@ def _fail(name: str, expected: str, value) -> None:
     raise ConfigError(f"{name}: expected {expected}, got {value!r}")
 
 
-def _require_int(config, name, minimum):
+def _require_int(config, name, minimum, optional=False, where=""):
+    """``optional``: None is accepted too; ``where`` ends the message (e.g. " in 'crop' mode")."""
     value = getattr(config, name)
+    if optional and value is None:
+        return
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        _fail(name, f"an integer >= {minimum}", value)
+        _fail(name, f"{'None or ' if optional else ''}an integer >= {minimum}{where}", value)
 
 
-def _require_number(config, name, low=None, high=None, low_open=False):
+def _require_number(config, name, low=None, high=None, low_open=False, optional=False):
     value = getattr(config, name)
+    if optional and value is None:
+        return
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
-        _fail(name, "a number", value)
+        _fail(name, "None or a number" if optional else "a number", value)
     too_low = low is not None and (value < low or (low_open and value == low))
     too_high = high is not None and value > high
     if too_low or too_high:
@@ -382,7 +384,7 @@ def _require_number(config, name, low=None, high=None, low_open=False):
             bounds.append(f"{'>' if low_open else '>='} {low}")
         if high is not None:
             bounds.append(f"<= {high}")
-        _fail(name, "a number " + " and ".join(bounds), value)
+        _fail(name, ("None or " if optional else "") + "a number " + " and ".join(bounds), value)
 
 
 def _require_sequence(config, name, length=None, positive=True):
@@ -417,13 +419,18 @@ def _validate_images(config):
     mode = config.IMAGE_RESIZE_MODE
     if mode not in RESIZE_MODES:
         _fail("IMAGE_RESIZE_MODE", f"one of {RESIZE_MODES}", mode)
-    _require_int(config, "IMAGE_MAX_DIM", 1)
-    _require_int(config, "IMAGE_MIN_DIM", 1)
-    _require_number(config, "IMAGE_MIN_SCALE", low=0)
+    # As in matterport, 0 or None turns off what the mode does not need: upscaling by IMAGE_MIN_DIM
+    # or IMAGE_MIN_SCALE, and IMAGE_MAX_DIM in 'crop' mode (unused). Needed: IMAGE_SHAPE's side
+    # (IMAGE_MIN_DIM in 'crop' mode, else IMAGE_MAX_DIM), a multiple of 64 where images are
+    # padded ('square') or cropped ('crop') to it; in 'pad64' a set IMAGE_MIN_DIM too (matterport asserts it).
+    side, other = ("IMAGE_MIN_DIM", "IMAGE_MAX_DIM") if mode == "crop" else ("IMAGE_MAX_DIM", "IMAGE_MIN_DIM")
+    _require_int(config, side, 1, where=f" in '{mode}' mode (the side of IMAGE_SHAPE)")
+    _require_int(config, other, 0, optional=True, where=f" in '{mode}' mode")
+    _require_number(config, "IMAGE_MIN_SCALE", low=0, optional=True)
     if mode == "square" and config.IMAGE_MAX_DIM % _SIZE_MULTIPLE:
         _fail("IMAGE_MAX_DIM", f"a multiple of {_SIZE_MULTIPLE} in '{mode}' mode "
               "(the FPN halves the image 6 times)", config.IMAGE_MAX_DIM)
-    if mode in ("crop", "pad64") and config.IMAGE_MIN_DIM % _SIZE_MULTIPLE:
+    if mode in ("crop", "pad64") and (config.IMAGE_MIN_DIM or 0) % _SIZE_MULTIPLE:
         _fail("IMAGE_MIN_DIM", f"a multiple of {_SIZE_MULTIPLE} in '{mode}' mode "
               "(the FPN halves the image 6 times)", config.IMAGE_MIN_DIM)
     _require_sequence(config, "MEAN_PIXEL", length=config.IMAGE_CHANNEL_COUNT, positive=False)

@@ -118,7 +118,8 @@ def mold_one(config, image, index):
     molded : ndarray, [h, w, C]
         ``resize_image`` then ``mold_image`` (float64 with the default numpy ``MEAN_PIXEL``).
     meta : ndarray, [IMAGE_META_SIZE]
-        ``compose_image_meta`` with image id 0 and no active class.
+        ``compose_image_meta`` with image id 0 and no active class; its original shape is the
+        image's as given (``[H, W]`` counts as ``[H, W, 1]``), before the channel repeat.
     window : ndarray, int, [(y1, x1, y2, x2)]
         The real image's pixels inside ``molded``.
     original_shape : tuple
@@ -129,14 +130,16 @@ def mold_one(config, image, index):
     ModelError
         Naming the image, when it is not a numeric ``[H, W(, C)]`` array with 1 or ``C`` channels.
     """
-    image = _as_rgb(image, index, config.IMAGE_CHANNEL_COUNT)
+    rgb = _as_rgb(image, index, config.IMAGE_CHANNEL_COUNT)
+    given_shape = rgb.shape[:2] + (np.shape(image)[2] if np.ndim(image) == 3 else 1,)
     molded, window, scale, _, _ = resize_image(
-        image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
+        rgb, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
         max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE)
     molded = mold_image(molded, config)
-    meta = compose_image_meta(0, image.shape, molded.shape, window, scale,
+    # The meta holds the image's own shape, as matterport's (an [H, W, 1] image: 1 channel).
+    meta = compose_image_meta(0, given_shape, molded.shape, window, scale,
                               np.zeros([config.NUM_CLASSES], dtype=np.int32))
-    return molded, meta, np.asarray(window), image.shape
+    return molded, meta, np.asarray(window), rgb.shape
 
 
 def make_detect_function(keras_model, config, image_shape, anchors, on_trace=None):
@@ -220,7 +223,8 @@ def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape,
     class_ids : ndarray, int32, [N]
     scores : ndarray, [N], the detections' dtype
     masks : ndarray, bool, [H, W, N]
-        ``masks.unmold_mask`` of each detection (threshold 0.5).
+        ``masks.unmold_mask`` of each detection (threshold 0.5); with no detection
+        left, float64 ``[H, W, 0]``, as matterport's.
 
     Detections whose box is empty are dropped. Extension: boxes are clipped
     to the original image (the detection layer keeps them inside the window,
@@ -247,6 +251,6 @@ def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape,
     visible = np.where((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))[0]
     boxes, class_ids, scores, masks = boxes[visible], class_ids[visible], scores[visible], masks[visible]
     full_masks = [unmold_mask(masks[i], boxes[i], original_image_shape) for i in range(len(boxes))]
-    full_masks = (np.stack(full_masks, axis=-1) if full_masks
-                  else np.zeros((height, width, 0), dtype=bool))
+    # Without detections matterport's np.empty: float64 [H, W, 0].
+    full_masks = np.stack(full_masks, axis=-1) if full_masks else np.empty((height, width, 0))
     return boxes.reshape(-1, 4), class_ids, scores, full_masks
