@@ -34,7 +34,7 @@ def _inference_model(model_path, config_json=None, preset="full"):
     else:
         config = CPUDemoConfig() if preset == "cpu" else DetectorConfig()
     model = modellib.MaskRCNN(mode="inference", config=config, model_dir=str(Path(model_path).parent))
-    model.load_weights(str(model_path), by_name=True)
+    model.load_weights(str(model_path), by_name=True, require_complete=True)  # random layers: meaningless boxes
     return model
 
 
