@@ -30,6 +30,7 @@ __all__ = [
     "MergedResults",
     "write_results_file",
     "read_results_file",
+    "expand_results_paths",
     "merge_results_files",
     "write_submission_from_results",
 ]
@@ -266,13 +267,45 @@ class MergedResults:
         return "; ".join(parts)
 
 
+def expand_results_paths(paths):
+    """Results files named or matched by patterns: ``['preds_*.json']`` -> the files it matches, sorted.
+
+    A name that is an existing file is taken as it is (even with ``*``, ``?`` or
+    ``[`` in it); one with those characters is expanded as a shell would
+    (:mod:`glob`), so a pattern quoted on the command line works too.
+
+    Returns
+    -------
+    list of Path
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming a pattern that matches no file.
+    """
+    import glob
+
+    expanded = []
+    for path in paths:
+        text = str(path)
+        if Path(text).is_file() or not any(c in text for c in "*?["):
+            expanded.append(Path(text))
+            continue
+        matches = sorted(glob.glob(text))
+        if not matches:
+            raise FileNotFoundError(f"{text}: no results file matches this pattern")
+        expanded += [Path(match) for match in matches]
+    return expanded
+
+
 def merge_results_files(paths, expected_ids=None):
     """Merge the results files of a sharded prediction, refusing overlaps and finding gaps.
 
     Parameters
     ----------
     paths : sequence of str or Path
-        Results files (:func:`write_results_file`), e.g. one per shard.
+        Results files (:func:`write_results_file`), e.g. one per shard, or
+        patterns such as ``'preds_*.json'`` (:func:`expand_results_paths`).
     expected_ids : iterable of str, optional
         The patientIds a complete run covers (a sample submission's ids, a
         folder's file names): any of them no file covers is a gap.
@@ -287,7 +320,7 @@ def merge_results_files(paths, expected_ids=None):
         A patient covered by two files (the first such patient and both files
         named), the same file given twice, or shards of different counts.
     """
-    results = [read_results_file(path) for path in paths]
+    results = [read_results_file(path) for path in expand_results_paths(paths)]
     if not results:
         raise SubmissionError("no results file given")
     owner = {}
