@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import RsnaDetectorError
+
 __all__ = ["FrameHeader", "StreamError", "frame_header", "size_problem", "jpeg_stream_problem",
            "strict_decoding_applies", "decode_jpeg_strict", "jpeg_entropy_problem"]
 
@@ -39,7 +41,7 @@ _DATA_LOSS = ("premature end", "bad huffman code", "instead of rst", "inconsiste
               "invalid sos parameters", "bad arithmetic code", "huffman table")
 
 
-class StreamError(ValueError):
+class StreamError(RsnaDetectorError, ValueError):
     """A compressed stream is cut short or corrupt; the message says how (the caller names the file)."""
 
 

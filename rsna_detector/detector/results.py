@@ -166,15 +166,13 @@ def read_results_file(path):
     return ResultsFile(path, None if shard is None else tuple(shard), total, files, predictions, dict(failed))
 
 
-class _DuplicateKey(Exception):
-    pass
-
-
 def _unique_keys(pairs):
+    """``json.loads``' object hook: a dict, or SubmissionError when a key is given twice (JSON keeps the last)."""
     seen = set()
     for key, _ in pairs:
         if key in seen:
-            raise _DuplicateKey(key)
+            raise SubmissionError(f"the key {key!r} is given twice in one object (a patient or a field repeated): "
+                                  "refused rather than keeping one of them")
         seen.add(key)
     return dict(pairs)
 
@@ -185,9 +183,8 @@ def _load_json(path):
 
     try:
         return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
-    except _DuplicateKey as duplicate:
-        raise SubmissionError(f"{path}: the key {duplicate.args[0]!r} is given twice in one object (a patient or "
-                              "a field repeated): refused rather than keeping one of them") from None
+    except SubmissionError as error:
+        raise SubmissionError(f"{path}: {error}") from error
     except RecursionError as error:
         raise SubmissionError(f"{path}: not a results file (JSON nested too deeply)") from error
     except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError, an integer of over 4300 digits
