@@ -3,8 +3,6 @@
 the first image, predictions are kept before a later step can fail, quoted patterns are expanded, a
 weights file that leaves layers random is refused, and stdout is JSON."""
 import json
-import logging
-import os
 import shutil
 import warnings
 
@@ -18,33 +16,11 @@ from rsna_detector.detector.results import read_results_file
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """A random tiny detector (every box kept) saved with its config, 4 synthetic test DICOMs and their data set."""
-    from rsna_detector.data.synthetic import make_synthetic_dataset
-    from rsna_detector.detector.config import CPUDemoConfig
-    from rsna_detector.mrcnn import model as modellib
+    from tests.helpers import random_detector_files
 
     root = tmp_path_factory.mktemp("reliability_predict")
-    make_synthetic_dataset(root / "data", n_train=8, n_test=4, seed=3, image_size=128, workers=1, progress=False)
-    config = CPUDemoConfig()
-    config.DETECTION_MIN_CONFIDENCE, config.IMAGES_PER_GPU, config.SEED = 0.0, 2, 5
-    config.validate()
-    model = modellib.MaskRCNN("inference", config, str(root))
-    model.keras_model.get_layer("mrcnn_class_logits").bias.assign(np.array([0.0, 3.0], np.float32))
-    model.save_weights(str(root / "weights.h5"))
-    config.to_json(root / "config.json")
+    random_detector_files(root, n_train=8, n_test=4, image_size=128)
     return root
-
-
-@pytest.fixture
-def cli(monkeypatch):
-    from rsna_detector.cli import main
-
-    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
-    library_logger = logging.getLogger("rsna_detector")
-    saved = (list(library_logger.handlers), library_logger.level, library_logger.propagate)
-    yield main
-    library_logger.handlers[:] = saved[0]
-    library_logger.setLevel(saved[1])
-    library_logger.propagate = saved[2]
 
 
 @pytest.fixture
