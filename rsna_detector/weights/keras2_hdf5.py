@@ -220,18 +220,21 @@ class Keras2WeightsFile:
         return datasets
 
 
-def dataset_problem(dataset):
+def dataset_problem(dataset, *, require_storage=False):
     """Why an HDF5 dataset cannot hold weights, from its metadata alone (nothing is read), or None.
 
-    Refused: a dtype that is not a number (strings, compounds, references); a
-    dataset whose storage was never written, wholly or in part (a contiguous one
-    storing fewer bytes than its shape needs, a chunked one with unwritten chunks:
-    such a file can declare 1e6 x 1e6 values in a few KB and would read as fill values).
+    Refused: a dtype that is not a number (strings, compounds, references). With
+    ``require_storage`` also a dataset whose storage was never written, wholly or in
+    part (a contiguous one storing fewer bytes than its shape needs, a chunked one with
+    unwritten chunks): such a file can declare 1e6 x 1e6 values in a few KB. Loading
+    does not require it (an unwritten dataset reads as its fill value, a valid HDF5
+    value); :func:`weights_file_problem` does, for the library's checkpoints, which are
+    always written whole.
     """
     if dataset.dtype.kind not in "fiub":
         return f"file dtype {dataset.dtype} is not numeric"
     expected = int(np.prod(dataset.shape, dtype=np.int64)) * dataset.dtype.itemsize
-    if not expected:
+    if not require_storage or not expected:
         return None
     if dataset.chunks is None:
         stored = dataset.id.get_storage_size()
@@ -249,8 +252,9 @@ def weights_file_problem(filepath):
     """Why a file cannot be a whole Keras-2 HDF5 weights file, from its layout and metadata (no value read), or None.
 
     The layout as :class:`Keras2WeightsFile` reads it, at least one layer, and every
-    listed weight a dataset that :func:`dataset_problem` accepts: a checkpoint
-    ``find_last`` may pick. Does not know the model: shapes are compared on loading.
+    listed weight a numeric dataset whose storage is all written
+    (:func:`dataset_problem` with ``require_storage``): a checkpoint ``find_last`` may
+    pick. Does not know the model: shapes are compared on loading.
     """
     try:
         with Keras2WeightsFile(filepath) as weights_file:
@@ -258,7 +262,7 @@ def weights_file_problem(filepath):
                 return "no layers in the file"
             for layer in weights_file.layers:
                 for weight_name, dataset in weights_file.datasets(layer):
-                    problem = dataset_problem(dataset)
+                    problem = dataset_problem(dataset, require_storage=True)
                     if problem:
                         return f"layer {layer!r}, weight {weight_name!r}: {problem}"
     except (OSError, WeightsFileError, KeyError, ValueError) as error:

@@ -280,7 +280,7 @@ def _layer_assignments(layer_name, datasets, entries, skip_owners, versions):
     Returns
     -------
     (list of (variable, h5py.Dataset, steps), list of (layer, text))
-        What to read and assign (each dataset's shape, dtype and storage checked, the
+        What to read and assign (each dataset's shape and dtype checked, the
         conversion steps of :func:`_keras2_kernel_steps`), and problems (nothing may
         be read or assigned when there are any).
     """
@@ -468,7 +468,7 @@ def load_hdf5_weights(model, filepath, by_name=False, exclude=None, normalise_na
         When the file is not in the Keras-2 layout (or a listed group or dataset is absent).
     WeightsMismatchError
         Listing every layer whose weights do not fit (count, order, shapes, a dtype
-        that is not numeric, a dataset never written), found from the file's metadata
+        that is not numeric), found from the file's metadata
         before any value is read; nothing is assigned in that case.
         :class:`IncompleteWeightsError` (one) with ``require_complete``.
     """
