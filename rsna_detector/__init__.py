@@ -27,6 +27,7 @@ _LAZY_EXPORTS = {
     "read_dicom_metadata": "rsna_detector.data.dicom",
     "DicomMetadata": "rsna_detector.data.dicom",
     "DicomReadError": "rsna_detector.data.dicom",
+    "DicomMetadataWarning": "rsna_detector.data.dicom",
     "convert_dicoms": "rsna_detector.data.convert",
     "ConversionReport": "rsna_detector.data.convert",
     "SyntheticSummary": "rsna_detector.data.synthetic",

@@ -7,7 +7,6 @@ does the work.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -34,7 +33,7 @@ def _inference_model(model_path, config_json=None, preset="full"):
     else:
         config = CPUDemoConfig() if preset == "cpu" else DetectorConfig()
     model = modellib.MaskRCNN(mode="inference", config=config, model_dir=str(Path(model_path).parent))
-    model.load_weights(str(model_path), by_name=True)
+    model.load_weights(str(model_path), by_name=True, require_complete=True)  # random layers: meaningless boxes
     return model
 
 
@@ -63,16 +62,37 @@ def _cmd_train(args):
 
 
 def _cmd_evaluate(args):
+    from .._io import check_output_folder, json_text
     from ..detector.dataset import DetectorDataset
     from ..detector.evaluate import evaluate_detector
 
+    check_output_folder(args.out, "--out")  # before the model is built and the images read
     model = _inference_model(args.model, args.config, args.preset)
     _, val_ds = DetectorDataset.split_from_data_dir(args.data, image_size=model.config.IMAGE_MAX_DIM,
                                                     val_fraction=args.val_fraction, val_count=args.val_count,
                                                     seed=args.seed)
     metrics = evaluate_detector(model, val_ds, val_ds.image_ids, config=model.config, out_dir=args.out)
-    print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (list, dict))}, indent=2, default=str))
+    print(json_text({k: v for k, v in metrics.items() if not isinstance(v, (list, dict))}))  # NaN: null
     return 0
+
+
+def _check_predict_inputs(args, out, kept):
+    """Every input and output location of predict/submit, checked before the model is built (issue 22, case 9)."""
+    from .._io import check_output_file
+    from ..detector.inference import list_dicoms
+    from ..detector.submission import read_sample_submission_ids
+
+    check_output_file(out, "--out")
+    if kept != out:
+        check_output_file(kept, "the predictions file kept beside --out")
+    if args.sample_submission is not None:
+        read_sample_submission_ids(args.sample_submission)
+    list_dicoms(args.images)
+
+
+def _kept_predictions_path(out):
+    """``submission.csv`` -> ``submission.predictions.json``: submit's predictions, written before the CSV."""
+    return Path(out).with_name(f"{Path(out).stem}.predictions.json")
 
 
 def _cmd_predict(args):
@@ -81,13 +101,20 @@ def _cmd_predict(args):
 
     shard = getattr(args, "shard", None)
     out = args.out or (f"predictions-{shard[0]}-of-{shard[1]}.json" if shard else "predictions.json")
+    kept = _kept_predictions_path(out) if args.command == "submit" else out
+    _check_predict_inputs(args, out, kept)
     model = _inference_model(args.model, args.config, args.preset)
     run = predict(model, args.images, flip_tta=args.flip_tta, min_confidence=args.min_confidence,
                   progress=not args.quiet, shard=shard)
+    run.write(kept)  # a results file (detector.results.write_results_file), atomically, whatever follows
     if args.command == "submit":
-        _write_submission_cli(write_submission, run.predictions, args, out)
-    else:
-        run.write(out)  # a results file (detector.results.write_results_file), atomically
+        try:
+            _write_submission_cli(write_submission, run.predictions, args, out)
+        except BaseException:
+            print(f"the predictions are kept in {kept}: `rsna-detector submit --results {kept} --out {out}` "
+                  "writes the submission from them", file=sys.stderr)
+            raise
+        print(f"predictions kept in {kept}")
     print(f"wrote {len(run.predictions)} predictions to {out}"
           + (f" (shard {shard[0]}/{shard[1]}: {len(run.files)} of {run.total_files} files)" if shard else ""))
     if run.failed:
@@ -215,14 +242,17 @@ def _cmd_submit(args):
     if args.model:
         raise CommandLineError("submit: give either --results (merge results files) or --model (predict now), "
                                "not both")
+    from .._io import check_output_file
     from ..detector.inference import list_dicoms
-    from ..detector.results import write_submission_from_results
+    from ..detector.results import expand_results_paths, write_submission_from_results
 
+    check_output_file(args.out, "--out")
+    results = expand_results_paths(args.results)  # 'preds_*.json' quoted: the shell did not expand it
     expected = None if args.images is None else [p.stem for p in list_dicoms(args.images)]
     path, merged = write_submission_from_results(
-        args.results, args.out, sample_submission=args.sample_submission, expected_ids=expected,
+        results, args.out, sample_submission=args.sample_submission, expected_ids=expected,
         missing="empty" if args.allow_missing else "error")
-    print(f"wrote {path} from {len(args.results)} results file(s): {len(merged.predictions)} patients predicted")
+    print(f"wrote {path} from {len(results)} results file(s): {len(merged.predictions)} patients predicted")
     if merged.gaps or merged.missing_shards:
         print(f"written without boxes (--allow-missing): {merged.describe_gaps()}", file=sys.stderr)
     return 0
@@ -235,7 +265,8 @@ def _add_submit(sub):
                       "a patient in two files is refused; patients no file covers (a missing shard, an unreadable "
                       "file, a sample id) are named, or written without boxes with --allow-missing.")
     p.add_argument("--results", nargs="+", metavar="FILE", default=None,
-                   help="results files of `rsna-detector predict --shard I/N` to merge (instead of --model)")
+                   help="results files of `rsna-detector predict --shard I/N` to merge (instead of --model); "
+                        "a quoted pattern such as 'preds_*.json' is expanded")
     p.set_defaults(func=_cmd_submit)
 
 

@@ -40,6 +40,7 @@ from typing import Optional
 
 import numpy as np
 
+from .._io import save_figure
 from .competition import (
     RSNA_IOU_THRESHOLDS,
     EvaluationError,
@@ -468,7 +469,7 @@ def _save_precision_recall(records, metrics, path):
     precisions, recalls, _ = precision_recall_curve(records, iou=metrics["iou"])
     figure = visualize.plot_precision_recall(metrics["map50"], precisions, recalls)
     figure = figure if hasattr(figure, "savefig") else plt.gcf()
-    figure.savefig(path, dpi=100)
+    save_figure(figure, path, dpi=100)
     plt.close(figure)
 
 
@@ -485,7 +486,7 @@ def _save_threshold_sweep(table, best_threshold, path):
     axis.set_title("Confidence threshold sweep")
     axis.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    save_figure(figure, path, dpi=100)
     plt.close(figure)
 
 

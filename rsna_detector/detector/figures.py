@@ -69,6 +69,7 @@ def save_gt_vs_prediction(model, dataset, image_ids, out_dir):
     """
     import matplotlib.pyplot as plt
 
+    from .._io import save_figure
     from .._paths import path_in_folder
     from ..mrcnn.utils import extract_bboxes
 
@@ -82,7 +83,7 @@ def save_gt_vs_prediction(model, dataset, image_ids, out_dir):
         masks, _ = dataset.load_mask(image_id)
         result = model.detect([image], verbose=0)[0]
         fig = plot_gt_vs_prediction(image, extract_bboxes(masks), result["rois"], result["scores"], title=str(name))
-        fig.savefig(path, dpi=80)
+        save_figure(fig, path, dpi=80)
         plt.close(fig)
         written.append(path)
     return written

@@ -134,6 +134,8 @@ def list_dicoms(paths_or_folder):
             if not files:
                 raise FileNotFoundError(f"{folder}: no .dcm files in this folder")
             return files
+        if not folder.exists():
+            raise FileNotFoundError(f"{folder}: no such folder or DICOM file")
         return [folder]
     return [Path(p) for p in paths_or_folder]
 

@@ -171,12 +171,12 @@ def run_folders(model_dir, name):
 
 
 def checkpoint_problem(path):
-    """Why ``path`` cannot be read as a Keras-2 HDF5 weights file, or None (reads the layout, not the values)."""
-    from .weights import WeightsFileError, read_weight_file_layers
+    """Why ``path`` cannot be read as a whole Keras-2 HDF5 weights file, or None.
 
-    try:
-        if not read_weight_file_layers(path):
-            return "no layers in the file"
-    except (OSError, WeightsFileError, KeyError, ValueError) as error:
-        return f"{type(error).__name__}: {error}"
-    return None
+    Reads the layout and every dataset's metadata, not the values: a dataset that is
+    not numeric or was never written (``weights.keras2_hdf5.weights_file_problem``) is
+    a problem too.
+    """
+    from ..weights.keras2_hdf5 import weights_file_problem
+
+    return weights_file_problem(path)

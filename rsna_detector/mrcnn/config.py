@@ -45,6 +45,7 @@ import inspect
 import json
 import math
 import numbers
+import re
 import warnings
 from pathlib import Path
 
@@ -240,6 +241,7 @@ class Config:
             For each unknown UPPER_CASE name (ignored).
         """
         self._check_names()
+        _validate_name(self)
         _validate_counts(self)
         _validate_images(self)
         _validate_backbone_and_anchors(self)
@@ -334,9 +336,15 @@ class Config:
         """Read a file written by :meth:`to_json` (see :meth:`from_dict`)."""
         path = Path(path)
         try:
-            values = json.loads(path.read_text())
+            values = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from exc
+        except UnicodeDecodeError as exc:
+            line = path.read_bytes()[:exc.start].count(b"\n") + 1
+            raise ConfigError(f"{path}: line {line}: not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at byte "
+                              f"{exc.start} (save the file as UTF-8)") from exc
+        except (RecursionError, ValueError) as exc:  # nesting too deep; an integer of over 4300 digits
+            raise ConfigError(f"{path}: not a config file ({type(exc).__name__}: {str(exc)[:200]})") from exc
         try:
             return cls.from_dict(values)
         except ConfigError as exc:
@@ -398,6 +406,19 @@ def _require_sequence(config, name, length=None, positive=True):
     if positive and min(items) <= 0:
         _fail(name, "positive numbers", value)
     return items
+
+
+_NAME = re.compile(r"[\w.-]+")
+
+
+def _validate_name(config):
+    """NAME is part of run-folder and checkpoint file names: letters, digits, '_', '-', '.'; no '..' (None allowed)."""
+    name = config.NAME
+    if name is None:
+        return
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name or name.startswith("."):
+        _fail("NAME", "a name made of letters, digits, '_', '-' and '.' (it becomes part of file names: no path "
+                      "separator, no '..', no leading '.')", name)
 
 
 def _validate_counts(config):

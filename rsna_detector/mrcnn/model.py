@@ -421,13 +421,15 @@ class MaskRCNN:
     # ------------------------------------------------------------------
     # weights and checkpoints
     # ------------------------------------------------------------------
-    def load_weights(self, filepath, by_name=False, exclude=None):
+    def load_weights(self, filepath, by_name=False, exclude=None, *, require_complete=False):
         """Load a Keras-1/Keras-2 HDF5 weights file (matterport's, Keras' ImageNet, ours); adopt its log dir.
 
         See ``weights.load_hdf5_weights`` for ``by_name`` and ``exclude``; as in
         matterport, giving ``exclude`` forces ``by_name=True``. When the path is a
         checkpoint of this library's naming, ``epoch`` and ``log_dir`` follow it
-        (training resumes there).
+        (training resumes there). ``require_complete=True`` (not in matterport) refuses
+        a file that leaves any layer with weights unloaded (``IncompleteWeightsError``,
+        nothing assigned): the command line's ``predict`` and ``evaluate`` load so.
 
         Returns
         -------
@@ -437,7 +439,8 @@ class MaskRCNN:
         """
         if exclude:
             by_name = True
-        result = load_hdf5_weights(self.keras_model, filepath, by_name=by_name, exclude=exclude)
+        result = load_hdf5_weights(self.keras_model, filepath, by_name=by_name, exclude=exclude,
+                                   require_complete=require_complete)
         self.set_log_dir(str(filepath))
         return result
 

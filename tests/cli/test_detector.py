@@ -66,8 +66,10 @@ def test_the_submit_command_names_its_flag(tmp_path, capsys, monkeypatch):
     run = PredictionRun(predictions=[ImagePrediction("a", [], [])], failed={})
     monkeypatch.setattr(detector_cli, "_inference_model", lambda *args, **kwargs: object())
     monkeypatch.setattr(importlib.import_module("rsna_detector.detector.inference"), "predict", lambda *args, **kwargs: run)
-    code = cli.main(["submit", "--model", "m.h5", "--images", str(tmp_path), "--out", str(tmp_path / "s.csv"),
-                     "--sample-submission", str(sample), "--quiet"])
+    (tmp_path / "images").mkdir()  # the folder is checked before the (replaced) prediction runs
+    (tmp_path / "images" / "a.dcm").write_bytes(b"")
+    code = cli.main(["submit", "--model", "m.h5", "--images", str(tmp_path / "images"), "--out",
+                     str(tmp_path / "s.csv"), "--sample-submission", str(sample), "--quiet"])
     err = capsys.readouterr().err
     assert code != 0
     assert "1 of 2 sample-submission ids have no prediction" in err and "pass --allow-missing" in err
