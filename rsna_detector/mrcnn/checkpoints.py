@@ -32,7 +32,7 @@ CHECKPOINT_PATTERN = "mask_rcnn_{name}_{epoch:04d}.h5"
 _RUN_STAMP = r"(?P<stamp>\d{8}T\d{4}(?:\d{2})?)(?:_(?P<suffix>\d+))?"
 # <model_dir>/<name><stamp>/mask_rcnn_<name>_<epoch>.h5, either path separator.
 _CHECKPOINT_RE = re.compile(
-    r".*[/\\](?P<run>[\w-]*?" + _RUN_STAMP + r")[/\\]mask_rcnn_[\w-]+?_(?P<epoch>\d{4})\.h5$")
+    r".*[/\\](?P<run>[\w.-]*?" + _RUN_STAMP + r")[/\\]mask_rcnn_[\w.-]+?_(?P<epoch>\d{4})\.h5$")
 
 
 class UnreadableCheckpointWarning(RsnaDetectorWarning):

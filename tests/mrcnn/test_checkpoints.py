@@ -14,6 +14,8 @@ from rsna_detector.mrcnn import checkpoints
     ("/logs/shapes20240305T0910/mask_rcnn_shapes_0007.h5", ("shapes20240305T0910", 7)),
     ("/logs/rsna20240305T091011_2/mask_rcnn_rsna_0012.h5", ("rsna20240305T091011_2", 12)),
     ("C:\\logs\\rsna20240305T091011\\mask_rcnn_rsna_0001.h5", ("rsna20240305T091011", 1)),
+    # NAME may hold '.' (Config._validate_name): such a run must resume, not start a new folder
+    ("/logs/pneumonia.v220240305T091011/mask_rcnn_pneumonia.v2_0004.h5", ("pneumonia.v220240305T091011", 4)),
     ("/weights/mask_rcnn_coco.h5", None),
     ("/logs/rsna20240305T091011/mask_rcnn_rsna_12.h5", None),  # epochs have four digits
     ("", None),
