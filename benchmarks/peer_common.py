@@ -115,15 +115,9 @@ def time_calls(fn, reps, warmup):
 
 def best_rate(fn, flops, reps=5):
     """``{"gflops": best wall GFLOP/s, "gflops_per_cpu_s": best GFLOP per process-CPU second}`` of ``fn``."""
-    fn()
-    walls, cpus = [], []
-    for _ in range(reps):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        fn()
-        walls.append(time.perf_counter() - start)
-        cpus.append(time.process_time() - cpu_start)
-    return {"gflops": flops / min(walls) / 1e9, "gflops_per_cpu_s": flops / max(min(cpus), 1e-9) / 1e9,
-            "load": load()}
+    record = time_calls(fn, reps, warmup=1)
+    return {"gflops": flops / min(record["times"]) / 1e9,
+            "gflops_per_cpu_s": flops / max(min(record["cpu"]), 1e-9) / 1e9, "load": load()}
 
 
 #: The kernels of the peak measurement: (name, kind, shape); FLOPs = 2 x multiply-adds.

@@ -65,15 +65,8 @@ STAGES_TRAINING = ["backbone", "FPN", "RPN head", "proposals + NMS", "targets", 
 
 def median_time(fn, repeat, warmup=1):
     """``(wall, cpu)``: median wall seconds and median process CPU seconds of ``repeat`` calls."""
-    for _ in range(warmup):
-        fn()
-    walls, cpus = [], []
-    for _ in range(repeat):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        fn()
-        walls.append(time.perf_counter() - start)
-        cpus.append(time.process_time() - cpu_start)
-    return statistics.median(walls), statistics.median(cpus)
+    record = pc.time_calls(fn, repeat, warmup)
+    return statistics.median(record["times"]), statistics.median(record["cpu"])
 
 
 # ----------------------------------------------------------------------------
