@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 RSNA_DATA_DIR ?= $(abspath ../shared/rsna)
 export RSNA_DATA_DIR
 
-.PHONY: install lint test test-all demo benchmark bench-peer clean
+.PHONY: install lint test test-all demo benchmark bench-peer profile-peer clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -41,19 +41,29 @@ WEIGHTS ?= coco
 demo: install
 	$(BIN)/rsna-detector demo --out demo_output $(if $(DATA),--data $(DATA) --weights $(WEIGHTS))
 
-# Side-by-side speed against torchvision's Mask R-CNN (benchmarks/bench_peer.py). torch and
-# torchvision live in their own venv, never in the library's dependencies or in `make test`.
+# Side-by-side speed against torchvision's Mask R-CNN (benchmarks/bench_peer.py), each engine in
+# its own process: ours in $(VENV) (TensorFlow and the library), torchvision in $(PEER_VENV),
+# which holds torch and torchvision only (neither TensorFlow nor the library: the torch worker
+# never imports them, and torchvision.ops crashes when TensorFlow is loaded first). Never in the
+# library's dependencies or in `make test`. One command gives the complete table for the docs:
+#   make bench-peer PEER_ARGS="--markdown bench_peer.md"
 PEER_VENV ?= .venv-peer
 PEER_ARGS ?=
 
-$(PEER_VENV)/.installed: pyproject.toml
+$(PEER_VENV)/.installed:
 	$(PYTHON) -m venv $(PEER_VENV)
 	$(PEER_VENV)/bin/pip install --quiet --upgrade pip
-	$(PEER_VENV)/bin/pip install --quiet -e . torch==2.14.1 torchvision==0.29.1
+	$(PEER_VENV)/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1 $$(grep '^numpy==' constraints.txt)
 	touch $@
 
-bench-peer: $(PEER_VENV)/.installed
-	$(PEER_VENV)/bin/python benchmarks/bench_peer.py $(PEER_ARGS)
+bench-peer: install $(PEER_VENV)/.installed
+	$(BIN)/python benchmarks/bench_peer.py --ours-python $(BIN)/python --peer-python $(PEER_VENV)/bin/python \
+		$(PEER_ARGS)
+
+# Per-stage profile of both engines, each in its own process (benchmarks/profile_stages.py).
+profile-peer: install $(PEER_VENV)/.installed
+	$(BIN)/python benchmarks/profile_stages.py --ours-python $(BIN)/python --peer-python $(PEER_VENV)/bin/python \
+		$(PEER_ARGS)
 
 clean:
 	rm -rf $(VENV) $(PEER_VENV) build *.egg-info
