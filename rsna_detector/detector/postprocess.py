@@ -330,6 +330,8 @@ def check_model(model_or_config, postprocessing):
         With flip TTA, an in-graph threshold other than the recorded one (fused scores differ).
     """
     config = getattr(model_or_config, "config", model_or_config)
+    if getattr(config, "DETECTION_MIN_CONFIDENCE", None) is None:
+        return  # a detector without a config (a stand-in): nothing to check
     in_graph = float(config.DETECTION_MIN_CONFIDENCE)
     wanted = postprocessing.min_confidence
     if wanted is not None and in_graph > wanted + 1e-12:
@@ -408,7 +410,7 @@ def views_of(postprocessing):
 
 def _run_detector(model, images):
     """``model.detect`` on ``images``, the last batch padded with repeats to the model's BATCH_SIZE."""
-    batch_size = int(getattr(model.config, "BATCH_SIZE", 1))
+    batch_size = int(getattr(getattr(model, "config", None), "BATCH_SIZE", 1))
     padded = list(images) + [images[-1]] * (-len(images) % batch_size)
     return model.detect(padded, verbose=0)[:len(images)]
 
