@@ -202,11 +202,10 @@ class PostProcessing:
             Not JSON, or not a description this library can apply (the file and field are named).
         """
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: post-processing description not found")
+        text = path.read_text(encoding="utf-8", errors="replace")  # FileNotFoundError names the path
         try:
-            values = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            values = json.loads(text)
+        except json.JSONDecodeError as error:
             raise PostProcessingError(f"{path}: not a post-processing description (invalid JSON: {error})") from error
         return cls.from_dict(values, source=str(path))
 
