@@ -30,10 +30,11 @@ input pipeline draws from its own seeded generators). In a multi-worker run only
 validates and writes.
 
 Cost: one detection pass over the subset per validated epoch. The default subset
-(:data:`DEFAULT_VALIDATION_IMAGES`, 200 images) is sized so that at the RSNA settings (200 steps
-of 8 images per epoch) validation costs at most about 10% of an epoch: at the RSNA settings an
-inference image costs about as much as a training image on a CPU (docs/PERFORMANCE.md, measured
-by ``benchmarks/bench_validation.py``), so 200 images ~ 200 / 1600 of an epoch's images.
+(:data:`DEFAULT_VALIDATION_IMAGES`, 200 images) is sized for the RSNA settings (200 steps of 8
+images and 50 validation-loss steps per epoch): one validation image costs about 0.8 training
+images on this project's 2-core CPU, so 200 images are 8-10% of an epoch
+(``benchmarks/bench_validation.py``, docs/PERFORMANCE.md). The CPU preset's epochs are 8 times
+smaller: there 200 images cost about 40% of an epoch; pass ``images`` or ``every``.
 """
 from __future__ import annotations
 
