@@ -119,6 +119,14 @@ class PostProcessing:
     validation : dict or None
         Where it comes from, for people and checks: ``checkpoint`` (file name), ``epoch``,
         ``metric`` and its ``value``, ``images`` validated, ``best_rsna_score``, ...
+
+    Notes
+    -----
+    Extending it (classifier gating, scale TTA, an ensemble's members and fusion, box scaling):
+    a new field with a default that means "not done" keeps every older file readable and its
+    meaning unchanged; older libraries refuse the newer files by the unknown field's name.
+    Bump :data:`POSTPROCESSING_VERSION` (and read the older versions in :meth:`from_dict`)
+    only when an existing field changes meaning.
     """
 
     version: int = POSTPROCESSING_VERSION

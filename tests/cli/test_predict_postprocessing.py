@@ -1,6 +1,7 @@
 """predict and submit apply the post-processing stored beside the checkpoint: reproduced in a new process,
 ``--threshold auto`` against a number, and the config's threshold with a notice when nothing is stored."""
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -116,6 +117,9 @@ def test_without_a_stored_description_the_configs_threshold_applies_with_a_notic
                                                                                    capsys):
     root, images, _, _ = stored_run
     shutil.copy(root / RUN / CHECKPOINT, tmp_path / "weights.h5")
+    # the console handler of an earlier command writes to that test's captured stderr: start afresh (the
+    # fixture puts the handlers back afterwards)
+    logging.getLogger("rsna_detector").handlers[:] = []
     code = cli(["predict", "--model", str(tmp_path / "weights.h5"), "--config", str(root / "config.json"),
                 "--images", str(images), "--out", str(tmp_path / "p.json"), "--quiet"])
     assert code == 0
