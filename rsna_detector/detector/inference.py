@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RsnaDetectorError
-from .postprocess import fuse_flip_detections  # re-exported: its home was this module
+from .fusion import fuse_flip_detections  # re-exported: its home was this module
 
 __all__ = ["PredictionRun", "predict", "list_dicoms", "fuse_flip_detections", "parse_shard", "shard_files",
            "ShardError"]
