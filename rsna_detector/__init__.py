@@ -56,6 +56,10 @@ _LAZY_EXPORTS = {
     "get_augmentation": "rsna_detector.detector.augment",
     "show_augmented_samples": "rsna_detector.detector.augment",
     "plot_gt_vs_prediction": "rsna_detector.detector.figures",
+    "load_detector": "rsna_detector.detector.loading",
+    "PostProcessing": "rsna_detector.detector.postprocess",
+    "load_postprocessing": "rsna_detector.detector.postprocess",
+    "ValidationCallback": "rsna_detector.detector.validation",
     # exploratory data analysis
     "run_eda": "rsna_detector.eda",
     "compute_label_statistics": "rsna_detector.eda",
@@ -83,6 +87,7 @@ _LAZY_EXPORTS = {
     "rsna_score": "rsna_detector.detector.evaluate",
     "rsna_image_score": "rsna_detector.detector.evaluate",
     "sweep_confidence_threshold": "rsna_detector.detector.evaluate",
+    "coco_ap": "rsna_detector.detector.coco",
     "EvaluationError": "rsna_detector.detector.evaluate",
 }
 

@@ -23,18 +23,29 @@ def _load_config(args, default_preset="full"):
     return CPUDemoConfig() if preset == "cpu" else DetectorConfig()
 
 
-def _inference_model(model_path, config_json=None, preset="full"):
+def _inference_model(args):
+    """The model of ``--model`` (a checkpoint or run folder) with the post-processing to apply.
+
+    ``--threshold auto`` (default): the one stored beside the checkpoint (``postprocessing.json``),
+    else the config's DETECTION_MIN_CONFIDENCE with a one-line notice; a number overrides.
+    """
     from ..detector.config import CPUDemoConfig, DetectorConfig
-    from ..mrcnn import model as modellib
+    from ..detector.loading import load_detector
     from ..mrcnn.config import Config
 
-    if config_json:
-        config = Config.from_json(config_json)
+    if args.config:
+        config = Config.from_json(args.config)
     else:
-        config = CPUDemoConfig() if preset == "cpu" else DetectorConfig()
-    model = modellib.MaskRCNN(mode="inference", config=config, model_dir=str(Path(model_path).parent))
-    model.load_weights(str(model_path), by_name=True, require_complete=True)  # random layers: meaningless boxes
-    return model
+        config = CPUDemoConfig() if args.preset == "cpu" else DetectorConfig()
+    return load_detector(args.model, config, threshold=args.threshold, flip_tta=args.flip_tta)
+
+
+def _describe(model, postprocessing):
+    """One line: the checkpoint and the post-processing applied."""
+    if postprocessing is None:
+        return ""
+    weights = getattr(model, "weights_path", None)
+    return f"{Path(weights).name if weights else 'model'}: {postprocessing.describe()}"
 
 
 def _cmd_demo(args):
@@ -56,9 +67,19 @@ def _cmd_train(args):
     model, history = train(args.data, config, weights=None if args.weights == "none" else args.weights,
                            model_dir=args.model_dir, epochs=args.epochs, augmentation=args.augmentation,
                            val_fraction=args.val_fraction, val_count=args.val_count, seed=args.seed,
-                           resume=args.resume)
+                           resume=args.resume, validation=_validation_settings(args))
     print(f"training finished at epoch {model.epoch}; checkpoints in {model.log_dir}")
     return 0
+
+
+def _validation_settings(args):
+    """``train(validation=...)`` from --no-validation, --validation-images and --validation-every."""
+    if args.no_validation:
+        return False
+    settings = {"every": args.validation_every}
+    if args.validation_images is not None:
+        settings["images"] = None if args.validation_images == "all" else args.validation_images
+    return settings
 
 
 def _cmd_evaluate(args):
@@ -67,7 +88,8 @@ def _cmd_evaluate(args):
     from ..detector.evaluate import evaluate_detector
 
     check_output_folder(args.out, "--out")  # before the model is built and the images read
-    model = _inference_model(args.model, args.config, args.preset)
+    model = _inference_model(args)
+    print(_describe(model, getattr(model, "postprocessing", None)))
     _, val_ds = DetectorDataset.split_from_data_dir(args.data, image_size=model.config.IMAGE_MAX_DIM,
                                                     val_fraction=args.val_fraction, val_count=args.val_count,
                                                     seed=args.seed)
@@ -103,9 +125,10 @@ def _cmd_predict(args):
     out = args.out or (f"predictions-{shard[0]}-of-{shard[1]}.json" if shard else "predictions.json")
     kept = _kept_predictions_path(out) if args.command == "submit" else out
     _check_predict_inputs(args, out, kept)
-    model = _inference_model(args.model, args.config, args.preset)
-    run = predict(model, args.images, flip_tta=args.flip_tta, min_confidence=args.min_confidence,
-                  progress=not args.quiet, shard=shard)
+    model = _inference_model(args)
+    run = predict(model, args.images, progress=not args.quiet, shard=shard)  # the model's post-processing
+    if run.postprocessing is not None:
+        print(_describe(model, run.postprocessing))
     run.write(kept)  # a results file (detector.results.write_results_file), atomically, whatever follows
     if args.command == "submit":
         try:
@@ -155,7 +178,8 @@ def _add_demo(sub):
 
 
 def _add_model_args(p, required=True):
-    p.add_argument("--model", required=required, help="weights file (a checkpoint written by training)")
+    p.add_argument("--model", required=required,
+                   help="a checkpoint written by training, or its run folder (the best validated checkpoint)")
     p.add_argument("--config", default=None, help="config JSON (default: the --preset)")
     p.add_argument("--preset", choices=["full", "cpu"], default="full",
                    help="DetectorConfig (full, default) or the CPU demo preset")
@@ -179,7 +203,26 @@ def _add_train(sub):
     p.add_argument("--val-count", type=int, default=None, help="validation patients (e.g. 1500)")
     p.add_argument("--seed", type=int, default=None, help="random seed")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --model-dir")
+    p.add_argument("--validation-images", type=_count_or_all, default=None, metavar="N|all",
+                   help="validation images detected after each epoch: mAP@0.5, the competition score at its best "
+                        "threshold and COCO AP in the epoch line and training_log.csv; the best checkpoint and its "
+                        "threshold are stored for predict/submit (default: 200, a fixed seeded subset; "
+                        "validation.DEFAULT_VALIDATION_IMAGES)")
+    p.add_argument("--validation-every", type=int, default=1, metavar="N", help="validate every N epochs (default 1)")
+    p.add_argument("--no-validation", action="store_true", help="no validation while training")
     p.set_defaults(func=_cmd_train)
+
+
+def _count_or_all(text):
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 or 'all', got {text!r}") from error
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 or 'all', got {text!r}")
+    return value
 
 
 def _add_evaluate(sub):
@@ -193,6 +236,7 @@ def _add_evaluate(sub):
     p.add_argument("--val-count", type=int, default=None, help="validation patients")
     p.add_argument("--seed", type=int, default=DEFAULT_SPLIT_SEED,
                    help=f"split seed used in training (default: {DEFAULT_SPLIT_SEED})")
+    _add_postprocessing_args(p)
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -218,10 +262,29 @@ def _add_predict(sub, name="predict"):
                    help="output file (default: submission.csv or predictions.json)")
     p.add_argument("--sample-submission", default=None, help="check the ids against this sample submission")
     p.add_argument("--allow-missing", action="store_true", help="write empty rows for sample ids not predicted")
-    p.add_argument("--flip-tta", action="store_true", help="horizontal-flip test-time augmentation")
-    p.add_argument("--min-confidence", type=float, default=None, help="drop boxes below this score")
+    _add_postprocessing_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
+
+
+def _threshold_argument(text):
+    from ..detector.loading import parse_threshold
+    from ..detector.postprocess import PostProcessingError
+
+    try:
+        return parse_threshold(text)
+    except PostProcessingError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _add_postprocessing_args(p):
+    p.add_argument("--threshold", "--min-confidence", dest="threshold", type=_threshold_argument, default="auto",
+                   metavar="auto|T",
+                   help="minimum confidence of a box: auto (default) = the threshold validated in training and "
+                        "stored beside the checkpoint (postprocessing.json), or the config's "
+                        "DETECTION_MIN_CONFIDENCE when none is stored; a number overrides it")
+    p.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="horizontal-flip test-time augmentation (default: as stored, else off)")
 
 
 def _shard_argument(text):

@@ -56,6 +56,11 @@ class ResultsFile:
         Boxes ``(y1, x1, y2, x2)`` float32 in original pixels, scores float32.
     failed : dict str -> str
         patientId -> why its file could not be read.
+    postprocessing : dict or None
+        The post-processing the run applied (``postprocess.PostProcessing.to_dict()``); None in
+        files that do not say.
+    threshold : float or None
+        The minimum confidence in effect.
     """
 
     path: Path
@@ -64,15 +69,19 @@ class ResultsFile:
     files: list
     predictions: dict
     failed: dict
+    postprocessing: dict | None = None
+    threshold: float | None = None
 
 
-def write_results_file(predictions, path, *, files=None, failed=None, shard=None, total_files=None):
+def write_results_file(predictions, path, *, files=None, failed=None, shard=None, total_files=None,
+                       postprocessing=None, threshold=None):
     """Write the predictions of one (sharded) prediction run as JSON, atomically.
 
     Format (``format`` = :data:`RESULTS_FORMAT`)::
 
         {"format": "rsna_detector.results/1", "shard": [i, n] or null, "total_files": 3000,
          "files": [patientId, ...], "failed": {patientId: message},
+         "postprocessing": {...} or null, "threshold": 0.86 or null,
          "predictions": {patientId: [{"y1": .., "x1": .., "y2": .., "x2": .., "score": ..}, ...]}}
 
     Boxes are engine boxes in the file's own pixels; numbers are written exactly
@@ -89,6 +98,10 @@ def write_results_file(predictions, path, *, files=None, failed=None, shard=None
     failed : dict str -> str, optional
     shard : (int, int), optional
     total_files : int, optional
+    postprocessing : dict, optional
+        The post-processing applied (``PostProcessing.to_dict()``).
+    threshold : float, optional
+        The minimum confidence in effect.
 
     Returns
     -------
@@ -107,6 +120,8 @@ def write_results_file(predictions, path, *, files=None, failed=None, shard=None
         "total_files": None if total_files is None else int(total_files),
         "files": [str(f) for f in files],
         "failed": failed,
+        "postprocessing": postprocessing,
+        "threshold": None if threshold is None else float(threshold),
         "predictions": {
             item.patient_id: [dict(zip(("y1", "x1", "y2", "x2"), map(float, box), strict=True), score=float(score))
                               for box, score in zip(item.boxes, item.scores, strict=True)]
@@ -163,7 +178,20 @@ def read_results_file(path):
         if patient_id not in listed:
             files.append(patient_id)
             listed.add(patient_id)
-    return ResultsFile(path, None if shard is None else tuple(shard), total, files, predictions, dict(failed))
+    postprocessing, threshold = _applied_postprocessing(path, payload)
+    return ResultsFile(path, None if shard is None else tuple(shard), total, files, predictions, dict(failed),
+                       postprocessing, threshold)
+
+
+def _applied_postprocessing(path, payload):
+    """The file's ``postprocessing`` (an object or null) and ``threshold`` (a number or null), checked."""
+    postprocessing, threshold = payload.get("postprocessing"), payload.get("threshold")
+    if postprocessing is not None and not isinstance(postprocessing, dict):
+        raise SubmissionError(f"{path}: postprocessing: expected an object or null, got {_short(postprocessing)}")
+    if threshold is not None and not (isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
+                                      and np.isfinite(threshold)):
+        raise SubmissionError(f"{path}: threshold: expected a number or null, got {_short(threshold)}")
+    return postprocessing, None if threshold is None else float(threshold)
 
 
 def _unique_keys(pairs):
@@ -315,11 +343,13 @@ def merge_results_files(paths, expected_ids=None):
     ------
     SubmissionError
         A patient covered by two files (the first such patient and both files
-        named), the same file given twice, or shards of different counts.
+        named), the same file given twice, shards of different counts, or files
+        whose post-processing differs (both named).
     """
     results = [read_results_file(path) for path in expand_results_paths(paths)]
     if not results:
         raise SubmissionError("no results file given")
+    _same_postprocessing(results)
     owner = {}
     predictions, gaps = [], {}
     for result in results:
@@ -340,6 +370,23 @@ def merge_results_files(paths, expected_ids=None):
         if patient_id not in owner:
             gaps.setdefault(str(patient_id), "covered by no results file")
     return MergedResults(predictions, gaps, missing_shards)
+
+
+def _applied(result):
+    """What decides a file's boxes: its post-processing without the provenance, and its threshold."""
+    settings = {k: v for k, v in (result.postprocessing or {}).items() if k != "validation"}
+    return settings, result.threshold
+
+
+def _same_postprocessing(results):
+    """Refuse results files (that say) whose post-processing or threshold differ: one submission, one setting."""
+    described = [r for r in results if r.postprocessing is not None or r.threshold is not None]
+    for other in described[1:]:
+        if _applied(other) != _applied(described[0]):
+            raise SubmissionError(
+                f"{described[0].path} and {other.path} were predicted with different post-processing "
+                f"({_applied(described[0])} and {_applied(other)}): predict every shard with the same model "
+                "and --threshold")
 
 
 def _shard_name(result):
