@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .._io import atomic_write
+from .._processes import process_pool
 from ..errors import RsnaDetectorWarning
 from .dicom import read_dicom_metadata
 from .labels import read_labels
@@ -189,7 +189,7 @@ class _InProcess:
 def _executor(workers, n_items):
     if workers <= 1 or n_items <= 1:
         return _InProcess()
-    return ProcessPoolExecutor(max_workers=min(workers, n_items))
+    return process_pool(min(workers, n_items))
 
 
 def _progress_bar(total, enabled):
