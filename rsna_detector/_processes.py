@@ -12,7 +12,8 @@ docs/PERFORMANCE.md). Spawned workers stay children of the process that started 
 Spawned workers import ``__main__`` again, as ``__mp_main__`` (Python's documented "safe
 importing of the main module"). Notebooks, the ``rsna-detector`` command, ``python -c``/``-m``
 and scripts whose work sits under ``if __name__ == "__main__":`` are unaffected; a script that
-calls the library from its top level would run again in every worker.
+calls the library from its top level would run again in every worker (and one read from standard
+input, ``python - < script.py``, cannot be imported by a worker at all).
 :func:`main_reruns_in_workers` recognises that script, and the pools then fork as before (where
 the platform can fork); the training input falls back to threads (it runs beside TensorFlow).
 """
@@ -74,8 +75,9 @@ def main_reruns_in_workers():
     Returns
     -------
     bool
-        False also when the main module's source cannot be read or parsed (Python's own spawn
-        behaviour then applies).
+        True also when the main module's source cannot be read or parsed (a script read from
+        standard input, ``python - < script.py``, is named ``<stdin>``): a spawned worker would
+        fail to import it.
     """
     main = sys.modules.get("__main__")
     path = _reexecuted_main_file(main)
@@ -85,7 +87,7 @@ def main_reruns_in_workers():
         with open(path, "rb") as source:
             tree = ast.parse(source.read(), filename=path)
     except (OSError, SyntaxError, ValueError):
-        return False
+        return True
     guards = [(node.lineno, node.end_lineno) for node in tree.body if _is_main_guard(node)]
     line = _top_level_line(main)
     if line is None:
