@@ -49,7 +49,8 @@ HEADER_COLUMNS = {
     "bits_stored": "Int64",
 }
 _SHOWN_IDS = 10
-_SERIAL_BELOW = 200  # files; below this a process pool costs more than it saves
+# files; below this a pool of spawned workers costs more than it saves (benchmarks/bench_pools.py)
+_SERIAL_BELOW = 2000
 
 
 class PatientTableWarning(RsnaDetectorWarning):
@@ -273,7 +274,7 @@ def build_patient_table(data_dir_or_layout, *, cache_path=None, refresh=False, w
         Read every header again even when the cache is fresh.
     workers : int, optional
         Processes reading headers; default: this process alone for fewer than
-        200 files, else ``min(8, CPU count)``.
+        2,000 files, else ``min(8, CPU count)``.
     progress : bool
         Show a tqdm progress bar while reading headers.
     strict : bool
