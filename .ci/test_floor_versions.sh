@@ -25,8 +25,12 @@ VENV="${FLOOR_VENV:-.venv-floor}"
 export RSNA_DATA_DIR="${RSNA_DATA_DIR:-$(cd .. && pwd)/shared/rsna}"
 export MPLBACKEND=Agg
 
+if ! version="$("$PYTHON" --version 2>&1)"; then
+    echo "PYTHON=$PYTHON does not run: $version" >&2
+    exit 2
+fi
 floors="$(python3 .ci/floor_constraints.py pyproject.toml)"
-wanted="$("$PYTHON" --version 2>&1)"$'\n'"$floors"
+wanted="$version"$'\n'"$floors"
 if [[ ! -f "$VENV/floor-constraints.txt" || "$(cat "$VENV/floor-constraints.txt")" != "$wanted" ]]; then
     rm -rf "$VENV"
     "$PYTHON" -m venv "$VENV"
