@@ -34,8 +34,8 @@ test: install
 test-all: install
 	$(BIN)/python -m pytest -q -m "" tests
 
-# The lowest versions pyproject.toml allows (every `name>=X` installed as X) in a fresh .venv-floor,
-# then the fast tests (.ci/test_floor_versions.sh). By hand, not in .ci/run: about 20 minutes.
+# The lowest versions pyproject.toml allows (every `name>=X` installed as X) in .venv-floor,
+# then the fast tests (.ci/test_floor_versions.sh). By hand, not in .ci/run: 15-60 minutes on 2 cores.
 test-floor:
 	PYTHON=$(PYTHON) .ci/test_floor_versions.sh
 
