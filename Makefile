@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 RSNA_DATA_DIR ?= $(abspath ../shared/rsna)
 export RSNA_DATA_DIR
 
-.PHONY: install lint test test-all demo benchmark bench-peer profile-peer clean
+.PHONY: install lint test test-all test-floor demo benchmark bench-peer profile-peer clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -26,13 +26,18 @@ install: $(VENV)/.installed
 
 # ruff's settings are in pyproject.toml ([tool.ruff]).
 lint: install
-	$(BIN)/ruff check rsna_detector tests benchmarks examples/build_notebooks.py
+	$(BIN)/ruff check rsna_detector tests benchmarks examples/build_notebooks.py .ci/floor_constraints.py
 
 test: install
 	$(BIN)/python -m pytest -q tests
 
 test-all: install
 	$(BIN)/python -m pytest -q -m "" tests
+
+# The lowest versions pyproject.toml allows (every `name>=X` installed as X) in .venv-floor,
+# then the fast tests (.ci/test_floor_versions.sh). By hand, not in .ci/run: 15-60 minutes on 2 cores.
+test-floor:
+	PYTHON=$(PYTHON) .ci/test_floor_versions.sh
 
 # On a real download (DATA=...) the demo starts from COCO weights: WEIGHTS=coco (the default
 # here) fetches them when missing, checked by MD5; WEIGHTS=/path/to/file.h5 or WEIGHTS=none.
@@ -66,7 +71,7 @@ profile-peer: install $(PEER_VENV)/.installed
 		$(PEER_ARGS)
 
 clean:
-	rm -rf $(VENV) $(PEER_VENV) build *.egg-info
+	rm -rf $(VENV) $(PEER_VENV) .venv-floor build *.egg-info
 
 # Full-scale dry run (by hand, not CI): synthetic data of the real size under FULLSCALE_ROOT (about
 # 5 GB at scale 1, deleted afterwards), every step a user runs timed in its own process, the tables

@@ -20,10 +20,10 @@ Every notebook runs top to bottom in two modes:
 from __future__ import annotations
 
 import textwrap
+import tomllib
 from pathlib import Path
 
 import nbformat
-import tomllib
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 EXAMPLES_DIR = Path(__file__).resolve().parent

@@ -38,13 +38,13 @@ import time
 import uuid
 import warnings
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .._io import atomic_path, atomic_write
+from .._processes import process_pool
 from ..errors import RsnaDetectorError
 from .dicom import JPEG_BASELINE
 from .labels import (
@@ -321,7 +321,7 @@ def _run_tasks(tasks, workers, progress):
                 bar.update(1)
             return
         chunk = max(1, min(16, len(tasks) // (workers * 4)))
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with process_pool(workers) as pool:
             for _ in pool.map(_render_and_write, tasks, chunksize=chunk):
                 bar.update(1)
 
