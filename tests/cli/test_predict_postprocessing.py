@@ -13,7 +13,6 @@ import pytest
 
 from rsna_detector.detector.postprocess import POSTPROCESSING_FILE, PostProcessing
 from rsna_detector.detector.results import read_results_file
-from tests.detector.test_sharded_prediction import cli  # noqa: F401 (the fixture: rsna-detector in this process)
 
 RUN = "pneumonia_cpu20260101T000000"
 CHECKPOINT = "mask_rcnn_pneumonia_cpu_0003.h5"
