@@ -149,7 +149,9 @@ def test_training_is_not_disturbed(tmp_path):
     (plain, plain_weights), (validated, validated_weights) = runs
     assert "val_map50" in validated and "val_map50" not in plain
     assert {k: plain[k] for k in plain} == {k: validated[k] for k in plain}
-    assert all(np.array_equal(a, b) for a, b in zip(plain_weights, validated_weights, strict=True))
+    # Not bit for bit: the first training of a process rounds differently from later ones (two plain runs
+    # in one process differ by up to 3e-5 here); a disturbed run (other ROIs sampled) differs far more.
+    assert all(np.allclose(a, b, rtol=1e-3, atol=2e-4) for a, b in zip(plain_weights, validated_weights, strict=True))
 
 
 # --------------------------------------------------------------------------- settings
