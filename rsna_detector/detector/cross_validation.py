@@ -1,0 +1,268 @@
+"""k-fold cross-validation of the detector: one run per fold, out-of-fold predictions, the fold models.
+
+``train(data, folds=k)`` (and ``rsna-detector train --folds K``) runs :func:`train_folds`:
+
+* the training patients are cut into k folds at patient level, stratified by their number of
+  boxes (``data.splits.assign_folds``: 0 for a negative patient, 1-4 for a positive one), with
+  the split seed; the assignment is written to ``<model_dir>/folds.json`` and a later start must
+  find the same one;
+* fold ``i`` (1-based) trains on the other folds and validates on fold ``i``, in its own model
+  folder ``<model_dir>/fold_<i>`` (its run folder with ``run.json`` and checkpoints inside, as
+  ``train`` makes it, and ``split.json``: the fold's training and validation patients);
+  ``resume=True`` continues each fold from its newest checkpoint and leaves
+  finished folds as they are;
+* after training, fold ``i``'s model predicts its own validation patients: every training
+  patient is predicted exactly once, by the one fold model that did not train on it. Each fold's
+  predictions are a results file ``fold_<i>/oof_predictions.json`` (``results`` format: engine
+  boxes ``(y1, x1, y2, x2)`` in the DICOM's own pixels), all of them together
+  ``<model_dir>/oof_predictions.json``. The detector runs with its in-graph
+  ``DETECTION_MIN_CONFIDENCE`` lowered to the lowest threshold of the competition sweep (0.5), so
+  that thresholds, box scaling and fusion can be fitted on them.
+
+The fold models are the members of an ensemble (``ensemble.weighted_boxes_fusion``);
+:func:`fold_checkpoints` lists them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import RsnaDetectorError
+
+__all__ = [
+    "FOLDS_FILE",
+    "OOF_FILE",
+    "SPLIT_FILE",
+    "CrossValidationError",
+    "CrossValidation",
+    "fold_folder",
+    "train_folds",
+    "fold_checkpoints",
+    "read_oof_predictions",
+]
+
+log = logging.getLogger(__name__)
+
+#: The fold assignment of a cross-validation run, in its model folder.
+FOLDS_FILE = "folds.json"
+#: Out-of-fold predictions (``results`` format), per fold folder and merged in the model folder.
+OOF_FILE = "oof_predictions.json"
+#: A fold's training and validation patients, in its fold folder.
+SPLIT_FILE = "split.json"
+
+
+class CrossValidationError(RsnaDetectorError, ValueError):
+    """A cross-validation run that cannot go on: another fold assignment on resume, a fold without checkpoint."""
+
+
+@dataclass
+class CrossValidation:
+    """What :func:`train_folds` did.
+
+    Attributes
+    ----------
+    model_dir : Path
+    folds : int
+    assignment : dict str -> int
+        Fold (1-based) of every training patient.
+    checkpoints : list of Path
+        Fold ``i``'s checkpoint (the newest of its run) at index ``i - 1``.
+    oof_path : Path or None
+        The merged out-of-fold predictions (None when they were not made).
+    histories : dict int -> dict
+        Fold -> the loss history ``train`` returned (empty for a fold finished earlier).
+    """
+
+    model_dir: Path
+    folds: int
+    assignment: dict
+    checkpoints: list = field(default_factory=list)
+    oof_path: Path | None = None
+    histories: dict = field(default_factory=dict)
+
+    def validation_ids(self, fold):
+        """The patients of fold ``fold`` (1-based), in the data's order."""
+        return [pid for pid, f in self.assignment.items() if f == fold]
+
+
+def fold_folder(model_dir, fold):
+    """``<model_dir>/fold_<fold>`` (folds numbered from 1)."""
+    return Path(model_dir) / f"fold_{int(fold)}"
+
+
+def _assignment(records, folds, seed, model_dir):
+    """Fold (1-based) of every patient; the one in ``folds.json`` when a run exists, which must agree."""
+    from .._io import write_json
+    from ..data.splits import assign_folds
+
+    boxes = [records[pid].n_boxes for pid in records]
+    assignment = {pid: fold + 1 for pid, fold in assign_folds(list(records), boxes, folds=folds, seed=seed).items()}
+    path = Path(model_dir) / FOLDS_FILE
+    if path.is_file():
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        if stored.get("assignment") != assignment:
+            raise CrossValidationError(
+                f"{path}: this model folder holds another fold assignment (folds {stored.get('folds')}, seed "
+                f"{stored.get('seed')}, {len(stored.get('assignment', {}))} patients) than folds={folds}, seed={seed} "
+                f"on these {len(assignment)} patients: use another --model-dir, or the same data, folds and seed")
+    else:
+        write_json(path, {"folds": int(folds), "seed": int(seed), "stratified_by": "number of boxes",
+                          "assignment": assignment})
+    return assignment
+
+
+def _has_checkpoint(folder, config):
+    from ..mrcnn.checkpoints import find_last_checkpoint
+
+    try:
+        find_last_checkpoint(str(folder), str(config.NAME).lower())
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _fold_checkpoint(folder, config):
+    """The checkpoint of a fold's run: the newest readable one."""
+    from ..mrcnn.checkpoints import find_last_checkpoint
+
+    try:
+        return Path(find_last_checkpoint(str(folder), str(config.NAME).lower()))
+    except FileNotFoundError as error:
+        raise CrossValidationError(f"{folder}: no checkpoint of this fold ({error})") from error
+
+
+def train_folds(data, config=None, weights="coco", *, folds=5, model_dir="logs", seed=None, resume=False,
+                oof=True, only=None, **train_options):
+    """Train one detector per fold and predict each fold's patients with the model that did not see them.
+
+    Parameters
+    ----------
+    data : str or Path
+        A Kaggle-layout data directory (its training patients are the folds).
+    config : DetectorConfig, optional
+        Default ``DetectorConfig()``.
+    weights : str or None
+        Initial weights of every fold (``schedule.train``).
+    folds : int
+        k >= 2.
+    model_dir : str or Path
+        Holds ``folds.json``, ``fold_1`` ... ``fold_k`` and ``oof_predictions.json``.
+    seed : int, optional
+        The fold assignment's seed (default ``DEFAULT_SPLIT_SEED``, 42); fold ``i`` trains with
+        ``seed + i - 1`` (another initialisation and shuffle per fold: more diverse members).
+    resume : bool
+        Continue every fold from its newest checkpoint (a fold without one starts from ``weights``).
+    oof : bool
+        Predict the out-of-fold patients after training.
+    only : sequence of int, optional
+        Train these folds (1-based) only, e.g. one per machine; the merged out-of-fold file is
+        written once every fold has its own.
+    **train_options
+        Passed to ``schedule.train`` (epochs, schedule, augmentation, custom_callbacks, ...).
+
+    Returns
+    -------
+    CrossValidation
+    """
+    from .._io import write_json
+    from ..data.splits import DEFAULT_SPLIT_SEED
+    from .config import DetectorConfig
+    from .dataset import DetectorDataset, _records_and_image_dir
+    from .schedule import train
+
+    config = config or DetectorConfig()
+    seed = DEFAULT_SPLIT_SEED if seed is None else int(seed)
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    records, image_dir = _records_and_image_dir(data, strict=True)
+    assignment = _assignment(records, folds, seed, model_dir)
+    wanted = range(1, int(folds) + 1) if only is None else sorted({int(f) for f in only})
+    result = CrossValidation(model_dir=model_dir, folds=int(folds), assignment=assignment)
+    for fold in wanted:
+        folder = fold_folder(model_dir, fold)
+        train_ids = [pid for pid, f in assignment.items() if f != fold]
+        val_ids = [pid for pid, f in assignment.items() if f == fold]
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / SPLIT_FILE, {"fold": fold, "folds": int(folds), "train": train_ids, "validation": val_ids})
+        datasets = tuple(DetectorDataset.from_records(records, image_dir, image_size=config.IMAGE_MAX_DIM,
+                                                      patient_ids=ids) for ids in (train_ids, val_ids))
+        carry_on = resume and _has_checkpoint(folder, config)
+        log.info("fold %d of %d: %d training, %d validation patients%s", fold, folds, len(train_ids), len(val_ids),
+                 " (resumed)" if carry_on else "")
+        _, history = train(datasets, config, weights, model_dir=folder, seed=seed + fold - 1, resume=carry_on,
+                           **train_options)
+        result.histories[fold] = history
+        if oof:
+            _predict_fold(folder, config, datasets[1])
+    result.checkpoints = [_fold_checkpoint(fold_folder(model_dir, f), config)
+                          for f in range(1, int(folds) + 1) if _has_checkpoint(fold_folder(model_dir, f), config)]
+    if oof and all((fold_folder(model_dir, f) / OOF_FILE).is_file() for f in range(1, int(folds) + 1)):
+        result.oof_path = _merge_oof(model_dir, folds)
+    return result
+
+
+def _oof_model(checkpoint, config):
+    """An inference model of ``checkpoint`` whose in-graph threshold is the sweep's lowest (0.5) or lower."""
+    import copy
+
+    from ..mrcnn import model as modellib
+    from .competition import DEFAULT_SWEEP
+
+    inference = copy.copy(config)
+    inference.DETECTION_MIN_CONFIDENCE = float(min(config.DETECTION_MIN_CONFIDENCE, float(np.min(DEFAULT_SWEEP))))
+    inference.validate()
+    model = modellib.MaskRCNN(mode="inference", config=inference, model_dir=str(Path(checkpoint).parent.parent))
+    model.load_weights(str(checkpoint), by_name=True)
+    return model
+
+
+def _predict_fold(folder, config, val_dataset):
+    """Fold ``folder``'s model on its validation patients' DICOMs -> ``folder/oof_predictions.json``."""
+    from .inference import predict
+
+    checkpoint = _fold_checkpoint(folder, config)
+    model = _oof_model(checkpoint, config)
+    files = [info["path"] for info in val_dataset.image_info]
+    run = predict(model, files, progress=False)
+    path = run.write(folder / OOF_FILE)
+    log.info("%s: out-of-fold predictions of %d patients by %s", path, len(run.predictions), checkpoint.name)
+    return path
+
+
+def _merge_oof(model_dir, folds):
+    """All folds' out-of-fold results files as one (each patient once)."""
+    from .results import merge_results_files, write_results_file
+
+    merged = merge_results_files([fold_folder(model_dir, f) / OOF_FILE for f in range(1, int(folds) + 1)])
+    return write_results_file(merged.predictions, Path(model_dir) / OOF_FILE)
+
+
+def fold_checkpoints(model_dir, config=None):
+    """The checkpoint of every fold of a cross-validation folder, fold 1 first.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``model_dir`` holds no ``folds.json``.
+    CrossValidationError
+        A fold without a checkpoint (named).
+    """
+    from .config import DetectorConfig
+
+    config = config or DetectorConfig()
+    path = Path(model_dir) / FOLDS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not a cross-validation folder (no {FOLDS_FILE}; train with folds=k)")
+    folds = int(json.loads(path.read_text(encoding="utf-8"))["folds"])
+    return [_fold_checkpoint(fold_folder(model_dir, fold), config) for fold in range(1, folds + 1)]
+
+
+def read_oof_predictions(model_dir):
+    """``{patientId: ImagePrediction}`` of a cross-validation folder's merged out-of-fold predictions."""
+    from .results import read_results_file
+
+    return dict(read_results_file(Path(model_dir) / OOF_FILE).predictions)
