@@ -54,10 +54,15 @@ def _cmd_train(args):
     training_strategy(config)  # with TF_CONFIG, the multi-worker strategy must exist before any TF operation
     if args.steps_per_epoch is not None:
         config.STEPS_PER_EPOCH = args.steps_per_epoch
-    model, history = train(args.data, config, weights=None if args.weights == "none" else args.weights,
-                           model_dir=args.model_dir, epochs=args.epochs, augmentation=args.augmentation,
-                           val_fraction=args.val_fraction, val_count=args.val_count, seed=args.seed,
-                           resume=args.resume)
+    result = train(args.data, config, weights=None if args.weights == "none" else args.weights,
+                   model_dir=args.model_dir, epochs=args.epochs, augmentation=args.augmentation,
+                   val_fraction=args.val_fraction, val_count=args.val_count, seed=args.seed,
+                   resume=args.resume, folds=args.folds)
+    if args.folds:
+        print(f"{args.folds} fold models in {args.model_dir} (fold_1 ... fold_{args.folds}); out-of-fold "
+              f"predictions in {result.oof_path}")
+        return 0
+    model, _ = result
     print(f"training finished at epoch {model.epoch}; checkpoints in {model.log_dir}")
     return 0
 
@@ -152,7 +157,21 @@ def _add_train(sub):
     p.add_argument("--val-count", type=int, default=None, help="validation patients (e.g. 1500)")
     p.add_argument("--seed", type=int, default=None, help="random seed")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --model-dir")
+    p.add_argument("--folds", type=_folds_argument, default=None, metavar="K",
+                   help="k-fold cross-validation: K models, one per fold (folder fold_I of --model-dir), patients "
+                        "stratified by box count; each fold's patients predicted by the model that did not train on "
+                        "them (oof_predictions.json). --val-fraction/--val-count do not apply; --seed seeds the folds")
     p.set_defaults(func=_cmd_train)
+
+
+def _folds_argument(text):
+    try:
+        folds = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"--folds {text!r}: expected a whole number >= 2") from error
+    if folds < 2:
+        raise argparse.ArgumentTypeError(f"--folds {folds}: expected a whole number >= 2")
+    return folds
 
 
 def _add_evaluate(sub):

@@ -136,7 +136,7 @@ def _fold_checkpoint(folder, config):
 
 
 def train_folds(data, config=None, weights="coco", *, folds=5, model_dir="logs", seed=None, resume=False,
-                oof=True, only=None, **train_options):
+                oof=True, only=None, patient_ids=None, **train_options):
     """Train one detector per fold and predict each fold's patients with the model that did not see them.
 
     Parameters
@@ -161,6 +161,9 @@ def train_folds(data, config=None, weights="coco", *, folds=5, model_dir="logs",
     only : sequence of int, optional
         Train these folds (1-based) only, e.g. one per machine; the merged out-of-fold file is
         written once every fold has its own.
+    patient_ids : sequence of str, optional
+        Cross-validate these training patients only (e.g. a development split, a held-out test
+        split kept apart); default all.
     **train_options
         Passed to ``schedule.train`` (epochs, schedule, augmentation, custom_callbacks, ...).
 
@@ -179,6 +182,12 @@ def train_folds(data, config=None, weights="coco", *, folds=5, model_dir="logs",
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     records, image_dir = _records_and_image_dir(data, strict=True)
+    if patient_ids is not None:
+        unknown = [pid for pid in patient_ids if pid not in records]
+        if unknown:
+            raise CrossValidationError(f"patient_ids: {len(unknown)} id(s) not among the training patients of "
+                                       f"{data}: {', '.join(unknown[:5])}")
+        records = {pid: records[pid] for pid in dict.fromkeys(patient_ids)}
     assignment = _assignment(records, folds, seed, model_dir)
     wanted = range(1, int(folds) + 1) if only is None else sorted({int(f) for f in only})
     result = CrossValidation(model_dir=model_dir, folds=int(folds), assignment=assignment)
