@@ -19,8 +19,8 @@ those 43.5 / 54.3 / 2.0 / 0.2 % have 1 / 2 / 3 / 4 boxes; negatives are 57 %
 
 ``preset='easy'`` (the default, the demo's) draws bright opacities inside the
 drawn lungs; ``preset='realistic'`` draws the boxes from the real label
-distribution (sizes, positions, the split over the image halves) and faint,
-diffuse opacities under varying exposure and noise (``synthetic_image.PRESETS``):
+distribution (sizes, positions, the split over the image halves) and fainter,
+patchier opacities under varying exposure and noise (``synthetic_image.PRESETS``):
 a benchmark that a small detector does not saturate.
 
 Everything derives from the seed: the same seed gives byte-identical files

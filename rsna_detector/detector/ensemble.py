@@ -53,14 +53,11 @@ class EnsembleError(RsnaDetectorError, ValueError):
 # --------------------------------------------------------------------------- weighted boxes fusion
 def _member(detection, index):
     """(boxes float64 [N, 4], scores float64 [N]) of one member; raises EnsembleError naming it."""
-    try:
-        boxes, scores = detection
-    except (TypeError, ValueError) as error:
-        raise EnsembleError(f"member {index}: expected (boxes [N, 4], scores [N]), "
-                            f"got {type(detection).__name__}") from error
-    boxes = np.asarray(boxes, np.float64)
+    if not isinstance(detection, (tuple, list)) or len(detection) != 2:
+        raise EnsembleError(f"member {index}: expected (boxes [N, 4], scores [N]), got {type(detection).__name__}")
+    boxes = np.asarray(detection[0], np.float64)
     boxes = boxes.reshape(0, 4) if boxes.size == 0 else boxes
-    scores = np.asarray(scores, np.float64).reshape(-1)
+    scores = np.asarray(detection[1], np.float64).reshape(-1)
     if boxes.ndim != 2 or boxes.shape[1] != 4 or len(boxes) != len(scores):
         raise EnsembleError(f"member {index}: expected boxes [N, (y1, x1, y2, x2)] and N scores, "
                             f"got boxes {boxes.shape} and {len(scores)} scores")
@@ -233,8 +230,10 @@ def detect_scaled(model, images, factor):
 
     Returns
     -------
-    list of (boxes float32 [N, (y1, x1, y2, x2)], scores float32 [N])
-        One per image, in each image's own pixels.
+    list of dict
+        One per image, as ``MaskRCNN.detect``'s without masks: ``rois`` float32
+        ``[N, (y1, x1, y2, x2)]`` in the image's own pixels, ``scores`` float32 ``[N]``,
+        ``class_ids`` int32 ``[N]``.
     """
     from ..mrcnn.image_meta import compose_image_meta
     from ..mrcnn.molding import mold_image
@@ -258,8 +257,9 @@ def detect_scaled(model, images, factor):
             padded = chunk + [chunk[-1]] * (batch - len(chunk))  # detect_molded takes exactly BATCH_SIZE
             results = model.detect_molded(np.stack([m[3] for m in padded]), np.stack([m[4] for m in padded]))
             for (index, shape, scaled, _, _), result in zip(chunk, results[:len(chunk)], strict=True):
-                out[index] = (boxes_from_scaled_view(result["rois"], shape, scaled),
-                              np.asarray(result["scores"], np.float32).reshape(-1))
+                out[index] = {"rois": boxes_from_scaled_view(result["rois"], shape, scaled),
+                              "scores": np.asarray(result["scores"], np.float32).reshape(-1),
+                              "class_ids": np.asarray(result["class_ids"], np.int32).reshape(-1)}
     return out
 
 
@@ -290,12 +290,11 @@ def detect_variants(model, images, *, scales=(1.0,), flip=False):
     for factor in scales:
         for mirrored in ([False, True] if flip else [False]):
             batch = mirrored_images if mirrored else images
-            if float(factor) == 1.0:
-                results = [(np.asarray(r["rois"], np.float32).reshape(-1, 4), np.asarray(r["scores"], np.float32))
-                           for r in model.detect(list(batch), verbose=0)]
-            else:
-                results = detect_scaled(model, batch, factor)
-            for k, (boxes, scores) in enumerate(results):
+            results = model.detect(list(batch), verbose=0) if float(factor) == 1.0 else \
+                detect_scaled(model, batch, factor)
+            for k, result in enumerate(results):
+                boxes = np.asarray(result["rois"], np.float32).reshape(-1, 4)
+                scores = np.asarray(result["scores"], np.float32).reshape(-1)
                 if mirrored:
                     boxes = _mirror_boxes(boxes, np.asarray(images[k]).shape[1])
                 views[k].append((boxes, scores))

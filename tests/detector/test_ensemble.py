@@ -158,9 +158,10 @@ def test_detect_scaled_at_one_is_detect(models):
     plain = small.detect(images)
     scaled = detect_scaled(small, images, 1.0)
     assert any(len(r["scores"]) for r in plain)
-    for result, (boxes, scores) in zip(plain, scaled):
-        np.testing.assert_array_equal(boxes, result["rois"].astype(np.float32))
-        np.testing.assert_array_equal(scores, result["scores"])
+    for result, found in zip(plain, scaled):
+        np.testing.assert_array_equal(found["rois"], result["rois"].astype(np.float32))
+        np.testing.assert_array_equal(found["scores"], result["scores"])
+        np.testing.assert_array_equal(found["class_ids"], result["class_ids"])
 
 
 def test_detect_scaled_by_two_is_the_model_at_twice_the_size(models):
@@ -171,10 +172,10 @@ def test_detect_scaled_by_two_is_the_model_at_twice_the_size(models):
     reference = large.detect(images)
     scaled = detect_scaled(small, images, 2.0)
     assert sum(len(r["scores"]) for r in reference) >= 3
-    for result, (boxes, scores) in zip(reference, scaled):
-        np.testing.assert_allclose(scores, result["scores"], atol=1e-5)
-        np.testing.assert_allclose(boxes, result["rois"], atol=1.0)
-        assert np.all(boxes >= 0) and np.all(boxes <= 64)
+    for result, found in zip(reference, scaled):
+        np.testing.assert_allclose(found["scores"], result["scores"], atol=1e-5)
+        np.testing.assert_allclose(found["rois"], result["rois"], atol=1.0)
+        assert np.all(found["rois"] >= 0) and np.all(found["rois"] <= 64)
 
 
 def test_detect_variants_order_and_flip(models):
@@ -188,5 +189,5 @@ def test_detect_variants_order_and_flip(models):
     shrunk = detect_scaled(small, images, 0.75)
     for k in range(2):
         np.testing.assert_array_equal(views[k][1][0], _mirror_boxes(mirrored[k]["rois"], 64))
-        np.testing.assert_array_equal(views[k][2][0], shrunk[k][0])
+        np.testing.assert_array_equal(views[k][2][0], shrunk[k]["rois"])
         assert np.all(views[k][2][0] <= 64)
