@@ -259,8 +259,8 @@ def _machine():
 def _settings_text(settings, args, data_dir, split):
     data = (f"the Kaggle download in `{data_dir}`" if args.data else
             f"{settings['n_patients']} synthetic patients of the realistic preset at {settings['image_size']} px "
-            "(`rsna-detector synth --preset realistic`: boxes drawn from the real label statistics, faint "
-            "diffuse opacities, varying exposure and noise)")
+            "(`rsna-detector synth --preset realistic`: boxes drawn from the real label statistics, fainter "
+            "patchy opacities, varying exposure and noise)")
     weights = settings["weights"] or "random"
     return "\n".join([
         f"- Data: {data}; split at patient level, stratified by Target: {len(split['train'])} training, "

@@ -52,7 +52,7 @@ def _add_synth(sub):
     p.add_argument("--image-size", type=int, default=1024, help="image side in pixels (default: 1024)")
     p.add_argument("--preset", choices=["easy", "realistic"], default="easy",
                    help="easy (default, the demo's): bright opacities inside the lungs; realistic: boxes drawn "
-                        "from the real label distribution, faint diffuse opacities, varying exposure and noise")
+                        "from the real label distribution, fainter patchy opacities, varying exposure and noise")
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_synth)
