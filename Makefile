@@ -72,7 +72,7 @@ bench-fullscale: install
 # ladder (threshold, flip and scale TTA, k-fold WBF ensemble, gating, box scaling) over 3 seeds on the
 # realistic synthetic preset, written to docs/RESULTS.md (figures in docs/results/). About 1.5 h on
 # 2 cores; its data, models and detections stay in BENCH_MODELS_WORK, so a stopped run continues.
-# BENCH_MODELS_ARGS='--quick --out /tmp/bench_models_quick' for a smoke run of a few minutes.
+# BENCH_MODELS_ARGS=--quick for a smoke run (minutes; its report goes to BENCH_MODELS_WORK/report).
 BENCH_MODELS_WORK ?= /tmp/rsna-bench-models
 BENCH_MODELS_ARGS ?=
 .PHONY: bench-models

@@ -29,14 +29,14 @@ Presets:
 * ``full`` (``--data DIR``, a Kaggle download): DetectorConfig, COCO/ImageNet weights, the report's
   settings, 5 folds (needs GPUs).
 
-Outputs: ``--out`` (default ``docs``) receives ``RESULTS.md`` and ``results/`` (figures, the
-table as JSON); ``--work`` keeps the data, the models and every seed's detections, so an
-interrupted run continues where it stopped.
+Outputs: ``--out`` (default ``docs``; ``<work>/report`` for the quick preset) receives
+``RESULTS.md`` and ``results/`` (figures, the table as JSON); ``--work`` keeps the data, the models
+and every seed's detections, so an interrupted run continues where it stopped.
 
 Usage::
 
     python benchmarks/bench_models.py                      # make bench-models
-    python benchmarks/bench_models.py --quick --out /tmp/bench_models_quick
+    python benchmarks/bench_models.py --quick --work /tmp/bench_models_quick
     python benchmarks/bench_models.py --data /data/rsna --preset full
 """
 from __future__ import annotations
@@ -109,7 +109,9 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="the quick preset (a smoke run of a few minutes)")
     parser.add_argument("--data", default=None, help="a Kaggle-layout download (default: synthetic data)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="override the preset's seeds")
-    parser.add_argument("--out", default="docs", help="where RESULTS.md and results/ go (default: docs)")
+    parser.add_argument("--out", default=None, help="where RESULTS.md and results/ go (default: docs; with the "
+                                                    "quick preset WORK/report, so a smoke run never replaces "
+                                                    "docs/RESULTS.md)")
     parser.add_argument("--work", default=None, help="data, models and detections (default: bench_models_work/"
                                                      "<preset> in the current folder)")
     args = parser.parse_args(argv)
@@ -119,6 +121,7 @@ def parse_args(argv=None):
         settings = replace(settings, seeds=tuple(args.seeds))
     args.settings = settings
     args.work = Path(args.work or Path("bench_models_work") / name)
+    args.out = Path(args.out or (args.work / "report" if name == "quick" else "docs"))
     return args
 
 
