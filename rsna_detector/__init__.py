@@ -27,6 +27,7 @@ _LAZY_EXPORTS = {
     "read_dicom_metadata": "rsna_detector.data.dicom",
     "DicomMetadata": "rsna_detector.data.dicom",
     "DicomReadError": "rsna_detector.data.dicom",
+    "DicomMetadataWarning": "rsna_detector.data.dicom",
     "convert_dicoms": "rsna_detector.data.convert",
     "ConversionReport": "rsna_detector.data.convert",
     "SyntheticSummary": "rsna_detector.data.synthetic",
@@ -57,6 +58,10 @@ _LAZY_EXPORTS = {
     "get_augmentation": "rsna_detector.detector.augment",
     "show_augmented_samples": "rsna_detector.detector.augment",
     "plot_gt_vs_prediction": "rsna_detector.detector.figures",
+    "load_detector": "rsna_detector.detector.loading",
+    "PostProcessing": "rsna_detector.detector.postprocess",
+    "load_postprocessing": "rsna_detector.detector.postprocess",
+    "ValidationCallback": "rsna_detector.detector.validation",
     "weighted_boxes_fusion": "rsna_detector.detector.ensemble",
     # exploratory data analysis
     "run_eda": "rsna_detector.eda",
@@ -85,6 +90,7 @@ _LAZY_EXPORTS = {
     "rsna_score": "rsna_detector.detector.evaluate",
     "rsna_image_score": "rsna_detector.detector.evaluate",
     "sweep_confidence_threshold": "rsna_detector.detector.evaluate",
+    "coco_ap": "rsna_detector.detector.coco",
     "EvaluationError": "rsna_detector.detector.evaluate",
 }
 

@@ -26,6 +26,13 @@ a benchmark that a small detector does not saturate.
 Everything derives from the seed: the same seed gives byte-identical files
 whatever the number of worker processes (each image has its own random
 stream, seeded by ``(seed, split, index)``).
+
+The set is marked as synthetic by a small file ``OUT/.rsna_detector_synthetic``
+(:data:`SYNTHETIC_MARKER`). A folder that holds anything else (a Kaggle download,
+say) is refused (:class:`SyntheticTargetError`) unless ``overwrite=True``
+(``rsna-detector synth --overwrite``): its CSVs would be replaced and its DICOMs
+mixed with synthetic ones. An empty folder, or a synthetic set written before, is
+written into.
 """
 from __future__ import annotations
 
@@ -37,13 +44,14 @@ import time
 import uuid
 import warnings
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .._io import atomic_path, atomic_write
+from .._processes import process_pool
+from ..errors import RsnaDetectorError
 from .box_distribution import sample_real_boxes
 from .dicom import JPEG_BASELINE
 from .labels import (
@@ -65,6 +73,8 @@ from .synthetic_image import (
 )
 
 __all__ = [
+    "SYNTHETIC_MARKER",
+    "SyntheticTargetError",
     "SyntheticSummary",
     "make_synthetic_dataset",
     "write_jpeg_dicom",
@@ -82,6 +92,12 @@ BOX_COUNT_PROBABILITIES = {1: 2614 / 6012, 2: 3266 / 6012, 3: 119 / 6012, 4: 13 
 NEGATIVE_CLASS_PROBABILITIES = {NOT_NORMAL_CLASS: 11821 / 20672, NORMAL_CLASS: 8851 / 20672}
 
 SAMPLE_PREDICTION = "0.5 0 0 100 100"
+#: The file that marks a folder as a synthetic data set (written first, so an interrupted run can be rerun).
+SYNTHETIC_MARKER = ".rsna_detector_synthetic"
+
+
+class SyntheticTargetError(RsnaDetectorError, FileExistsError):
+    """The target folder holds files that are not a synthetic data set; nothing was written."""
 
 _SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 _JPEG_QUALITY = 90
@@ -326,7 +342,7 @@ def _run_tasks(tasks, workers, progress):
                 bar.update(1)
             return
         chunk = max(1, min(16, len(tasks) // (workers * 4)))
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with process_pool(workers) as pool:
             for _ in pool.map(_render_and_write, tasks, chunksize=chunk):
                 bar.update(1)
 
@@ -338,14 +354,28 @@ def _warn_stale(folder, expected):
                     folder, len(stale), stale[0])
 
 
+def _check_target(out_dir, overwrite):
+    """SyntheticTargetError when ``out_dir`` holds anything but a synthetic set (unless ``overwrite``)."""
+    if overwrite or not out_dir.is_dir() or (out_dir / SYNTHETIC_MARKER).is_file():
+        return
+    entries = sorted(p.name for p in out_dir.iterdir())
+    if entries:
+        shown = ", ".join(entries[:4]) + (f" and {len(entries) - 4} more" if len(entries) > 4 else "")
+        raise SyntheticTargetError(
+            f"{out_dir}: not empty and not a synthetic data set (it holds {shown}): its files would be replaced "
+            "or mixed with synthetic ones; choose an empty folder, or pass overwrite=True "
+            "(rsna-detector synth --overwrite)")
+
+
 def make_synthetic_dataset(out_dir, *, n_train=1000, n_test=100, seed=0, image_size=RSNA_IMAGE_SIZE, workers=None,
-                           progress=True, preset="easy"):
+                           progress=True, overwrite=False, preset="easy"):
     """Write a synthetic RSNA data set in the exact Kaggle layout (see the module docstring).
 
     Parameters
     ----------
     out_dir : str or Path
-        Data directory (created if needed); files of the same names are replaced.
+        Data directory (created if needed): empty, or a synthetic set written
+        before (its files of the same names are replaced).
     n_train, n_test : int
         Training and test patients (one DICOM each).
     seed : int
@@ -357,12 +387,21 @@ def make_synthetic_dataset(out_dir, *, n_train=1000, n_test=100, seed=0, image_s
         ``os.cpu_count()``); the output does not depend on it.
     progress : bool
         Show a tqdm progress bar.
+    overwrite : bool
+        Write into a folder that holds other files too (replacing those of the
+        same names).
     preset : {'easy', 'realistic'}
         How hard the data set is (module docstring); 'easy' by default.
 
     Returns
     -------
     SyntheticSummary
+
+    Raises
+    ------
+    SyntheticTargetError
+        ``out_dir`` holds files and is not a synthetic set, without ``overwrite``;
+        checked before anything is written.
     """
     if n_train < 0 or n_test < 0:
         raise ValueError(f"n_train and n_test must be >= 0, got {n_train} and {n_test}")
@@ -371,9 +410,11 @@ def make_synthetic_dataset(out_dir, *, n_train=1000, n_test=100, seed=0, image_s
     preset = get_preset(preset).name
     start = time.perf_counter()
     out_dir = Path(out_dir)
+    _check_target(out_dir, overwrite)
     folders = {"train": out_dir / TRAIN_IMAGES, "test": out_dir / TEST_IMAGES}
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(out_dir / SYNTHETIC_MARKER, "a synthetic data set written by rsna_detector.data.synthetic\n")
     patients = _plan(int(seed), int(n_train), int(n_test), int(image_size), preset)
     tasks = [(p, folders[p.split] / f"{p.patient_id}.dcm", int(seed)) for p in patients]
     for split, folder in folders.items():

@@ -2,7 +2,6 @@
 import csv
 import hashlib
 import re
-import time
 
 import numpy as np
 import pydicom
@@ -216,12 +215,11 @@ def test_opacity_fills_exactly_its_box():
 
 
 @pytest.mark.slow
-def test_thousand_patients_at_1024_in_under_a_minute(tmp_path):
-    start = time.perf_counter()
+def test_thousand_patients_at_1024(tmp_path):
+    """The real image size at scale, in worker processes (its speed: benchmarks/bench_fullscale.py)."""
     summary = make_synthetic_dataset(tmp_path, n_train=1000, n_test=100, seed=0, workers=2, progress=False)
-    elapsed = time.perf_counter() - start
     assert summary.n_train == 1000 and len(list(summary.train_images.glob("*.dcm"))) == 1000
-    assert elapsed < 60, elapsed
+    assert len(list(summary.test_images.glob("*.dcm"))) == 100
 
 
 # ---------------------------------------------------------------- the realistic preset
