@@ -42,21 +42,25 @@ def _one_view(member, split, key="1|plain"):
     return {pid: _prediction(pid, *found) for pid, found in member["views"][split][key].items()}
 
 
-def _flip_fused(member, split):
-    from rsna_detector.detector.inference import fuse_flip_detections
+def _fused(members, split, postprocessing):
+    """The library's fusion (``postprocess.apply_postprocessing``, no threshold) of the cached views of
+    ``members``, in the order ``postprocess.views_of`` runs them."""
+    from rsna_detector.detector.postprocess import Detections, apply_postprocessing, views_of
 
-    plain, mirror = member["views"][split]["1|plain"], member["views"][split]["1|mirror"]
-    return {pid: _prediction(pid, *fuse_flip_detections(*plain[pid], *mirror[pid])) for pid in plain}
-
-
-def _wbf_fused(members, split, shapes):
-    """WBF over every view of every member, per image (``shapes``: pid -> (rows, cols))."""
-    from rsna_detector.detector.ensemble import weighted_boxes_fusion
-
-    keys = [(m, key) for m in members for key in m["views"][split]]
-    return {pid: _prediction(pid, *weighted_boxes_fusion([m["views"][split][key][pid] for m, key in keys],
-                                                         shapes[pid]))
-            for pid in members[0]["views"][split]["1|plain"]}
+    keys = [(f"{scale:g}|{mirror}") for scale in postprocessing.scales
+            for mirror in (("plain", "mirror") if postprocessing.flip_tta else ("plain",))]
+    assert len(keys) == len(views_of(postprocessing))
+    out = {}
+    for pid in members[0]["views"][split]["1|plain"]:
+        views = []
+        for member in members:
+            for key in keys:
+                boxes, scores = member["views"][split][key][pid]
+                boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+                views.append(Detections(boxes, np.asarray(scores, np.float32), np.ones(len(boxes), np.int32)))
+        fused = apply_postprocessing(views, postprocessing)
+        out[pid] = _prediction(pid, fused.boxes, fused.scores)
+    return out
 
 
 def _above(predictions, threshold):
@@ -102,10 +106,10 @@ def ladder(seed_result, records, split, settings):
     """The Mask R-CNN rows of one seed: {row: {map50, rsna_score, threshold, cpu_s}} and the figure data."""
     from rsna_detector.baselines.gating import gate_predictions
     from rsna_detector.detector.ensemble import fit_box_scale, scale_prediction_boxes
+    from rsna_detector.detector.postprocess import PostProcessing
 
     truth = {part: _ground_truth(records, split[part]) for part in ("val", "test")}
-    shapes = {pid: tuple(np.asarray(seed_result["maskrcnn"]["shapes"][pid], int)) for pid in records
-              if pid in seed_result["maskrcnn"]["shapes"]}
+    tta = PostProcessing(flip_tta=True, scales=tuple(settings.scales))
     members = seed_result["maskrcnn"]["members"]
     single, folds = members["single"], [m for name, m in members.items() if name.startswith("fold_")]
     all_keys = list(single["views"]["val"])
@@ -115,11 +119,11 @@ def ladder(seed_result, records, split, settings):
     ensemble_cost = sum(m["train_cpu_s"] + _cost(m, both, all_keys) for m in folds)
     candidates = [
         (LADDER[1], {s: _one_view(single, s) for s in both}, single["train_cpu_s"] + _cost(single, both, ["1|plain"])),
-        (LADDER[2], {s: _flip_fused(single, s) for s in both},
+        (LADDER[2], {s: _fused([single], s, PostProcessing(flip_tta=True)) for s in both},
          single["train_cpu_s"] + _cost(single, both, ["1|plain", "1|mirror"])),
-        (LADDER[3], {s: _wbf_fused([single], s, shapes) for s in both},
-         single["train_cpu_s"] + _cost(single, both, all_keys)),
-        (LADDER[4], {s: _wbf_fused(folds, s, shapes) for s in both}, ensemble_cost),
+        (LADDER[3], {s: _fused([single], s, tta) for s in both}, single["train_cpu_s"] + _cost(single, both, all_keys)),
+        (LADDER[4], {s: _fused(folds, s, tta.replace(members=tuple(f"fold_{k}" for k in range(len(folds)))))
+                     for s in both}, ensemble_cost),
     ]
     default = float(seed_result["maskrcnn"]["default_threshold"])
     rows = {LADDER[0]: dict(_scores(truth["test"], _above(candidates[0][1]["test"], default)), threshold=default,

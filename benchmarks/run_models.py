@@ -70,13 +70,16 @@ def _view_key(scale, mirrored):
 def detect_views(model, dataset, scales):
     """Detections of every view (scale x plain/mirror) of every image, in the DICOMs' pixels, with CPU costs.
 
+    The views are the library's (``postprocess.detect_views``); a scale's plain and mirrored views run
+    together and share its cost.
+
     Returns
     -------
     views : dict view -> {patientId: [boxes [N, 4], scores [N]]}
     cost : dict view -> CPU seconds (reading the images counted once, in the view 1|plain)
     """
-    from rsna_detector.detector.ensemble import detect_variants
-    from rsna_detector.detector.inference import _mirror_boxes
+    from rsna_detector.detector.postprocess import PostProcessing
+    from rsna_detector.detector.postprocess import detect_views as library_views
 
     with Clock() as reading:
         images = [dataset.load_image(i) for i in dataset.image_ids]
@@ -85,17 +88,14 @@ def detect_views(model, dataset, scales):
               for i, im in zip(dataset.image_ids, images)]
     views, cost = {}, {}
     for scale in scales:
-        for mirrored in (False, True):
+        with Clock() as clock:
+            found = library_views(model, images, PostProcessing(flip_tta=True, scales=(scale,)))
+        for k, mirrored in enumerate((False, True)):
             key = _view_key(scale, mirrored)
-            with Clock() as clock:
-                batch = [np.ascontiguousarray(im[:, ::-1]) for im in images] if mirrored else images
-                found = [variants[0] for variants in detect_variants(model, batch, scales=(scale,))]
-            views[key] = {}
-            for pid, image, frame, (boxes, scores) in zip(ids, images, frames, found):
-                if mirrored:
-                    boxes = _mirror_boxes(boxes, image.shape[1])
-                views[key][pid] = [(np.asarray(boxes, np.float64) * frame).tolist(), np.asarray(scores).tolist()]
-            cost[key] = clock.seconds + (reading.seconds if key == _view_key(1.0, False) else 0.0)
+            views[key] = {pid: [(np.asarray(per_view[k].boxes, np.float64) * frame).tolist(),
+                                np.asarray(per_view[k].scores).tolist()]
+                          for pid, frame, per_view in zip(ids, frames, found)}
+            cost[key] = clock.seconds / 2 + (reading.seconds if key == _view_key(1.0, False) else 0.0)
     return views, cost
 
 
@@ -138,8 +138,6 @@ def _run_maskrcnn(seed, args, data_dir, records, split):
     checkpoint = model.find_last()
     _forget_models()
     members = {"single": _member(checkpoint, config, settings, datasets, clock.seconds)}
-    shapes = {dataset.patient_id(i): list(dataset._original_shape(i)) for dataset in datasets.values()
-              for i in dataset.image_ids}
     print(f"seed {seed}: Mask R-CNN, {settings.folds} fold models", flush=True)
     with Clock() as clock:
         cv = train_folds(data_dir, config, settings.weights, folds=settings.folds, model_dir=folder / "folds",
@@ -148,7 +146,7 @@ def _run_maskrcnn(seed, args, data_dir, records, split):
     for fold, checkpoint in enumerate(cv.checkpoints, start=1):
         members[f"fold_{fold}"] = _member(checkpoint, config, settings, datasets, clock.seconds / settings.folds)
     return {"config": type(config).__name__, "default_threshold": float(config.DETECTION_MIN_CONFIDENCE),
-            "shapes": shapes, "members": members}
+            "members": members}
 
 
 # --------------------------------------------------------------------------- classifiers

@@ -74,6 +74,19 @@ def _cmd_train(args):
     return 0
 
 
+def _train_folds(args, config, weights):
+    from ..detector.cross_validation import train_folds
+
+    result = train_folds(args.data, config, weights, folds=args.folds, model_dir=args.model_dir, seed=args.seed,
+                         resume=args.resume, flip_tta=args.flip_tta, scales=args.scales, epochs=args.epochs,
+                         augmentation=args.augmentation, validation=_validation_settings(args))
+    print(f"{args.folds} fold models in {args.model_dir} (fold_1 ... fold_{args.folds}); out-of-fold predictions "
+          f"in {result.oof_path}")
+    if result.postprocessing is not None:
+        print(f"the ensemble (predict/submit --model {args.model_dir}): {result.postprocessing.describe()}")
+    return 0
+
+
 def _validation_settings(args):
     """``train(validation=...)`` from --no-validation, --validation-images and --validation-every."""
     if args.no_validation:
@@ -129,6 +142,13 @@ def _cmd_predict(args):
     _check_predict_inputs(args, out, kept)
     model = _inference_model(args)
     run = predict(model, args.images, progress=not args.quiet, shard=shard)  # the model's post-processing
+    if run.postprocessing is not None and run.postprocessing.gate_threshold is not None:
+        from ..baselines.gating import apply_stored_gate
+        from ..detector.postprocess import postprocessing_path
+
+        read = [f for f in run.files if str(f) not in run.failed]
+        run.predictions = apply_stored_gate(run.predictions, read, run.postprocessing,
+                                            postprocessing_path(args.model).parent)
     if run.postprocessing is not None:
         print(_describe(model, run.postprocessing))
     run.write(kept)  # a results file (detector.results.write_results_file), atomically, whatever follows
@@ -215,7 +235,12 @@ def _add_train(sub):
     p.add_argument("--folds", type=_folds_argument, default=None, metavar="K",
                    help="k-fold cross-validation: K models, one per fold (folder fold_I of --model-dir), patients "
                         "stratified by box count; each fold's patients predicted by the model that did not train on "
-                        "them (oof_predictions.json). --val-fraction/--val-count do not apply; --seed seeds the folds")
+                        "them (oof_predictions.json), and the ensemble of the K models fitted on those predictions "
+                        "(postprocessing.json: predict/submit --model MODEL_DIR). --val-fraction/--val-count do not "
+                        "apply; --seed seeds the folds")
+    p.add_argument("--flip-tta", action="store_true", help="with --folds: the ensemble also detects on the mirror")
+    p.add_argument("--scales", type=float, nargs="+", default=[1.0], metavar="S",
+                   help="with --folds: the ensemble's view scales, e.g. 0.8 1.0 1.2 (default: 1.0)")
     p.set_defaults(func=_cmd_train)
 
 

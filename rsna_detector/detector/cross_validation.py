@@ -16,11 +16,18 @@
   predictions are a results file ``fold_<i>/oof_predictions.json`` (``results`` format: engine
   boxes ``(y1, x1, y2, x2)`` in the DICOM's own pixels), all of them together
   ``<model_dir>/oof_predictions.json``. The detector runs with its in-graph
-  ``DETECTION_MIN_CONFIDENCE`` lowered to the lowest threshold of the competition sweep (0.5), so
-  that thresholds, box scaling and fusion can be fitted on them.
+  ``DETECTION_MIN_CONFIDENCE`` lowered to the lowest threshold of the competition sweep (0.5), and
+  through the views the ensemble will use (``flip_tta``, ``scales``, fused by weighted boxes fusion);
+* from the out-of-fold predictions of every patient, :func:`fit_ensemble` chooses the confidence
+  threshold (the competition's sweep) and the box-scale factor (``ensemble.fit_box_scale``), and
+  writes the ensemble's description ``<model_dir>/postprocessing.json`` (``postprocess``): its
+  ``members`` are the folds' checkpoints (each fold's validated best, relative paths). So
+  ``load_detector(model_dir)`` (``rsna-detector predict --model MODEL_DIR``) detects with every
+  fold model, fuses their views by WBF and applies what was validated. The threshold is fitted on
+  single-model predictions and applied to the fused ensemble, whose scores are the members' mean
+  where they agree and lower where they do not (weighted boxes fusion).
 
-The fold models are the members of an ensemble (``ensemble.weighted_boxes_fusion``);
-:func:`fold_checkpoints` lists them.
+:func:`fold_checkpoints` lists the members.
 """
 from __future__ import annotations
 
@@ -43,6 +50,7 @@ __all__ = [
     "train_folds",
     "fold_checkpoints",
     "read_oof_predictions",
+    "fit_ensemble",
 ]
 
 log = logging.getLogger(__name__)
@@ -73,6 +81,8 @@ class CrossValidation:
         Fold ``i``'s checkpoint (the newest of its run) at index ``i - 1``.
     oof_path : Path or None
         The merged out-of-fold predictions (None when they were not made).
+    postprocessing : PostProcessing or None
+        The ensemble's description (:func:`fit_ensemble`), None until every fold has its predictions.
     histories : dict int -> dict
         Fold -> the loss history ``train`` returned (empty for a fold finished earlier).
     """
@@ -83,6 +93,7 @@ class CrossValidation:
     checkpoints: list = field(default_factory=list)
     oof_path: Path | None = None
     histories: dict = field(default_factory=dict)
+    postprocessing: object = None
 
     def validation_ids(self, fold):
         """The patients of fold ``fold`` (1-based), in the data's order."""
@@ -126,17 +137,19 @@ def _has_checkpoint(folder, config):
 
 
 def _fold_checkpoint(folder, config):
-    """The checkpoint of a fold's run: the newest readable one."""
+    """The checkpoint of a fold: in its newest run, the validated best (``loading.resolve_checkpoint``)."""
     from ..mrcnn.checkpoints import find_last_checkpoint
+    from .loading import resolve_checkpoint
 
     try:
-        return Path(find_last_checkpoint(str(folder), str(config.NAME).lower()))
+        return Path(resolve_checkpoint(Path(find_last_checkpoint(str(folder), str(config.NAME).lower())).parent))
     except FileNotFoundError as error:
         raise CrossValidationError(f"{folder}: no checkpoint of this fold ({error})") from error
 
 
 def train_folds(data, config=None, weights="coco", *, folds=5, model_dir="logs", seed=None, resume=False,
-                oof=True, only=None, patient_ids=None, **train_options):
+                oof=True, only=None, patient_ids=None, flip_tta=False, scales=(1.0,), fusion_iou=0.55,
+                box_scale=True, **train_options):
     """Train one detector per fold and predict each fold's patients with the model that did not see them.
 
     Parameters
@@ -164,12 +177,19 @@ def train_folds(data, config=None, weights="coco", *, folds=5, model_dir="logs",
     patient_ids : sequence of str, optional
         Cross-validate these training patients only (e.g. a development split, a held-out test
         split kept apart); default all.
+    flip_tta, scales, fusion_iou
+        The views every member runs and the IoU of their fusion (``postprocess.PostProcessing``);
+        the out-of-fold predictions go through them too.
+    box_scale : bool
+        Fit the box-scale factor on the out-of-fold predictions (else 1.0).
     **train_options
         Passed to ``schedule.train`` (epochs, schedule, augmentation, custom_callbacks, ...).
 
     Returns
     -------
     CrossValidation
+        With ``oof`` and every fold done: ``postprocessing``, the ensemble's description written
+        to ``<model_dir>/postprocessing.json`` (:func:`fit_ensemble`).
     """
     from .._io import write_json
     from ..data.splits import DEFAULT_SPLIT_SEED
@@ -191,6 +211,7 @@ def train_folds(data, config=None, weights="coco", *, folds=5, model_dir="logs",
     assignment = _assignment(records, folds, seed, model_dir)
     wanted = range(1, int(folds) + 1) if only is None else sorted({int(f) for f in only})
     result = CrossValidation(model_dir=model_dir, folds=int(folds), assignment=assignment)
+    views = _views(config, flip_tta, scales, fusion_iou)
     for fold in wanted:
         folder = fold_folder(model_dir, fold)
         train_ids = [pid for pid, f in assignment.items() if f != fold]
@@ -206,37 +227,45 @@ def train_folds(data, config=None, weights="coco", *, folds=5, model_dir="logs",
                            **train_options)
         result.histories[fold] = history
         if oof:
-            _predict_fold(folder, config, datasets[1])
+            _predict_fold(folder, config, datasets[1], views)
     result.checkpoints = [_fold_checkpoint(fold_folder(model_dir, f), config)
                           for f in range(1, int(folds) + 1) if _has_checkpoint(fold_folder(model_dir, f), config)]
     if oof and all((fold_folder(model_dir, f) / OOF_FILE).is_file() for f in range(1, int(folds) + 1)):
         result.oof_path = _merge_oof(model_dir, folds)
+        result.postprocessing = fit_ensemble(model_dir, {pid: records[pid] for pid in assignment}, views,
+                                             result.checkpoints, box_scale=box_scale)
     return result
 
 
-def _oof_model(checkpoint, config):
-    """An inference model of ``checkpoint`` whose in-graph threshold is the sweep's lowest (0.5) or lower."""
-    import copy
-
-    from ..mrcnn import model as modellib
+def _views(config, flip_tta, scales, fusion_iou):
+    """The views' description without threshold, the in-graph threshold the sweep's lowest (0.5) or lower."""
     from .competition import DEFAULT_SWEEP
+    from .postprocess import PostProcessing
 
-    inference = copy.copy(config)
-    inference.DETECTION_MIN_CONFIDENCE = float(min(config.DETECTION_MIN_CONFIDENCE, float(np.min(DEFAULT_SWEEP))))
-    inference.validate()
+    low = float(min(config.DETECTION_MIN_CONFIDENCE, float(np.min(DEFAULT_SWEEP))))
+    return PostProcessing(flip_tta=bool(flip_tta), scales=tuple(scales), fusion_iou=fusion_iou,
+                          detection_min_confidence=low)
+
+
+def _oof_model(checkpoint, config, views):
+    """An inference model of ``checkpoint`` running with the views' in-graph threshold."""
+    from ..mrcnn import model as modellib
+    from .loading import inference_config
+
+    inference = inference_config(config, DETECTION_MIN_CONFIDENCE=views.detection_min_confidence)
     model = modellib.MaskRCNN(mode="inference", config=inference, model_dir=str(Path(checkpoint).parent.parent))
-    model.load_weights(str(checkpoint), by_name=True)
+    model.load_weights(str(checkpoint), by_name=True, require_complete=True)
     return model
 
 
-def _predict_fold(folder, config, val_dataset):
+def _predict_fold(folder, config, val_dataset, views):
     """Fold ``folder``'s model on its validation patients' DICOMs -> ``folder/oof_predictions.json``."""
     from .inference import predict
 
     checkpoint = _fold_checkpoint(folder, config)
-    model = _oof_model(checkpoint, config)
+    model = _oof_model(checkpoint, config, views)
     files = [info["path"] for info in val_dataset.image_info]
-    run = predict(model, files, progress=False)
+    run = predict(model, files, progress=False, postprocessing=views)
     path = run.write(folder / OOF_FILE)
     log.info("%s: out-of-fold predictions of %d patients by %s", path, len(run.predictions), checkpoint.name)
     return path
@@ -275,3 +304,54 @@ def read_oof_predictions(model_dir):
     from .results import read_results_file
 
     return dict(read_results_file(Path(model_dir) / OOF_FILE).predictions)
+
+
+def fit_ensemble(model_dir, records, views, checkpoints, *, box_scale=True):
+    """The ensemble's description, fitted on the out-of-fold predictions, saved as ``<model_dir>/postprocessing.json``.
+
+    Parameters
+    ----------
+    model_dir : str or Path
+        A cross-validation folder with its merged ``oof_predictions.json``.
+    records : dict patientId -> PatientRecord
+        The ground truth of the cross-validated patients (boxes in the DICOMs' pixels).
+    views : PostProcessing
+        The views (flip, scales, fusion IoU) and in-graph threshold the predictions were made with.
+    checkpoints : list of Path
+        The members, fold 1 first.
+    box_scale : bool
+        Fit the box-scale factor (``ensemble.fit_box_scale``, on the predictions kept by the
+        threshold) or keep 1.0.
+
+    Returns
+    -------
+    PostProcessing
+        ``min_confidence``: the competition sweep's best threshold; ``box_scale``; ``members``:
+        the checkpoints relative to ``model_dir``; ``validation``: the out-of-fold scores.
+    """
+    from .competition import sweep_confidence_threshold
+    from .ensemble import fit_box_scale
+    from .evaluate import records_from_predictions
+    from .postprocess import POSTPROCESSING_FILE
+
+    model_dir = Path(model_dir)
+    predictions = read_oof_predictions(model_dir)
+    truth = {pid: np.asarray(records[pid].boxes, np.float64).reshape(-1, 4) for pid in predictions}
+    threshold, score, _ = sweep_confidence_threshold(records_from_predictions(truth, list(predictions.values())))
+    threshold = None if not np.isfinite(threshold) else float(threshold)
+    factor, scaled_score = 1.0, score
+    if box_scale and threshold is not None:
+        from .submission import ImagePrediction
+
+        kept = {pid: ImagePrediction(pid, p.boxes[p.scores >= threshold], p.scores[p.scores >= threshold])
+                for pid, p in predictions.items()}
+        factor, scaled_score, _ = fit_box_scale(truth, kept)
+    description = views.replace(
+        min_confidence=threshold, box_scale=float(factor) if np.isfinite(factor) else 1.0,
+        members=tuple(Path(c).relative_to(model_dir).as_posix() for c in checkpoints),
+        validation={"source": OOF_FILE, "folds": len(checkpoints), "images": len(predictions),
+                    "best_rsna_score": score, "rsna_score_box_scaled": scaled_score})
+    description.save(model_dir / POSTPROCESSING_FILE)
+    log.info("%s: %s (out-of-fold competition score %.3f)", model_dir / POSTPROCESSING_FILE,
+             description.describe(), scaled_score)
+    return description

@@ -8,8 +8,12 @@ What the top RSNA solutions added to a single detector (docs/DATA_AND_SETTINGS.m
   arXiv:1910.13302), computed by the ``ensemble-boxes`` package;
 * scale TTA -- :func:`detect_scaled` runs the model on the image resized by a
   factor (0.8, 1.2, ...) and maps the boxes back (:func:`scaled_view_geometry`,
-  :func:`boxes_from_scaled_view`); :func:`detect_variants` runs every scale,
-  mirrored or not, the flip reusing ``inference``'s mirroring;
+  :func:`boxes_from_scaled_view`); :func:`scaled_views` makes them views of the
+  post-processing pipeline (``postprocess.views_of``: every scale, mirrored or
+  not with flip TTA, the mirror being ``postprocess``'s);
+* the pipeline's other parts: :func:`fuse_views_wbf` (views and members fused by
+  WBF), :func:`apply_box_scale`, :class:`Ensemble` / :func:`load_ensemble`, and
+  the checks of the description's ensemble fields;
 * :func:`scale_boxes_about_centre` -- every box shrunk (or grown) around its centre, the 1st
   place solution's 87.5 %, and :func:`fit_box_scale`, the factor that
   maximises the competition's score on held-out (out-of-fold) predictions.
@@ -31,11 +35,17 @@ __all__ = [
     "scaled_view_geometry",
     "boxes_from_scaled_view",
     "detect_scaled",
-    "detect_variants",
     "scale_boxes_about_centre",
     "scale_prediction_boxes",
     "fit_box_scale",
     "DEFAULT_BOX_SCALES",
+    "Ensemble",
+    "load_ensemble",
+    "fuse_views_wbf",
+    "scaled_views",
+    "check_ensemble_fields",
+    "describe_ensemble_fields",
+    "apply_box_scale",
 ]
 
 #: How a fused box's score is computed (ensemble-boxes' ``conf_type``): 'avg' is the paper's.
@@ -263,44 +273,6 @@ def detect_scaled(model, images, factor):
     return out
 
 
-def detect_variants(model, images, *, scales=(1.0,), flip=False):
-    """Every TTA view's detections of each image: scales x (plain, mirrored).
-
-    Parameters
-    ----------
-    model : MaskRCNN
-        In inference mode.
-    images : list of uint8 [H, W, C] arrays
-    scales : sequence of float
-        View scales (:func:`detect_scaled`); 1.0 is ``model.detect`` itself.
-    flip : bool
-        Also every scale on the horizontally mirrored image, boxes mirrored back
-        (``inference``'s mirroring, x2 exclusive).
-
-    Returns
-    -------
-    list of list of (boxes float32 [N, 4], scores float32 [N])
-        Per image, one entry per view, in the order ``(s0), (s0, mirrored),
-        (s1), ...``; boxes in the image's pixels, ready for :func:`weighted_boxes_fusion`.
-    """
-    from .inference import _mirror_boxes
-
-    views = [[] for _ in images]
-    mirrored_images = [np.ascontiguousarray(np.asarray(im)[:, ::-1]) for im in images] if flip else None
-    for factor in scales:
-        for mirrored in ([False, True] if flip else [False]):
-            batch = mirrored_images if mirrored else images
-            results = model.detect(list(batch), verbose=0) if float(factor) == 1.0 else \
-                detect_scaled(model, batch, factor)
-            for k, result in enumerate(results):
-                boxes = np.asarray(result["rois"], np.float32).reshape(-1, 4)
-                scores = np.asarray(result["scores"], np.float32).reshape(-1)
-                if mirrored:
-                    boxes = _mirror_boxes(boxes, np.asarray(images[k]).shape[1])
-                views[k].append((boxes, scores))
-    return views
-
-
 # --------------------------------------------------------------------------- box scaling
 def scale_boxes_about_centre(boxes, factor, image_shape=None):
     """Boxes scaled by ``factor`` around their centres (height and width both).
@@ -328,6 +300,16 @@ def scale_boxes_about_centre(boxes, factor, image_shape=None):
         height, width = float(image_shape[0]), float(image_shape[1])
         scaled = np.clip(scaled, 0, [height, width, height, width])
     return scaled.astype(np.float32)
+
+
+def apply_box_scale(detections, postprocessing):
+    """The ``postprocess`` step: every box scaled about its centre by ``box_scale`` (1.0: unchanged)."""
+    from .postprocess import Detections
+
+    if postprocessing.box_scale == 1.0:
+        return detections
+    return Detections(scale_boxes_about_centre(detections.boxes, postprocessing.box_scale), detections.scores,
+                      detections.class_ids, None)
 
 
 def scale_prediction_boxes(predictions, factor):
@@ -369,3 +351,151 @@ def fit_box_scale(ground_truth, predictions, factors=DEFAULT_BOX_SCALES):
     top = max(row["rsna_score"] for row in defined)
     best = min((row for row in defined if row["rsna_score"] == top), key=lambda row: abs(row["factor"] - 1.0))
     return best["factor"], best["rsna_score"], table
+
+
+# --------------------------------------------------------------------------- the post-processing's ensemble parts
+def check_ensemble_fields(description, error):
+    """The ensemble fields of a ``postprocess.PostProcessing`` (scales ... gate_classifier), checked and normalised.
+
+    Returns
+    -------
+    dict
+        Field name -> value: ``scales`` a tuple of floats > 0 (at least one), ``fusion_iou`` in
+        (0, 1), ``box_scale`` > 0, ``members`` a tuple of str, ``gate_threshold`` None or in
+        [0, 1], ``gate_classifier`` None or str.
+
+    Raises
+    ------
+    error
+        Naming the field and what was expected.
+    """
+    def number(value, name, low, high, open_low=True, open_high=False):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) \
+                or not ((low < value) if open_low else (low <= value)) \
+                or not ((value < high) if open_high else (value <= high)):
+            raise error(f"{name}: expected a number in {'(' if open_low else '['}{low:g}, {high:g}"
+                        f"{')' if open_high else ']'}, got {value!r}")
+        return float(value)
+
+    scales = description.scales
+    if not isinstance(scales, (list, tuple)) or not scales:
+        raise error(f"scales: expected a list of view scales such as [0.8, 1.0, 1.2], got {scales!r}")
+    values = {"scales": tuple(number(s, "scales", 0, 8) for s in scales),
+              "fusion_iou": number(description.fusion_iou, "fusion_iou", 0, 1, open_high=True),
+              "box_scale": number(description.box_scale, "box_scale", 0, 8)}
+    members = description.members
+    if isinstance(members, str) or not isinstance(members, (list, tuple)) \
+            or not all(isinstance(m, str) and m for m in members):
+        raise error(f"members: expected a list of checkpoint paths (relative to the description), got {members!r}")
+    values["members"] = tuple(members)
+    if description.gate_threshold is not None:
+        values["gate_threshold"] = number(description.gate_threshold, "gate_threshold", 0, 1, open_low=False)
+    if description.gate_classifier is not None and not isinstance(description.gate_classifier, str):
+        raise error(f"gate_classifier: expected a file name or null, got {description.gate_classifier!r}")
+    return values
+
+
+def describe_ensemble_fields(description):
+    """The ensemble settings that differ from their defaults, as short phrases."""
+    parts = []
+    if description.scales != (1.0,):
+        parts.append(f"scales {', '.join(f'{s:g}' for s in description.scales)}")
+    if description.members:
+        parts.append(f"{len(description.members)} members fused by WBF (IoU {description.fusion_iou:g})")
+    if description.box_scale != 1.0:
+        parts.append(f"box scale {description.box_scale:g}")
+    if description.gate_threshold is not None:
+        parts.append(f"classifier gate {description.gate_threshold:g}")
+    return parts
+
+
+def scaled_views(scale, view_class, mirror_back):
+    """The plain and mirrored ``postprocess`` views of the image at ``scale`` (:func:`detect_scaled`)."""
+    def run(model, images):
+        return detect_scaled(model, images, scale)
+
+    return (view_class(f"scale {scale:g}", lambda image: image, lambda detections, shape: detections, run),
+            view_class(f"scale {scale:g}, mirror", lambda image: np.ascontiguousarray(np.asarray(image)[:, ::-1]),
+                       mirror_back, run))
+
+
+def fuse_views_wbf(views, iou_threshold):
+    """``postprocess.Detections`` of several views (and members) fused by WBF, class by class; no masks.
+
+    The boxes are normalised by one common frame, the largest coordinate found: weighted boxes fusion
+    (score-weighted means, IoU) does not change under a common scale, so no image size is needed.
+    """
+    from .postprocess import Detections
+
+    frame = max([1.0] + [float(np.max(v.boxes)) for v in views if len(v.boxes)])
+    boxes, scores, class_ids = [], [], []
+    for class_id in np.unique(np.concatenate([v.class_ids for v in views])):
+        fused_boxes, fused_scores = weighted_boxes_fusion(
+            [(v.boxes[v.class_ids == class_id], v.scores[v.class_ids == class_id]) for v in views], (frame, frame),
+            iou_threshold=iou_threshold)
+        boxes.append(fused_boxes)
+        scores.append(fused_scores)
+        class_ids.append(np.full(len(fused_scores), class_id, np.int32))
+    if not boxes:
+        return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32))
+    fused = Detections(np.concatenate(boxes), np.concatenate(scores), np.concatenate(class_ids))
+    return fused.select(np.argsort(-fused.scores, kind="stable"))
+
+
+class Ensemble:
+    """Several inference models detecting as one (``postprocess.detect`` runs every view on each member).
+
+    Attributes
+    ----------
+    members : list of MaskRCNN
+        Inference mode, one config (the first member's is ``config``).
+    postprocessing : PostProcessing
+        What ``predict``/``evaluate`` apply (its ``members`` name the checkpoints).
+    weights_paths : list of str
+        The checkpoints read, member order.
+    """
+
+    def __init__(self, members, postprocessing, weights_paths=()):
+        if not members:
+            raise EnsembleError("an ensemble needs at least one member model")
+        self.members, self.postprocessing, self.weights_paths = list(members), postprocessing, list(weights_paths)
+
+    @property
+    def config(self):
+        return self.members[0].config
+
+    @property
+    def weights_path(self):
+        return ", ".join(self.weights_paths)
+
+
+def load_ensemble(folder, description, config, *, images_per_gpu=None):
+    """The :class:`Ensemble` a description names: its ``members`` read relative to ``folder``.
+
+    Every member is an inference model of ``config`` whose in-graph ``DETECTION_MIN_CONFIDENCE``
+    is the description's (``loading.load_detector``'s rule).
+
+    Raises
+    ------
+    FileNotFoundError
+        A member checkpoint that is not there (named, with the description).
+    """
+    from pathlib import Path
+
+    from ..mrcnn import model as modellib
+    from .loading import _in_graph_settings, inference_config
+
+    folder = Path(folder)
+    paths = [folder / member for member in description.members]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder / 'postprocessing.json'}: ensemble member checkpoint(s) not found: "
+                                f"{', '.join(missing)}")
+    member_config = inference_config(config, **_in_graph_settings(config, description, images_per_gpu))
+    members = []
+    for path in paths:
+        model = modellib.MaskRCNN(mode="inference", config=member_config, model_dir=str(path.parent.parent))
+        model.load_weights(str(path), by_name=True, require_complete=True)  # as load_detector: every layer
+        model.postprocessing, model.weights_path = description, str(path)
+        members.append(model)
+    return Ensemble(members, description, [str(p) for p in paths])

@@ -7,7 +7,6 @@ from rsna_detector.detector.ensemble import (
     EnsembleError,
     boxes_from_scaled_view,
     detect_scaled,
-    detect_variants,
     fit_box_scale,
     scale_boxes_about_centre,
     scaled_view_geometry,
@@ -178,16 +177,18 @@ def test_detect_scaled_by_two_is_the_model_at_twice_the_size(models):
         assert np.all(found["rois"] >= 0) and np.all(found["rois"] <= 64)
 
 
-def test_detect_variants_order_and_flip(models):
-    from rsna_detector.detector.inference import _mirror_boxes
+def test_the_pipeline_runs_every_scale_plain_and_mirrored(models):
+    from rsna_detector.detector.postprocess import PostProcessing, detect_views, mirror_boxes
 
     small, _ = models
     images = _images()[:2]
-    views = detect_variants(small, images, scales=(1.0, 0.75), flip=True)
+    views = detect_views(small, images, PostProcessing(flip_tta=True, scales=(1.0, 0.75)))
     assert [len(v) for v in views] == [4, 4]
     mirrored = small.detect([im[:, ::-1] for im in images])
     shrunk = detect_scaled(small, images, 0.75)
+    shrunk_mirrored = detect_scaled(small, [im[:, ::-1] for im in images], 0.75)
     for k in range(2):
-        np.testing.assert_array_equal(views[k][1][0], _mirror_boxes(mirrored[k]["rois"], 64))
-        np.testing.assert_array_equal(views[k][2][0], shrunk[k]["rois"])
-        assert np.all(views[k][2][0] <= 64)
+        np.testing.assert_array_equal(views[k][1].boxes, mirror_boxes(mirrored[k]["rois"], 64))
+        np.testing.assert_array_equal(views[k][2].boxes, shrunk[k]["rois"])
+        np.testing.assert_array_equal(views[k][3].boxes, mirror_boxes(shrunk_mirrored[k]["rois"], 64))
+        assert np.all(views[k][2].boxes <= 64) and views[k][2].masks is None
