@@ -244,26 +244,25 @@ def _add_train(sub):
     p.set_defaults(func=_cmd_train)
 
 
-def _count_or_all(text):
-    if text.strip().lower() == "all":
-        return "all"
+def _whole_number(text, minimum, message):
+    """``int(text)`` when it is at least ``minimum``, else argparse's error with ``message``."""
     try:
         value = int(text)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 or 'all', got {text!r}") from error
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 or 'all', got {text!r}")
+        raise argparse.ArgumentTypeError(message) from error
+    if value < minimum:
+        raise argparse.ArgumentTypeError(message)
     return value
 
 
+def _count_or_all(text):
+    if text.strip().lower() == "all":
+        return "all"
+    return _whole_number(text, 1, f"expected a whole number >= 1 or 'all', got {text!r}")
+
+
 def _folds_argument(text):
-    try:
-        folds = int(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"--folds {text!r}: expected a whole number >= 2") from error
-    if folds < 2:
-        raise argparse.ArgumentTypeError(f"--folds {folds}: expected a whole number >= 2")
-    return folds
+    return _whole_number(text, 2, f"--folds {text}: expected a whole number >= 2")
 
 
 def _add_evaluate(sub):

@@ -425,21 +425,11 @@ def fuse_views_wbf(views, iou_threshold):
     The boxes are normalised by one common frame, the largest coordinate found: weighted boxes fusion
     (score-weighted means, IoU) does not change under a common scale, so no image size is needed.
     """
-    from .postprocess import Detections
+    from .postprocess import fuse_class_by_class
 
     frame = max([1.0] + [float(np.max(v.boxes)) for v in views if len(v.boxes)])
-    boxes, scores, class_ids = [], [], []
-    for class_id in np.unique(np.concatenate([v.class_ids for v in views])):
-        fused_boxes, fused_scores = weighted_boxes_fusion(
-            [(v.boxes[v.class_ids == class_id], v.scores[v.class_ids == class_id]) for v in views], (frame, frame),
-            iou_threshold=iou_threshold)
-        boxes.append(fused_boxes)
-        scores.append(fused_scores)
-        class_ids.append(np.full(len(fused_scores), class_id, np.int32))
-    if not boxes:
-        return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32))
-    fused = Detections(np.concatenate(boxes), np.concatenate(scores), np.concatenate(class_ids))
-    return fused.select(np.argsort(-fused.scores, kind="stable"))
+    return fuse_class_by_class(views, lambda sets: weighted_boxes_fusion(sets, (frame, frame),
+                                                                         iou_threshold=iou_threshold))
 
 
 class Ensemble:

@@ -85,6 +85,7 @@ __all__ = [
     "views_of",
     "apply_postprocessing",
     "fuse_views",
+    "fuse_class_by_class",
     "apply_threshold",
     "apply_box_scale",  # ensemble's, a step of the pipeline
     "DETECTION_STEPS",
@@ -520,12 +521,20 @@ def fuse_views(views, postprocessing):
         from .ensemble import fuse_views_wbf
 
         return fuse_views_wbf(views, postprocessing.fusion_iou)
-    image, mirror = views
+    return fuse_class_by_class(views, lambda sets: fuse_flip_detections(
+        *sets[0], *sets[1], iou_threshold=postprocessing.flip_iou))
+
+
+def fuse_class_by_class(views, fuse):
+    """The views' detections fused class by class, by descending score, without masks.
+
+    ``fuse`` takes one ``(boxes [N, 4], scores [N])`` per view (one class's detections) and returns
+    the fused ``(boxes, scores)``.
+    """
     boxes, scores, class_ids = [], [], []
-    for class_id in np.union1d(image.class_ids, mirror.class_ids):
-        a, b = image.class_ids == class_id, mirror.class_ids == class_id
-        fused_boxes, fused_scores = fuse_flip_detections(image.boxes[a], image.scores[a], mirror.boxes[b],
-                                                         mirror.scores[b], iou_threshold=postprocessing.flip_iou)
+    for class_id in np.unique(np.concatenate([view.class_ids for view in views])):
+        fused_boxes, fused_scores = fuse([(view.boxes[view.class_ids == class_id],
+                                           view.scores[view.class_ids == class_id]) for view in views])
         boxes.append(fused_boxes)
         scores.append(fused_scores)
         class_ids.append(np.full(len(fused_scores), class_id, np.int32))
