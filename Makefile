@@ -82,3 +82,14 @@ FULLSCALE_SCALES ?= 1 0.1
 bench-fullscale: install
 	$(BIN)/python benchmarks/bench_fullscale.py --root $(FULLSCALE_ROOT) --scale $(FULLSCALE_SCALES) \
 		--report docs/PERFORMANCE.md
+
+# The report's comparison as one table (by hand, not CI): classifiers, RetinaNet and the Mask R-CNN
+# ladder (threshold, flip and scale TTA, k-fold WBF ensemble, gating, box scaling) over 3 seeds on the
+# realistic synthetic preset, written to docs/RESULTS.md (figures in docs/results/). About 1.5 h on
+# 2 cores; its data, models and detections stay in BENCH_MODELS_WORK, so a stopped run continues.
+# BENCH_MODELS_ARGS=--quick for a smoke run (minutes; its report goes to BENCH_MODELS_WORK/report).
+BENCH_MODELS_WORK ?= /tmp/rsna-bench-models
+BENCH_MODELS_ARGS ?=
+.PHONY: bench-models
+bench-models: install
+	$(BIN)/python benchmarks/bench_models.py --work $(BENCH_MODELS_WORK) $(BENCH_MODELS_ARGS)

@@ -35,6 +35,8 @@ _LAZY_EXPORTS = {
     "build_patient_table": "rsna_detector.data.table",
     "make_synthetic_dataset": "rsna_detector.data.synthetic",
     "split_patients": "rsna_detector.data.splits",
+    "k_fold_patients": "rsna_detector.data.splits",
+    "assign_folds": "rsna_detector.data.splits",
     "KaggleLayout": "rsna_detector.data.layout",
     "LayoutError": "rsna_detector.data.layout",
     "xywh_to_yxyx": "rsna_detector.data.labels",
@@ -60,6 +62,7 @@ _LAZY_EXPORTS = {
     "PostProcessing": "rsna_detector.detector.postprocess",
     "load_postprocessing": "rsna_detector.detector.postprocess",
     "ValidationCallback": "rsna_detector.detector.validation",
+    "weighted_boxes_fusion": "rsna_detector.detector.ensemble",
     # exploratory data analysis
     "run_eda": "rsna_detector.eda",
     "compute_label_statistics": "rsna_detector.eda",

@@ -64,11 +64,26 @@ def _cmd_train(args):
     training_strategy(config)  # with TF_CONFIG, the multi-worker strategy must exist before any TF operation
     if args.steps_per_epoch is not None:
         config.STEPS_PER_EPOCH = args.steps_per_epoch
-    model, history = train(args.data, config, weights=None if args.weights == "none" else args.weights,
-                           model_dir=args.model_dir, epochs=args.epochs, augmentation=args.augmentation,
-                           val_fraction=args.val_fraction, val_count=args.val_count, seed=args.seed,
-                           resume=args.resume, validation=_validation_settings(args))
+    weights = None if args.weights == "none" else args.weights
+    if args.folds:
+        return _train_folds(args, config, weights)
+    model, _ = train(args.data, config, weights=weights, model_dir=args.model_dir, epochs=args.epochs,
+                     augmentation=args.augmentation, val_fraction=args.val_fraction, val_count=args.val_count,
+                     seed=args.seed, resume=args.resume, validation=_validation_settings(args))
     print(f"training finished at epoch {model.epoch}; checkpoints in {model.log_dir}")
+    return 0
+
+
+def _train_folds(args, config, weights):
+    from ..detector.cross_validation import train_folds
+
+    result = train_folds(args.data, config, weights, folds=args.folds, model_dir=args.model_dir, seed=args.seed,
+                         resume=args.resume, flip_tta=args.flip_tta, scales=args.scales, epochs=args.epochs,
+                         augmentation=args.augmentation, validation=_validation_settings(args))
+    print(f"{args.folds} fold models in {args.model_dir} (fold_1 ... fold_{args.folds}); out-of-fold predictions "
+          f"in {result.oof_path}")
+    if result.postprocessing is not None:
+        print(f"the ensemble (predict/submit --model {args.model_dir}): {result.postprocessing.describe()}")
     return 0
 
 
@@ -127,6 +142,13 @@ def _cmd_predict(args):
     _check_predict_inputs(args, out, kept)
     model = _inference_model(args)
     run = predict(model, args.images, progress=not args.quiet, shard=shard)  # the model's post-processing
+    if run.postprocessing is not None and run.postprocessing.gate_threshold is not None:
+        from ..baselines.gating import apply_stored_gate
+        from ..detector.postprocess import postprocessing_path
+
+        read = [f for f in run.files if str(f) not in run.failed]
+        run.predictions = apply_stored_gate(run.predictions, read, run.postprocessing,
+                                            postprocessing_path(args.model).parent)
     if run.postprocessing is not None:
         print(_describe(model, run.postprocessing))
     run.write(kept)  # a results file (detector.results.write_results_file), atomically, whatever follows
@@ -210,19 +232,37 @@ def _add_train(sub):
                         "validation.DEFAULT_VALIDATION_IMAGES)")
     p.add_argument("--validation-every", type=int, default=1, metavar="N", help="validate every N epochs (default 1)")
     p.add_argument("--no-validation", action="store_true", help="no validation while training")
+    p.add_argument("--folds", type=_folds_argument, default=None, metavar="K",
+                   help="k-fold cross-validation: K models, one per fold (folder fold_I of --model-dir), patients "
+                        "stratified by box count; each fold's patients predicted by the model that did not train on "
+                        "them (oof_predictions.json), and the ensemble of the K models fitted on those predictions "
+                        "(postprocessing.json: predict/submit --model MODEL_DIR). --val-fraction/--val-count do not "
+                        "apply; --seed seeds the folds")
+    p.add_argument("--flip-tta", action="store_true", help="with --folds: the ensemble also detects on the mirror")
+    p.add_argument("--scales", type=float, nargs="+", default=[1.0], metavar="S",
+                   help="with --folds: the ensemble's view scales, e.g. 0.8 1.0 1.2 (default: 1.0)")
     p.set_defaults(func=_cmd_train)
+
+
+def _whole_number(text, minimum, message):
+    """``int(text)`` when it is at least ``minimum``, else argparse's error with ``message``."""
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(message) from error
+    if value < minimum:
+        raise argparse.ArgumentTypeError(message)
+    return value
 
 
 def _count_or_all(text):
     if text.strip().lower() == "all":
         return "all"
-    try:
-        value = int(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 or 'all', got {text!r}") from error
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 or 'all', got {text!r}")
-    return value
+    return _whole_number(text, 1, f"expected a whole number >= 1 or 'all', got {text!r}")
+
+
+def _folds_argument(text):
+    return _whole_number(text, 2, f"--folds {text}: expected a whole number >= 2")
 
 
 def _add_evaluate(sub):

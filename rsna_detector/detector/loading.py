@@ -136,7 +136,9 @@ def load_detector(model_path, config=None, *, threshold="auto", flip_tta=None, i
     Parameters
     ----------
     model_path : str or Path
-        A checkpoint file, or a run folder (its validated best checkpoint, :func:`resolve_checkpoint`).
+        A checkpoint file, or a run folder (its validated best checkpoint, :func:`resolve_checkpoint`),
+        or a folder whose description names ensemble ``members`` (a cross-validation folder): then an
+        ``ensemble.Ensemble`` of them.
     config : Config, optional
         The model's settings; default ``DetectorConfig()``. Not changed: the model gets a copy
         whose ``DETECTION_MIN_CONFIDENCE`` is the post-processing's in-graph threshold.
@@ -155,6 +157,13 @@ def load_detector(model_path, config=None, *, threshold="auto", flip_tta=None, i
     from .config import DetectorConfig
 
     config = config or DetectorConfig()
+    stored = load_postprocessing(model_path) if Path(model_path).is_dir() else None
+    if stored is not None and stored.members:  # an ensemble's folder (cross_validation): every member
+        from .ensemble import load_ensemble
+
+        return load_ensemble(model_path, resolve_postprocessing(model_path, config, threshold=threshold,
+                                                                flip_tta=flip_tta, stored=stored),
+                             config, images_per_gpu=images_per_gpu)
     checkpoint = resolve_checkpoint(model_path)
     postprocessing = resolve_postprocessing(checkpoint, config, threshold=threshold, flip_tta=flip_tta)
     model = modellib.MaskRCNN(mode="inference", config=inference_config(

@@ -13,18 +13,23 @@ The pipeline
 :func:`detect` runs it on a list of images; every caller (``predict``, ``collect_detections``,
 the demo's pictures) goes through it:
 
-1. **views** (:func:`views_of`): the detector runs on each view of an image, the image itself
-   and, with ``flip_tta``, its mirror; each view's boxes (and masks) are mapped back into the
-   image's frame;
-2. **fusion** (:func:`fuse_views`): one view is kept as it is; the image and its mirror are fused
-   class by class (``fusion.fuse_flip_detections``; masks are dropped, boxes and scores kept);
+1. **views** (:func:`views_of`, :func:`detect_views`): the detector runs on each view of an image,
+   the image itself and, with ``flip_tta``, its mirror, at each of ``scales`` (1.0: as the model
+   molds it; 0.8, 1.2: ``ensemble.detect_scaled``); each view's boxes (and masks) are mapped back
+   into the image's frame; an ensemble (``ensemble.Ensemble``, its ``members`` named in the
+   description) runs every view on every member;
+2. **fusion** (:func:`fuse_views`): one view is kept as it is; one model's image and mirror are
+   fused class by class (``fusion.fuse_flip_detections``); any other set of views (scales,
+   members) by weighted boxes fusion (``ensemble.fuse_views_wbf``, IoU ``fusion_iou``); masks are
+   dropped, boxes and scores kept;
 3. **detection steps** (:data:`DETECTION_STEPS`, in order, each ``(Detections, PostProcessing) ->
-   Detections``): today the threshold (:func:`apply_threshold`: detections scoring below
-   ``min_confidence`` are dropped).
+   Detections``): the threshold (:func:`apply_threshold`: detections scoring below
+   ``min_confidence`` are dropped), then the box scale (``ensemble.apply_box_scale``: every box
+   scaled about its centre by ``box_scale``).
 
-:func:`apply_postprocessing` is steps 2-3 on the views' detections of one image. A later step
-(box scaling, classifier gating, an ensemble's fusion) is one more entry in a list and one more
-field of the description.
+:func:`apply_postprocessing` is steps 2-3 on the views' detections of one image. Classifier gating
+(``gate_threshold``) needs a classifier's score per image: ``baselines.gating.apply_stored_gate``
+applies it after the pipeline (the command line does).
 
 The in-graph threshold rule
 ---------------------------
@@ -62,6 +67,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RsnaDetectorError, RsnaDetectorWarning
+from .ensemble import apply_box_scale
 from .fusion import fuse_flip_detections, mirror_boxes
 
 __all__ = [
@@ -75,10 +81,13 @@ __all__ = [
     "load_postprocessing",
     "check_model",
     "detect",
+    "detect_views",
     "views_of",
     "apply_postprocessing",
     "fuse_views",
+    "fuse_class_by_class",
     "apply_threshold",
+    "apply_box_scale",  # ensemble's, a step of the pipeline
     "DETECTION_STEPS",
 ]
 
@@ -118,6 +127,14 @@ class PostProcessing:
     validation : dict or None
         Where it comes from, for people and checks: ``checkpoint`` (file name), ``epoch``,
         ``metric`` and its ``value``, ``images`` validated, ``best_rsna_score``, ...
+    scales, fusion_iou, box_scale, members, gate_threshold, gate_classifier
+        Ensembles and more TTA (``ensemble.check_ensemble_fields`` checks them; their defaults do
+        nothing): the view scales ((1.0,): the image as molded); the IoU above which weighted boxes
+        fusion joins boxes of several views or members (0.55); every kept box scaled about its
+        centre by ``box_scale`` (1.0); an ensemble's checkpoints, relative to the description's
+        folder (none: the model beside it); classifier gating: an image whose classifier
+        (``gate_classifier``, a ``.keras`` file relative to the folder) scores below
+        ``gate_threshold`` keeps no box (None: no gate).
 
     Notes
     -----
@@ -134,9 +151,19 @@ class PostProcessing:
     flip_iou: float = 0.5
     detection_min_confidence: float | None = None
     validation: dict | None = field(default=None, compare=False)
+    scales: tuple = (1.0,)
+    fusion_iou: float = 0.55
+    box_scale: float = 1.0
+    members: tuple = ()
+    gate_threshold: float | None = None
+    gate_classifier: str | None = None
 
     def __post_init__(self):
+        from .ensemble import check_ensemble_fields
+
         _check_fields(self)
+        for name, value in check_ensemble_fields(self, PostProcessingError).items():
+            object.__setattr__(self, name, value)
         for name in ("min_confidence", "flip_iou", "detection_min_confidence"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, float(getattr(self, name)))
@@ -228,9 +255,11 @@ class PostProcessing:
         return in_graph if self.min_confidence is None else min(in_graph, float(self.min_confidence))
 
     def describe(self):
-        """One line for people: the threshold, TTA and in-graph threshold."""
+        """One line for people: the threshold, TTA, ensemble settings and in-graph threshold."""
+        from .ensemble import describe_ensemble_fields
+
         threshold = "every detection" if self.min_confidence is None else f"threshold {self.min_confidence:g}"
-        parts = [threshold, "flip TTA" if self.flip_tta else "no TTA"]
+        parts = [threshold, "flip TTA" if self.flip_tta else "no TTA"] + describe_ensemble_fields(self)
         if self.detection_min_confidence is not None:
             parts.append(f"in-graph DETECTION_MIN_CONFIDENCE {self.detection_min_confidence:g}")
         return ", ".join(parts)
@@ -386,10 +415,11 @@ class Detections:
 
 
 class _View:
-    """One view of an image: how the image is made from the original, how boxes go back."""
+    """One view of an image: how the image is made from the original, how the detector runs, how boxes go back."""
 
-    def __init__(self, name, image, back):
+    def __init__(self, name, image, back, run=None):
         self.name, self.image, self._back = name, image, back
+        self.run = run  # None: model.detect (_run_detector)
 
     def back(self, detections, shape):
         """``detections`` of the view in the original image's frame (``shape`` [H, W, ...])."""
@@ -410,8 +440,14 @@ _MIRROR_VIEW = _View("mirror", lambda image: np.ascontiguousarray(np.asarray(ima
 
 
 def views_of(postprocessing):
-    """The views the detector runs on: the image, and its mirror with ``flip_tta``."""
-    return (_IMAGE_VIEW, _MIRROR_VIEW) if postprocessing.flip_tta else (_IMAGE_VIEW,)
+    """The views the detector runs on: per scale, the image, and its mirror with ``flip_tta``."""
+    from .ensemble import scaled_views
+
+    views = []
+    for scale in postprocessing.scales:
+        plain, mirror = (_IMAGE_VIEW, _MIRROR_VIEW) if scale == 1.0 else scaled_views(scale, _View, _mirror_back)
+        views += [plain, mirror] if postprocessing.flip_tta else [plain]
+    return tuple(views)
 
 
 def _run_detector(model, images):
@@ -442,12 +478,19 @@ def detect(model, images, postprocessing=None):
     if not images:
         return []
     check_model(model, postprocessing)
+    return [apply_postprocessing(views, postprocessing) for views in detect_views(model, images, postprocessing)]
+
+
+def detect_views(model, images, postprocessing):
+    """Step 1 alone: ``[image][view]`` Detections in each image's frame, every view of :func:`views_of` for
+    every member of an ``ensemble.Ensemble`` (member by member), or of ``model`` itself."""
     per_view = []
-    for view in views_of(postprocessing):
-        results = _run_detector(model, [view.image(image) for image in images])
-        per_view.append([view.back(Detections.from_result(r), np.shape(image))
-                         for r, image in zip(results, images, strict=True)])
-    return [apply_postprocessing(list(views), postprocessing) for views in zip(*per_view, strict=True)]
+    for member in getattr(model, "members", None) or [model]:
+        for view in views_of(postprocessing):
+            results = (view.run or _run_detector)(member, [view.image(image) for image in images])
+            per_view.append([view.back(Detections.from_result(r), np.shape(image))
+                             for r, image in zip(results, images, strict=True)])
+    return [list(views) for views in zip(*per_view, strict=True)]
 
 
 def apply_postprocessing(views, postprocessing):
@@ -470,17 +513,28 @@ def apply_postprocessing(views, postprocessing):
 
 
 def fuse_views(views, postprocessing):
-    """One view: itself. The image and its mirror: :func:`fuse_flip_detections`, class by class."""
+    """One view: itself. One model's image and mirror: :func:`fuse_flip_detections`, class by class. Any
+    other set (scales, ensemble members): weighted boxes fusion (``ensemble.fuse_views_wbf``)."""
     if len(views) == 1:
         return views[0]
-    if len(views) != 2:
-        raise PostProcessingError(f"fuse_views: expected the image and its mirror, got {len(views)} views")
-    image, mirror = views
+    if len(views) != 2 or postprocessing.scales != (1.0,) or not postprocessing.flip_tta:
+        from .ensemble import fuse_views_wbf
+
+        return fuse_views_wbf(views, postprocessing.fusion_iou)
+    return fuse_class_by_class(views, lambda sets: fuse_flip_detections(
+        *sets[0], *sets[1], iou_threshold=postprocessing.flip_iou))
+
+
+def fuse_class_by_class(views, fuse):
+    """The views' detections fused class by class, by descending score, without masks.
+
+    ``fuse`` takes one ``(boxes [N, 4], scores [N])`` per view (one class's detections) and returns
+    the fused ``(boxes, scores)``.
+    """
     boxes, scores, class_ids = [], [], []
-    for class_id in np.union1d(image.class_ids, mirror.class_ids):
-        a, b = image.class_ids == class_id, mirror.class_ids == class_id
-        fused_boxes, fused_scores = fuse_flip_detections(image.boxes[a], image.scores[a], mirror.boxes[b],
-                                                         mirror.scores[b], iou_threshold=postprocessing.flip_iou)
+    for class_id in np.unique(np.concatenate([view.class_ids for view in views])):
+        fused_boxes, fused_scores = fuse([(view.boxes[view.class_ids == class_id],
+                                           view.scores[view.class_ids == class_id]) for view in views])
         boxes.append(fused_boxes)
         scores.append(fused_scores)
         class_ids.append(np.full(len(fused_scores), class_id, np.int32))
@@ -498,4 +552,4 @@ def apply_threshold(detections, postprocessing):
 
 
 #: The steps after fusion, in order; each ``(Detections, PostProcessing) -> Detections``.
-DETECTION_STEPS = (apply_threshold,)
+DETECTION_STEPS = (apply_threshold, apply_box_scale)

@@ -144,7 +144,7 @@ def _load_imagenet_weights(model, path):
 
 def train(data, config=None, weights="coco", *, model_dir="logs", epochs=16, schedule=None,
           augmentation="notebook", val_fraction=None, val_count=None, seed=None, resume=False,
-          custom_callbacks=None, divergence_factor=1e4, validation=True):
+          custom_callbacks=None, divergence_factor=1e4, validation=True, folds=None):
     """Train the pneumonia detector with the staged schedule.
 
     Parameters
@@ -190,13 +190,26 @@ def train(data, config=None, weights="coco", *, model_dir="logs", epochs=16, sch
         for ``predict``/``evaluate``/``submit`` to apply. A dict gives its settings
         (``images``, ``every``, ``seed``, ``monitor``, ``flip_tta``, ...); False turns it
         off. Not added when ``custom_callbacks`` already hold one.
+    folds : int, optional
+        k >= 2: k-fold cross-validation instead of one split
+        (``cross_validation.train_folds``: one model folder per fold under
+        ``model_dir``, each resumable, and out-of-fold predictions).
+        ``val_fraction``/``val_count`` do not apply; ``seed`` is the folds' seed.
 
     Returns
     -------
     (MaskRCNN, dict)
         The trained training-mode model and the history (loss lists per key,
-        concatenated across stages).
+        concatenated across stages). With ``folds``: a
+        ``cross_validation.CrossValidation`` instead.
     """
+    if folds is not None:
+        from .cross_validation import train_folds
+
+        return train_folds(data, config, weights, folds=folds, model_dir=model_dir, seed=seed, resume=resume,
+                           epochs=epochs, schedule=schedule, augmentation=augmentation,
+                           custom_callbacks=custom_callbacks, divergence_factor=divergence_factor,
+                           validation=validation)
     from .augment import get_augmentation
     from .config import DetectorConfig
 

@@ -27,7 +27,8 @@ def test_round_trip_through_the_file(tmp_path):
     path = stored.save(tmp_path / POSTPROCESSING_FILE)
     values = json.loads(path.read_text())
     assert list(values) == ["version", "min_confidence", "flip_tta", "flip_iou", "detection_min_confidence",
-                            "validation"]
+                            "validation", "scales", "fusion_iou", "box_scale", "members", "gate_threshold",
+                            "gate_classifier"]  # the ensemble fields (tests/detector/test_ensemble_postprocessing.py)
     assert values["version"] == 1 and values["min_confidence"] == 0.86
     loaded = PostProcessing.load(path)
     assert loaded == stored and loaded.validation == stored.validation
