@@ -67,7 +67,7 @@ def export_base(revision, folder):
 
 
 def config_for(package, batch, detector_config):
-    import bench_peer
+    import peer_common
 
     base = importlib.import_module(package + ".config").DetectorConfig
 
@@ -77,7 +77,7 @@ def config_for(package, batch, detector_config):
         DATA_LOADER_WORKERS = 0
 
     if not detector_config:
-        Settings.RPN_ANCHOR_SCALES = bench_peer.PEER_ANCHOR_SCALES
+        Settings.RPN_ANCHOR_SCALES = peer_common.PEER_ANCHOR_SCALES
     return Settings().validate()
 
 
@@ -126,8 +126,8 @@ def packages(args):
 
 
 def infer(args):
-    import bench_peer
     import keras
+    import peer_common
 
     models = {}
     for tag, package in packages(args).items():
@@ -136,7 +136,7 @@ def infer(args):
         models[tag] = MaskRCNN("inference", config_for(package, max(args.batches), args.detector_config),
                                model_dir=tempfile.mkdtemp())
     copy_weights(models["A"].keras_model, models["B"].keras_model)
-    images, _ = bench_peer.synthetic_samples(max(args.batches))
+    images, _ = peer_common.synthetic_samples(max(args.batches))
     molded, metas, _ = models["A"].mold_inputs(images)
     outputs = {tag: [o.numpy() for o in m._detect_function(molded.shape[1:])(molded, metas)]
                for tag, m in models.items()}
@@ -173,10 +173,11 @@ def fixed_keys_sampling(targets_module):
 
 
 def train(args):
-    import bench_peer
+    import peer_common
+    import peer_ours
     import tensorflow as tf
 
-    images, boxes = bench_peer.synthetic_samples(args.batch)
+    images, boxes = peer_common.synthetic_samples(args.batch)
     models, batch = {}, None
     for tag, package in packages(args).items():
         training = importlib.import_module(package + ".mrcnn.training")
@@ -184,11 +185,11 @@ def train(args):
         config = config_for(package, args.batch, args.detector_config)
         model = training.build_training_model(config)
         trainer.set_trainable(model, "all", train_bn=config.TRAIN_BN)
-        trainer.compile_training_model(model, bench_peer.LEARNING_RATE, config)
+        trainer.compile_training_model(model, peer_common.LEARNING_RATE, config)
         models[tag] = model
         if batch is None:
             input_pipeline = importlib.import_module("rsna_detector.mrcnn.input_pipeline")
-            dataset = bench_peer.samples_dataset(images, boxes)
+            dataset = peer_ours.samples_dataset(images, boxes)
             batch = input_pipeline.TrainingBatches(dataset, config, shuffle=False).batch(0)
     copy_weights(models["A"], models["B"])
     inputs = [tf.constant(a) for a in batch]

@@ -11,7 +11,7 @@ per image, median over every file and repeat:
   plugin) then a Pillow bilinear resize, as notebooks do;
 * reference: ``read_dicom(path, size=S, fast=False)`` (pixel_array, uint8
   rules, the library's resize);
-* fast: ``read_dicom(path, size=S)`` (Pillow / libjpeg-turbo with DCT-domain
+* fast: ``read_dicom(path, size=S)`` (simplejpeg / libjpeg-turbo, strict, with DCT-domain
   downscaling).
 
 The process is pinned to one CPU and BLAS/OpenMP pools to one thread.

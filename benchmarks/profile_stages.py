@@ -1,8 +1,8 @@
 """Per-stage time of one inference (batch 1) and one training step (batch 8), ours and torchvision's.
 
-Usage (in the peer venv, ``make bench-peer`` builds it)::
+Usage (``make profile-peer`` builds both venvs and runs it; ``PEER_ARGS`` passes options)::
 
-    .venv-peer/bin/python benchmarks/profile_stages.py [--rounds 2] [--repeat 3] [--markdown out.md]
+    python benchmarks/profile_stages.py [--rounds 2] [--repeat 3] [--train-batch 0] [--markdown out.md]
 
 Settings: those of ``bench_peer.py`` (identical settings on both sides: ResNet-50-FPN,
 256 x 256, anchors 16-256 on P2-P6, 1000 / 2000 proposals, 32 ROIs per image, ...).
@@ -35,23 +35,27 @@ in training ``rpn.assign_targets_to_anchors`` / ``select_training_samples`` /
 ``maskrcnn_loss`` (losses), then ``loss.backward()`` and clip + ``optimizer.step()``
 timed as such. Stage forward + backward alone: the module on its captured inputs, as ours.
 
-Both sides run in one process, alternating, ``--rounds`` times; the table gives the median
-over rounds. On a shared 2-core machine the absolute figures are noisy: read the shares and
-the ratios.
+**Each side runs in its own process** (``--side``, started by the default run with the
+interpreters of ``bench_peer.py``: ours never imports torch, torchvision never TensorFlow),
+alternating, ``--rounds`` times; the table gives the median over rounds. On a shared 2-core
+machine the absolute figures are noisy: read the shares, the ratios and the CPU columns.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_peer  # noqa: E402  (same folder: shared settings and builders)
+import peer_common as pc  # noqa: E402  (same folder: shared settings; numpy only)
 
 STAGES_INFERENCE = ["preprocess", "backbone", "FPN", "RPN head", "proposals + NMS", "ROI align (box)", "box head",
                     "detection", "ROI align (mask)", "mask head", "postprocess"]
@@ -61,15 +65,8 @@ STAGES_TRAINING = ["backbone", "FPN", "RPN head", "proposals + NMS", "targets", 
 
 def median_time(fn, repeat, warmup=1):
     """``(wall, cpu)``: median wall seconds and median process CPU seconds of ``repeat`` calls."""
-    for _ in range(warmup):
-        fn()
-    walls, cpus = [], []
-    for _ in range(repeat):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        fn()
-        walls.append(time.perf_counter() - start)
-        cpus.append(time.process_time() - cpu_start)
-    return statistics.median(walls), statistics.median(cpus)
+    record = pc.time_calls(fn, repeat, warmup)
+    return statistics.median(record["times"]), statistics.median(record["cpu"])
 
 
 # ----------------------------------------------------------------------------
@@ -145,12 +142,13 @@ class OurStages:
 
 def our_inference(batch, repeat):
     """name -> seconds for one ``detect`` of ``batch`` images at the peer settings."""
+    import peer_ours
     import tensorflow as tf
 
-    ours = bench_peer.OurInference(True, batch, "/tmp/profile_stages_logs")
+    ours = peer_ours.OurInference(True, batch, tempfile.mkdtemp(prefix="profile_stages_"))
     model = ours.model
     km = model.keras_model
-    images, _ = bench_peer.synthetic_samples(batch)
+    images, _ = pc.synthetic_samples(batch)
     molded, metas, _ = model.mold_inputs(images)
     anchors = np.broadcast_to(model.get_anchors(molded.shape[1:]), (batch,) + model.get_anchors(molded.shape[1:]).shape)
     inputs = [tf.constant(molded), tf.constant(metas), tf.constant(np.ascontiguousarray(anchors))]
@@ -191,10 +189,11 @@ def our_inference(batch, repeat):
 
 def our_training(batch, repeat):
     """(forward stages, forward+backward stages) -> seconds, for one training step of ``batch`` images."""
+    import peer_ours
     import tensorflow as tf
 
-    images, boxes = bench_peer.synthetic_samples(batch)
-    ours = bench_peer.OurTraining(True, images, boxes)
+    images, boxes = pc.synthetic_samples(batch)
+    ours = peer_ours.OurTraining(True, images, boxes)
     km = ours.keras_model
     inputs = list(ours.iterator.get_next()[0])  # the fixed batch the training step sees
     image, meta, rpn_match, rpn_bbox_target, gt_class_ids, gt_boxes_px, gt_masks = km.inputs
@@ -318,17 +317,18 @@ def instrument(model):
 
 
 def peer_inference(batch, repeat):
+    import peer_torch
     import torch
 
-    model = bench_peer.peer_model().eval()
+    model = peer_torch.peer_model().eval()
     timer = instrument(model)
-    images, _ = bench_peer.synthetic_samples(batch)
+    images, _ = pc.synthetic_samples(batch)
     runs = []
     for _ in range(repeat + 1):
         timer.reset()
         start = _now()
         with torch.inference_mode():
-            model([bench_peer.to_tensor(image) for image in images])
+            model([peer_torch.to_tensor(image) for image in images])
         total = _now() - start
         runs.append(dict(timer.totals, **{"TOTAL (detect)": total}))
     return _median_dicts(runs[1:])
@@ -339,10 +339,11 @@ def _now():
 
 
 def peer_training(batch, repeat):
+    import peer_torch
     import torch
 
-    images, boxes = bench_peer.synthetic_samples(batch)
-    peer = bench_peer.PeerTraining(images, boxes)
+    images, boxes = pc.synthetic_samples(batch)
+    peer = peer_torch.PeerTraining(images, boxes)
     model = peer.model
     timer = instrument(model)
     runs = []
@@ -358,7 +359,7 @@ def peer_training(batch, repeat):
         backward = _now() - start
         start = _now()
         grads = [p.grad for p in peer.params if p.grad is not None]
-        scales = [torch.clamp(bench_peer.CLIP_NORM / (n + 1e-6), max=1.0) for n in torch._foreach_norm(grads)]
+        scales = [torch.clamp(pc.CLIP_NORM / (n + 1e-6), max=1.0) for n in torch._foreach_norm(grads)]
         torch._foreach_mul_(grads, scales)
         peer.optimizer.step()
         opt = _now() - start
@@ -450,48 +451,90 @@ def table(title, stages, ours, peer, totals):
     return "\n".join(lines)
 
 
+def _tuples(d):
+    return {k: tuple(v) for k, v in d.items()}
+
+
+def run_side(args):
+    """This process's side alone (``--side``): its stage figures, written to ``--out`` as JSON."""
+    if args.side == "ours":
+        import peer_ours as side
+        infer, train = our_inference, our_training
+    else:
+        import peer_torch as side
+        infer, train = peer_inference, peer_training
+    side.set_threads(os.cpu_count())
+    out = {"load_before": pc.load(), "inference": infer(args.infer_batch, args.repeat)}
+    if args.train_batch:
+        out["training"], out["training_alone"] = train(args.train_batch, args.repeat)
+    out.update(load_after=pc.load(), versions=side.versions(), machine=pc.cpu_info())
+    Path(args.out).write_text(json.dumps(out, default=float))
+
+
+def run_processes(args):
+    """Each side in its own process, alternating over ``--rounds``: ``{side: [figures per round]}``."""
+    pythons = {"ours": args.ours_python, "torchvision": args.peer_python}
+    figures = {"ours": [], "torchvision": []}
+    with tempfile.TemporaryDirectory(prefix="profile_stages_") as folder:
+        for r in range(args.rounds):
+            for side in (["ours", "torchvision"] if r % 2 == 0 else ["torchvision", "ours"]):
+                out = Path(folder) / f"{side}-{r}.json"
+                cmd = [pythons[side], str(Path(__file__).resolve()), "--side", side, "--out", str(out),
+                       "--repeat", str(args.repeat), "--infer-batch", str(args.infer_batch),
+                       "--train-batch", str(args.train_batch)]
+                env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+                if args.omp_passive and side == "torchvision":
+                    env["OMP_WAIT_POLICY"] = "PASSIVE"
+                proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                if proc.returncode:
+                    raise SystemExit(f"{side} profile exited with {proc.returncode}:\n{proc.stderr[-4000:]}")
+                figures[side].append(json.loads(out.read_text()))
+    return figures
+
+
 def main(argv=None):
+    import bench_peer  # the interpreters' defaults
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of both sides (default 2)")
-    parser.add_argument("--repeat", type=int, default=3, help="timed calls per stage per round (default 3)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds, each side in its own process, "
+                        "order alternating (default 2)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed calls per stage (default 3)")
     parser.add_argument("--infer-batch", type=int, default=1)
     parser.add_argument("--train-batch", type=int, default=8, help="0 skips training")
     parser.add_argument("--omp-passive", action="store_true", help="OMP_WAIT_POLICY=PASSIVE for torch "
                         "(see bench_peer.py: on a loaded machine torch's spinning threads collapse)")
+    parser.add_argument("--ours-python", default=bench_peer.default_python(".venv"))
+    parser.add_argument("--peer-python", default=bench_peer.default_python(".venv-peer"))
+    parser.add_argument("--side", choices=["ours", "torchvision"], help="run one side in this process "
+                        "(what the default run starts for each side)")
+    parser.add_argument("--out", help="with --side: the JSON file for its figures")
     parser.add_argument("--markdown", help="also write the tables to this file")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if args.omp_passive:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    import torch  # noqa: F401  (before TensorFlow: see bench_peer.main)
-    import torchvision.models.detection  # noqa: F401
-
-    bench_peer.set_threads(os.cpu_count())
-    loads = [bench_peer.load()]
-    parts = []
-    inf_ours, inf_peer = [], []
-    for r in range(args.rounds):
-        sides = [("ours", our_inference), ("peer", peer_inference)]
-        for side, fn in (sides if r % 2 == 0 else sides[::-1]):
-            (inf_ours if side == "ours" else inf_peer).append(fn(args.infer_batch, args.repeat))
-            loads.append(bench_peer.load())
-    parts.append(table(f"Inference, batch {args.infer_batch}", STAGES_INFERENCE, _median_dicts(inf_ours),
-                       _median_dicts(inf_peer), ["TOTAL (graph only)", "TOTAL (detect)"]))
+    if args.side:
+        return run_side(args)
+    figures = run_processes(args)
+    ours, peer = figures["ours"], figures["torchvision"]
+    loads = [(f["load_before"], f["load_after"]) for side in (ours, peer) for f in side]
+    parts = [table(f"Inference, batch {args.infer_batch}", STAGES_INFERENCE,
+                   _median_dicts([_tuples(f["inference"]) for f in ours]),
+                   _median_dicts([_tuples(f["inference"]) for f in peer]),
+                   ["TOTAL (graph only)", "TOTAL (detect)"])]
     if args.train_batch:
-        tr_ours, tr_peer = [], []
-        for r in range(args.rounds):
-            sides = [("ours", our_training), ("peer", peer_training)]
-            for side, fn in (sides if r % 2 == 0 else sides[::-1]):
-                (tr_ours if side == "ours" else tr_peer).append(fn(args.train_batch, args.repeat))
-                loads.append(bench_peer.load())
-        fwd_o, fwd_p = _median_dicts([f for f, _ in tr_ours]), _median_dicts([f for f, _ in tr_peer])
-        fb_o, fb_p = _median_dicts([b for _, b in tr_ours]), _median_dicts([b for _, b in tr_peer])
+        fwd_o = _median_dicts([_tuples(f["training"]) for f in ours])
+        fwd_p = _median_dicts([_tuples(f["training"]) for f in peer])
+        fb_o = _median_dicts([_tuples(f["training_alone"]) for f in ours])
+        fb_p = _median_dicts([_tuples(f["training_alone"]) for f in peer])
         parts.append(table(f"Training step, batch {args.train_batch}: forward stages in the step", STAGES_TRAINING,
                            fwd_o, fwd_p, ["TOTAL forward", "backward", "optimizer step", "TOTAL step"]))
         parts.append(table(f"Training, batch {args.train_batch}: forward + backward of a stage alone",
                            list(fb_o), fb_o, fb_p, []))
-    text = "\n\n".join(parts) + (f"\n\n1-minute load average at start and after each side: {loads}; "
-                                  f"OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'default')}\n")
+    machine = ours[0]["machine"]
+    text = "\n\n".join(parts) + (
+        f"\n\nCPU {machine['model']} ({machine['cores']} cores, {' '.join(machine['flags'])}); each side in its "
+        f"own process, {args.rounds} rounds alternating; 1-minute load before -> after each process: "
+        f"{', '.join(f'{a:.1f} -> {b:.1f}' for a, b in loads)}; torch OMP_WAIT_POLICY "
+        f"{'PASSIVE' if args.omp_passive else 'default'}\n")
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text)

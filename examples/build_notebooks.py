@@ -20,10 +20,10 @@ Every notebook runs top to bottom in two modes:
 from __future__ import annotations
 
 import textwrap
+import tomllib
 from pathlib import Path
 
 import nbformat
-import tomllib
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 EXAMPLES_DIR = Path(__file__).resolve().parent
@@ -366,11 +366,13 @@ def train_notebook():
         md("""
             ## Evaluation
 
-            An inference-mode model carries the last checkpoint's weights. `evaluate_detector`
-            detects every validation image once and computes mAP@0.5 (per image, as the RSNA
-            notebooks do; `map50_positive` over the images with opacities only, since a negative
-            image without detections scores 1), the mean IoU of matched detections, the competition's score at the
-            model's threshold and the threshold that maximises it.
+            Training validated every epoch and stored the best checkpoint with its confidence
+            threshold beside the checkpoints (`postprocessing.json`); an inference-mode model
+            carries both. `evaluate_detector` detects every validation image once and computes
+            mAP@0.5 (per image, as the RSNA notebooks do; `map50_positive` over the images with
+            opacities only, since a negative image without detections scores 1), the mean IoU of
+            matched detections, COCO AP@[.5:.95], the competition's score at the stored threshold
+            and the threshold that maximises it.
         """),
         code("""
             from rsna_detector import evaluate_detector
@@ -378,8 +380,8 @@ def train_notebook():
 
             model = inference_model_from(training_model)
             metrics = evaluate_detector(model, val_ds, val_ds.image_ids, out_dir=WORK_DIR / "evaluation")
-            for key in ("map50", "map50_positive", "mean_iou", "model_threshold", "rsna_score", "best_threshold",
-                        "best_rsna_score"):
+            for key in ("map50", "map50_positive", "mean_iou", "coco_ap", "model_threshold", "rsna_score",
+                        "best_threshold", "best_rsna_score"):
                 print(f"{key:16} {metrics[key]:.3f}")
             print(metrics["counts"])
         """),
@@ -406,19 +408,17 @@ def train_notebook():
 
             `predict` reads each test DICOM at the model's size and returns boxes in the file's
             own pixels (1024 for RSNA); `write_submission` writes Kaggle's CSV in the order of the
-            sample submission (`confidence x y width height` per box). The threshold chosen on the
-            validation set is applied when there is one.
+            sample submission (`confidence x y width height` per box). The threshold validated in
+            training, stored with the model, is applied (`min_confidence=` would override it).
         """),
         code("""
-            import math
-
             import pandas as pd
 
             from rsna_detector import write_submission
             from rsna_detector import predict
 
-            threshold = metrics["best_threshold"] if math.isfinite(metrics["best_threshold"]) else None
-            run = predict(model, layout.test_images, min_confidence=threshold, progress=False)
+            run = predict(model, layout.test_images, progress=False)
+            print("threshold", run.threshold, "-", run.postprocessing.describe())
             submission_path = write_submission(run.predictions, WORK_DIR / "submission.csv",
                                                sample_submission=layout.sample_submission)
             print(f"{len(run.predictions)} test images, {len(run.failed)} unreadable, "

@@ -27,6 +27,7 @@ _LAZY_EXPORTS = {
     "read_dicom_metadata": "rsna_detector.data.dicom",
     "DicomMetadata": "rsna_detector.data.dicom",
     "DicomReadError": "rsna_detector.data.dicom",
+    "DicomMetadataWarning": "rsna_detector.data.dicom",
     "convert_dicoms": "rsna_detector.data.convert",
     "ConversionReport": "rsna_detector.data.convert",
     "SyntheticSummary": "rsna_detector.data.synthetic",
@@ -34,6 +35,8 @@ _LAZY_EXPORTS = {
     "build_patient_table": "rsna_detector.data.table",
     "make_synthetic_dataset": "rsna_detector.data.synthetic",
     "split_patients": "rsna_detector.data.splits",
+    "k_fold_patients": "rsna_detector.data.splits",
+    "assign_folds": "rsna_detector.data.splits",
     "KaggleLayout": "rsna_detector.data.layout",
     "LayoutError": "rsna_detector.data.layout",
     "xywh_to_yxyx": "rsna_detector.data.labels",
@@ -55,6 +58,11 @@ _LAZY_EXPORTS = {
     "get_augmentation": "rsna_detector.detector.augment",
     "show_augmented_samples": "rsna_detector.detector.augment",
     "plot_gt_vs_prediction": "rsna_detector.detector.figures",
+    "load_detector": "rsna_detector.detector.loading",
+    "PostProcessing": "rsna_detector.detector.postprocess",
+    "load_postprocessing": "rsna_detector.detector.postprocess",
+    "ValidationCallback": "rsna_detector.detector.validation",
+    "weighted_boxes_fusion": "rsna_detector.detector.ensemble",
     # exploratory data analysis
     "run_eda": "rsna_detector.eda",
     "compute_label_statistics": "rsna_detector.eda",
@@ -82,6 +90,7 @@ _LAZY_EXPORTS = {
     "rsna_score": "rsna_detector.detector.evaluate",
     "rsna_image_score": "rsna_detector.detector.evaluate",
     "sweep_confidence_threshold": "rsna_detector.detector.evaluate",
+    "coco_ap": "rsna_detector.detector.coco",
     "EvaluationError": "rsna_detector.detector.evaluate",
 }
 

@@ -7,8 +7,11 @@ any failure it is removed and the old target is left as it was.
 :func:`atomic_write` writes bytes or text that way, flushed to disk first;
 :func:`atomic_folder` does the same for a whole folder (an exported model);
 :func:`write_json` is the library's one JSON writer for reports (metrics,
-summaries). :func:`rename_over` is the one rename that replaces a file (the
-library's only ``os.replace``), also used to move a bad file aside.
+summaries) and :func:`json_text` its text; :func:`save_figure` writes every matplotlib
+figure (atomically, refusing a link planted to lead outside its folder).
+:func:`rename_over` is the one rename that replaces a file (the library's only
+``os.replace``), also used to move a bad file aside. :func:`check_output_file` and
+:func:`check_output_folder` check an output location before a long job starts.
 
 Temporary files are named ``.<name>.<random>.partial`` (hidden, unique), so that
 concurrent writers of one target never share one and a leftover is easy to spot.
@@ -24,7 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_path", "atomic_folder", "atomic_write", "rename_over", "write_json"]
+from .errors import RsnaDetectorError
+
+__all__ = ["atomic_path", "atomic_folder", "atomic_write", "rename_over", "write_json", "json_text", "save_figure",
+           "OutputPathError", "check_output_file", "check_output_folder"]
 
 TEMPORARY_SUFFIX = ".partial"
 """The ending of every temporary file :func:`atomic_path` creates."""
@@ -179,6 +185,12 @@ def _finite_or_none(value):
     return value
 
 
+def json_text(data, *, indent=2):
+    """``data`` as JSON text, as :func:`write_json` writes it (NaN and infinities as ``null``; see there)."""
+    plain = json.loads(json.dumps(data, default=_plain))
+    return json.dumps(_finite_or_none(plain), indent=indent, allow_nan=False)
+
+
 def write_json(path, data, *, indent=2):
     """Write ``data`` as JSON, atomically; undefined numbers become ``null``.
 
@@ -200,5 +212,77 @@ def write_json(path, data, *, indent=2):
     TypeError
         A value of another type, named in the message; nothing is written.
     """
-    plain = json.loads(json.dumps(data, default=_plain))
-    return atomic_write(path, json.dumps(_finite_or_none(plain), indent=indent, allow_nan=False) + "\n")
+    return atomic_write(path, json_text(data, indent=indent) + "\n")
+
+
+def save_figure(figure, path, **savefig_options):
+    """Write a matplotlib figure to ``path`` atomically: the library's one ``savefig``.
+
+    Parameters
+    ----------
+    figure : matplotlib.figure.Figure
+    path : str or Path
+        The image file; its format from its suffix (``.png``) unless ``format=``
+        is given. Refused (:class:`rsna_detector._paths.UnsafePathError`, nothing
+        written) when it resolves outside its folder, e.g. a link planted there
+        pointing elsewhere; an existing file (or a link inside the folder) is
+        replaced, never written through.
+    **savefig_options
+        Passed to ``figure.savefig`` (``dpi=100``).
+
+    Returns
+    -------
+    Path
+    """
+    from ._paths import path_in_folder
+
+    path = path_in_folder(Path(path).parent, Path(path).name)
+    options = {"format": path.suffix.lstrip(".").lower() or "png", **savefig_options}
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, **options)
+    return path
+
+
+class OutputPathError(RsnaDetectorError, OSError):
+    """An output file or folder cannot be written where it was asked for; checked before the work starts."""
+
+
+def _nearest_existing(path):
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(".").absolute()
+
+
+def _check_creatable_in(path, what, folder):
+    """OutputPathError unless ``folder`` (a path's folder, maybe not there yet) can be created and written in."""
+    existing = _nearest_existing(folder)
+    if not existing.is_dir():
+        raise OutputPathError(f"{path}: {what} cannot be written: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{path}: {what} cannot be written: no permission to write in {existing}")
+
+
+def check_output_file(path, what="output file"):
+    """Check, before a long job, that ``path`` can be written as a file (its folders are created when missing).
+
+    Raises
+    ------
+    OutputPathError
+        ``path`` is an existing folder, one of its parents is a file, or the
+        nearest existing folder is not writable; the message names ``path`` and ``what``.
+    """
+    path = Path(path).absolute()
+    if path.is_dir():
+        raise OutputPathError(f"{path}: {what} is an existing folder; give a file name")
+    _check_creatable_in(path, what, path.parent)
+    return path
+
+
+def check_output_folder(path, what="output folder"):
+    """Check, before a long job, that ``path`` is a folder or can be created as one; OutputPathError otherwise."""
+    path = Path(path).absolute()
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"{path}: {what} is an existing file, not a folder")
+    _check_creatable_in(path, what, path)
+    return path

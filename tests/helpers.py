@@ -9,6 +9,8 @@
   :class:`TinyConfig` model learns in about a CPU minute;
 * :func:`seeded_detector`: an untrained :class:`TinyConfig` inference model that detects bright blobs
   and nothing on a dark image (for the export tests).
+* :func:`random_detector_files`: a random CPU-preset detector that keeps every box, saved with its
+  config, beside a synthetic data set (the prediction commands' tests).
 """
 import io
 
@@ -159,4 +161,27 @@ def seeded_detector(model_dir, seed=11, **settings):
     logits = model.keras_model.get_layer("mrcnn_class_logits")
     kernel, bias = logits.get_weights()
     logits.set_weights([kernel * 6, bias + np.array([0.0, -0.45], np.float32)])
+    return model
+
+
+def random_detector_files(root, *, n_train, n_test, image_size):
+    """A synthetic data set in ``root/data`` and a random ``CPUDemoConfig`` detector saved as
+    ``root/weights.h5`` with ``root/config.json``; returns the inference ``MaskRCNN``.
+
+    Every box is kept (DETECTION_MIN_CONFIDENCE 0) and, whatever the random draw, every ROI favours
+    the opacity class, so that there are detections to compare.
+    """
+    from rsna_detector.data.synthetic import make_synthetic_dataset
+    from rsna_detector.detector.config import CPUDemoConfig
+    from rsna_detector.mrcnn import model as modellib
+
+    make_synthetic_dataset(root / "data", n_train=n_train, n_test=n_test, seed=3, image_size=image_size, workers=1,
+                           progress=False)
+    config = CPUDemoConfig()
+    config.DETECTION_MIN_CONFIDENCE, config.IMAGES_PER_GPU, config.SEED = 0.0, 2, 5
+    config.validate()
+    model = modellib.MaskRCNN("inference", config, str(root))
+    model.keras_model.get_layer("mrcnn_class_logits").bias.assign(np.array([0.0, 3.0], np.float32))
+    model.save_weights(str(root / "weights.h5"))
+    config.to_json(root / "config.json")
     return model

@@ -12,8 +12,8 @@ import rsna_detector
 
 PACKAGE_ROOT = Path(rsna_detector.__file__).parent
 
-#: the top-level modules every layer may use (errors, atomic writes, paths, lazy names, console)
-INFRASTRUCTURE = {"errors", "_io", "_paths", "_lazy", "console", "pydicom_compat"}
+#: the top-level modules every layer may use (errors, atomic writes, paths, lazy names, worker pools, console)
+INFRASTRUCTURE = {"errors", "_io", "_paths", "_lazy", "_processes", "console", "pydicom_compat"}
 
 #: layer -> the layers it may import (besides itself and the infrastructure)
 ALLOWED = {

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import RsnaDetectorError
 
-__all__ = ["GatingError", "gate_predictions", "gating_effect"]
+__all__ = ["GatingError", "gate_predictions", "gating_effect", "store_gate", "apply_stored_gate"]
 
 
 class GatingError(RsnaDetectorError, ValueError):
@@ -120,3 +120,82 @@ def gating_effect(ground_truth, predictions, classifier_scores, thresholds, *, m
                                         "boxes_removed", "true_boxes_lost", "negatives_cleared"])
     table.insert(3, "change", table["rsna_score_after"] - table["rsna_score_before"])
     return table
+
+
+def store_gate(model_path, threshold, classifier_path):
+    """Add classifier gating to the post-processing stored beside a model (``postprocessing.json``).
+
+    Parameters
+    ----------
+    model_path : str or Path
+        A checkpoint, run folder or cross-validation folder with a stored description.
+    threshold : float
+        In [0, 1]; e.g. the best row of :func:`gating_effect` on held-out predictions.
+    classifier_path : str or Path
+        The classifier's ``.keras`` file (``rsna-detector classifier-train``); stored relative to the
+        description's folder.
+
+    Returns
+    -------
+    PostProcessing
+        The description written, with ``gate_threshold`` and ``gate_classifier``.
+
+    Raises
+    ------
+    FileNotFoundError
+        No stored description, or no classifier file (named).
+    """
+    import os
+    from pathlib import Path
+
+    from ..detector.postprocess import PostProcessing, postprocessing_path
+
+    path = postprocessing_path(model_path)
+    if not Path(classifier_path).is_file():
+        raise FileNotFoundError(f"{classifier_path}: classifier file not found")
+    description = PostProcessing.load(path).replace(
+        gate_threshold=float(threshold), gate_classifier=Path(os.path.relpath(classifier_path, path.parent)).as_posix())
+    description.save(path)
+    return description
+
+
+def apply_stored_gate(predictions, files, postprocessing, folder):
+    """The gate of a stored description: the classifier scores every file and vetoes the images below its threshold.
+
+    Parameters
+    ----------
+    predictions : list of ImagePrediction
+        Detections of ``files`` (any pixel frame), patient id = file name without ``.dcm``.
+    files : list of path
+        The DICOMs predicted.
+    postprocessing : PostProcessing or None
+        Without a ``gate_threshold``, ``predictions`` come back unchanged.
+    folder : str or Path
+        The description's folder (``gate_classifier`` is relative to it).
+
+    Returns
+    -------
+    list of ImagePrediction
+        Same order; the vetoed images without boxes.
+
+    Raises
+    ------
+    GatingError
+        A ``gate_threshold`` without ``gate_classifier``.
+    """
+    from pathlib import Path
+
+    if postprocessing is None or postprocessing.gate_threshold is None:
+        return list(predictions)
+    if not postprocessing.gate_classifier:
+        raise GatingError(f"{Path(folder) / 'postprocessing.json'}: gate_threshold without gate_classifier (the "
+                          "classifier file to score the images with)")
+    from .classifier.evaluation import predict_scores
+    from .saved_models import load_model_for_prediction
+
+    classifier = load_model_for_prediction(Path(folder) / postprocessing.gate_classifier)
+    files = list(files)
+    scores = dict(zip((Path(f).stem for f in files), predict_scores(classifier, files).tolist(), strict=True))
+    gated = gate_predictions({p.patient_id: p for p in predictions}, scores, postprocessing.gate_threshold,
+                             missing="keep")
+    return list(gated.values())

@@ -20,7 +20,8 @@ def _cmd_synth(args):
 
     summary = make_synthetic_dataset(
         args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
-        image_size=args.image_size, workers=args.workers, progress=not args.quiet,
+        image_size=args.image_size, workers=args.workers, progress=not args.quiet, overwrite=args.overwrite,
+        preset=args.preset,
     )
     print(summary)
     return 0
@@ -44,13 +45,19 @@ def _add_convert(sub):
 def _add_synth(sub):
     p = sub.add_parser("synth", help="generate a synthetic data set in the exact Kaggle RSNA layout",
                        description="Write chest-like DICOMs (JPEG Baseline, 8-bit MONOCHROME2) with "
-                                   "opacities and the three RSNA CSV files into OUT.")
+                                   "opacities and the three RSNA CSV files into OUT: an empty folder or a "
+                                   "synthetic set written before, unless --overwrite.")
     p.add_argument("out", help="output data directory")
     p.add_argument("--n-train", type=int, default=1000, help="training patients (default: 1000)")
     p.add_argument("--n-test", type=int, default=100, help="test patients (default: 100)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--image-size", type=int, default=1024, help="image side in pixels (default: 1024)")
+    p.add_argument("--preset", choices=["easy", "realistic"], default="easy",
+                   help="easy (default, the demo's): bright opacities inside the lungs; realistic: boxes drawn "
+                        "from the real label distribution, fainter patchy opacities, varying exposure and noise")
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a folder holding other files (e.g. a real data set), replacing them")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_synth)
 

@@ -7,7 +7,6 @@ does the work.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -24,18 +23,29 @@ def _load_config(args, default_preset="full"):
     return CPUDemoConfig() if preset == "cpu" else DetectorConfig()
 
 
-def _inference_model(model_path, config_json=None, preset="full", config=None):
+def _inference_model(args):
+    """The model of ``--model`` (a checkpoint or run folder) with the post-processing to apply.
+
+    ``--threshold auto`` (default): the one stored beside the checkpoint (``postprocessing.json``),
+    else the config's DETECTION_MIN_CONFIDENCE with a one-line notice; a number overrides.
+    """
     from ..detector.config import CPUDemoConfig, DetectorConfig
-    from ..mrcnn import model as modellib
+    from ..detector.loading import load_detector
     from ..mrcnn.config import Config
 
-    if config is None and config_json:
-        config = Config.from_json(config_json)
-    elif config is None:
-        config = CPUDemoConfig() if preset == "cpu" else DetectorConfig()
-    model = modellib.MaskRCNN(mode="inference", config=config, model_dir=str(Path(model_path).parent))
-    model.load_weights(str(model_path), by_name=True)
-    return model
+    if args.config:
+        config = Config.from_json(args.config)
+    else:
+        config = CPUDemoConfig() if args.preset == "cpu" else DetectorConfig()
+    return load_detector(args.model, config, threshold=args.threshold, flip_tta=args.flip_tta)
+
+
+def _describe(model, postprocessing):
+    """One line: the checkpoint and the post-processing applied."""
+    if postprocessing is None:
+        return ""
+    weights = getattr(model, "weights_path", None)
+    return f"{Path(weights).name if weights else 'model'}: {postprocessing.describe()}"
 
 
 def _cmd_demo(args):
@@ -54,25 +64,72 @@ def _cmd_train(args):
     training_strategy(config)  # with TF_CONFIG, the multi-worker strategy must exist before any TF operation
     if args.steps_per_epoch is not None:
         config.STEPS_PER_EPOCH = args.steps_per_epoch
-    model, history = train(args.data, config, weights=None if args.weights == "none" else args.weights,
-                           model_dir=args.model_dir, epochs=args.epochs, augmentation=args.augmentation,
-                           val_fraction=args.val_fraction, val_count=args.val_count, seed=args.seed,
-                           resume=args.resume)
+    weights = None if args.weights == "none" else args.weights
+    if args.folds:
+        return _train_folds(args, config, weights)
+    model, _ = train(args.data, config, weights=weights, model_dir=args.model_dir, epochs=args.epochs,
+                     augmentation=args.augmentation, val_fraction=args.val_fraction, val_count=args.val_count,
+                     seed=args.seed, resume=args.resume, validation=_validation_settings(args))
     print(f"training finished at epoch {model.epoch}; checkpoints in {model.log_dir}")
     return 0
 
 
+def _train_folds(args, config, weights):
+    from ..detector.cross_validation import train_folds
+
+    result = train_folds(args.data, config, weights, folds=args.folds, model_dir=args.model_dir, seed=args.seed,
+                         resume=args.resume, flip_tta=args.flip_tta, scales=args.scales, epochs=args.epochs,
+                         augmentation=args.augmentation, validation=_validation_settings(args))
+    print(f"{args.folds} fold models in {args.model_dir} (fold_1 ... fold_{args.folds}); out-of-fold predictions "
+          f"in {result.oof_path}")
+    if result.postprocessing is not None:
+        print(f"the ensemble (predict/submit --model {args.model_dir}): {result.postprocessing.describe()}")
+    return 0
+
+
+def _validation_settings(args):
+    """``train(validation=...)`` from --no-validation, --validation-images and --validation-every."""
+    if args.no_validation:
+        return False
+    settings = {"every": args.validation_every}
+    if args.validation_images is not None:
+        settings["images"] = None if args.validation_images == "all" else args.validation_images
+    return settings
+
+
 def _cmd_evaluate(args):
+    from .._io import check_output_folder, json_text
     from ..detector.dataset import DetectorDataset
     from ..detector.evaluate import evaluate_detector
 
-    model = _inference_model(args.model, args.config, args.preset)
+    check_output_folder(args.out, "--out")  # before the model is built and the images read
+    model = _inference_model(args)
+    print(_describe(model, getattr(model, "postprocessing", None)))
     _, val_ds = DetectorDataset.split_from_data_dir(args.data, image_size=model.config.IMAGE_MAX_DIM,
                                                     val_fraction=args.val_fraction, val_count=args.val_count,
                                                     seed=args.seed)
     metrics = evaluate_detector(model, val_ds, val_ds.image_ids, config=model.config, out_dir=args.out)
-    print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (list, dict))}, indent=2, default=str))
+    print(json_text({k: v for k, v in metrics.items() if not isinstance(v, (list, dict))}))  # NaN: null
     return 0
+
+
+def _check_predict_inputs(args, out, kept):
+    """Every input and output location of predict/submit, checked before the model is built (issue 22, case 9)."""
+    from .._io import check_output_file
+    from ..detector.inference import list_dicoms
+    from ..detector.submission import read_sample_submission_ids
+
+    check_output_file(out, "--out")
+    if kept != out:
+        check_output_file(kept, "the predictions file kept beside --out")
+    if args.sample_submission is not None:
+        read_sample_submission_ids(args.sample_submission)
+    list_dicoms(args.images)
+
+
+def _kept_predictions_path(out):
+    """``submission.csv`` -> ``submission.predictions.json``: submit's predictions, written before the CSV."""
+    return Path(out).with_name(f"{Path(out).stem}.predictions.json")
 
 
 def _cmd_predict(args):
@@ -81,13 +138,28 @@ def _cmd_predict(args):
 
     shard = getattr(args, "shard", None)
     out = args.out or (f"predictions-{shard[0]}-of-{shard[1]}.json" if shard else "predictions.json")
-    model = _inference_model(args.model, args.config, args.preset)
-    run = predict(model, args.images, flip_tta=args.flip_tta, min_confidence=args.min_confidence,
-                  progress=not args.quiet, shard=shard)
+    kept = _kept_predictions_path(out) if args.command == "submit" else out
+    _check_predict_inputs(args, out, kept)
+    model = _inference_model(args)
+    run = predict(model, args.images, progress=not args.quiet, shard=shard)  # the model's post-processing
+    if run.postprocessing is not None and run.postprocessing.gate_threshold is not None:
+        from ..baselines.gating import apply_stored_gate
+        from ..detector.postprocess import postprocessing_path
+
+        read = [f for f in run.files if str(f) not in run.failed]
+        run.predictions = apply_stored_gate(run.predictions, read, run.postprocessing,
+                                            postprocessing_path(args.model).parent)
+    if run.postprocessing is not None:
+        print(_describe(model, run.postprocessing))
+    run.write(kept)  # a results file (detector.results.write_results_file), atomically, whatever follows
     if args.command == "submit":
-        _write_submission_cli(write_submission, run.predictions, args, out)
-    else:
-        run.write(out)  # a results file (detector.results.write_results_file), atomically
+        try:
+            _write_submission_cli(write_submission, run.predictions, args, out)
+        except BaseException:
+            print(f"the predictions are kept in {kept}: `rsna-detector submit --results {kept} --out {out}` "
+                  "writes the submission from them", file=sys.stderr)
+            raise
+        print(f"predictions kept in {kept}")
     print(f"wrote {len(run.predictions)} predictions to {out}"
           + (f" (shard {shard[0]}/{shard[1]}: {len(run.files)} of {run.total_files} files)" if shard else ""))
     if run.failed:
@@ -128,7 +200,8 @@ def _add_demo(sub):
 
 
 def _add_model_args(p, required=True):
-    p.add_argument("--model", required=required, help="weights file (a checkpoint written by training)")
+    p.add_argument("--model", required=required,
+                   help="a checkpoint written by training, or its run folder (the best validated checkpoint)")
     p.add_argument("--config", default=None, help="config JSON (default: the --preset)")
     p.add_argument("--preset", choices=["full", "cpu"], default="full",
                    help="DetectorConfig (full, default) or the CPU demo preset")
@@ -152,7 +225,44 @@ def _add_train(sub):
     p.add_argument("--val-count", type=int, default=None, help="validation patients (e.g. 1500)")
     p.add_argument("--seed", type=int, default=None, help="random seed")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --model-dir")
+    p.add_argument("--validation-images", type=_count_or_all, default=None, metavar="N|all",
+                   help="validation images detected after each epoch: mAP@0.5, the competition score at its best "
+                        "threshold and COCO AP in the epoch line and training_log.csv; the best checkpoint and its "
+                        "threshold are stored for predict/submit (default: 200, a fixed seeded subset; "
+                        "validation.DEFAULT_VALIDATION_IMAGES)")
+    p.add_argument("--validation-every", type=int, default=1, metavar="N", help="validate every N epochs (default 1)")
+    p.add_argument("--no-validation", action="store_true", help="no validation while training")
+    p.add_argument("--folds", type=_folds_argument, default=None, metavar="K",
+                   help="k-fold cross-validation: K models, one per fold (folder fold_I of --model-dir), patients "
+                        "stratified by box count; each fold's patients predicted by the model that did not train on "
+                        "them (oof_predictions.json), and the ensemble of the K models fitted on those predictions "
+                        "(postprocessing.json: predict/submit --model MODEL_DIR). --val-fraction/--val-count do not "
+                        "apply; --seed seeds the folds")
+    p.add_argument("--flip-tta", action="store_true", help="with --folds: the ensemble also detects on the mirror")
+    p.add_argument("--scales", type=float, nargs="+", default=[1.0], metavar="S",
+                   help="with --folds: the ensemble's view scales, e.g. 0.8 1.0 1.2 (default: 1.0)")
     p.set_defaults(func=_cmd_train)
+
+
+def _whole_number(text, minimum, message):
+    """``int(text)`` when it is at least ``minimum``, else argparse's error with ``message``."""
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(message) from error
+    if value < minimum:
+        raise argparse.ArgumentTypeError(message)
+    return value
+
+
+def _count_or_all(text):
+    if text.strip().lower() == "all":
+        return "all"
+    return _whole_number(text, 1, f"expected a whole number >= 1 or 'all', got {text!r}")
+
+
+def _folds_argument(text):
+    return _whole_number(text, 2, f"--folds {text}: expected a whole number >= 2")
 
 
 def _add_evaluate(sub):
@@ -166,6 +276,7 @@ def _add_evaluate(sub):
     p.add_argument("--val-count", type=int, default=None, help="validation patients")
     p.add_argument("--seed", type=int, default=DEFAULT_SPLIT_SEED,
                    help=f"split seed used in training (default: {DEFAULT_SPLIT_SEED})")
+    _add_postprocessing_args(p)
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -191,10 +302,29 @@ def _add_predict(sub, name="predict"):
                    help="output file (default: submission.csv or predictions.json)")
     p.add_argument("--sample-submission", default=None, help="check the ids against this sample submission")
     p.add_argument("--allow-missing", action="store_true", help="write empty rows for sample ids not predicted")
-    p.add_argument("--flip-tta", action="store_true", help="horizontal-flip test-time augmentation")
-    p.add_argument("--min-confidence", type=float, default=None, help="drop boxes below this score")
+    _add_postprocessing_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
+
+
+def _threshold_argument(text):
+    from ..detector.loading import parse_threshold
+    from ..detector.postprocess import PostProcessingError
+
+    try:
+        return parse_threshold(text)
+    except PostProcessingError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _add_postprocessing_args(p):
+    p.add_argument("--threshold", "--min-confidence", dest="threshold", type=_threshold_argument, default="auto",
+                   metavar="auto|T",
+                   help="minimum confidence of a box: auto (default) = the threshold validated in training and "
+                        "stored beside the checkpoint (postprocessing.json), or the config's "
+                        "DETECTION_MIN_CONFIDENCE when none is stored; a number overrides it")
+    p.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="horizontal-flip test-time augmentation (default: as stored, else off)")
 
 
 def _shard_argument(text):
@@ -215,14 +345,17 @@ def _cmd_submit(args):
     if args.model:
         raise CommandLineError("submit: give either --results (merge results files) or --model (predict now), "
                                "not both")
+    from .._io import check_output_file
     from ..detector.inference import list_dicoms
-    from ..detector.results import write_submission_from_results
+    from ..detector.results import expand_results_paths, write_submission_from_results
 
+    check_output_file(args.out, "--out")
+    results = expand_results_paths(args.results)  # 'preds_*.json' quoted: the shell did not expand it
     expected = None if args.images is None else [p.stem for p in list_dicoms(args.images)]
     path, merged = write_submission_from_results(
-        args.results, args.out, sample_submission=args.sample_submission, expected_ids=expected,
+        results, args.out, sample_submission=args.sample_submission, expected_ids=expected,
         missing="empty" if args.allow_missing else "error")
-    print(f"wrote {path} from {len(args.results)} results file(s): {len(merged.predictions)} patients predicted")
+    print(f"wrote {path} from {len(results)} results file(s): {len(merged.predictions)} patients predicted")
     if merged.gaps or merged.missing_shards:
         print(f"written without boxes (--allow-missing): {merged.describe_gaps()}", file=sys.stderr)
     return 0
@@ -235,7 +368,8 @@ def _add_submit(sub):
                       "a patient in two files is refused; patients no file covers (a missing shard, an unreadable "
                       "file, a sample id) are named, or written without boxes with --allow-missing.")
     p.add_argument("--results", nargs="+", metavar="FILE", default=None,
-                   help="results files of `rsna-detector predict --shard I/N` to merge (instead of --model)")
+                   help="results files of `rsna-detector predict --shard I/N` to merge (instead of --model); "
+                        "a quoted pattern such as 'preds_*.json' is expanded")
     p.set_defaults(func=_cmd_submit)
 
 

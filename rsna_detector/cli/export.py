@@ -1,55 +1,22 @@
 """The ``export`` command: a trained checkpoint as a SavedModel (TF Serving), TFLite and ONNX files.
 
+``--model`` is a checkpoint or a run folder (its validated best checkpoint, as for ``predict``).
 The config comes from ``--config`` or ``--preset``, else from the checkpoint itself
-(training writes its config into every checkpoint). ``--threshold auto`` reads the
-validated threshold stored beside the checkpoint (``postprocessing.json``'s
-``min_confidence``), else the config's ``DETECTION_MIN_CONFIDENCE``.
+(training writes its config into every checkpoint). ``--threshold auto`` takes the threshold
+validated in training (the run's ``postprocessing.json``), else the config's
+``DETECTION_MIN_CONFIDENCE``; a number overrides. The exported graph runs one model at one scale:
+stored steps it cannot run (flip or scale TTA, box scaling, a classifier gate) are named on the
+console and in ``export.json``; an ensemble folder is refused (export each member).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from .detector import _threshold_argument
 from .usage import CommandLineError
 
-__all__ = ["register", "POSTPROCESSING_FILE"]
-
-#: The run's stored post-processing, beside its checkpoints (its ``min_confidence`` is the export's default).
-POSTPROCESSING_FILE = "postprocessing.json"
-
-
-def _threshold_argument(text):
-    import argparse
-
-    if text == "auto":
-        return text
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number in [0, 1], got {text!r}")
-    return value
-
-
-def stored_min_confidence(checkpoint):
-    """``min_confidence`` of ``postprocessing.json`` beside ``checkpoint``; None when there is no such file.
-
-    Raises
-    ------
-    CommandLineError
-        When the file exists but holds no number ``min_confidence`` in [0, 1].
-    """
-    path = Path(checkpoint).parent / POSTPROCESSING_FILE
-    if not path.is_file():
-        return None
-    try:
-        value = json.loads(path.read_text()).get("min_confidence")
-    except (json.JSONDecodeError, AttributeError) as error:
-        raise CommandLineError(f"{path}: expected a JSON object with 'min_confidence' ({error})") from error
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise CommandLineError(f"{path}: min_confidence: expected a number in [0, 1], got {value!r}")
-    return float(value)
+__all__ = ["register", "checkpoint_config"]
 
 
 def checkpoint_config(checkpoint):
@@ -67,20 +34,35 @@ def checkpoint_config(checkpoint):
 
 
 def _cmd_export(args):
-    from ..detector.export import export_detector
-    from .detector import _inference_model
+    from ..detector.export import export_detector, steps_not_exported
+    from ..detector.loading import resolve_checkpoint, resolve_postprocessing
+    from ..detector.postprocess import load_postprocessing, postprocessing_path
+    from ..mrcnn import model as modellib
+    from .detector import _load_config
 
-    config = None if (args.config or args.preset) else checkpoint_config(args.model)
-    model = _inference_model(args.model, args.config, args.preset or "full", config=config)
-    source, threshold = "--threshold", args.threshold
-    if threshold == "auto":
-        threshold = stored_min_confidence(args.model)
-        source = POSTPROCESSING_FILE if threshold is not None else "config"
-    summary = export_detector(model, args.out, formats=args.formats, version=args.version, min_confidence=threshold,
-                              masks=not args.no_masks, replace=args.replace, verify=not args.no_verify,
-                              threshold_source=source)
-    print(f"exported with min_confidence {summary['min_confidence']} (from {summary['threshold_source']}) to "
-          f"{args.out}:")
+    stored = load_postprocessing(args.model) if Path(args.model).is_dir() else None
+    if stored is not None and stored.members:
+        raise CommandLineError(f"{args.model}: an ensemble of {len(stored.members)} models; the export holds one "
+                               "model: export each member's run folder")
+    checkpoint = resolve_checkpoint(args.model)
+    config = _load_config(args) if (args.config or args.preset) else checkpoint_config(checkpoint)
+    postprocessing = resolve_postprocessing(checkpoint, config, threshold=args.threshold)
+    model = modellib.MaskRCNN(mode="inference", config=config, model_dir=str(checkpoint.parent))
+    model.load_weights(str(checkpoint), by_name=True, require_complete=True)
+    if args.threshold != "auto":
+        source = "--threshold"
+    else:
+        source = postprocessing_path(checkpoint).name if postprocessing.min_confidence is not None else "config"
+    omitted = steps_not_exported(postprocessing)
+    if omitted:
+        print(f"export: the stored post-processing's {', '.join(omitted)} are not in the exported graph "
+              "(its threshold is); apply them around it or predict with this library")
+    summary = export_detector(model, args.out, formats=args.formats, version=args.version,
+                              min_confidence=postprocessing.min_confidence, masks=not args.no_masks,
+                              replace=args.replace, verify=not args.no_verify, threshold_source=source,
+                              steps_not_exported=omitted)
+    print(f"exported {checkpoint.name} with min_confidence {summary['min_confidence']} "
+          f"(from {summary['threshold_source']}) to {args.out}:")
     for name, entry in summary["formats"].items():
         check = entry["check"]
         checked = "" if check is None else (f"; vs detect(): max score difference {check['max_score_difference']:.2g},"
@@ -96,14 +78,15 @@ def _add_export(sub):
                        description="Export a checkpoint with everything detect() does inside: the models take uint8 "
                                    "images of any size and give boxes in their pixels, scores, class ids and masks. "
                                    "Each file is checked against detect() on probe images. See docs/DEPLOY.md.")
-    p.add_argument("--model", required=True, help="weights file (a checkpoint written by training)")
+    p.add_argument("--model", required=True,
+                   help="a checkpoint written by training, or its run folder (the validated best checkpoint)")
     p.add_argument("--out", required=True, help="output folder: OUT/<version>/ (SavedModel), OUT/tflite/, OUT/onnx/")
     p.add_argument("--config", default=None, help="config JSON (default: the config stored in the checkpoint)")
     p.add_argument("--preset", choices=["full", "cpu"], default=None,
                    help="DetectorConfig (full) or the CPU demo preset, instead of the checkpoint's config")
     p.add_argument("--threshold", type=_threshold_argument, default="auto",
-                   help=f"minimum confidence: 'auto' (default: {POSTPROCESSING_FILE}'s min_confidence beside the "
-                        "checkpoint, else the config's DETECTION_MIN_CONFIDENCE) or a number in [0, 1]")
+                   help="minimum confidence: 'auto' (default: the threshold validated in training, stored in the "
+                        "run's postprocessing.json, else the config's DETECTION_MIN_CONFIDENCE) or a number in [0, 1]")
     p.add_argument("--formats", nargs="+", choices=list(FORMATS) + ["all"], default=list(DEFAULT_FORMATS),
                    help=f"what to write (default: {' '.join(DEFAULT_FORMATS)}; onnx needs the [export] extra)")
     p.add_argument("--version", type=int, default=1, help="the SavedModel's version folder (default: 1)")

@@ -14,6 +14,12 @@ Interruption
   the kernel (``PR_SET_PDEATHSIG``), elsewhere a watcher thread notices the new
   parent within half a second; either way the worker removes its temporary
   file and exits. Workers ignore SIGINT: the parent decides.
+* Started with SIGINT ignored (``nohup``, a background job of a script), the
+  command ignores Ctrl-C too, as any program does; SIGTERM (``kill``) stops it
+  as above.
+
+Workers are spawned (``rsna_detector._processes``: safe beside threads), so
+each is a child of the converting process.
 """
 from __future__ import annotations
 
@@ -23,12 +29,13 @@ import os
 import signal
 import sys
 import threading
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._io import atomic_path
+from .._processes import process_pool
 
 __all__ = ["ConversionReport", "convert_dicoms", "convert_one", "list_dicom_files"]
 
@@ -213,7 +220,7 @@ def _run_serial(tasks, options, report, bar):
 
 def _run_parallel(tasks, options, report, bar, workers):
     pending = {}
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(os.getpid(),))
+    pool = process_pool(workers, initializer=_init_worker, initargs=(os.getpid(),))
     try:
         pending = {pool.submit(convert_one, source, output, **options): (source, output)
                    for source, output in tasks}

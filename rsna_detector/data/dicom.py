@@ -7,16 +7,26 @@ Two decode paths give the same picture (within the tolerance stated in
   the values are brought to uint8 (:func:`to_uint8`) and the full image is
   resized with :func:`resize_square`;
 * the *fast* path, for 8-bit single-frame grey JPEG Baseline files (every RSNA
-  file): the encapsulated JPEG stream is decoded by Pillow (libjpeg-turbo)
-  with DCT-domain downscaling (``Image.draft``), then resized exactly to the
-  target size with the same :func:`resize_square`.
+  file): the encapsulated JPEG stream is decoded by libjpeg-turbo (simplejpeg,
+  strict) with DCT-domain downscaling (as Pillow's ``Image.draft``), then
+  resized exactly to the target size with the same :func:`resize_square`.
+
+Before either path decodes, the image size (Rows x Columns, and the size the
+compressed stream's own frame header declares) is checked against
+:data:`MAX_IMAGE_PIXELS`, and a compressed stream's integrity is checked
+(:mod:`rsna_detector.data.dicom_stream`).
 
 Errors are :class:`DicomReadError` (a ``ValueError``) naming the file and
-the reason.
+the reason: whatever goes wrong while reading one file is that file's
+``DicomReadError``, so a batch (predict, convert, the EDA) reports it and goes
+on. A header value that cannot be parsed (a PixelSpacing written ``0,139``, a
+WindowWidth of 0) is not an error: a :class:`DicomMetadataWarning` names the
+file and the field, the field reads as None (the window is not used) and the
+pixels are read as usual.
 """
 from __future__ import annotations
 
-import io
+import contextlib
 import os
 import re
 import threading
@@ -27,12 +37,24 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RsnaDetectorError
+from .dicom_pixels import DicomMetadataWarning, power_of_two_reduction, resize_square, to_uint8, warn_header
+from .dicom_stream import (
+    StreamError,
+    decode_jpeg_strict,
+    frame_header,
+    jpeg_entropy_problem,
+    jpeg_stream_problem,
+    size_problem,
+    strict_decoding_applies,
+)
 
 __all__ = [
     "DicomMetadata",
+    "DicomMetadataWarning",
     "DicomReadError",
     "JPEG_BASELINE",
     "FAST_PATH_TOLERANCE",
+    "MAX_IMAGE_PIXELS",
     "parse_age",
     "read_dicom",
     "read_dicom_image",
@@ -59,6 +81,20 @@ _JPEG_SYNTAXES = frozenset({JPEG_BASELINE, "1.2.840.10008.1.2.4.51", "1.2.840.10
 _FFD9_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.90",
                             "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.92", "1.2.840.10008.1.2.4.93",
                             "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"})
+
+
+def _pixel_limit_from_environment(default=50_000_000):
+    value = os.environ.get("RSNA_DETECTOR_MAX_IMAGE_PIXELS", "").replace("_", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else default
+
+
+#: The largest image (Rows x Columns pixels, one frame) read: a file whose header or
+#: compressed stream declares more is a :class:`DicomReadError` before anything is decoded
+#: or allocated (a 1 KB file can declare 65500 x 65500 pixels). 50 million by default
+#: (about 7000 x 7000; the largest X-ray detectors give about 4300 x 4300); raise it by
+#: assigning this attribute, or for every process (worker processes included) with the
+#: environment variable ``RSNA_DETECTOR_MAX_IMAGE_PIXELS`` set before the library is imported.
+MAX_IMAGE_PIXELS = _pixel_limit_from_environment()
 
 _AGE_PATTERN = re.compile(r"^\s*(-?\d+)\s*([DWMY]?)\s*$", re.IGNORECASE)
 _DAYS_PER_UNIT = {"D": 1, "W": 7, "M": 365.25 / 12, "Y": 365.25, "": 365.25}
@@ -162,24 +198,48 @@ def _int(dataset, keyword):
     return None if value is None or value == "" else int(value)
 
 
+def _spacing(dataset, keyword):
+    value = dataset.get(keyword)
+    if value is None or value == "":
+        return None
+    from pydicom.multival import MultiValue
+
+    values = tuple(float(v) for v in (value if isinstance(value, (MultiValue, list, tuple)) else [value]))
+    if len(values) != 2 or not all(np.isfinite(values)):
+        raise ValueError(f"expected two finite numbers (row, column spacing in mm), got {len(values)}")
+    return values
+
+
+def _field(dataset, keyword, parse, path):
+    """``parse(dataset, keyword)``; a value it cannot parse is warned about (file and field named) and is None."""
+    try:
+        return parse(dataset, keyword)
+    except Exception as error:  # noqa: BLE001 - vendors write every kind of non-conforming value
+        try:
+            raw = dataset.get_item(keyword).value if keyword in dataset else None
+        except Exception:  # noqa: BLE001 - the raw bytes are only for the message
+            raw = "?"
+        warn_header(path, keyword, f"{raw!r} cannot be read ({type(error).__name__}: {error})", "it reads as None")
+        return None
+
+
 def _metadata_from_dataset(dataset, path):
-    age = parse_age(dataset.get("PatientAge"))
-    spacing = dataset.get("PixelSpacing")
+    age = _field(dataset, "PatientAge", lambda d, k: parse_age(d.get(k)), path)
     file_meta = getattr(dataset, "file_meta", None)
-    syntax = file_meta.get("TransferSyntaxUID") if file_meta is not None else None
+    syntax = _field(file_meta, "TransferSyntaxUID", _text, path) if file_meta is not None else None
     return DicomMetadata(
-        patient_id=_text(dataset, "PatientID") or Path(path).stem,
+        patient_id=_field(dataset, "PatientID", _text, path) or Path(path).stem,
         age=age,
         age_implausible=age is not None and not 0 <= age <= _MAX_PLAUSIBLE_AGE,
-        sex=_text(dataset, "PatientSex"),
-        view_position=_text(dataset, "ViewPosition"),
-        modality=_text(dataset, "Modality"),
-        rows=_int(dataset, "Rows") or 0,
-        columns=_int(dataset, "Columns") or 0,
-        pixel_spacing=tuple(float(v) for v in spacing) if spacing else None,
-        photometric_interpretation=_text(dataset, "PhotometricInterpretation"),
-        transfer_syntax_uid=str(syntax) if syntax else None,
-        bits_stored=_int(dataset, "BitsStored"),
+        sex=_field(dataset, "PatientSex", _text, path),
+        view_position=_field(dataset, "ViewPosition", _text, path),
+        modality=_field(dataset, "Modality", _text, path),
+        rows=_field(dataset, "Rows", _int, path) or 0,
+        columns=_field(dataset, "Columns", _int, path) or 0,
+        pixel_spacing=_field(dataset, "PixelSpacing", _spacing, path),
+        photometric_interpretation=_field(dataset, "PhotometricInterpretation", _text, path),
+        transfer_syntax_uid=syntax,
+        bits_stored=_field(dataset, "BitsStored", _int, path),
     )
 
 
@@ -242,142 +302,8 @@ def read_dicom_metadata(path):
     DicomReadError
         The file cannot be read or is not a DICOM file.
     """
-    return _metadata_from_dataset(_read_dataset(path, headers_only=True), path)
-
-
-# ---------------------------------------------------------------- pixels -> uint8
-def _grey_from_colour(array):
-    """[H, W, 3] RGB -> [H, W] float64 luma (ITU-R BT.601 weights)."""
-    return array[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-
-
-def _scale_to_uint8(array, low, high):
-    """Map ``[low, high]`` linearly to ``[0, 255]``; a constant image becomes 0."""
-    if not high > low:
-        return np.zeros(array.shape, np.uint8)
-    scaled = (np.asarray(array, np.float64) - low) * (255.0 / (high - low))
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-
-
-def _voi_output_range(dataset):
-    """(low, high) of what pydicom's ``apply_voi_lut`` can output for this dataset."""
-    from pydicom.pixels import apply_voi_lut
-
-    if dataset.get("VOILUTSequence"):
-        descriptor = dataset.VOILUTSequence[0].LUTDescriptor
-        entries, first_map = descriptor[0] or 2 ** 16, descriptor[1]
-        lut = apply_voi_lut(np.arange(first_map, first_map + entries, dtype=np.int64), dataset)
-        return float(lut.min()), float(lut.max())
-    # a window saturates at its output bounds: probing with -inf/+inf yields them
-    bounds = apply_voi_lut(np.array([-np.inf, np.inf]), dataset, prefer_lut=False)
-    return float(bounds[0]), float(bounds[1])
-
-
-def _has_voi(dataset):
-    return bool(dataset.get("VOILUTSequence")) or ("WindowCenter" in dataset and "WindowWidth" in dataset)
-
-
-def to_uint8(array, dataset):
-    """Decoded pixel values -> uint8 grey [H, W], bone bright.
-
-    Rules, in order:
-
-    1. colour ([H, W, 3], RGB after pydicom's YBR->RGB conversion; PALETTE
-       COLOR through its colour LUT) becomes grey by BT.601 luma;
-    2. uint8 data (8 bits stored or fewer) are used as stored;
-    3. wider data (12/16-bit, signed, float): the modality LUT / rescale is
-       applied, then, when the file has a VOI LUT or WindowCenter/WindowWidth,
-       pydicom's ``apply_voi_lut`` (the first LUT, else the first window) and
-       the VOI output range is mapped linearly to 0..255 (values outside the
-       window saturate at 0 / 255); without VOI data the image is min-max
-       scaled to 0..255;
-    4. MONOCHROME1 images are inverted (``255 - v``) so that bone is bright as
-       in MONOCHROME2.
-
-    Parameters
-    ----------
-    array : numpy.ndarray
-        One frame as pydicom decodes it: [H, W] or [H, W, samples].
-    dataset : pydicom.Dataset
-        Its header (photometric interpretation, LUTs, windows).
-
-    Returns
-    -------
-    numpy.ndarray
-        uint8 [H, W].
-    """
-    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
-
-    photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    if photometric == "PALETTE COLOR":
-        array = apply_color_lut(array, dataset)
-    if array.ndim == 3:
-        grey = _grey_from_colour(array)
-        if array.dtype == np.uint8:
-            image = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
-        else:
-            image = _scale_to_uint8(grey, grey.min(), grey.max())
-    elif array.dtype == np.uint8:
-        image = array
-    else:
-        values = apply_modality_lut(array, dataset)
-        if _has_voi(dataset):
-            low, high = _voi_output_range(dataset)
-            image = _scale_to_uint8(apply_voi_lut(values, dataset), low, high)
-        else:
-            image = _scale_to_uint8(values, float(np.min(values)), float(np.max(values)))
-    if photometric == "MONOCHROME1":
-        image = 255 - image
-    return np.ascontiguousarray(image, dtype=np.uint8)
-
-
-# ---------------------------------------------------------------- resizing
-def resize_square(image, size):
-    """Resize a uint8 grey image to ``[size, size]`` (aspect ratio not kept).
-
-    The one resize used by both decode paths. Shrinking happens in two steps:
-    first a block average over ``k x k`` pixels (Pillow ``Image.reduce``),
-    ``k`` the largest power of two with ``k * size <= min(H, W)`` -- the
-    reduction libjpeg performs in the DCT domain on the fast path -- then
-    Pillow ``BOX`` (area average) to exactly ``size``. Enlarging uses
-    ``BILINEAR``. An image already ``[size, size]`` is returned unchanged.
-
-    Parameters
-    ----------
-    image : numpy.ndarray
-        uint8 [H, W].
-    size : int
-        Output side in pixels.
-
-    Returns
-    -------
-    numpy.ndarray
-        uint8 [size, size].
-    """
-    from PIL import Image
-
-    return _resize_pil(Image.fromarray(np.asarray(image, np.uint8)), size)
-
-
-def _power_of_two_reduction(width, height, size):
-    """Largest power of two ``k`` with ``k * size <= min(width, height)`` (1 when none)."""
-    ratio = min(width, height) // size
-    return 1 << (ratio.bit_length() - 1) if ratio >= 1 else 1
-
-
-def _resize_pil(picture, size):
-    from PIL import Image
-
-    size = int(size)
-    if size <= 0:
-        raise ValueError(f"size must be a positive number of pixels, got {size}")
-    factor = _power_of_two_reduction(*picture.size, size)
-    if factor > 1:
-        picture = picture.reduce(factor)
-    if picture.size != (size, size):
-        shrinking = size <= min(picture.size)
-        picture = picture.resize((size, size), Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR)
-    return np.asarray(picture, np.uint8)
+    with _file_errors(path):
+        return _metadata_from_dataset(_read_dataset(path, headers_only=True), path)
 
 
 # ---------------------------------------------------------------- compressed stream checks
@@ -393,70 +319,38 @@ def _first_frame(dataset, path):
                                    f"{error})") from error
 
 
-def _jpeg_stream_problem(stream):
-    """Why a JPEG stream (SOI ... EOI) is truncated or corrupt, or None.
+def _check_size(rows, columns, what, path):
+    problem = size_problem(rows, columns, MAX_IMAGE_PIXELS, what)
+    if problem:
+        raise DicomReadError(path, problem)
 
-    Walks the markers: each segment's length is followed, the entropy-coded data
-    after SOS runs to the next marker that is neither a stuffed ``FF00`` nor a
-    restart marker, and EOI must be the last two bytes (before the DICOM
-    padding, ``00``). Decoders accept a cut stream and fill the rest with
-    grey, so this check is what tells a damaged file from an image.
+
+def _checked_stream(dataset, metadata, path):
+    """``(first frame, FrameHeader or None)`` of compressed pixel data, checked; None for native data.
+
+    DicomReadError when the stream is cut short or corrupt, or declares an image
+    above :data:`MAX_IMAGE_PIXELS`.
     """
-    data = bytes(stream).rstrip(b"\x00")
-    if not data.startswith(b"\xff\xd8"):
-        return "JPEG stream corrupt: it does not start with the SOI marker FFD8"
-    position, size = 2, len(data)
-    while position + 1 < size:
-        if data[position] != 0xFF:
-            return f"JPEG stream corrupt: no marker at byte {position} of {size}"
-        marker = data[position + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            position += 1
-        elif marker == 0xD9:
-            if position + 2 == size:
-                return None
-            return f"JPEG stream corrupt: EOI marker at byte {position}, {size - position - 2} bytes before its end"
-        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:
-            position += 2
-        else:
-            if position + 4 > size:
-                break
-            position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
-            if marker == 0xDA:
-                position = _end_of_entropy_data(data, position)
-    return f"JPEG stream truncated: {size} bytes without the EOI marker FFD9 at the end"
-
-
-def _end_of_entropy_data(data, position):
-    """Index of the first marker after entropy-coded data starting at ``position`` (``len(data)`` if none)."""
-    while True:
-        position = data.find(b"\xff", position)
-        if position < 0 or position + 1 >= len(data):
-            return len(data)
-        following = data[position + 1]
-        if following != 0x00 and not 0xD0 <= following <= 0xD7:
-            return position
-        position += 2
-
-
-def _check_compressed_stream(dataset, metadata, path):
-    """DicomReadError when the first frame's compressed stream is cut short or corrupt."""
     syntax = metadata.transfer_syntax_uid
     if syntax not in _JPEG_SYNTAXES and syntax not in _FFD9_SYNTAXES:
-        return
+        return None
     stream = _first_frame(dataset, path)
+    header = frame_header(stream)
+    if header is not None:
+        _check_size(header.rows, header.columns, "the compressed stream's frame header", path)
     if syntax in _JPEG_SYNTAXES:
-        problem = _jpeg_stream_problem(stream)
+        problem = jpeg_stream_problem(stream)
     elif not bytes(stream).rstrip(b"\x00").endswith(b"\xff\xd9"):
         problem = f"compressed stream truncated: {len(stream)} bytes without the end marker FFD9"
     else:
         problem = None
     if problem:
         raise DicomReadError(path, problem)
+    return stream, header
 
 
 # ---------------------------------------------------------------- decode paths
-def _fast_path_applies(dataset, metadata):
+def _fast_path_applies(dataset, metadata, header):
     return (
         metadata.transfer_syntax_uid == JPEG_BASELINE
         and dataset.get("BitsAllocated") == 8
@@ -464,35 +358,32 @@ def _fast_path_applies(dataset, metadata):
         and int(dataset.get("NumberOfFrames", 1) or 1) == 1
         and dataset.get("PixelRepresentation", 0) == 0
         and metadata.photometric_interpretation in ("MONOCHROME1", "MONOCHROME2")
+        and strict_decoding_applies(header)
+        and (header.rows, header.columns) == (metadata.rows, metadata.columns)
     )
 
 
-def _decode_fast(dataset, metadata, size, path):
-    """Pillow decode of the encapsulated JPEG with DCT-domain downscaling; raises on any problem."""
-    from PIL import Image
-
-    stream = _first_frame(dataset, path)
-    picture = Image.open(io.BytesIO(stream), formats=["JPEG"])
-    if picture.size != (metadata.columns, metadata.rows):
-        raise ValueError(f"JPEG stream is {picture.size}, header says {metadata.columns}x{metadata.rows}")
-    if size is not None:
-        picture.draft("L", (int(size), int(size)))
+def _decode_fast(stream, metadata, size, path):
+    """libjpeg-turbo decode of the JPEG stream with DCT-domain downscaling (Pillow ``draft``'s factors: 1-8)."""
+    factor = 1 if size is None else min(8, power_of_two_reduction(metadata.columns, metadata.rows, int(size)))
     try:
-        picture.load()
-    except OSError as error:  # Pillow's "image file is truncated", "broken data stream": never retried
-        raise DicomReadError(path, f"JPEG stream truncated or corrupt ({error})") from error
-    if picture.mode != "L":
-        picture = picture.convert("L")
-    image = _resize_pil(picture, size) if size is not None else np.asarray(picture, np.uint8)
+        image = decode_jpeg_strict(stream, factor)
+    except StreamError as error:  # never retried: the reference path's check finds the same
+        raise DicomReadError(path, str(error)) from error
+    if size is not None:
+        image = resize_square(image, size)
     if metadata.photometric_interpretation == "MONOCHROME1":
         image = 255 - image
     return np.ascontiguousarray(image)
 
 
-def _decode_reference(dataset, path):
-    """pydicom decode of the first frame -> uint8 [H, W]."""
+def _decode_reference(dataset, stream, path):
+    """pydicom decode of the first frame -> uint8 [H, W]; an 8-bit JPEG stream's entropy data checked first."""
     from pydicom.pixels import pixel_array
 
+    problem = jpeg_entropy_problem(stream) if stream is not None else None
+    if problem:
+        raise DicomReadError(path, problem)
     try:
         array = pixel_array(dataset, index=0)
     except NotImplementedError as error:
@@ -515,13 +406,15 @@ def read_dicom(path, *, size=None, fast=True):
     frame only.
 
     With ``fast=True``, 8-bit single-frame grey JPEG Baseline files (the RSNA
-    files) are decoded by Pillow with DCT-domain downscaling; the result
+    files) are decoded by libjpeg-turbo with DCT-domain downscaling; the result
     differs from the reference path (``fast=False``: pydicom ``pixel_array``,
     then :func:`resize_square`) by at most ``FAST_PATH_TOLERANCE`` (mean
     absolute difference <= 0.5 grey levels, maximum <= 4, at any
     size; without resizing they differ by at most 1 grey level, the
-    libjpeg IDCT rounding of pylibjpeg against libjpeg-turbo). Other files, and any fast-path
-    failure, go through the reference path.
+    libjpeg IDCT rounding of pylibjpeg against libjpeg-turbo). Other files go through
+    the reference path. A header value that cannot be parsed is warned about
+    (:class:`DicomMetadataWarning`, naming the file and the field) and reads as
+    None; the pixels are read as usual.
 
     Parameters
     ----------
@@ -545,30 +438,43 @@ def read_dicom(path, *, size=None, fast=True):
     DicomReadError
         Not a DICOM file, no pixel data, truncated or undecodable pixel data,
         a compressed stream cut short or corrupt (JPEG: SOI/EOI and the marker
-        structure are checked, since decoders fill a cut stream with grey;
-        JPEG-LS and JPEG 2000: the end marker), unsupported format; the
-        message names the file. Such a file is never decoded into a picture.
+        structure are checked, since decoders fill a cut stream with grey, and
+        8-bit JPEG streams are decoded strictly, so that entropy data cut and
+        closed with an EOI is refused on both paths; JPEG-LS and JPEG 2000: the
+        end marker), an image larger than :data:`MAX_IMAGE_PIXELS` (Rows x
+        Columns or the stream's frame header; checked before decoding),
+        unsupported format, and anything else that fails while reading this
+        file; the message names the file. Such a file is never decoded into a
+        picture.
     """
     if size is not None and int(size) <= 0:
         raise ValueError(f"size must be a positive number of pixels or None, got {size}")
-    dataset = _read_dataset(path, headers_only=False)
-    metadata = _metadata_from_dataset(dataset, path)
-    if "PixelData" not in dataset:
-        other = [k for k in ("FloatPixelData", "DoubleFloatPixelData") if k in dataset]
-        reason = f"unsupported format ({other[0]} is not read)" if other else "no pixel data (7FE0,0010)"
-        raise DicomReadError(path, reason)
-    _check_compressed_stream(dataset, metadata, path)
-    if fast and _fast_path_applies(dataset, metadata):
-        try:
-            return _decode_fast(dataset, metadata, size, path), metadata
-        except DicomReadError:
-            raise
-        except Exception:  # e.g. a JPEG variant Pillow rejects: the reference path decides
-            pass
-    image = _decode_reference(dataset, path)
-    if size is not None:
-        image = resize_square(image, size)
-    return image, metadata
+    with _file_errors(path):
+        dataset = _read_dataset(path, headers_only=False)
+        metadata = _metadata_from_dataset(dataset, path)
+        if "PixelData" not in dataset:
+            other = [k for k in ("FloatPixelData", "DoubleFloatPixelData") if k in dataset]
+            reason = f"unsupported format ({other[0]} is not read)" if other else "no pixel data (7FE0,0010)"
+            raise DicomReadError(path, reason)
+        _check_size(metadata.rows, metadata.columns, "Rows x Columns", path)
+        stream, header = _checked_stream(dataset, metadata, path) or (None, None)
+        if fast and _fast_path_applies(dataset, metadata, header):
+            return _decode_fast(stream, metadata, size, path), metadata
+        image = _decode_reference(dataset, stream, path)
+        if size is not None:
+            image = resize_square(image, size)
+        return image, metadata
+
+
+@contextlib.contextmanager
+def _file_errors(path):
+    """Whatever goes wrong while reading one file becomes that file's DicomReadError (a batch goes on)."""
+    try:
+        yield
+    except DicomReadError:
+        raise
+    except Exception as error:  # noqa: BLE001 - pydicom and the decoders raise many types on bad files
+        raise DicomReadError(path, f"cannot be read ({type(error).__name__}: {error})") from error
 
 
 def read_dicom_image(path, size=None, fast=True):

@@ -12,14 +12,27 @@ The DICOMs are what the real ones are: JPEG Baseline, 8-bit MONOCHROME2,
 modality CR, with PatientID = file stem, PatientAge (a string), PatientSex,
 ViewPosition, PixelSpacing and UIDs. The images are chest-like (dark lung
 fields, bright mediastinum, heart, spine, ribs and clavicles, soft edges,
-noise); every opacity is a soft bright region inside a lung whose bounding
-box is exactly its label. Proportions follow the real labels: 22.5 % of
-patients positive; of those 43.5 / 54.3 / 2.0 / 0.2 % have 1 / 2 / 3 / 4
-boxes; negatives are 57 % 'No Lung Opacity / Not Normal' and 43 % 'Normal'.
+noise); every opacity is a soft bright region whose bounding box is exactly
+its label. Proportions follow the real labels: 22.5 % of patients positive; of
+those 43.5 / 54.3 / 2.0 / 0.2 % have 1 / 2 / 3 / 4 boxes; negatives are 57 %
+'No Lung Opacity / Not Normal' and 43 % 'Normal'.
+
+``preset='easy'`` (the default, the demo's) draws bright opacities inside the
+drawn lungs; ``preset='realistic'`` draws the boxes from the real label
+distribution (sizes, positions, the split over the image halves) and fainter,
+patchier opacities under varying exposure and noise (``synthetic_image.PRESETS``):
+a benchmark that a small detector does not saturate.
 
 Everything derives from the seed: the same seed gives byte-identical files
 whatever the number of worker processes (each image has its own random
 stream, seeded by ``(seed, split, index)``).
+
+The set is marked as synthetic by a small file ``OUT/.rsna_detector_synthetic``
+(:data:`SYNTHETIC_MARKER`). A folder that holds anything else (a Kaggle download,
+say) is refused (:class:`SyntheticTargetError`) unless ``overwrite=True``
+(``rsna-detector synth --overwrite``): its CSVs would be replaced and its DICOMs
+mixed with synthetic ones. An empty folder, or a synthetic set written before, is
+written into.
 """
 from __future__ import annotations
 
@@ -31,13 +44,15 @@ import time
 import uuid
 import warnings
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .._io import atomic_path, atomic_write
+from .._processes import process_pool
+from ..errors import RsnaDetectorError
+from .box_distribution import sample_real_boxes
 from .dicom import JPEG_BASELINE
 from .labels import (
     CLASS_COLUMNS,
@@ -49,9 +64,17 @@ from .labels import (
     SUBMISSION_COLUMNS,
 )
 from .layout import CLASS_INFO, SAMPLE_SUBMISSION, TEST_IMAGES, TRAIN_IMAGES, TRAIN_LABELS
-from .synthetic_image import ChestGeometry, sample_chest_geometry, sample_opacity_boxes, synthetic_chest_image
+from .synthetic_image import (
+    ChestGeometry,
+    get_preset,
+    sample_chest_geometry,
+    sample_opacity_boxes,
+    synthetic_chest_image,
+)
 
 __all__ = [
+    "SYNTHETIC_MARKER",
+    "SyntheticTargetError",
     "SyntheticSummary",
     "make_synthetic_dataset",
     "write_jpeg_dicom",
@@ -69,6 +92,12 @@ BOX_COUNT_PROBABILITIES = {1: 2614 / 6012, 2: 3266 / 6012, 3: 119 / 6012, 4: 13 
 NEGATIVE_CLASS_PROBABILITIES = {NOT_NORMAL_CLASS: 11821 / 20672, NORMAL_CLASS: 8851 / 20672}
 
 SAMPLE_PREDICTION = "0.5 0 0 100 100"
+#: The file that marks a folder as a synthetic data set (written first, so an interrupted run can be rerun).
+SYNTHETIC_MARKER = ".rsna_detector_synthetic"
+
+
+class SyntheticTargetError(RsnaDetectorError, FileExistsError):
+    """The target folder holds files that are not a synthetic data set; nothing was written."""
 
 _SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 _JPEG_QUALITY = 90
@@ -157,6 +186,7 @@ class _Patient:
     sex: str
     view_position: str
     pixel_spacing: tuple
+    preset: str = "easy"
 
 
 def _exact_counts(n, probabilities):
@@ -178,13 +208,17 @@ def _plan_classes(rng, n):
     return [names[i] for i in rng.permutation(n)]
 
 
-def _plan_patient(rng, split, index, class_name, image_size):
+def _plan_patient(rng, split, index, class_name, image_size, preset):
     patient_id = str(uuid.UUID(bytes=rng.bytes(16), version=4))
     geometry = sample_chest_geometry(rng, image_size)
     n_boxes = 0
     if class_name == POSITIVE_CLASS:
         n_boxes = int(rng.choice(list(BOX_COUNT_PROBABILITIES), p=list(BOX_COUNT_PROBABILITIES.values())))
-    boxes = tuple(tuple(box) for box in sample_opacity_boxes(rng, geometry, n_boxes))
+    if get_preset(preset).boxes == "real":
+        drawn = sample_real_boxes(rng, n_boxes, image_size)
+    else:
+        drawn = sample_opacity_boxes(rng, geometry, n_boxes)
+    boxes = tuple(tuple(box) for box in drawn)
     ap_probability = 0.75 if n_boxes else 0.38
     # the real spacings are those of a 1024-pixel image: scaled to this image's size
     spacing = float(rng.choice([0.139, 0.143, 0.168, 0.171])) * RSNA_IMAGE_SIZE / image_size
@@ -192,15 +226,15 @@ def _plan_patient(rng, split, index, class_name, image_size):
     return _Patient(split=split, index=index, patient_id=patient_id, class_name=class_name, boxes=boxes,
                     geometry=geometry, age=str(age), sex="M" if rng.random() < 0.57 else "F",
                     view_position="AP" if rng.random() < ap_probability else "PA",
-                    pixel_spacing=(spacing, spacing))
+                    pixel_spacing=(spacing, spacing), preset=get_preset(preset).name)
 
 
-def _plan(seed, n_train, n_test, image_size):
+def _plan(seed, n_train, n_test, image_size, preset="easy"):
     rng = np.random.default_rng(seed)
     patients = []
     for split, n in (("train", n_train), ("test", n_test)):
         for index, class_name in enumerate(_plan_classes(rng, n)):
-            patients.append(_plan_patient(rng, split, index, class_name, image_size))
+            patients.append(_plan_patient(rng, split, index, class_name, image_size, preset))
     return patients
 
 
@@ -210,7 +244,7 @@ def _render_and_write(task):
     rng = np.random.default_rng([seed, 0 if patient.split == "train" else 1, patient.index])
     image = synthetic_chest_image(rng, np.array(patient.boxes).reshape(-1, 4), patient.geometry.size,
                                   geometry=patient.geometry, view_position=patient.view_position,
-                                  abnormal=patient.class_name == NOT_NORMAL_CLASS)
+                                  abnormal=patient.class_name == NOT_NORMAL_CLASS, preset=patient.preset)
     write_jpeg_dicom(path, image, patient_id=patient.patient_id, age=patient.age, sex=patient.sex,
                      view_position=patient.view_position, pixel_spacing=patient.pixel_spacing,
                      uid_seed=str(seed))
@@ -259,6 +293,8 @@ class SyntheticSummary:
     seed : int
     seconds : float
         Wall time of the generation.
+    preset : str
+        'easy' or 'realistic'.
     """
 
     out_dir: Path
@@ -276,6 +312,7 @@ class SyntheticSummary:
     image_size: int = 1024
     seed: int = 0
     seconds: float = 0.0
+    preset: str = "easy"
 
     def __str__(self):
         share = self.n_positive / self.n_train if self.n_train else 0.0
@@ -283,8 +320,8 @@ class SyntheticSummary:
                               for k, v in sorted(self.boxes_per_positive.items()))
         classes = ", ".join(f"{name}: {count}" for name, count in self.class_rows.items())
         return "\n".join([
-            f"synthetic RSNA data set in {self.out_dir} (seed {self.seed}, {self.image_size}x{self.image_size}, "
-            f"{self.seconds:.1f} s)",
+            f"synthetic RSNA data set in {self.out_dir} ({self.preset} preset, seed {self.seed}, "
+            f"{self.image_size}x{self.image_size}, {self.seconds:.1f} s)",
             f"  train: {self.n_train} patients, {self.n_positive} positive ({share:.1%}), {self.n_boxes} boxes"
             + (f" ({histogram})" if histogram else ""),
             f"  class rows: {classes}",
@@ -305,7 +342,7 @@ def _run_tasks(tasks, workers, progress):
                 bar.update(1)
             return
         chunk = max(1, min(16, len(tasks) // (workers * 4)))
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with process_pool(workers) as pool:
             for _ in pool.map(_render_and_write, tasks, chunksize=chunk):
                 bar.update(1)
 
@@ -317,14 +354,28 @@ def _warn_stale(folder, expected):
                     folder, len(stale), stale[0])
 
 
+def _check_target(out_dir, overwrite):
+    """SyntheticTargetError when ``out_dir`` holds anything but a synthetic set (unless ``overwrite``)."""
+    if overwrite or not out_dir.is_dir() or (out_dir / SYNTHETIC_MARKER).is_file():
+        return
+    entries = sorted(p.name for p in out_dir.iterdir())
+    if entries:
+        shown = ", ".join(entries[:4]) + (f" and {len(entries) - 4} more" if len(entries) > 4 else "")
+        raise SyntheticTargetError(
+            f"{out_dir}: not empty and not a synthetic data set (it holds {shown}): its files would be replaced "
+            "or mixed with synthetic ones; choose an empty folder, or pass overwrite=True "
+            "(rsna-detector synth --overwrite)")
+
+
 def make_synthetic_dataset(out_dir, *, n_train=1000, n_test=100, seed=0, image_size=RSNA_IMAGE_SIZE, workers=None,
-                           progress=True):
+                           progress=True, overwrite=False, preset="easy"):
     """Write a synthetic RSNA data set in the exact Kaggle layout (see the module docstring).
 
     Parameters
     ----------
     out_dir : str or Path
-        Data directory (created if needed); files of the same names are replaced.
+        Data directory (created if needed): empty, or a synthetic set written
+        before (its files of the same names are replaced).
     n_train, n_test : int
         Training and test patients (one DICOM each).
     seed : int
@@ -336,21 +387,35 @@ def make_synthetic_dataset(out_dir, *, n_train=1000, n_test=100, seed=0, image_s
         ``os.cpu_count()``); the output does not depend on it.
     progress : bool
         Show a tqdm progress bar.
+    overwrite : bool
+        Write into a folder that holds other files too (replacing those of the
+        same names).
+    preset : {'easy', 'realistic'}
+        How hard the data set is (module docstring); 'easy' by default.
 
     Returns
     -------
     SyntheticSummary
+
+    Raises
+    ------
+    SyntheticTargetError
+        ``out_dir`` holds files and is not a synthetic set, without ``overwrite``;
+        checked before anything is written.
     """
     if n_train < 0 or n_test < 0:
         raise ValueError(f"n_train and n_test must be >= 0, got {n_train} and {n_test}")
     if image_size < 64:
         raise ValueError(f"image_size must be at least 64 pixels, got {image_size}")
+    preset = get_preset(preset).name
     start = time.perf_counter()
     out_dir = Path(out_dir)
+    _check_target(out_dir, overwrite)
     folders = {"train": out_dir / TRAIN_IMAGES, "test": out_dir / TEST_IMAGES}
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
-    patients = _plan(int(seed), int(n_train), int(n_test), int(image_size))
+    atomic_write(out_dir / SYNTHETIC_MARKER, "a synthetic data set written by rsna_detector.data.synthetic\n")
+    patients = _plan(int(seed), int(n_train), int(n_test), int(image_size), preset)
     tasks = [(p, folders[p.split] / f"{p.patient_id}.dcm", int(seed)) for p in patients]
     for split, folder in folders.items():
         _warn_stale(folder, {path.name for p, path, _ in tasks if p.split == split})
@@ -371,4 +436,4 @@ def make_synthetic_dataset(out_dir, *, n_train=1000, n_test=100, seed=0, image_s
         n_boxes=sum(len(p.boxes) for p in positives),
         boxes_per_positive=dict(sorted(Counter(len(p.boxes) for p in positives).items())),
         class_rows=dict(Counter(row[1] for row in classes)), image_size=int(image_size), seed=int(seed),
-        seconds=time.perf_counter() - start)
+        seconds=time.perf_counter() - start, preset=preset)

@@ -6,6 +6,14 @@
 anatomy, every opacity a soft bright region whose bounding box is exactly its box, noise at full
 size. Sizes are given for a 1024-pixel image and scaled to ``size``. Everything comes from the
 ``numpy.random.Generator`` passed in.
+
+Two presets (:data:`PRESETS`) set how hard the images are. ``'easy'`` (the default, the demo's):
+bright opacities with a soft edge inside the drawn lungs, fixed exposure and noise; a small
+detector learns it in minutes. ``'realistic'``: boxes drawn from the real label distribution
+(``box_distribution``; they overlap the heart and the ribs as real ones do), fainter and patchier
+opacities over busier lung markings (about three quarters of the easy preset's contrast over the
+background's spread), exposure, contrast and noise varying from image to image. The CPU preset of
+the detector still learns it in 12 short epochs, far from saturated (``make bench-models``).
 """
 from __future__ import annotations
 
@@ -16,10 +24,73 @@ import numpy as np
 
 from .labels import RSNA_IMAGE_SIZE
 
-__all__ = ["ChestGeometry", "sample_chest_geometry", "sample_opacity_boxes", "synthetic_chest_image"]
+__all__ = ["ChestGeometry", "SyntheticPreset", "PRESETS", "get_preset", "sample_chest_geometry", "sample_opacity_boxes",
+           "synthetic_chest_image"]
 
 _RENDER_SIDE = 256  # anatomy is smooth: drawn at <= 256 px, then upsampled, noise added at full size
 _REFERENCE_SIDE = RSNA_IMAGE_SIZE  # sizes below are given in pixels of a 1024 image and scaled
+
+
+# ---------------------------------------------------------------- presets
+@dataclass(frozen=True)
+class SyntheticPreset:
+    """How hard a synthetic data set is (intensities on the 0..1 scale of the rendered image).
+
+    Attributes
+    ----------
+    name : str
+    boxes : {'lungs', 'real'}
+        Boxes inside the drawn lung fields (:func:`sample_opacity_boxes`) or drawn
+        from the real label distribution (``box_distribution.sample_real_boxes``).
+    opacity_amplitude : (float, float)
+        Range of an opacity's peak brightness.
+    opacity_edge : float
+        Share of the inscribed ellipse over which an opacity fades to nothing
+        (1: a diffuse opacity brightest at its centre only).
+    opacity_texture : (float, float)
+        ``(base, weight)``: an opacity is modulated by ``base + weight * patchiness``
+        (low-frequency noise in [-1, 1]), clipped at 0: patchy when the weight is large.
+    lung_markings : float
+        Weight of the fine low-frequency texture of the lung fields (vessels).
+    gamma : (float, float)
+        Range of the exposure gamma.
+    exposure : (float, float) or None
+        Range of a brightness shift, with ``contrast`` and ``noise`` drawn per image; None: fixed.
+    contrast : (float, float)
+        Range of a contrast factor (with ``exposure``).
+    noise : (float, float)
+        Range of the standard deviation of the full-size pixel noise (a fixed 0.012 without ``exposure``).
+    """
+
+    name: str
+    boxes: str
+    opacity_amplitude: tuple
+    opacity_edge: float
+    opacity_texture: tuple
+    lung_markings: float
+    gamma: tuple
+    exposure: tuple | None = None
+    contrast: tuple = (1.0, 1.0)
+    noise: tuple = (0.012, 0.012)
+
+
+#: The presets by name; 'easy' is the default (the demo's).
+PRESETS = {
+    "easy": SyntheticPreset(name="easy", boxes="lungs", opacity_amplitude=(0.34, 0.46), opacity_edge=0.7,
+                            opacity_texture=(0.8, 0.2), lung_markings=0.025, gamma=(0.85, 1.15)),
+    "realistic": SyntheticPreset(name="realistic", boxes="real", opacity_amplitude=(0.28, 0.40), opacity_edge=0.75,
+                                 opacity_texture=(0.75, 0.3), lung_markings=0.04, gamma=(0.75, 1.3),
+                                 exposure=(-0.08, 0.08), contrast=(0.75, 1.1), noise=(0.015, 0.035)),
+}
+
+
+def get_preset(preset):
+    """A :class:`SyntheticPreset` from itself or its name; ValueError naming the known ones."""
+    if isinstance(preset, SyntheticPreset):
+        return preset
+    if preset not in PRESETS:
+        raise ValueError(f"preset {preset!r}: expected one of {', '.join(PRESETS)}")
+    return PRESETS[preset]
 
 
 # ---------------------------------------------------------------- geometry and boxes
@@ -186,17 +257,19 @@ def _clavicle_layer(geometry, X, Y, s):
     return band * _soft_inside((dx / (330 * s)) ** 2, 0.4) * (dx > 35 * s)
 
 
-def _opacity_layer(boxes, X, Y, rng, texture):
+def _opacity_layer(boxes, X, Y, rng, texture, preset):
     """Sum of soft blobs, each exactly filling the ellipse inscribed in its box, 0..0.6."""
     layer = np.zeros_like(X)
+    base, weight = preset.opacity_texture
+    modulation = np.maximum(base + weight * texture, 0)
     for x, y, w, h in np.asarray(boxes, np.float64).reshape(-1, 4):
         level = ((X - (x + w / 2)) / (w / 2)) ** 2 + ((Y - (y + h / 2)) / (h / 2)) ** 2
-        amplitude = rng.uniform(0.34, 0.46)
-        layer += amplitude * _soft_inside(level, 0.7) * (0.8 + 0.2 * texture)
+        amplitude = rng.uniform(*preset.opacity_amplitude)
+        layer += amplitude * _soft_inside(level, preset.opacity_edge) * modulation
     return np.clip(layer, 0, 0.6)
 
 
-def synthetic_chest_image(rng, boxes, size, *, geometry=None, view_position="PA", abnormal=False):
+def synthetic_chest_image(rng, boxes, size, *, geometry=None, view_position="PA", abnormal=False, preset="easy"):
     """A chest-X-ray-like uint8 image with a soft bright opacity filling each box.
 
     Parameters
@@ -217,6 +290,9 @@ def synthetic_chest_image(rng, boxes, size, *, geometry=None, view_position="PA"
     abnormal : bool
         Add a non-opacity finding (enlarged heart or a line/tube), as in the
         'No Lung Opacity / Not Normal' class.
+    preset : str or SyntheticPreset
+        'easy' (default) or 'realistic' (:data:`PRESETS`): how faint the
+        opacities are and how much exposure and noise vary.
 
     Returns
     -------
@@ -225,6 +301,7 @@ def synthetic_chest_image(rng, boxes, size, *, geometry=None, view_position="PA"
     """
     from PIL import Image
 
+    preset = get_preset(preset)
     geometry = geometry or sample_chest_geometry(rng, size)
     side = min(int(size), _RENDER_SIDE)
     s = size / _REFERENCE_SIDE
@@ -241,7 +318,7 @@ def synthetic_chest_image(rng, boxes, size, *, geometry=None, view_position="PA"
         _, cy, _, half_h = geometry.lungs[lung]
         inside = _soft_inside(geometry.lung_level(lung, X, Y), 0.18)
         lung_value = 0.15 + 0.10 * np.clip((Y - (cy - half_h)) / (2 * half_h), 0, 1) + 0.03 * texture \
-            + 0.025 * markings
+            + preset.lung_markings * markings
         image = image * (1 - inside) + lung_value * inside
     cx, cy, half_w, half_h = geometry.heart
     enlarged = abnormal and rng.random() < 0.5
@@ -253,21 +330,29 @@ def synthetic_chest_image(rng, boxes, size, *, geometry=None, view_position="PA"
     image += 0.11 * _rib_layer(geometry, X, Y, s) + 0.15 * _clavicle_layer(geometry, X, Y, s)
     if abnormal and not enlarged:
         image += 0.35 * _line_layer(rng, geometry, X, Y, s)
-    gamma = rng.uniform(0.85, 1.15)
+    gamma = rng.uniform(*preset.gamma)
     offset = int(rng.integers(0, size * size + 1))
     noise = _noise_bank(size)[offset: offset + size * size].reshape(size, size)
+    shift, contrast, noise_level = _exposure(rng, preset)
     # drawn last, so that the same rng state gives the same image apart from the opacities
-    opacity = _opacity_layer(boxes, X, Y, rng, patchiness)
+    opacity = _opacity_layer(boxes, X, Y, rng, patchiness, preset)
     image = image + opacity * (1 - 0.6 * image)  # brighter, never saturating over bone
     image = np.clip(image, 0, 1) ** gamma
-    contrast = 0.85 if view_position == "AP" else 1.0
-    image = (0.5 + contrast * (image - 0.5)).astype(np.float32)
+    contrast *= 0.85 if view_position == "AP" else 1.0
+    image = (0.5 + shift + contrast * (image - 0.5)).astype(np.float32)
     if side != size:
         image = np.asarray(Image.fromarray(image, mode="F").resize((size, size), Image.Resampling.BILINEAR))
-    image = image + np.float32(0.012) * noise
+    image = image + np.float32(noise_level) * noise
     image *= 255
     image += 0.5
     return np.clip(image, 0, 255, out=image).astype(np.uint8)
+
+
+def _exposure(rng, preset):
+    """(brightness shift, contrast factor, noise level) of one image; fixed (0, 1, noise[0]) without ``exposure``."""
+    if preset.exposure is None:
+        return 0.0, 1.0, preset.noise[0]
+    return rng.uniform(*preset.exposure), rng.uniform(*preset.contrast), rng.uniform(*preset.noise)
 
 
 @functools.lru_cache(maxsize=4)

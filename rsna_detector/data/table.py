@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .._io import atomic_write
+from .._processes import process_pool
 from ..errors import RsnaDetectorWarning
 from .dicom import read_dicom_metadata
 from .labels import read_labels
@@ -49,7 +49,8 @@ HEADER_COLUMNS = {
     "bits_stored": "Int64",
 }
 _SHOWN_IDS = 10
-_SERIAL_BELOW = 200  # files; below this a process pool costs more than it saves
+# files; below this a pool of spawned workers costs more than it saves (benchmarks/bench_pools.py)
+_SERIAL_BELOW = 2000
 
 
 class PatientTableWarning(RsnaDetectorWarning):
@@ -189,7 +190,7 @@ class _InProcess:
 def _executor(workers, n_items):
     if workers <= 1 or n_items <= 1:
         return _InProcess()
-    return ProcessPoolExecutor(max_workers=min(workers, n_items))
+    return process_pool(min(workers, n_items))
 
 
 def _progress_bar(total, enabled):
@@ -273,7 +274,7 @@ def build_patient_table(data_dir_or_layout, *, cache_path=None, refresh=False, w
         Read every header again even when the cache is fresh.
     workers : int, optional
         Processes reading headers; default: this process alone for fewer than
-        200 files, else ``min(8, CPU count)``.
+        2,000 files, else ``min(8, CPU count)``.
     progress : bool
         Show a tqdm progress bar while reading headers.
     strict : bool

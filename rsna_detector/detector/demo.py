@@ -11,33 +11,9 @@ import time
 from pathlib import Path
 
 from .._io import write_json
+from .loading import inference_model_from
 
 __all__ = ["run_demo", "inference_model_from", "resolve_demo_weights", "format_results", "RESULT_ROWS"]
-
-
-def inference_model_from(training_model, images_per_gpu=None):
-    """An inference-mode MaskRCNN carrying the weights of a training-mode one.
-
-    The weights travel through the latest checkpoint (``find_last()``) or, when
-    none exists, a file written next to the model's log directory.
-    """
-    from ..mrcnn import model as modellib
-
-    settings = training_model.config.to_dict()
-    for name in ("BACKBONE", "COMPUTE_BACKBONE_SHAPE"):  # from_dict imports no callable by name: pass the objects
-        if callable(getattr(training_model.config, name, None)):
-            settings[name] = getattr(training_model.config, name)
-    if images_per_gpu is not None:
-        settings.update(IMAGES_PER_GPU=images_per_gpu, GPU_COUNT=1)
-    config = type(training_model.config).from_dict(settings)
-    try:
-        weights_path = training_model.find_last()
-    except FileNotFoundError:
-        weights_path = str(Path(training_model.model_dir) / "final_weights.h5")
-        training_model.save_weights(weights_path)
-    model = modellib.MaskRCNN(mode="inference", config=config, model_dir=training_model.model_dir)
-    model.load_weights(weights_path, by_name=True)
-    return model
 
 
 def _schedule(epochs, weights):
@@ -111,7 +87,9 @@ RESULT_ROWS = (
     ("map50", "mAP@0.5, all validation images"),
     ("map50_positive", "mAP@0.5, images with opacities"),
     ("mean_iou", "mean IoU of matched boxes"),
-    ("rsna_score", "competition score, model threshold"),
+    ("coco_ap", "COCO AP@[.5:.95]"),
+    ("model_threshold", "submission threshold"),
+    ("rsna_score", "competition score, submission threshold"),
     ("best_threshold", "best confidence threshold"),
     ("best_rsna_score", "competition score, best threshold"),
 )
@@ -177,10 +155,19 @@ def run_demo(out_dir="demo_output", data_dir=None, *, n_train=400, n_test=40, ep
     Returns
     -------
     dict
-        The summary also written to ``summary.json``: wall time, mAP@0.5,
-        rsna_score, best threshold, paths. The console gets a numbered line per
-        step, one line per training epoch, and the results table
-        (:func:`format_results`) last.
+        The summary also written to ``summary.json``: wall time, the metrics
+        (``evaluate_detector``'s), the checkpoint and post-processing used,
+        ``submission_threshold``, ``rsna_score`` (at that threshold) and
+        ``best_rsna_score`` (at the sweep's best), paths. The console gets a
+        numbered line per step, one line per training epoch, and the results
+        table (:func:`format_results`) last.
+
+    Notes
+    -----
+    Training validates every epoch on the validation split (``validation.ValidationCallback``)
+    and stores the best checkpoint's threshold beside it; the evaluation, the pictures and
+    the submission use that checkpoint and threshold (``loading.inference_model_from``), so the
+    competition score at the submission's threshold is the validation split's best.
     """
     from ..data.layout import KaggleLayout
     from .config import CPUDemoConfig, DetectorConfig
@@ -217,7 +204,8 @@ def run_demo(out_dir="demo_output", data_dir=None, *, n_train=400, n_test=40, ep
                                     epochs=epochs, seed=seed, schedule=_schedule(epochs, weights),
                                     augmentation=None if synthetic else "notebook")
     model = inference_model_from(training_model)
-    _step(3, f"evaluation on the {val_ds.num_images} validation patients")
+    _step(3, f"evaluation on the {val_ds.num_images} validation patients: {Path(model.weights_path).name}, "
+             f"{model.postprocessing.describe()}")
     metrics = evaluate_detector(model, val_ds, val_ds.image_ids, config=model.config, out_dir=out_dir / "evaluation",
                                 verbose=progress)
 
@@ -245,6 +233,11 @@ def run_demo(out_dir="demo_output", data_dir=None, *, n_train=400, n_test=40, ep
         "val_patients": int(val_ds.num_images),
         "final_losses": {k: float(v[-1]) for k, v in history.items() if v},
         "metrics": metrics,
+        "checkpoint": str(model.weights_path),
+        "postprocessing": model.postprocessing.to_dict(),
+        "submission_threshold": metrics["model_threshold"],
+        "rsna_score": metrics["rsna_score"],
+        "best_rsna_score": metrics["best_rsna_score"],
         "submission": str(submission_path) if submission_path else None,
         "pictures": [str(p) for p in pictures],
         "checkpoints": str(Path(training_model.log_dir)),

@@ -34,13 +34,14 @@ The competition's metric (:func:`rsna_score`, :func:`rsna_image_score`,
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from .competition import (
+    DEFAULT_SWEEP,
     RSNA_IOU_THRESHOLDS,
     EvaluationError,
     _box_overlaps,
@@ -51,6 +52,7 @@ from .competition import (
     rsna_score_records,
     sweep_confidence_threshold,
 )
+from .report import write_detection_report
 
 __all__ = [
     "RSNA_IOU_THRESHOLDS",
@@ -118,6 +120,17 @@ class EvalRecord:
         keep = slice(None) if min_confidence is None else self.pred_scores >= min_confidence
         return self.pred_boxes[keep], self.pred_scores[keep]
 
+    def above(self, min_confidence=None):
+        """This record with only the detections scoring at least ``min_confidence`` (itself when None)."""
+        if min_confidence is None:
+            return self
+        keep = self.pred_scores >= min_confidence
+        masks = np.asarray(self.pred_masks)
+        if masks.ndim == 3 and masks.shape[-1] == len(keep):
+            masks = masks[..., keep]
+        return dataclasses.replace(self, pred_boxes=self.pred_boxes[keep], pred_class_ids=self.pred_class_ids[keep],
+                                   pred_scores=self.pred_scores[keep], pred_masks=masks)
+
 
 def _full_mask_config(config):
     """A copy of ``config`` that keeps full-size masks (compute_ap needs image-sized masks)."""
@@ -128,30 +141,24 @@ def _full_mask_config(config):
     return full
 
 
-def _detect_padded(model, images, batch_size):
-    """``model.detect`` on at most ``batch_size`` images, padded with repeats to a full batch."""
-    padded = images + [images[-1]] * (batch_size - len(images))
-    return model.detect(padded, verbose=0)[:len(images)]
-
-
-def _record(dataset, image_id, gt, detection):
+def _record(dataset, image_id, gt, detections):
     image, _meta, gt_class_ids, gt_boxes, gt_masks = gt
     height, width = image.shape[:2]
-    masks = np.asarray(detection.get("masks", np.zeros((height, width, 0))), bool)
+    masks = np.zeros((height, width, 0), bool) if detections.masks is None else detections.masks
     return EvalRecord(
         image_id=int(image_id),
         patient_id=dataset.image_info[image_id].get("id") if hasattr(dataset, "image_info") else None,
         gt_boxes=np.asarray(gt_boxes).reshape(-1, 4),
         gt_class_ids=np.asarray(gt_class_ids, np.int32).reshape(-1),
         gt_masks=np.asarray(gt_masks, bool),
-        pred_boxes=np.asarray(detection["rois"], np.float32).reshape(-1, 4),
-        pred_class_ids=np.asarray(detection["class_ids"], np.int32).reshape(-1),
-        pred_scores=np.asarray(detection["scores"], np.float32).reshape(-1),
+        pred_boxes=detections.boxes,
+        pred_class_ids=detections.class_ids,
+        pred_scores=detections.scores,
         pred_masks=masks,
     )
 
 
-def collect_detections(model, dataset, image_ids, config=None, verbose=False):
+def collect_detections(model, dataset, image_ids, config=None, verbose=False, postprocessing=None):
     """Run the detector once per image and keep ground truth and detections together.
 
     Parameters
@@ -166,6 +173,9 @@ def collect_detections(model, dataset, image_ids, config=None, verbose=False):
         are kept full-size whatever ``USE_MINI_MASK`` says.
     verbose : bool
         Show a progress bar.
+    postprocessing : postprocess.PostProcessing, optional
+        The pipeline the detections go through (``postprocess.detect``); default: one view,
+        every detection the model returns. With flip TTA the records have no predicted masks.
 
     Returns
     -------
@@ -177,6 +187,7 @@ def collect_detections(model, dataset, image_ids, config=None, verbose=False):
     from tqdm.auto import tqdm
 
     from ..mrcnn.data import load_image_gt
+    from .postprocess import detect
 
     config = _full_mask_config(config or model.config)
     image_ids = [int(i) for i in image_ids]
@@ -186,7 +197,7 @@ def collect_detections(model, dataset, image_ids, config=None, verbose=False):
         for start in range(0, len(image_ids), batch_size):
             chunk = image_ids[start:start + batch_size]
             ground_truths = [load_image_gt(dataset, config, image_id) for image_id in chunk]
-            detections = _detect_padded(model, [gt[0] for gt in ground_truths], batch_size)
+            detections = detect(model, [gt[0] for gt in ground_truths], postprocessing)
             records += [_record(dataset, i, gt, d) for i, gt, d in zip(chunk, ground_truths, detections, strict=True)]
             bar.update(len(chunk))
     return records
@@ -413,7 +424,7 @@ def _counts(records):
     }
 
 
-def detection_metrics(records, iou, *, model_threshold=None):
+def detection_metrics(records, iou, *, model_threshold=None, thresholds=DEFAULT_SWEEP):
     """The metrics every detector reports, from its records.
 
     Parameters
@@ -423,11 +434,17 @@ def detection_metrics(records, iou, *, model_threshold=None):
     iou : {'box', 'mask'}
         How a detection is compared with a ground truth for ``map50``,
         ``map50_positive``, ``per_image_ap`` (``utils.compute_ap_boxes`` or
-        ``utils.compute_ap``) and ``mean_iou``; the competition's score and the
-        sweep use box IoU whatever this says. Both detectors pass 'box' (see
+        ``utils.compute_ap``) and ``mean_iou``; the competition's score, the
+        sweep and COCO AP use box IoU whatever this says. Both detectors pass 'box' (see
         the module docstring); 'mask' needs the records' masks.
-    model_threshold : float, optional
-        The detector's own minimum confidence, reported as it is (NaN when None).
+    model_threshold : float, 'best' or None
+        The minimum confidence the detector applies (the submission's threshold):
+        ``map50``, ``map50_positive``, ``mean_iou``, ``rsna_score``, ``counts`` and
+        ``per_image_ap`` are those of the detections scoring at least this; 'best': the
+        sweep's best threshold; None: every detection of the records. Reported as
+        ``model_threshold`` (NaN when None).
+    thresholds : sequence of float
+        The sweep's candidates (``competition.DEFAULT_SWEEP``).
 
     Returns
     -------
@@ -437,91 +454,40 @@ def detection_metrics(records, iou, *, model_threshold=None):
         without detections scores 1, one with detections 0);
         ``map50_positive`` (the same mean over images with ground truth only);
         ``mean_iou`` (matched detections, IoU >= 0.5); ``model_threshold``;
-        ``rsna_score`` (all detections); ``best_threshold`` and
-        ``best_rsna_score`` (:func:`sweep_confidence_threshold`); ``counts``;
-        ``per_image_ap``; ``sweep`` (table). Undefined values (no image counts) are NaN.
+        ``rsna_score`` (at ``model_threshold``); ``best_threshold`` and
+        ``best_rsna_score`` (:func:`sweep_confidence_threshold` over every detection);
+        ``coco_ap``, ``coco_ap50``, ``coco_ap75`` (``coco.coco_ap``: pycocotools over every
+        detection, which it ranks); ``counts``; ``per_image_ap``; ``sweep`` (table).
+        Undefined values (no image counts) are NaN.
     """
+    from .coco import coco_ap
+
     _check_iou(iou)
-    map50, per_image_ap = batch_ap(records, 0.5, iou=iou)
-    best_threshold, best_score, table = sweep_confidence_threshold(records)
+    best_threshold, best_score, table = sweep_confidence_threshold(records, thresholds)
+    if isinstance(model_threshold, str):
+        if model_threshold != "best":
+            raise EvaluationError(f"model_threshold: expected a number, 'best' or None, got {model_threshold!r}")
+        model_threshold = best_threshold if np.isfinite(best_threshold) else None
+    kept = [r.above(model_threshold) for r in records]
+    map50, per_image_ap = batch_ap(kept, 0.5, iou=iou)
     return {
         "iou": iou,
         "map50": map50,
-        "map50_positive": _mean_of_finite([ap for r, ap in zip(records, per_image_ap, strict=True) if len(r.gt_boxes)]),
-        "mean_iou": mean_matched_iou(records, 0.5, iou=iou),
+        "map50_positive": _mean_of_finite([ap for r, ap in zip(kept, per_image_ap, strict=True) if len(r.gt_boxes)]),
+        "mean_iou": mean_matched_iou(kept, 0.5, iou=iou),
         "model_threshold": float("nan") if model_threshold is None else float(model_threshold),
-        "rsna_score": rsna_score_records(records),
+        "rsna_score": rsna_score_records(kept),
         "best_threshold": best_threshold,
         "best_rsna_score": best_score,
-        "counts": _counts(records),
+        **coco_ap(records),
+        "counts": _counts(kept),
         "per_image_ap": per_image_ap,
         "sweep": table,
     }
 
 
-# --------------------------------------------------------------------------- the report
-def _save_precision_recall(records, metrics, path):
-    import matplotlib.pyplot as plt
-
-    from ..mrcnn import visualize
-
-    precisions, recalls, _ = precision_recall_curve(records, iou=metrics["iou"])
-    figure = visualize.plot_precision_recall(metrics["map50"], precisions, recalls)
-    figure = figure if hasattr(figure, "savefig") else plt.gcf()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
-def _save_threshold_sweep(table, best_threshold, path):
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 4))
-    axis.plot([row["threshold"] for row in table], [row["rsna_score"] for row in table], marker=".")
-    if np.isfinite(best_threshold):
-        axis.axvline(best_threshold, color="red", linestyle="--", label=f"best {best_threshold:.2f}")
-        axis.legend()
-    axis.set_xlabel("minimum confidence")
-    axis.set_ylabel("competition score (IoU 0.40-0.75)")
-    axis.set_title("Confidence threshold sweep")
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
-def write_detection_report(records, metrics, out_dir):
-    """Write ``precision_recall.png``, ``threshold_sweep.png`` and ``metrics.json`` into ``out_dir``.
-
-    Parameters
-    ----------
-    records : list of EvalRecord
-    metrics : dict
-        :func:`detection_metrics`' dict of those records; ``figures`` (name ->
-        path) and ``metrics_json`` are added to it before it is written.
-    out_dir : str or Path
-        Created if needed.
-
-    Returns
-    -------
-    dict
-        ``metrics``. The JSON file is written atomically (``_io.write_json``);
-        NaN values are null there.
-    """
-    from .._io import write_json
-    from .._paths import path_in_folder
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    figures = {name: path_in_folder(out_dir, name, ".png") for name in ("precision_recall", "threshold_sweep")}
-    _save_precision_recall(records, metrics, figures["precision_recall"])
-    _save_threshold_sweep(metrics["sweep"], metrics["best_threshold"], figures["threshold_sweep"])
-    metrics["figures"] = {name: str(path) for name, path in figures.items()}
-    metrics["metrics_json"] = str(path_in_folder(out_dir, "metrics.json"))
-    write_json(metrics["metrics_json"], metrics)
-    return metrics
-
-
-def evaluate_detector(model, dataset, image_ids, config=None, out_dir=None, verbose=False, *, iou="box"):
+def evaluate_detector(model, dataset, image_ids, config=None, out_dir=None, verbose=False, *, iou="box",
+                      postprocessing="auto"):
     """All the evaluation of a Mask R-CNN from one detection pass.
 
     Parameters
@@ -540,15 +506,30 @@ def evaluate_detector(model, dataset, image_ids, config=None, out_dir=None, verb
         Box IoU (default: the boxes a submission carries, as the RetinaNet is
         evaluated) or mask IoU (the RSNA notebooks' ``compute_ap``) for
         ``map50`` and ``mean_iou``; see :func:`detection_metrics`.
+    postprocessing : postprocess.PostProcessing, 'auto' or None
+        'auto' (default): the model's ``postprocessing`` (set by ``loading.load_detector``
+        from the run's stored description), else none. The detections go through its views and
+        fusion; its threshold is ``model_threshold`` (the submission's); the sweep sees every
+        detection. None: one view, the model's own ``DETECTION_MIN_CONFIDENCE``.
 
     Returns
     -------
     dict
-        :func:`detection_metrics`' dict, ``model_threshold`` being the model's
-        ``DETECTION_MIN_CONFIDENCE``; with ``out_dir`` also ``metrics_json``
-        and ``figures`` (name -> path).
+        :func:`detection_metrics`' dict, ``model_threshold`` being the post-processing's
+        threshold or the model's ``DETECTION_MIN_CONFIDENCE``, and ``postprocessing`` (its
+        description); with ``out_dir`` also ``metrics_json`` and ``figures`` (name -> path).
     """
-    records = collect_detections(model, dataset, image_ids, config, verbose)
-    metrics = detection_metrics(records, iou,
-                                model_threshold=getattr(model.config, "DETECTION_MIN_CONFIDENCE", None))
+    from .postprocess import PostProcessing, check_model
+
+    if postprocessing == "auto":
+        postprocessing = getattr(model, "postprocessing", None)
+    postprocessing = postprocessing or PostProcessing()
+    check_model(model, postprocessing)
+    records = collect_detections(model, dataset, image_ids, config, verbose,
+                                 postprocessing=postprocessing.replace(min_confidence=None))
+    threshold = postprocessing.min_confidence
+    if threshold is None:
+        threshold = getattr(model.config, "DETECTION_MIN_CONFIDENCE", None)
+    metrics = detection_metrics(records, iou, model_threshold=threshold)
+    metrics["postprocessing"] = postprocessing.to_dict()
     return metrics if out_dir is None else write_detection_report(records, metrics, out_dir)

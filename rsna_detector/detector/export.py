@@ -28,7 +28,8 @@ import numpy as np
 
 from .._io import write_json
 
-__all__ = ["FORMATS", "DEFAULT_FORMATS", "SUMMARY_FILE", "export_detector", "probe_batch", "compare_results"]
+__all__ = ["FORMATS", "DEFAULT_FORMATS", "SUMMARY_FILE", "export_detector", "probe_batch", "compare_results",
+           "steps_not_exported"]
 
 #: Format name -> the TFLite quantisation it writes (None: not a TFLite format).
 _TFLITE = {"tflite": "float32", "tflite-float16": "float16", "tflite-dynamic-range": "dynamic_range"}
@@ -37,6 +38,24 @@ DEFAULT_FORMATS = ("saved_model", "tflite")
 SUMMARY_FILE = "export.json"
 #: Formats that must equal detect() on the probe (the quantised ones are only reported).
 _EXACT_FORMATS = ("saved_model", "tflite", "onnx")
+
+
+def steps_not_exported(postprocessing):
+    """The stored post-processing steps an exported graph does not run, as short phrases (list of str).
+
+    The export carries the threshold only: flip TTA, scale TTA, box scaling and a classifier
+    gate are done by ``detect()``'s pipeline (``postprocess.detect``), not in the graph.
+    """
+    steps = []
+    if postprocessing.flip_tta:
+        steps.append("flip TTA")
+    if tuple(postprocessing.scales) != (1.0,):
+        steps.append("scale TTA " + "/".join(f"{scale:g}" for scale in postprocessing.scales))
+    if postprocessing.box_scale != 1.0:
+        steps.append(f"box scale {postprocessing.box_scale:g}")
+    if postprocessing.gate_threshold is not None:
+        steps.append(f"classifier gate {postprocessing.gate_threshold:g}")
+    return steps
 
 
 def probe_batch(config, count=2, seed=0):
@@ -164,7 +183,7 @@ def _verify(model, written, min_confidence):
 
 
 def export_detector(model, out_dir, *, formats=DEFAULT_FORMATS, version=1, min_confidence=None, masks=True,
-                    replace=False, verify=True, threshold_source=None):
+                    replace=False, verify=True, threshold_source=None, steps_not_exported=()):
     """Export ``model`` into ``out_dir`` in the given formats, check each file, write ``export.json``.
 
     Parameters
@@ -180,6 +199,9 @@ def export_detector(model, out_dir, *, formats=DEFAULT_FORMATS, version=1, min_c
         Check each file against ``detect()`` on :func:`probe_batch` (module docstring).
     threshold_source : str, optional
         Where ``min_confidence`` came from, recorded in ``export.json``.
+    steps_not_exported : sequence of str
+        Stored post-processing steps the graph does not run (:func:`steps_not_exported`),
+        recorded in ``export.json`` so that whoever serves the files knows.
 
     Returns
     -------
@@ -204,6 +226,7 @@ def export_detector(model, out_dir, *, formats=DEFAULT_FORMATS, version=1, min_c
         "threshold_source": threshold_source or ("argument" if min_confidence is not None else "config"),
         "training_min_confidence": float(model.config.DETECTION_MIN_CONFIDENCE),
         "masks": bool(masks),
+        "steps_not_exported": list(steps_not_exported),
         "formats": {name: {"path": str(path), "bytes": _folder_bytes(path), "check": checks.get(name)}
                     for name, path in written.items()},
     }

@@ -45,8 +45,8 @@ def plot_gt_vs_prediction(image, gt_boxes, pred_boxes, pred_scores, title=""):
     return fig
 
 
-def save_gt_vs_prediction(model, dataset, image_ids, out_dir):
-    """Run ``model.detect`` on dataset images and save one PNG per image.
+def save_gt_vs_prediction(model, dataset, image_ids, out_dir, postprocessing="auto"):
+    """Run the detector on dataset images and save one PNG per image.
 
     Parameters
     ----------
@@ -54,6 +54,9 @@ def save_gt_vs_prediction(model, dataset, image_ids, out_dir):
     dataset : DetectorDataset (or any Dataset with ``load_image``/``load_mask``)
     image_ids : sequence of int
     out_dir : str or Path
+    postprocessing : PostProcessing, 'auto' or None
+        The boxes drawn are those of ``postprocess.detect`` with it: 'auto' (default) the
+        model's ``postprocessing`` (the submitted boxes), None every box of ``model.detect``.
 
     Returns
     -------
@@ -69,8 +72,13 @@ def save_gt_vs_prediction(model, dataset, image_ids, out_dir):
     """
     import matplotlib.pyplot as plt
 
+    from .._io import save_figure
     from .._paths import path_in_folder
     from ..mrcnn.utils import extract_bboxes
+    from .postprocess import detect
+
+    if postprocessing == "auto":
+        postprocessing = getattr(model, "postprocessing", None)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -80,9 +88,9 @@ def save_gt_vs_prediction(model, dataset, image_ids, out_dir):
         path = path_in_folder(out_dir, str(name), ".png")
         image = dataset.load_image(image_id)
         masks, _ = dataset.load_mask(image_id)
-        result = model.detect([image], verbose=0)[0]
-        fig = plot_gt_vs_prediction(image, extract_bboxes(masks), result["rois"], result["scores"], title=str(name))
-        fig.savefig(path, dpi=80)
+        found = detect(model, [image], postprocessing)[0]
+        fig = plot_gt_vs_prediction(image, extract_bboxes(masks), found.boxes, found.scores, title=str(name))
+        save_figure(fig, path, dpi=80)
         plt.close(fig)
         written.append(path)
     return written

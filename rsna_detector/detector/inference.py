@@ -2,8 +2,10 @@
 
 The detector sees each image at the config's size (``IMAGE_MAX_DIM``, 256 for the
 RSNA settings), read through the fast DICOM path; its boxes are scaled back to the
-file's own pixel grid (1024 for RSNA). Optional horizontal-flip test-time
-augmentation runs the detector on the mirrored image too and fuses both box sets.
+file's own pixel grid (1024 for RSNA). The detections go through the model's
+post-processing (``postprocess``: flip test-time augmentation, fusion, the
+validated threshold), the one stored with the model by default
+(``loading.load_detector``); the results file records which one was applied.
 
 Sharded prediction
 ------------------
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RsnaDetectorError
+from .fusion import fuse_flip_detections  # re-exported: its home was this module
 
 __all__ = ["PredictionRun", "predict", "list_dicoms", "fuse_flip_detections", "parse_shard", "shard_files",
            "ShardError"]
@@ -50,6 +53,11 @@ class PredictionRun:
         ``(i, n)``, 1-based, when the run covered shard ``i`` of ``n``.
     total_files : int or None
         Files in the whole (unsharded) list.
+    postprocessing : rsna_detector.detector.postprocess.PostProcessing or None
+        What was applied.
+    threshold : float or None
+        The minimum confidence in effect: the post-processing's, else the model's
+        in-graph ``DETECTION_MIN_CONFIDENCE``.
     """
 
     predictions: list = field(default_factory=list)
@@ -57,6 +65,8 @@ class PredictionRun:
     files: list = field(default_factory=list)
     shard: tuple | None = None
     total_files: int | None = None
+    postprocessing: object = None
+    threshold: float | None = None
 
     def by_patient(self):
         """``{patient_id: ImagePrediction}``."""
@@ -74,7 +84,9 @@ class PredictionRun:
         return write_results_file(
             self.predictions, path, files=[Path(f).stem for f in self.files],
             failed={Path(f).stem: message for f, message in self.failed.items()},
-            shard=self.shard, total_files=self.total_files)
+            shard=self.shard, total_files=self.total_files,
+            postprocessing=None if self.postprocessing is None else self.postprocessing.to_dict(),
+            threshold=self.threshold)
 
 
 class ShardError(RsnaDetectorError, ValueError):
@@ -134,128 +146,66 @@ def list_dicoms(paths_or_folder):
             if not files:
                 raise FileNotFoundError(f"{folder}: no .dcm files in this folder")
             return files
+        if not folder.exists():
+            raise FileNotFoundError(f"{folder}: no such folder or DICOM file")
         return [folder]
     return [Path(p) for p in paths_or_folder]
 
 
-def fuse_flip_detections(boxes_a, scores_a, boxes_b, scores_b, iou_threshold=0.5):
-    """Fuse the detections of an image and of its mirror (already un-mirrored).
-
-    Boxes of the two sets that overlap with IoU >= ``iou_threshold`` are merged
-    into their score-weighted mean box with the mean of both scores; a box seen
-    in one view only keeps its coordinates with half its score (one vote of two).
-
-    Parameters
-    ----------
-    boxes_a, boxes_b : float array [N, (y1, x1, y2, x2)]
-    scores_a, scores_b : float array [N]
-
-    Returns
-    -------
-    boxes : float32 [M, 4], scores : float32 [M], sorted by descending score.
-    """
-    from ..mrcnn.utils import compute_iou
-
-    boxes_a, boxes_b = np.asarray(boxes_a, np.float32).reshape(-1, 4), np.asarray(boxes_b, np.float32).reshape(-1, 4)
-    scores_a, scores_b = np.asarray(scores_a, np.float32), np.asarray(scores_b, np.float32)
-    unmatched_b = np.ones(len(boxes_b), bool)
-    fused_boxes, fused_scores = [], []
-    for i in np.argsort(-scores_a):
-        candidates = np.flatnonzero(unmatched_b)
-        if candidates.size:
-            ious = compute_iou(boxes_a[i], boxes_b[candidates], _area(boxes_a[i:i + 1])[0], _area(boxes_b[candidates]))
-            best = int(np.argmax(ious))
-            if ious[best] >= iou_threshold:
-                j = candidates[best]
-                unmatched_b[j] = False
-                weights = np.array([scores_a[i], scores_b[j]])
-                fused_boxes.append((weights[:, None] * np.stack([boxes_a[i], boxes_b[j]])).sum(0) / weights.sum())
-                fused_scores.append(weights.mean())
-                continue
-        fused_boxes.append(boxes_a[i])
-        fused_scores.append(scores_a[i] / 2)
-    for j in np.flatnonzero(unmatched_b):
-        fused_boxes.append(boxes_b[j])
-        fused_scores.append(scores_b[j] / 2)
-    if not fused_boxes:
-        return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
-    boxes, scores = np.asarray(fused_boxes, np.float32), np.asarray(fused_scores, np.float32)
-    order = np.argsort(-scores)
-    return boxes[order], scores[order]
-
-
-def _area(boxes):
-    """Areas of ``(y1, x1, y2, x2)`` boxes ``[N, 4]``."""
-    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-
-
-def _mirror_boxes(boxes, width):
-    """Mirror ``(y1, x1, y2, x2)`` boxes (x2 exclusive) across the vertical axis of an image."""
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
-    boxes[:, [1, 3]] = width - boxes[:, [3, 1]]
-    return boxes
-
-
-def _detect_batch(model, images, flip_tta, min_confidence):
-    """Run detect (and the mirrored pass) on a list of uint8 [S, S, 3] images."""
-    results = model.detect(images, verbose=0)
-    out = []
-    if flip_tta:
-        mirrored = model.detect([np.ascontiguousarray(im[:, ::-1]) for im in images], verbose=0)
-    for k, r in enumerate(results):
-        boxes, scores = r["rois"].astype(np.float32), r["scores"].astype(np.float32)
-        if flip_tta:
-            width = images[k].shape[1]
-            boxes_m = _mirror_boxes(mirrored[k]["rois"], width)
-            boxes, scores = fuse_flip_detections(boxes, scores, boxes_m, mirrored[k]["scores"])
-        keep = scores >= min_confidence if min_confidence is not None else np.ones(len(scores), bool)
-        out.append((boxes[keep], scores[keep]))
-    return out
-
-
-def predict(model, paths_or_folder, *, batch_size=None, flip_tta=False, min_confidence=None, progress=True,
-            shard=None):
+def predict(model, paths_or_folder, *, batch_size=None, flip_tta=None, min_confidence=None, progress=True,
+            shard=None, postprocessing="auto"):
     """Detect opacities in DICOM files.
 
     Parameters
     ----------
     model : rsna_detector.mrcnn.model.MaskRCNN
-        In inference mode.
+        In inference mode (``loading.load_detector`` builds one from a checkpoint or run
+        folder, with its stored post-processing).
     paths_or_folder : str, Path or sequence of paths
         A folder (all its ``*.dcm`` files) or a list of DICOM files.
     batch_size : int, optional
         Images per ``detect`` call (default: the config's BATCH_SIZE).
-    flip_tta : bool
-        Also run on the horizontally mirrored image and fuse the two box sets
-        (:func:`fuse_flip_detections`).
+    flip_tta : bool, optional
+        Overrides the post-processing's flip test-time augmentation (also run on the
+        horizontally mirrored image and fuse the two box sets).
     min_confidence : float, optional
-        Drop boxes scoring below this after fusion (default: keep all that the
-        model's DETECTION_MIN_CONFIDENCE let through).
+        Overrides the post-processing's threshold: boxes scoring below it are dropped
+        after fusion.
     progress : bool
         Show a tqdm progress bar.
     shard : str or (int, int), optional
         ``"I/N"``: run on shard I of N of the sorted file list only
         (:func:`shard_files`; module docstring).
+    postprocessing : PostProcessing, 'auto' or None
+        'auto' (default): ``model.postprocessing`` when the model has one (``load_detector``
+        sets it from the stored description), else none. None: one view, every box the
+        model's ``DETECTION_MIN_CONFIDENCE`` lets through.
 
     Returns
     -------
     PredictionRun
         Boxes ``(y1, x1, y2, x2)`` float32 in each file's own pixels (1024 for
-        RSNA), scores float32; unreadable files listed in ``failed``.
-        ``run.write(path)`` saves it as a results file.
+        RSNA), scores float32; unreadable files listed in ``failed``; the
+        post-processing applied and its threshold. ``run.write(path)`` saves it as a
+        results file.
 
     Raises
     ------
     ShardError
         For a bad ``shard``.
+    PostProcessingError
+        A threshold below the model's in-graph ``DETECTION_MIN_CONFIDENCE``.
     """
     from tqdm.auto import tqdm
 
     from ..data.dicom import DicomReadError, read_dicom
     from ..data.images import grey_to_rgb
+    from .postprocess import check_model, detect
     from .submission import ImagePrediction
 
     config = model.config
+    postprocessing = _postprocessing_of(model, postprocessing, flip_tta, min_confidence)
+    check_model(model, postprocessing)
     size = int(config.IMAGE_MAX_DIM)
     batch_size = batch_size or config.BATCH_SIZE
     files = list_dicoms(paths_or_folder)
@@ -263,7 +213,9 @@ def predict(model, paths_or_folder, *, batch_size=None, flip_tta=False, min_conf
     if shard is not None:
         shard = parse_shard(shard)
         files = shard_files(files, shard)
-    run = PredictionRun(files=list(files), shard=shard, total_files=total_files)
+    threshold = postprocessing.min_confidence
+    run = PredictionRun(files=list(files), shard=shard, total_files=total_files, postprocessing=postprocessing,
+                        threshold=float(config.DETECTION_MIN_CONFIDENCE) if threshold is None else threshold)
     desc = "predict" if shard is None else f"predict {shard[0]}/{shard[1]}"
     bar = tqdm(total=len(files), desc=desc, unit="img", disable=not progress)
     for start in range(0, len(files), batch_size):
@@ -278,13 +230,26 @@ def predict(model, paths_or_folder, *, batch_size=None, flip_tta=False, min_conf
                 continue
             images.append(grey_to_rgb(image, path))
             metas.append((Path(path).stem, meta))
-        if images:
-            detections = _detect_batch(model, images, flip_tta, min_confidence)
-            for (patient_id, meta), (boxes, scores) in zip(metas, detections, strict=True):
-                scale = np.array([meta.rows, meta.columns, meta.rows, meta.columns], np.float32) / size
-                run.predictions.append(ImagePrediction(patient_id, boxes * scale, scores))
+        for (patient_id, meta), found in zip(metas, detect(model, images, postprocessing), strict=True):
+            scale = np.array([meta.rows, meta.columns, meta.rows, meta.columns], np.float32) / size
+            run.predictions.append(ImagePrediction(patient_id, found.boxes * scale, found.scores))
         bar.update(len(chunk))
     bar.close()
     if run.failed:
         log.warning("%d of %d files could not be read: %s", len(run.failed), len(files), ", ".join(run.failed))
     return run
+
+
+def _postprocessing_of(model, postprocessing, flip_tta, min_confidence):
+    """The post-processing ``predict`` applies: given, the model's ('auto') or none; then the overrides."""
+    from .postprocess import PostProcessing
+
+    if postprocessing == "auto":
+        postprocessing = getattr(model, "postprocessing", None)
+    postprocessing = postprocessing or PostProcessing()
+    changes = {}
+    if flip_tta is not None:
+        changes["flip_tta"] = bool(flip_tta)
+    if min_confidence is not None:
+        changes["min_confidence"] = float(min_confidence)
+    return postprocessing.replace(**changes) if changes else postprocessing

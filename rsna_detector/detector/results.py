@@ -30,6 +30,7 @@ __all__ = [
     "MergedResults",
     "write_results_file",
     "read_results_file",
+    "expand_results_paths",
     "merge_results_files",
     "write_submission_from_results",
 ]
@@ -55,6 +56,11 @@ class ResultsFile:
         Boxes ``(y1, x1, y2, x2)`` float32 in original pixels, scores float32.
     failed : dict str -> str
         patientId -> why its file could not be read.
+    postprocessing : dict or None
+        The post-processing the run applied (``postprocess.PostProcessing.to_dict()``); None in
+        files that do not say.
+    threshold : float or None
+        The minimum confidence in effect.
     """
 
     path: Path
@@ -63,15 +69,19 @@ class ResultsFile:
     files: list
     predictions: dict
     failed: dict
+    postprocessing: dict | None = None
+    threshold: float | None = None
 
 
-def write_results_file(predictions, path, *, files=None, failed=None, shard=None, total_files=None):
+def write_results_file(predictions, path, *, files=None, failed=None, shard=None, total_files=None,
+                       postprocessing=None, threshold=None):
     """Write the predictions of one (sharded) prediction run as JSON, atomically.
 
     Format (``format`` = :data:`RESULTS_FORMAT`)::
 
         {"format": "rsna_detector.results/1", "shard": [i, n] or null, "total_files": 3000,
          "files": [patientId, ...], "failed": {patientId: message},
+         "postprocessing": {...} or null, "threshold": 0.86 or null,
          "predictions": {patientId: [{"y1": .., "x1": .., "y2": .., "x2": .., "score": ..}, ...]}}
 
     Boxes are engine boxes in the file's own pixels; numbers are written exactly
@@ -88,6 +98,10 @@ def write_results_file(predictions, path, *, files=None, failed=None, shard=None
     failed : dict str -> str, optional
     shard : (int, int), optional
     total_files : int, optional
+    postprocessing : dict, optional
+        The post-processing applied (``PostProcessing.to_dict()``).
+    threshold : float, optional
+        The minimum confidence in effect.
 
     Returns
     -------
@@ -106,6 +120,8 @@ def write_results_file(predictions, path, *, files=None, failed=None, shard=None
         "total_files": None if total_files is None else int(total_files),
         "files": [str(f) for f in files],
         "failed": failed,
+        "postprocessing": postprocessing,
+        "threshold": None if threshold is None else float(threshold),
         "predictions": {
             item.patient_id: [dict(zip(("y1", "x1", "y2", "x2"), map(float, box), strict=True), score=float(score))
                               for box, score in zip(item.boxes, item.scores, strict=True)]
@@ -128,42 +144,123 @@ def read_results_file(path):
     ------
     FileNotFoundError
     SubmissionError
-        Not JSON, another format, or a malformed field (named with the file and the patient).
+        Not JSON (or nested deeper than a results file ever is), a key given twice in
+        one object, another format, or a malformed field (a coordinate that is not a
+        finite number, a list where a name belongs, ...), named with the file and
+        the patient.
     """
-    import json
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: results file not found")
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise SubmissionError(f"{path}: not a results file (invalid JSON: {error})") from error
+    payload = _load_json(path)
     if not isinstance(payload, dict) or payload.get("format") != RESULTS_FORMAT:
         got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise SubmissionError(f"{path}: expected a results file of format {RESULTS_FORMAT!r} "
                               f"(written by `rsna-detector predict`), got format {got!r}")
     shard = payload.get("shard")
-    if shard is not None and not (isinstance(shard, list) and len(shard) == 2 and 1 <= shard[0] <= shard[1]):
-        raise SubmissionError(f"{path}: shard: expected [i, n] with 1 <= i <= n, got {shard!r}")
-    predictions = {}
-    for patient_id, boxes in dict(payload.get("predictions", {})).items():
-        try:
-            coords = [[box[k] for k in ("y1", "x1", "y2", "x2")] for box in boxes]
-            scores = [box["score"] for box in boxes]
-        except (KeyError, TypeError) as error:
-            raise SubmissionError(f"{path}: patient {patient_id}: expected boxes as "
-                                  f"{{'y1', 'x1', 'y2', 'x2', 'score'}} objects ({error!r})") from error
-        predictions[str(patient_id)] = ImagePrediction(patient_id, coords, scores)
-    failed = {str(k): str(v) for k, v in dict(payload.get("failed", {})).items()}
-    files = [str(f) for f in payload.get("files", [])]
+    if shard is not None and not (isinstance(shard, list) and len(shard) == 2 and all(map(_is_int, shard))
+                                  and 1 <= shard[0] <= shard[1]):
+        raise SubmissionError(f"{path}: shard: expected [i, n], two whole numbers with 1 <= i <= n, got {shard!r}")
+    total = payload.get("total_files")
+    if total is not None and not (_is_int(total) and total >= 0):
+        raise SubmissionError(f"{path}: total_files: expected a whole number or null, got {total!r}")
+    predictions = {str(pid): _prediction(path, pid, boxes)
+                   for pid, boxes in _object(path, payload, "predictions").items()}
+    failed = _object(path, payload, "failed")
+    for patient_id, reason in failed.items():
+        if not isinstance(reason, str):
+            raise SubmissionError(f"{path}: failed: patient {patient_id}: expected the reason as text, got {reason!r}")
+    files = payload.get("files", [])
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise SubmissionError(f"{path}: files: expected a list of patientIds (text), got {_short(files)}")
     listed = set(files)
     for patient_id in list(predictions) + list(failed):  # a file always covers what it predicted
         if patient_id not in listed:
             files.append(patient_id)
             listed.add(patient_id)
-    return ResultsFile(path, None if shard is None else tuple(int(v) for v in shard), payload.get("total_files"),
-                       files, predictions, failed)
+    postprocessing, threshold = _applied_postprocessing(path, payload)
+    return ResultsFile(path, None if shard is None else tuple(shard), total, files, predictions, dict(failed),
+                       postprocessing, threshold)
+
+
+def _applied_postprocessing(path, payload):
+    """The file's ``postprocessing`` (an object or null) and ``threshold`` (a number or null), checked."""
+    postprocessing, threshold = payload.get("postprocessing"), payload.get("threshold")
+    if postprocessing is not None and not isinstance(postprocessing, dict):
+        raise SubmissionError(f"{path}: postprocessing: expected an object or null, got {_short(postprocessing)}")
+    if threshold is not None and not (isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
+                                      and np.isfinite(threshold)):
+        raise SubmissionError(f"{path}: threshold: expected a number or null, got {_short(threshold)}")
+    return postprocessing, None if threshold is None else float(threshold)
+
+
+def _unique_keys(pairs):
+    """``json.loads``' object hook: a dict, or SubmissionError when a key is given twice (JSON keeps the last)."""
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise SubmissionError(f"the key {key!r} is given twice in one object (a patient or a field repeated): "
+                                  "refused rather than keeping one of them")
+        seen.add(key)
+    return dict(pairs)
+
+
+def _load_json(path):
+    """The JSON of ``path``; SubmissionError naming the file for anything that is not one plain JSON document."""
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
+    except SubmissionError as error:
+        raise SubmissionError(f"{path}: {error}") from error
+    except RecursionError as error:
+        raise SubmissionError(f"{path}: not a results file (JSON nested too deeply)") from error
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError, an integer of over 4300 digits
+        raise SubmissionError(f"{path}: not a results file (invalid JSON: {error})") from error
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+def _object(path, payload, field):
+    value = payload.get(field, {})
+    if not isinstance(value, dict):
+        raise SubmissionError(f"{path}: {field}: expected an object keyed by patientId, got {_short(value)}")
+    return value
+
+
+def _number(path, patient_id, index, key, value):
+    """A box field as a float; SubmissionError naming file, patient and box when it is not a finite number."""
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+            if np.isfinite(number) and abs(number) < 1e30:
+                return number
+    except OverflowError:  # an integer of hundreds of digits
+        pass
+    raise SubmissionError(f"{path}: patient {patient_id}: box {index + 1}: {key}: expected a finite number, "
+                          f"got {_short(value)}")
+
+
+def _prediction(path, patient_id, boxes):
+    if not isinstance(boxes, list):
+        raise SubmissionError(f"{path}: patient {patient_id}: expected a list of boxes, got {_short(boxes)}")
+    coords, scores = [], []
+    for index, box in enumerate(boxes):
+        keys = ("y1", "x1", "y2", "x2", "score")
+        if not isinstance(box, dict) or not all(k in box for k in keys):
+            raise SubmissionError(f"{path}: patient {patient_id}: box {index + 1}: expected an object with "
+                                  f"{', '.join(keys)}, got {_short(box)}")
+        values = [_number(path, patient_id, index, key, box[key]) for key in keys]
+        coords.append(values[:4])
+        scores.append(values[4])
+    return ImagePrediction(patient_id, coords, scores)
 
 
 @dataclass
@@ -195,13 +292,45 @@ class MergedResults:
         return "; ".join(parts)
 
 
+def expand_results_paths(paths):
+    """Results files named or matched by patterns: ``['preds_*.json']`` -> the files it matches, sorted.
+
+    A name that is an existing file is taken as it is (even with ``*``, ``?`` or
+    ``[`` in it); one with those characters is expanded as a shell would
+    (:mod:`glob`), so a pattern quoted on the command line works too.
+
+    Returns
+    -------
+    list of Path
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming a pattern that matches no file.
+    """
+    import glob
+
+    expanded = []
+    for path in paths:
+        text = str(path)
+        if Path(text).is_file() or not any(c in text for c in "*?["):
+            expanded.append(Path(text))
+            continue
+        matches = sorted(glob.glob(text))
+        if not matches:
+            raise FileNotFoundError(f"{text}: no results file matches this pattern")
+        expanded += [Path(match) for match in matches]
+    return expanded
+
+
 def merge_results_files(paths, expected_ids=None):
     """Merge the results files of a sharded prediction, refusing overlaps and finding gaps.
 
     Parameters
     ----------
     paths : sequence of str or Path
-        Results files (:func:`write_results_file`), e.g. one per shard.
+        Results files (:func:`write_results_file`), e.g. one per shard, or
+        patterns such as ``'preds_*.json'`` (:func:`expand_results_paths`).
     expected_ids : iterable of str, optional
         The patientIds a complete run covers (a sample submission's ids, a
         folder's file names): any of them no file covers is a gap.
@@ -214,11 +343,13 @@ def merge_results_files(paths, expected_ids=None):
     ------
     SubmissionError
         A patient covered by two files (the first such patient and both files
-        named), the same file given twice, or shards of different counts.
+        named), the same file given twice, shards of different counts, or files
+        whose post-processing differs (both named).
     """
-    results = [read_results_file(path) for path in paths]
+    results = [read_results_file(path) for path in expand_results_paths(paths)]
     if not results:
         raise SubmissionError("no results file given")
+    _same_postprocessing(results)
     owner = {}
     predictions, gaps = [], {}
     for result in results:
@@ -239,6 +370,23 @@ def merge_results_files(paths, expected_ids=None):
         if patient_id not in owner:
             gaps.setdefault(str(patient_id), "covered by no results file")
     return MergedResults(predictions, gaps, missing_shards)
+
+
+def _applied(result):
+    """What decides a file's boxes: its post-processing without the provenance, and its threshold."""
+    settings = {k: v for k, v in (result.postprocessing or {}).items() if k != "validation"}
+    return settings, result.threshold
+
+
+def _same_postprocessing(results):
+    """Refuse results files (that say) whose post-processing or threshold differ: one submission, one setting."""
+    described = [r for r in results if r.postprocessing is not None or r.threshold is not None]
+    for other in described[1:]:
+        if _applied(other) != _applied(described[0]):
+            raise SubmissionError(
+                f"{described[0].path} and {other.path} were predicted with different post-processing "
+                f"({_applied(described[0])} and {_applied(other)}): predict every shard with the same model "
+                "and --threshold")
 
 
 def _shard_name(result):

@@ -27,10 +27,13 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["Stage", "default_schedule", "train", "prepare_datasets", "build_model", "COCO_HEAD_LAYERS"]
+__all__ = ["Stage", "default_schedule", "train", "prepare_datasets", "build_model", "COCO_HEAD_LAYERS", "RUN_RECORD",
+           "read_run_record"]
 
 log = logging.getLogger(__name__)
 
+#: The run's record beside its checkpoints: settings, starts, the best validated checkpoint.
+RUN_RECORD = "run.json"
 # matterport's COCO file has 81-class heads: these layers are re-initialised.
 COCO_HEAD_LAYERS = ("mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask")
 # Layers after the backbone (matterport's names): the ImageNet file has none of them.
@@ -141,7 +144,7 @@ def _load_imagenet_weights(model, path):
 
 def train(data, config=None, weights="coco", *, model_dir="logs", epochs=16, schedule=None,
           augmentation="notebook", val_fraction=None, val_count=None, seed=None, resume=False,
-          custom_callbacks=None, divergence_factor=1e4):
+          custom_callbacks=None, divergence_factor=1e4, validation=True, folds=None):
     """Train the pneumonia detector with the staged schedule.
 
     Parameters
@@ -173,17 +176,40 @@ def train(data, config=None, weights="coco", *, model_dir="logs", epochs=16, sch
         continues in the same run folder, and ``run.json`` gains an entry in
         its ``starts`` list.
     custom_callbacks : list of keras callbacks, optional
+        Run after the validation callback, so they see its metrics in the logs.
     divergence_factor : float or None
         Training stops with ``LossDivergenceError`` when the loss exceeds this
         many times its first value (1e4 by default: only a diverging run, such
         as a far too high learning rate, reaches it); None turns the check off.
+    validation : bool or dict
+        True (default): when there is a validation set, a
+        ``validation.ValidationCallback`` measures mAP@0.5, the competition score at
+        its best threshold and COCO AP after every epoch (on at most
+        ``DEFAULT_VALIDATION_IMAGES`` validation images), and records the best
+        checkpoint and its threshold (``run.json``'s ``best``, ``postprocessing.json``)
+        for ``predict``/``evaluate``/``submit`` to apply. A dict gives its settings
+        (``images``, ``every``, ``seed``, ``monitor``, ``flip_tta``, ...); False turns it
+        off. Not added when ``custom_callbacks`` already hold one.
+    folds : int, optional
+        k >= 2: k-fold cross-validation instead of one split
+        (``cross_validation.train_folds``: one model folder per fold under
+        ``model_dir``, each resumable, and out-of-fold predictions).
+        ``val_fraction``/``val_count`` do not apply; ``seed`` is the folds' seed.
 
     Returns
     -------
     (MaskRCNN, dict)
         The trained training-mode model and the history (loss lists per key,
-        concatenated across stages).
+        concatenated across stages). With ``folds``: a
+        ``cross_validation.CrossValidation`` instead.
     """
+    if folds is not None:
+        from .cross_validation import train_folds
+
+        return train_folds(data, config, weights, folds=folds, model_dir=model_dir, seed=seed, resume=resume,
+                           epochs=epochs, schedule=schedule, augmentation=augmentation,
+                           custom_callbacks=custom_callbacks, divergence_factor=divergence_factor,
+                           validation=validation)
     from .augment import get_augmentation
     from .config import DetectorConfig
 
@@ -197,6 +223,7 @@ def train(data, config=None, weights="coco", *, model_dir="logs", epochs=16, sch
     augmenter = get_augmentation(augmentation)
     schedule = schedule or default_schedule(epochs)
     history = {}
+    callbacks = _with_validation(model, val_ds, validation, custom_callbacks)
     _write_run_record(model, config, schedule, weights, resume)
     for stage in schedule:
         if model.epoch >= stage.until_epoch:
@@ -206,12 +233,25 @@ def train(data, config=None, weights="coco", *, model_dir="logs", epochs=16, sch
         stage_history = model.train(
             train_ds, val_ds, learning_rate=config.LEARNING_RATE * stage.lr_factor,
             epochs=stage.until_epoch, layers=stage.layers,
-            augmentation=augmenter if stage.augment else None, custom_callbacks=custom_callbacks,
+            augmentation=augmenter if stage.augment else None, custom_callbacks=callbacks,
             divergence_factor=divergence_factor,
         )
         for key, values in _history_dict(stage_history).items():
             history.setdefault(key, []).extend(values)
     return model, history
+
+
+def _with_validation(model, val_ds, validation, custom_callbacks):
+    """``custom_callbacks`` with a ``ValidationCallback`` first when ``validation`` asks and a validation set exists."""
+    from .validation import ValidationCallback
+
+    callbacks = list(custom_callbacks or [])
+    if not validation or val_ds is None or any(isinstance(c, ValidationCallback) for c in callbacks):
+        return callbacks
+    if not len(getattr(val_ds, "image_ids", ())):
+        return callbacks
+    settings = validation if isinstance(validation, dict) else {}
+    return [ValidationCallback(model, val_ds, **settings)] + callbacks
 
 
 def _history_dict(stage_history):
@@ -226,9 +266,10 @@ def _write_run_record(model, config, schedule, weights, resume):
     ``run.json`` holds the latest start's ``config``, ``schedule``,
     ``initial_weights``, ``resumed`` and ``start_epoch``, and ``starts``: one
     entry per start of the run (time, resumed, start_epoch, initial_weights,
-    checkpoint resumed from), so that resuming keeps the history. An existing
-    ``run.json`` that cannot be read is kept as ``run.json.unreadable``. In a
-    multi-worker run only the chief writes it.
+    checkpoint resumed from), so that resuming keeps the history; ``best``, the
+    best validated checkpoint so far (``validation.ValidationCallback``), is kept
+    across starts. An existing ``run.json`` that cannot be read is kept as
+    ``run.json.unreadable``. In a multi-worker run only the chief writes it.
     """
     from .._io import write_json
     from ..mrcnn.training import is_chief
@@ -239,7 +280,7 @@ def _write_run_record(model, config, schedule, weights, resume):
     make = getattr(model, "make_log_dir", None)
     log_dir = Path(make() if make is not None else model.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
-    path = log_dir / "run.json"
+    path = log_dir / RUN_RECORD
     start = {
         "time": datetime.datetime.now().isoformat(timespec="seconds"),
         "resumed": bool(resume),
@@ -253,17 +294,21 @@ def _write_run_record(model, config, schedule, weights, resume):
         "initial_weights": start["initial_weights"],
         "resumed": start["resumed"],
         "start_epoch": start["start_epoch"],
-        "starts": _previous_starts(path) + [start],
     }
+    previous = read_run_record(path)
+    record["starts"] = _previous_starts(previous) + [start]
+    if "best" in previous:
+        record["best"] = previous["best"]
     write_json(path, record)
 
 
-def _previous_starts(path):
-    """The ``starts`` of an existing run.json (a pre-history file counts as one start); [] when none."""
+def read_run_record(path):
+    """An existing run.json (``path``) as a dict; {} when there is none, or when it cannot be read: it is then
+    kept aside as ``run.json.unreadable`` with a warning."""
     from .._io import rename_over
 
     if not path.is_file():
-        return []
+        return {}
     try:
         previous = json.loads(path.read_text())
         if not isinstance(previous, dict):
@@ -272,6 +317,13 @@ def _previous_starts(path):
         aside = rename_over(path, path.with_name(path.name + ".unreadable"))
         warnings.warn(f"{path}: unreadable ({error}); kept as {aside}, the history of earlier starts is lost "
                       f"from run.json", stacklevel=3)
+        return {}
+    return previous
+
+
+def _previous_starts(previous):
+    """The ``starts`` of an earlier run.json's dict (a pre-history file counts as one start); [] when none."""
+    if not previous:
         return []
     if isinstance(previous.get("starts"), list):
         return previous["starts"]

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from .._io import save_figure
 from ..data.labels import RSNA_IMAGE_SIZE
 from ._format import _format_number
 from .statistics import BOX_QUANTITIES, PERCENTILES, _header_rows, centroid_outliers
@@ -242,8 +243,7 @@ def plot_sample_grid(samples):
 
 
 def _save_figure(fig, path):
-    fig.savefig(path, dpi=100)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def _write_label_figures(figure_dir, label_stats, features, image_size):

@@ -3,7 +3,8 @@
 A run of a config named ``NAME`` writes into ``<model_dir>/<name><YYYYmmddTHHMMSS>``
 (``<name>`` is ``NAME`` lower-cased; matterport's minute stamps are read too), with a
 suffix ``_2``, ``_3``, ... when another run took that folder first, and its
-checkpoints are ``mask_rcnn_<name>_<epoch:04d>.h5`` there. ``MaskRCNN.set_log_dir``,
+checkpoints are ``mask_rcnn_<name>_<epoch:04d>.h5`` there. ``find_last`` also finds
+folders renamed by hand (``<name>_finetune``), as matterport's. ``MaskRCNN.set_log_dir``,
 ``make_log_dir`` and ``find_last`` (``model.py``) are built on these functions.
 """
 from __future__ import annotations
@@ -31,11 +32,12 @@ CHECKPOINT_PATTERN = "mask_rcnn_{name}_{epoch:04d}.h5"
 _RUN_STAMP = r"(?P<stamp>\d{8}T\d{4}(?:\d{2})?)(?:_(?P<suffix>\d+))?"
 # <model_dir>/<name><stamp>/mask_rcnn_<name>_<epoch>.h5, either path separator.
 _CHECKPOINT_RE = re.compile(
-    r".*[/\\](?P<run>[\w-]*?" + _RUN_STAMP + r")[/\\]mask_rcnn_[\w-]+?_(?P<epoch>\d{4})\.h5$")
+    r".*[/\\](?P<run>[\w.-]*?" + _RUN_STAMP + r")[/\\]mask_rcnn_[\w.-]+?_(?P<epoch>\d{4})\.h5$")
 
 
 class UnreadableCheckpointWarning(RsnaDetectorWarning):
-    """``find_last`` skipped a checkpoint it cannot read (truncated, empty, not HDF5); the message names it."""
+    """``find_last`` skipped a checkpoint it cannot read (truncated, empty, not HDF5), or a run folder
+    without checkpoints; the message names it."""
 
 
 def run_of_checkpoint(model_path):
@@ -91,13 +93,15 @@ def claim_run_folder(model_dir, base):
 
 
 def find_last_checkpoint(model_dir, name):
-    """Path of the newest readable checkpoint of the newest run named ``name`` (``MaskRCNN.find_last``).
+    """Path of the last readable checkpoint of the last run folder of ``name`` (``MaskRCNN.find_last``).
 
-    Run folders ``<model_dir>/<name><YYYYmmddTHHMM[SS][_N]>`` are searched newest
-    first (time stamp, then suffix), and in each the ``mask_rcnn_*.h5`` files
-    from the highest epoch down. A file that cannot be read as a weights file
-    (truncated by a crash or a full disk, empty, not HDF5) is skipped with an
-    :class:`UnreadableCheckpointWarning` naming it and why.
+    The folder and file matterport's ``find_last`` picks: the last folder whose name
+    starts with ``name`` (:func:`run_folders`), and in it the last ``mask_rcnn*.h5``
+    file in string order (the highest epoch). Where matterport fails, this goes on
+    instead: a file that cannot be read as a weights file (truncated by a crash or a
+    full disk, empty, not HDF5) is skipped with an :class:`UnreadableCheckpointWarning`
+    naming it and why, and so is a folder without a readable checkpoint (a run that
+    stopped before its first epoch ended): the search goes on in the folder before it.
 
     Parameters
     ----------
@@ -117,13 +121,16 @@ def find_last_checkpoint(model_dir, name):
     """
     runs = run_folders(model_dir, name)
     if not runs:
-        raise FileNotFoundError(f"find_last: no run folder '{name}YYYYmmddTHHMM' in model_dir "
+        raise FileNotFoundError(f"find_last: no run folder '{name}*' in model_dir "
                                 f"{model_dir!r}: train first or give a weights path")
     unreadable = []
     for run in runs:
         folder = os.path.join(model_dir, run)
         checkpoints = sorted((f for f in os.listdir(folder) if f.startswith("mask_rcnn") and f.endswith(".h5")),
                              reverse=True)
+        if not checkpoints and run != runs[-1]:
+            warnings.warn(f"find_last: the run folder {folder} holds no mask_rcnn*.h5 checkpoint; "
+                          "looking in the folder before it", UnreadableCheckpointWarning, stacklevel=3)
         for checkpoint in checkpoints:
             path = os.path.join(folder, checkpoint)
             problem = checkpoint_problem(path)
@@ -140,28 +147,36 @@ def find_last_checkpoint(model_dir, name):
 
 
 def run_folders(model_dir, name):
-    """The run folders of ``name`` in ``model_dir``, newest first (time stamp, then suffix); [] when none."""
+    """The run folders of ``name`` in ``model_dir``, last first in matterport's order; [] when none.
+
+    As matterport's ``find_last``: every folder whose name starts with ``name`` (a renamed
+    ``<name>_finetune`` too), in reverse string order. One refinement for this library's own
+    folders: the ``_N`` suffix of ``<name><stamp>_N`` compares as a number, so ``_10`` comes
+    after ``_9`` (a string order would put it before ``_2``; matterport never wrote suffixes).
+    """
     run_re = re.compile(re.escape(name) + _RUN_STAMP + "$")
     try:
         entries = os.listdir(model_dir)
     except FileNotFoundError:
         return []
-    runs = []
-    for entry in entries:
+
+    def order(entry):
         match = run_re.match(entry)
-        if match and os.path.isdir(os.path.join(model_dir, entry)):
-            stamp = match.group("stamp").ljust(15, "0")  # minute stamps sort as second 00
-            runs.append(((stamp, int(match.group("suffix") or 1)), entry))
-    return [entry for _, entry in sorted(runs, reverse=True)]
+        if match is None or match.group("suffix") is None:
+            return entry
+        return f"{entry[:match.start('suffix')]}{int(match.group('suffix')):020d}"
+
+    runs = [e for e in entries if e.startswith(name) and os.path.isdir(os.path.join(model_dir, e))]
+    return sorted(runs, key=order, reverse=True)
 
 
 def checkpoint_problem(path):
-    """Why ``path`` cannot be read as a Keras-2 HDF5 weights file, or None (reads the layout, not the values)."""
-    from .weights import WeightsFileError, read_weight_file_layers
+    """Why ``path`` cannot be read as a whole Keras-2 HDF5 weights file, or None.
 
-    try:
-        if not read_weight_file_layers(path):
-            return "no layers in the file"
-    except (OSError, WeightsFileError, KeyError, ValueError) as error:
-        return f"{type(error).__name__}: {error}"
-    return None
+    Reads the layout and every dataset's metadata, not the values: a dataset that is
+    not numeric or was never written (``weights.keras2_hdf5.weights_file_problem``) is
+    a problem too.
+    """
+    from ..weights.keras2_hdf5 import weights_file_problem
+
+    return weights_file_problem(path)

@@ -45,6 +45,7 @@ import inspect
 import json
 import math
 import numbers
+import re
 import warnings
 from pathlib import Path
 
@@ -130,9 +131,9 @@ class Config:
     USE_MINI_MASK = True
     MINI_MASK_SHAPE = (56, 56)  # (height, width)
     IMAGE_RESIZE_MODE = "square"  # one of RESIZE_MODES, see utils.resize_image
-    IMAGE_MIN_DIM = 800
-    IMAGE_MAX_DIM = 1024
-    IMAGE_MIN_SCALE = 0
+    IMAGE_MIN_DIM = 800  # 0 or None: no upscaling (except in 'crop' mode: the crop side)
+    IMAGE_MAX_DIM = 1024  # unused in 'crop' mode (may be None there)
+    IMAGE_MIN_SCALE = 0  # 0 or None: no minimum
     IMAGE_CHANNEL_COUNT = 3
     MEAN_PIXEL = np.array([123.7, 116.8, 103.9])  # RGB
     TRAIN_ROIS_PER_IMAGE = 200
@@ -193,7 +194,7 @@ class Config:
         return tuple(sorted(names))
 
     def setting_names(self) -> list:
-        """Names of the settings of this instance, sorted (what ``display`` shows)."""
+        """Names of the settings of this instance, sorted (what :meth:`to_dict` writes)."""
         names = set(self.known_settings())
         names.update(self._declared_names())
         return sorted(n for n in names if hasattr(self, n))
@@ -240,6 +241,7 @@ class Config:
             For each unknown UPPER_CASE name (ignored).
         """
         self._check_names()
+        _validate_name(self)
         _validate_counts(self)
         _validate_images(self)
         _validate_backbone_and_anchors(self)
@@ -259,16 +261,13 @@ class Config:
     # display and serialisation
     # ------------------------------------------------------------------
     def display_text(self) -> str:
-        """The text :meth:`display` prints: every setting, one per line (matterport's layout)."""
+        """The text :meth:`display` prints, matterport's: every attribute in ``dir()`` order that is
+        neither a dunder nor callable (lower-case and ``_private`` ones of a subclass included), one per line."""
         lines = ["", "Configurations:"]
-        for name in self.setting_names():
-            lines.append("{:30} {}".format(name, getattr(self, name)))
-        levels, strides = self.RPN_PYRAMID_LEVELS, len(self.BACKBONE_STRIDES)
-        if levels < strides:
-            lines.append(
-                f"Note: {levels} anchor scales for {strides} BACKBONE_STRIDES: anchors and the RPN "
-                f"use the first {levels} pyramid levels only (P2-P{levels + 1})."
-            )
+        for name in dir(self):
+            value = getattr(self, name)
+            if not name.startswith("__") and not callable(value):
+                lines.append("{:30} {}".format(name, value))
         lines.append("")
         return "\n".join(lines) + "\n"
 
@@ -337,9 +336,15 @@ class Config:
         """Read a file written by :meth:`to_json` (see :meth:`from_dict`)."""
         path = Path(path)
         try:
-            values = json.loads(path.read_text())
+            values = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from exc
+        except UnicodeDecodeError as exc:
+            line = path.read_bytes()[:exc.start].count(b"\n") + 1
+            raise ConfigError(f"{path}: line {line}: not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at byte "
+                              f"{exc.start} (save the file as UTF-8)") from exc
+        except (RecursionError, ValueError) as exc:  # nesting too deep; an integer of over 4300 digits
+            raise ConfigError(f"{path}: not a config file ({type(exc).__name__}: {str(exc)[:200]})") from exc
         try:
             return cls.from_dict(values)
         except ConfigError as exc:
@@ -364,16 +369,21 @@ def _fail(name: str, expected: str, value) -> None:
     raise ConfigError(f"{name}: expected {expected}, got {value!r}")
 
 
-def _require_int(config, name, minimum):
+def _require_int(config, name, minimum, optional=False, where=""):
+    """``optional``: None is accepted too; ``where`` ends the message (e.g. " in 'crop' mode")."""
     value = getattr(config, name)
+    if optional and value is None:
+        return
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        _fail(name, f"an integer >= {minimum}", value)
+        _fail(name, f"{'None or ' if optional else ''}an integer >= {minimum}{where}", value)
 
 
-def _require_number(config, name, low=None, high=None, low_open=False):
+def _require_number(config, name, low=None, high=None, low_open=False, optional=False):
     value = getattr(config, name)
+    if optional and value is None:
+        return
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
-        _fail(name, "a number", value)
+        _fail(name, "None or a number" if optional else "a number", value)
     too_low = low is not None and (value < low or (low_open and value == low))
     too_high = high is not None and value > high
     if too_low or too_high:
@@ -382,7 +392,7 @@ def _require_number(config, name, low=None, high=None, low_open=False):
             bounds.append(f"{'>' if low_open else '>='} {low}")
         if high is not None:
             bounds.append(f"<= {high}")
-        _fail(name, "a number " + " and ".join(bounds), value)
+        _fail(name, ("None or " if optional else "") + "a number " + " and ".join(bounds), value)
 
 
 def _require_sequence(config, name, length=None, positive=True):
@@ -396,6 +406,19 @@ def _require_sequence(config, name, length=None, positive=True):
     if positive and min(items) <= 0:
         _fail(name, "positive numbers", value)
     return items
+
+
+_NAME = re.compile(r"[\w.-]+")
+
+
+def _validate_name(config):
+    """NAME is part of run-folder and checkpoint file names: letters, digits, '_', '-', '.'; no '..' (None allowed)."""
+    name = config.NAME
+    if name is None:
+        return
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name or name.startswith("."):
+        _fail("NAME", "a name made of letters, digits, '_', '-' and '.' (it becomes part of file names: no path "
+                      "separator, no '..', no leading '.')", name)
 
 
 def _validate_counts(config):
@@ -417,13 +440,18 @@ def _validate_images(config):
     mode = config.IMAGE_RESIZE_MODE
     if mode not in RESIZE_MODES:
         _fail("IMAGE_RESIZE_MODE", f"one of {RESIZE_MODES}", mode)
-    _require_int(config, "IMAGE_MAX_DIM", 1)
-    _require_int(config, "IMAGE_MIN_DIM", 1)
-    _require_number(config, "IMAGE_MIN_SCALE", low=0)
+    # As in matterport, 0 or None turns off what the mode does not need: upscaling by IMAGE_MIN_DIM
+    # or IMAGE_MIN_SCALE, and IMAGE_MAX_DIM in 'crop' mode (unused). Needed: IMAGE_SHAPE's side
+    # (IMAGE_MIN_DIM in 'crop' mode, else IMAGE_MAX_DIM), a multiple of 64 where images are
+    # padded ('square') or cropped ('crop') to it; in 'pad64' a set IMAGE_MIN_DIM too (matterport asserts it).
+    side, other = ("IMAGE_MIN_DIM", "IMAGE_MAX_DIM") if mode == "crop" else ("IMAGE_MAX_DIM", "IMAGE_MIN_DIM")
+    _require_int(config, side, 1, where=f" in '{mode}' mode (the side of IMAGE_SHAPE)")
+    _require_int(config, other, 0, optional=True, where=f" in '{mode}' mode")
+    _require_number(config, "IMAGE_MIN_SCALE", low=0, optional=True)
     if mode == "square" and config.IMAGE_MAX_DIM % _SIZE_MULTIPLE:
         _fail("IMAGE_MAX_DIM", f"a multiple of {_SIZE_MULTIPLE} in '{mode}' mode "
               "(the FPN halves the image 6 times)", config.IMAGE_MAX_DIM)
-    if mode in ("crop", "pad64") and config.IMAGE_MIN_DIM % _SIZE_MULTIPLE:
+    if mode in ("crop", "pad64") and (config.IMAGE_MIN_DIM or 0) % _SIZE_MULTIPLE:
         _fail("IMAGE_MIN_DIM", f"a multiple of {_SIZE_MULTIPLE} in '{mode}' mode "
               "(the FPN halves the image 6 times)", config.IMAGE_MIN_DIM)
     _require_sequence(config, "MEAN_PIXEL", length=config.IMAGE_CHANNEL_COUNT, positive=False)

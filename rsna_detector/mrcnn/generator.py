@@ -66,11 +66,13 @@ def _empty_generator_batch(sample, config, batch_size):
 
 
 def _fill_generator_slot(arrays, slot, sample, config):
+    """Write one sample into batch slot ``slot`` in matterport's order (a write that fails half-way leaves
+    what matterport's leaves)."""
     image, image_meta, rpn_match, rpn_bbox, class_ids, boxes, masks = sample[:7]
-    arrays[0][slot] = mold_image(image, config)
     arrays[1][slot] = image_meta
     arrays[2][slot] = rpn_match[:, np.newaxis]
     arrays[3][slot] = rpn_bbox
+    arrays[0][slot] = mold_image(image, config)
     arrays[4][slot, :len(class_ids)] = class_ids
     arrays[5][slot, :len(boxes)] = boxes
     arrays[6][slot, :, :, :masks.shape[-1]] = masks
@@ -146,6 +148,12 @@ def data_generator(dataset, config, shuffle=True, augment=False, augmentation=No
         image_id = image_ids[image_index]
         try:
             sample = _generator_sample(dataset, config, image_id, anchors, options, rng)
+            if sample is not None:
+                # Inside the try, as matterport: an image that does not fit the batch (a molded
+                # shape other than the first image's) is logged and skipped like any failure.
+                if slot == 0:
+                    arrays = _empty_generator_batch(sample, config, batch_size)
+                _fill_generator_slot(arrays, slot, sample, config)
         except (GeneratorExit, KeyboardInterrupt):
             raise
         except Exception:
@@ -162,9 +170,6 @@ def data_generator(dataset, config, shuffle=True, augment=False, augmentation=No
                     "set config.TRAIN_ON_EMPTY_IMAGES = True to train on images without objects")
             continue
         skipped = 0
-        if slot == 0:
-            arrays = _empty_generator_batch(sample, config, batch_size)
-        _fill_generator_slot(arrays, slot, sample, config)
         slot += 1
         if slot >= batch_size:
             yield _generator_outputs(arrays, random_rois, detection_targets)

@@ -329,7 +329,8 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
     mrcnn_bbox : KerasTensor, float32, [batch, num_rois, num_classes, 4]
         Deltas ``(dy, dx, log(dh), log(dw))`` divided by ``BBOX_STD_DEV``.
     """
-    x = PyramidROIAlign([pool_size, pool_size], name="roi_align_classifier")([rois, image_meta] + list(feature_maps))
+    x = PyramidROIAlign([pool_size, pool_size], name="roi_align_classifier", dtype="float32")(  # boxes stay float32
+        [rois, image_meta] + list(feature_maps))
     x = _fold(x, rois, skip_padding, "mrcnn_class", train_bn)  # [B*N or M + 1, pool, pool, C]
     # matterport's pool x pool 'valid' convolution on a pool x pool input, then a 1x1
     # convolution: two fully connected layers with convolution-shaped kernels.
@@ -369,7 +370,8 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
     KerasTensor, float32, [batch, num_rois, 2 * pool_size, 2 * pool_size, num_classes]
         Sigmoid mask probabilities in the frame of each ROI.
     """
-    x = PyramidROIAlign([pool_size, pool_size], name="roi_align_mask")([rois, image_meta] + list(feature_maps))
+    x = PyramidROIAlign([pool_size, pool_size], name="roi_align_mask", dtype="float32")(  # boxes stay float32
+        [rois, image_meta] + list(feature_maps))
     x = _fold(x, rois, skip_padding, "mrcnn_mask", train_bn)
     for i in range(1, 5):
         x = _conv_bn_relu(x, 256, (3, 3), f"mrcnn_mask_conv{i}", f"mrcnn_mask_bn{i}", train_bn, padding="same")

@@ -10,15 +10,27 @@
 * :func:`unmold_detections` -- the network's detections of one image back in the
   original image's pixels.
 
+bfloat16 (opt-in, not the default): built under Keras' ``mixed_bfloat16`` dtype policy
+(``keras.config.set_dtype_policy("mixed_bfloat16")`` before ``MaskRCNN("inference", ...)``),
+the convolutions and matrix products of the backbone, FPN, RPN and heads compute in bfloat16
+while the proposals, ROI align and the detection layer stay float32 (their layers are pinned to
+float32, so boxes never lose precision). It pays on CPUs with native bfloat16 arithmetic
+(AVX512_BF16, AMX) and GPUs; elsewhere oneDNN emulates it, slower than float32, and
+:func:`build_inference_model` warns (:func:`native_bfloat16`). Results differ from float32 by
+bfloat16 rounding (8 bits of mantissa): docs/PERFORMANCE.md states the measured difference.
+
 ``MaskRCNN`` (``model.py``) holds the caches and the matterport methods that call these.
 """
 from __future__ import annotations
+
+import warnings
+from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from ..errors import RsnaDetectorError
+from ..errors import RsnaDetectorError, RsnaDetectorWarning
 from .backbone import build_backbone
 from .boxes import denorm_boxes, norm_boxes
 from .detection import DetectionLayer
@@ -31,7 +43,10 @@ from .proposals import ProposalLayer
 from .rpn import apply_rpn, build_rpn_model
 
 __all__ = ["ModelError", "build_inference_model", "mold_one", "make_detect_function", "check_molded_shape",
-           "unmold_detections"]
+           "unmold_detections", "native_bfloat16"]
+
+#: CPU flags (``/proc/cpuinfo``) of native bfloat16 arithmetic.
+BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 class ModelError(RsnaDetectorError, ValueError):
@@ -56,7 +71,12 @@ def build_inference_model(config):
         ``[B, N, NUM_CLASSES, 4]``, ``mrcnn_mask`` ``[B, DETECTION_MAX_INSTANCES, 28, 28,
         NUM_CLASSES]``, ``rpn_rois`` ``[B, N, 4]``, ``rpn_class`` ``[B, A, 2]``,
         ``rpn_bbox`` ``[B, A, 4]`` with ``N = POST_NMS_ROIS_INFERENCE``.
+
+    Under a bfloat16 dtype policy (see the module docstring) ``detections`` and ``rpn_rois``
+    stay float32; warns (:class:`RsnaDetectorWarning`) when neither a GPU nor the CPU
+    computes bfloat16 natively.
     """
+    _check_bfloat16()
     input_image = keras.Input(shape=[None, None, config.IMAGE_CHANNEL_COUNT], name="input_image")
     input_image_meta = keras.Input(shape=[config.IMAGE_META_SIZE], name="input_image_meta")
     input_anchors = keras.Input(shape=[None, 4], name="input_anchors")
@@ -68,12 +88,13 @@ def build_inference_model(config):
     rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS), config.TOP_DOWN_PYRAMID_SIZE)
     _, rpn_class, rpn_bbox = apply_rpn(rpn, rpn_feature_maps)
     rpn_rois = ProposalLayer(config.POST_NMS_ROIS_INFERENCE, config.RPN_NMS_THRESHOLD, config,
-                             name="ROI")([rpn_class, rpn_bbox, input_anchors])
+                             name="ROI", dtype="float32")([rpn_class, rpn_bbox, input_anchors])
 
     _, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
         rpn_rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
         train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE, skip_padding=True)
-    detections = DetectionLayer(config, name="mrcnn_detection")([rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])
+    detections = DetectionLayer(config, name="mrcnn_detection", dtype="float32")(
+        [rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])
     detection_boxes = keras.layers.Lambda(lambda d: d[..., :4], output_shape=lambda s: tuple(s[:-1]) + (4,),
                                           name="detection_boxes")(detections)
     mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps, input_image_meta,
@@ -82,6 +103,25 @@ def build_inference_model(config):
     return keras.Model([input_image, input_image_meta, input_anchors],
                        [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois, rpn_class, rpn_bbox],
                        name="mask_rcnn")
+
+
+def native_bfloat16(cpuinfo="/proc/cpuinfo"):
+    """True when the CPU computes bfloat16 natively (a flag of ``BFLOAT16_CPU_FLAGS``), or a GPU is visible."""
+    if tf.config.list_physical_devices("GPU"):
+        return True
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    flags = {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split()}
+    return any(flag in flags for flag in BFLOAT16_CPU_FLAGS)
+
+
+def _check_bfloat16():
+    if keras.config.dtype_policy().compute_dtype == "bfloat16" and not native_bfloat16():
+        warnings.warn("build_inference_model: Keras' dtype policy computes in bfloat16, but this machine has "
+                      f"neither a GPU nor a CPU with native bfloat16 ({' / '.join(BFLOAT16_CPU_FLAGS)}): it is "
+                      "emulated, slower than float32", RsnaDetectorWarning, stacklevel=3)
 
 
 def _as_rgb(image, index, channels):
@@ -118,7 +158,8 @@ def mold_one(config, image, index):
     molded : ndarray, [h, w, C]
         ``resize_image`` then ``mold_image`` (float64 with the default numpy ``MEAN_PIXEL``).
     meta : ndarray, [IMAGE_META_SIZE]
-        ``compose_image_meta`` with image id 0 and no active class.
+        ``compose_image_meta`` with image id 0 and no active class; its original shape is the
+        image's as given (``[H, W]`` counts as ``[H, W, 1]``), before the channel repeat.
     window : ndarray, int, [(y1, x1, y2, x2)]
         The real image's pixels inside ``molded``.
     original_shape : tuple
@@ -129,14 +170,16 @@ def mold_one(config, image, index):
     ModelError
         Naming the image, when it is not a numeric ``[H, W(, C)]`` array with 1 or ``C`` channels.
     """
-    image = _as_rgb(image, index, config.IMAGE_CHANNEL_COUNT)
+    rgb = _as_rgb(image, index, config.IMAGE_CHANNEL_COUNT)
+    given_shape = rgb.shape[:2] + (np.shape(image)[2] if np.ndim(image) == 3 else 1,)
     molded, window, scale, _, _ = resize_image(
-        image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
+        rgb, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
         max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE)
     molded = mold_image(molded, config)
-    meta = compose_image_meta(0, image.shape, molded.shape, window, scale,
+    # The meta holds the image's own shape, as matterport's (an [H, W, 1] image: 1 channel).
+    meta = compose_image_meta(0, given_shape, molded.shape, window, scale,
                               np.zeros([config.NUM_CLASSES], dtype=np.int32))
-    return molded, meta, np.asarray(window), image.shape
+    return molded, meta, np.asarray(window), rgb.shape
 
 
 def make_detect_function(keras_model, config, image_shape, anchors, on_trace=None):
@@ -180,7 +223,7 @@ def make_detect_function(keras_model, config, image_shape, anchors, on_trace=Non
         detections, mrcnn_mask = outputs[0], outputs[3]
         class_ids = tf.cast(detections[..., 4], tf.int32)
         class_masks = tf.gather(tf.transpose(mrcnn_mask, [0, 1, 4, 2, 3]), class_ids, batch_dims=2)
-        return detections, class_masks
+        return detections, tf.cast(class_masks, tf.float32)  # bfloat16 policy: float32 out
 
     signature = [tf.TensorSpec([None, key[0], key[1], config.IMAGE_CHANNEL_COUNT], tf.float32),
                  tf.TensorSpec([None, config.IMAGE_META_SIZE], tf.float32)]
@@ -220,7 +263,8 @@ def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape,
     class_ids : ndarray, int32, [N]
     scores : ndarray, [N], the detections' dtype
     masks : ndarray, bool, [H, W, N]
-        ``masks.unmold_mask`` of each detection (threshold 0.5).
+        ``masks.unmold_mask`` of each detection (threshold 0.5); with no detection
+        left, float64 ``[H, W, 0]``, as matterport's.
 
     Detections whose box is empty are dropped. Extension: boxes are clipped
     to the original image (the detection layer keeps them inside the window,
@@ -247,6 +291,6 @@ def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape,
     visible = np.where((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))[0]
     boxes, class_ids, scores, masks = boxes[visible], class_ids[visible], scores[visible], masks[visible]
     full_masks = [unmold_mask(masks[i], boxes[i], original_image_shape) for i in range(len(boxes))]
-    full_masks = (np.stack(full_masks, axis=-1) if full_masks
-                  else np.zeros((height, width, 0), dtype=bool))
+    # Without detections matterport's np.empty: float64 [H, W, 0].
+    full_masks = np.stack(full_masks, axis=-1) if full_masks else np.empty((height, width, 0))
     return boxes.reshape(-1, 4), class_ids, scores, full_masks

@@ -183,13 +183,16 @@ class MaskRCNN:
         ndarray, float32, [A, (y1, x1, y2, x2)]
             ``anchors.pyramid_anchors`` (the first ``RPN_PYRAMID_LEVELS`` pyramid levels,
             in the RPN's output order), normalized.
-            The pixel anchors of the last shape asked for are kept in ``self.anchors``.
+            The pixel anchors of the last shape computed (not served from the cache) are
+            kept in ``self.anchors``, as matterport's.
         """
-        key = (int(image_shape[0]), int(image_shape[1]))
+        # Keyed by the whole shape, as matterport: (H, W) and (H, W, 3) are two entries, and
+        # self.anchors follows each computation.
+        key = tuple(int(v) for v in image_shape)
         if key not in self._anchor_cache:
             pixel_anchors = pyramid_anchors(self.config, image_shape)
             self.anchors = pixel_anchors
-            self._anchor_cache[key] = norm_boxes(pixel_anchors, key).astype(np.float32)
+            self._anchor_cache[key] = norm_boxes(pixel_anchors, key[:2]).astype(np.float32)
         return self._anchor_cache[key]
 
     # ------------------------------------------------------------------
@@ -229,8 +232,8 @@ class MaskRCNN:
         """Detections of one image in the original image's pixels (matterport's method).
 
         Returns ``(boxes, class_ids, scores, masks)``: int32 ``[N, (y1, x1, y2, x2)]``
-        original-image pixels, int32 ``[N]``, ``[N]``, bool ``[H, W, N]``; see
-        ``inference.unmold_detections`` for the parameters and the details.
+        original-image pixels, int32 ``[N]``, ``[N]``, bool ``[H, W, N]`` (float64 when N is 0,
+        as matterport's); see ``inference.unmold_detections`` for the parameters and the details.
         """
         return unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape, window)
 
@@ -244,7 +247,7 @@ class MaskRCNN:
         if key not in self._detect_functions:
             check_molded_shape(key)
             self._detect_functions[key] = make_detect_function(
-                self.keras_model, self.config, key, self.get_anchors(key), on_trace=self._count_trace)
+                self.keras_model, self.config, key, self.get_anchors(image_shape), on_trace=self._count_trace)
         return self._detect_functions[key]
 
     def _count_trace(self):
@@ -266,7 +269,8 @@ class MaskRCNN:
         list of dict, one per image
             ``rois`` int32 ``[N, (y1, x1, y2, x2)]`` in the original image's pixels,
             ``class_ids`` int32 ``[N]``, ``scores`` float32 ``[N]``, ``masks`` bool
-            ``[H, W, N]`` (the original size).
+            ``[H, W, N]`` (the original size; float64 ``[H, W, 0]`` without detections,
+            as matterport's).
         """
         if self.mode != "inference":
             raise ModelError("detect: create the model with mode='inference'")
@@ -427,13 +431,15 @@ class MaskRCNN:
     # ------------------------------------------------------------------
     # weights and checkpoints
     # ------------------------------------------------------------------
-    def load_weights(self, filepath, by_name=False, exclude=None):
+    def load_weights(self, filepath, by_name=False, exclude=None, *, require_complete=False):
         """Load a Keras-1/Keras-2 HDF5 weights file (matterport's, Keras' ImageNet, ours); adopt its log dir.
 
         See ``weights.load_hdf5_weights`` for ``by_name`` and ``exclude``; as in
         matterport, giving ``exclude`` forces ``by_name=True``. When the path is a
         checkpoint of this library's naming, ``epoch`` and ``log_dir`` follow it
-        (training resumes there).
+        (training resumes there). ``require_complete=True`` (not in matterport) refuses
+        a file that leaves any layer with weights unloaded (``IncompleteWeightsError``,
+        nothing assigned): the command line's ``predict`` and ``evaluate`` load so.
 
         Returns
         -------
@@ -443,7 +449,8 @@ class MaskRCNN:
         """
         if exclude:
             by_name = True
-        result = load_hdf5_weights(self.keras_model, filepath, by_name=by_name, exclude=exclude)
+        result = load_hdf5_weights(self.keras_model, filepath, by_name=by_name, exclude=exclude,
+                                   require_complete=require_complete)
         self.set_log_dir(str(filepath))
         return result
 

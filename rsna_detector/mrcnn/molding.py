@@ -100,7 +100,8 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
     scale : float
         Resizing factor (the int 1 when not resized).
     padding : list
-        ``[(top, bottom), (left, right), (0, 0)]`` (one ``(0, 0)`` per axis after the first two).
+        ``[(top, bottom), (left, right), (0, 0)]``, three pairs whatever the image's rank, as
+        matterport's (``resize_mask`` pads ``[H, W, N]`` masks with it).
     crop : tuple (y, x, height, width) or None
 
     Extension: 2-D images are accepted in every mode (matterport's padding
@@ -112,8 +113,7 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
     if mode not in ("none", "square", "pad64", "crop"):
         raise ValueError(f"resize_image: mode must be 'none', 'square', 'pad64' or 'crop', got {mode!r}")
     h, w = image.shape[:2]
-    extra_axes = [(0, 0)] * (image.ndim - 2)
-    window, scale, padding, crop = (0, 0, h, w), 1, [(0, 0), (0, 0)] + extra_axes, None
+    window, scale, padding, crop = (0, 0, h, w), 1, [(0, 0), (0, 0), (0, 0)], None
     if mode == "none":
         return image, window, scale, padding, crop
     if mode == "square" and not max_dim:
@@ -142,8 +142,8 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
         target_w = -(-w // _PAD_MULTIPLE) * _PAD_MULTIPLE
     top, bottom = _centre_padding(h, target_h)
     left, right = _centre_padding(w, target_w)
-    padding = [(top, bottom), (left, right)] + extra_axes
-    image = np.pad(image, padding, mode="constant", constant_values=0)
+    padding = [(top, bottom), (left, right), (0, 0)]
+    image = np.pad(image, padding[:image.ndim], mode="constant", constant_values=0)
     return image, (top, left, top + h, left + w), scale, padding, crop
 
 

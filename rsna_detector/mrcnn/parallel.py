@@ -16,7 +16,10 @@
 
 Classes defined in ``__main__`` (a notebook, a script) cannot be rebuilt in a
 fresh process: with any of those in the dataset, config or augmentation, the
-batches are built in threads instead, with one warning.
+batches are built in threads instead, with one warning. So are they when
+training is started from the top level of a script without an
+``if __name__ == "__main__":`` block, which every spawned worker would run
+again (``rsna_detector._processes.main_reruns_in_workers``).
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ import time
 
 import numpy as np
 
+from .._processes import START_METHOD, main_reruns_in_workers
 from ..errors import RsnaDetectorError
 
 __all__ = ["EXIT_GUARD", "ExitGuard", "guarded_batch", "process_input_dataset", "make_distributed_input",
@@ -159,7 +163,7 @@ class _ProcessPool:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        self.executor = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
+        self.executor = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context(START_METHOD),
                                             initializer=_start_worker, initargs=(payload,))
         self.next_index, self.step, self.slots = int(start), int(step), slots
         self.ahead = int(ahead or processes + 1)
@@ -184,7 +188,12 @@ class _ProcessPool:
 
 
 def _payload(batches):
-    """The pickled batch builder, or None when it references ``__main__`` (not rebuildable in a fresh process)."""
+    """The pickled batch builder, or None when a fresh process cannot rebuild it or would rerun the script."""
+    if main_reruns_in_workers():
+        log.warning("DATA_LOADER_PROCESSES: training runs from the top level of a script without an "
+                    "`if __name__ == \"__main__\":` block, which every worker process would run again; "
+                    "building batches in threads")
+        return None
     try:
         payload = pickle.dumps(batches, protocol=pickle.HIGHEST_PROTOCOL)
     except (pickle.PicklingError, TypeError, AttributeError) as error:

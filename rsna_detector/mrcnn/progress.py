@@ -7,10 +7,13 @@ ends) on stderr, then one line on stdout::
 
     epoch  3/8  loss 1.984  rpn_class 0.071  rpn_bbox 0.512  mrcnn_class 0.227  mrcnn_bbox 0.548  mrcnn_mask 0.379 | val loss 2.001  (22 s)
 
-Every value of every epoch is also in the run's ``training_log.csv``.
+and, after an epoch a validation callback measured (its ``val_map50``, ``val_best_rsna_score``,
+``val_best_threshold`` and ``val_coco_ap`` in the logs), ``| mAP50 0.612  rsna 0.201@0.86  coco AP 0.154``
+before the time. Every value of every epoch is also in the run's ``training_log.csv``.
 """  # noqa: E501 (the example line is printed as it is)
 from __future__ import annotations
 
+import math
 import sys
 import time
 
@@ -51,9 +54,30 @@ def format_epoch_line(epoch, epochs, logs, seconds=None):
     line = "  ".join(parts)
     if "val_loss" in logs:
         line += f" | val loss {float(logs['val_loss']):.3f}"
+    validated = _validation_text(logs)
+    if validated:
+        line += f" | {validated}"
     if seconds is not None:
         line += f"  ({seconds:.0f} s)"
     return line
+
+
+def _validation_text(logs):
+    """A validation callback's metrics (``val_map50``, ``val_best_rsna_score`` at ``val_best_threshold``,
+    ``val_coco_ap``) as ``mAP50 0.612  rsna 0.201@0.86  coco AP 0.154``; '' when absent or NaN (a skipped epoch)."""
+    def value(name):
+        number = float(logs.get(name, float("nan")))
+        return number if math.isfinite(number) else None
+
+    parts = []
+    if value("val_map50") is not None:
+        parts.append(f"mAP50 {value('val_map50'):.3f}")
+    if value("val_best_rsna_score") is not None:
+        at = value("val_best_threshold")
+        parts.append(f"rsna {value('val_best_rsna_score'):.3f}" + (f"@{at:.2f}" if at is not None else ""))
+    if value("val_coco_ap") is not None:
+        parts.append(f"coco AP {value('val_coco_ap'):.3f}")
+    return "  ".join(parts)
 
 
 class TrainingProgress(keras.callbacks.Callback):

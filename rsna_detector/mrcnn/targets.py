@@ -369,16 +369,21 @@ class DetectionTargetLayer(keras.layers.Layer):
         proposals, gt_class_ids, gt_boxes, gt_masks = inputs
         return list(detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, self.config))
 
-    def compute_output_spec(self, inputs):
-        batch = inputs[0].shape[0]
+    def compute_output_shape(self, input_shape):
+        """matterport's: ``[(None, T, 4), (None, T), (None, T, 4), (None, T, mh, mw)]``."""
         total = self.config.TRAIN_ROIS_PER_IMAGE
         mask_height, mask_width = self.config.MASK_SHAPE
-        return [
-            keras.KerasTensor((batch, total, 4), dtype="float32"),
-            keras.KerasTensor((batch, total), dtype="int32"),
-            keras.KerasTensor((batch, total, 4), dtype="float32"),
-            keras.KerasTensor((batch, total, mask_height, mask_width), dtype="float32"),
-        ]
+        return [(None, total, 4), (None, total), (None, total, 4), (None, total, mask_height, mask_width)]
+
+    def compute_output_spec(self, inputs):
+        batch = inputs[0].shape[0]
+        dtypes = ("float32", "int32", "float32", "float32")
+        return [keras.KerasTensor((batch,) + shape[1:], dtype=dtype)
+                for shape, dtype in zip(self.compute_output_shape(None), dtypes, strict=True)]
+
+    def compute_mask(self, inputs, mask=None):
+        """matterport's: no output carries a mask (Keras calls it ``(inputs, previous_mask)``)."""
+        return [None, None, None, None]
 
     def get_config(self):
         base = super().get_config()

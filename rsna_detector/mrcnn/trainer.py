@@ -14,7 +14,9 @@
 * a checkpoint per epoch, written atomically (``weights.save_hdf5_weights``),
   named ``checkpoint_path`` (``mask_rcnn_<name>_<epoch:04d>.h5``);
 * ``training_log.csv`` and (when the ``tensorboard`` package is installed)
-  TensorBoard events in ``model.log_dir``;
+  TensorBoard events in ``model.log_dir``; custom callbacks run after the epoch's
+  checkpoint is written and before these logs, so values they add to the epoch's
+  ``logs`` (a validation callback's metrics) are logged too;
 * training stops with :class:`NonFiniteLossError` naming the epoch, the step and
   the loss that became NaN or infinite, and with :class:`LossDivergenceError` when
   the loss grows beyond ``divergence_factor`` (default 1e4) times its first value
@@ -399,12 +401,13 @@ def train(model, train_dataset, val_dataset, learning_rate, epochs, layers, augm
     compile_training_model(keras_model, learning_rate, config)
     train_input, val_input = _inputs(model, train_dataset, val_dataset, augmentation, no_augmentation_sources)
 
-    callbacks = [NonFiniteLossStop(), *divergence_stop, CheckpointSaver(model)]
+    # Custom callbacks run after the epoch's checkpoint is written and before the logs are: what they
+    # add to the epoch's logs (the validation callback's metrics) reaches the CSV, TensorBoard and the epoch line.
+    callbacks = [NonFiniteLossStop(), *divergence_stop, CheckpointSaver(model), *list(custom_callbacks or [])]
     if is_chief(keras_model.distribute_strategy):  # in a multi-worker run, the other workers write no file
         _make_log_dir(model)
         callbacks += [keras.callbacks.CSVLogger(os.path.join(model.log_dir, LOG_CSV_NAME), append=True)]
         callbacks += _tensorboard(model.log_dir)
-    callbacks += list(custom_callbacks or [])
     if verbose == "auto":  # a bar per epoch and one line of losses, instead of Keras' bar
         callbacks.append(TrainingProgress(config.VALIDATION_STEPS if val_input is not None else 0))
 

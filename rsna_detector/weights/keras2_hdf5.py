@@ -43,8 +43,9 @@ import numpy as np
 from .._io import atomic_path
 from ..errors import RsnaDetectorError
 
-__all__ = ["WeightsFileError", "Keras2WeightsFile", "KERAS1_VERSION", "normalise_layer_name",
-           "is_keras2_weights_file", "read_weight_file_layers", "read_hdf5_weights", "write_hdf5_weights"]
+__all__ = ["WeightsFileError", "Keras2WeightsFile", "KERAS1_VERSION", "normalise_layer_name", "dataset_problem",
+           "weights_file_problem", "is_keras2_weights_file", "read_weight_file_layers", "read_hdf5_weights",
+           "write_hdf5_weights"]
 
 # HDF5 object headers hold at most 64 KiB; Keras 2 split longer attributes into numbered chunks.
 _ATTRIBUTE_CHUNK_BYTES = 64000
@@ -217,6 +218,56 @@ class Keras2WeightsFile:
                                        f"{weight_name!r}, which is not a dataset of its group")
             datasets.append((weight_name, group[weight_name]))
         return datasets
+
+
+def dataset_problem(dataset, *, require_storage=False):
+    """Why an HDF5 dataset cannot hold weights, from its metadata alone (nothing is read), or None.
+
+    Refused: a dtype that is not a number (strings, compounds, references). With
+    ``require_storage`` also a dataset whose storage was never written, wholly or in
+    part (a contiguous one storing fewer bytes than its shape needs, a chunked one with
+    unwritten chunks): such a file can declare 1e6 x 1e6 values in a few KB. Loading
+    does not require it (an unwritten dataset reads as its fill value, a valid HDF5
+    value); :func:`weights_file_problem` does, for the library's checkpoints, which are
+    always written whole.
+    """
+    if dataset.dtype.kind not in "fiub":
+        return f"file dtype {dataset.dtype} is not numeric"
+    expected = int(np.prod(dataset.shape, dtype=np.int64)) * dataset.dtype.itemsize
+    if not require_storage or not expected:
+        return None
+    if dataset.chunks is None:
+        stored = dataset.id.get_storage_size()
+        if stored < expected:
+            return f"the file stores {stored} of its {expected} bytes (never written or cut short)"
+        return None
+    chunks = int(np.prod([-(-n // c) for n, c in zip(dataset.shape, dataset.chunks, strict=True)], dtype=np.int64))
+    written = dataset.id.get_num_chunks()
+    if written < chunks:
+        return f"the file has written {written} of its {chunks} chunks (never written or cut short)"
+    return None
+
+
+def weights_file_problem(filepath):
+    """Why a file cannot be a whole Keras-2 HDF5 weights file, from its layout and metadata (no value read), or None.
+
+    The layout as :class:`Keras2WeightsFile` reads it, at least one layer, and every
+    listed weight a numeric dataset whose storage is all written
+    (:func:`dataset_problem` with ``require_storage``): a checkpoint ``find_last`` may
+    pick. Does not know the model: shapes are compared on loading.
+    """
+    try:
+        with Keras2WeightsFile(filepath) as weights_file:
+            if not weights_file.layers:
+                return "no layers in the file"
+            for layer in weights_file.layers:
+                for weight_name, dataset in weights_file.datasets(layer):
+                    problem = dataset_problem(dataset, require_storage=True)
+                    if problem:
+                        return f"layer {layer!r}, weight {weight_name!r}: {problem}"
+    except (OSError, WeightsFileError, KeyError, ValueError) as error:
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 def is_keras2_weights_file(filepath):

@@ -15,7 +15,7 @@ The rules (Keras 2's)
   with the model's layers that have weights (the counts must agree).
 * Inside a layer the weights are assigned **by position**, after the conversions of
   Keras 2's ``preprocess_weights_for_loading`` that concern convolutions
-  (:func:`_keras2_kernel`). The weight names are not used for matching, so Keras-1
+  (:func:`_keras2_kernel_steps`). The weight names are not used for matching, so Keras-1
   names (``_W``, ``_b``, ``_running_std``) load as Keras 2 loaded them
   (``running_std``, which Keras 1 used for the variance, into ``moving_variance``).
 * Nothing is assigned when anything does not fit: a :class:`WeightsMismatchError`
@@ -46,10 +46,10 @@ import keras
 import numpy as np
 
 from ..errors import RsnaDetectorError, RsnaDetectorWarning
-from .keras2_hdf5 import KERAS1_VERSION, Keras2WeightsFile, write_hdf5_weights
+from .keras2_hdf5 import KERAS1_VERSION, Keras2WeightsFile, WeightsFileError, dataset_problem, write_hdf5_weights
 
-__all__ = ["WeightsMismatchError", "WeightsLoadWarning", "WeightsLoadResult", "WeightsLoadPlan",
-           "plan_hdf5_weights", "load_hdf5_weights", "save_hdf5_weights", "model_weight_groups"]
+__all__ = ["WeightsMismatchError", "IncompleteWeightsError", "WeightsLoadWarning", "WeightsLoadResult",
+           "WeightsLoadPlan", "plan_hdf5_weights", "load_hdf5_weights", "save_hdf5_weights", "model_weight_groups"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,29 @@ class WeightsMismatchError(RsnaDetectorError, ValueError):
             f"{filepath}: {len(self.layers)} layer(s) do not fit the model:\n  {lines}\n"
             f"Skip them with exclude={self.layers} (e.g. when the number of classes differs)."
         )
+
+
+class IncompleteWeightsError(WeightsMismatchError):
+    """A file meant to hold the whole model (for inference) leaves weighted layers of the model unloaded.
+
+    Attributes
+    ----------
+    layers : list of str
+        The model layers the file lacks.
+    """
+
+    def __init__(self, filepath, missing):
+        self.layers = list(missing)
+        self.problems = [f"{layer}: not in the file" for layer in self.layers]
+        ValueError.__init__(
+            self, f"{filepath}: {len(self.layers)} of the model's layers with weights are not in the file "
+                  f"({_shorten(self.layers)}): predicting with their random initial weights would give "
+                  "meaningless boxes; give a checkpoint of this model (trained with the same config)")
+
+
+def _shorten(names, first=8):
+    names = list(names)
+    return ", ".join(names[:first]) + (f" and {len(names) - first} more" if len(names) > first else "")
 
 
 class WeightsLoadWarning(RsnaDetectorWarning):
@@ -181,8 +204,8 @@ def _every_layer_name(model):
 # one layer: Keras 2's preprocessing, then assignment by position
 # ----------------------------------------------------------------------------
 
-def _keras2_kernel(value, variable, owner, keras_version, backend):
-    """A file kernel as Keras 2's ``preprocess_weights_for_loading`` handed it to a conv layer.
+def _keras2_kernel_steps(shape, variable, owner, keras_version, backend):
+    """How Keras 2's ``preprocess_weights_for_loading`` converted a file kernel for a conv layer, from its shape.
 
     Only the conversions that concern the layers the library loads (Conv2D,
     Conv2DTranspose; Dense and BatchNormalization are never converted):
@@ -198,21 +221,29 @@ def _keras2_kernel(value, variable, owner, keras_version, backend):
     Not done: Keras 2.0/2.1 also swapped the last two axes of a Keras-1 Conv2DTranspose
     kernel; Keras 2.2 did that twice for matterport's ``TimeDistributed(Conv2DTranspose)``
     (``mrcnn_mask_deconv``), i.e. not at all, which is what happens here.
+
+    Returns
+    -------
+    (list of callable, tuple)
+        The numpy steps to apply to the value once read, and the shape after them.
     """
-    if not isinstance(owner, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)) or value.ndim != 4:
-        return value
+    shape = tuple(shape)
+    if not isinstance(owner, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)) or len(shape) != 4:
+        return [], shape
     if variable is not owner.weights[0]:  # Keras 2 converted weights[0], the kernel
-        return value
+        return [], shape
+    steps = []
     if keras_version == KERAS1_VERSION and isinstance(owner, keras.layers.Conv2D) \
             and getattr(owner, "data_format", "channels_last") == "channels_first":
-        value = np.transpose(value, (2, 3, 1, 0))
+        steps.append(lambda value: np.transpose(value, (2, 3, 1, 0)))
+        shape = tuple(shape[i] for i in (2, 3, 1, 0))
     if backend == "theano":
-        value = np.ascontiguousarray(value[::-1, ::-1])
-    if tuple(value.shape) != tuple(variable.shape):
-        transposed = np.transpose(value, (3, 2, 0, 1))
-        if tuple(transposed.shape) == tuple(variable.shape):
-            value = transposed
-    return value
+        steps.append(lambda value: np.ascontiguousarray(value[::-1, ::-1]))
+    transposed = tuple(shape[i] for i in (3, 2, 0, 1))
+    if shape != tuple(variable.shape) and transposed == tuple(variable.shape):
+        steps.append(lambda value: np.transpose(value, (3, 2, 0, 1)))
+        shape = transposed
+    return steps, shape
 
 
 def _variable_name(weight_name):
@@ -230,7 +261,7 @@ def _reordered(file_names, entries):
 
 
 def _layer_assignments(layer_name, datasets, entries, skip_owners, versions):
-    """Pair one file layer with one model layer by position.
+    """Pair one file layer with one model layer by position, from the file's metadata (nothing is read yet).
 
     Parameters
     ----------
@@ -248,8 +279,10 @@ def _layer_assignments(layer_name, datasets, entries, skip_owners, versions):
 
     Returns
     -------
-    (list of (variable, ndarray), list of (layer, text))
-        Assignments, and problems (nothing may be assigned when there are any).
+    (list of (variable, h5py.Dataset, steps), list of (layer, text))
+        What to read and assign (each dataset's shape and dtype checked, the
+        conversion steps of :func:`_keras2_kernel_steps`), and problems (nothing may
+        be read or assigned when there are any).
     """
     file_names = [name for name, _ in datasets]
     if len(datasets) != len(entries):
@@ -261,13 +294,35 @@ def _layer_assignments(layer_name, datasets, entries, skip_owners, versions):
                                  "must follow the layer's weight order")]
     assignments, problems = [], []
     for (file_name, dataset), (key, variable, owner) in zip(datasets, entries, strict=False):
-        value = _keras2_kernel(np.asarray(dataset[()]), variable, owner, *versions)
-        if tuple(value.shape) != tuple(variable.shape):
-            problems.append((layer_name, f"{key}: file shape {tuple(value.shape)} vs model shape "
+        steps, shape = _keras2_kernel_steps(dataset.shape, variable, owner, *versions)
+        problem = dataset_problem(dataset)
+        if shape != tuple(variable.shape):
+            problems.append((layer_name, f"{key}: file shape {tuple(dataset.shape)} vs model shape "
                                          f"{tuple(variable.shape)} (file weight {file_name!r})"))
+        elif problem:
+            problems.append((layer_name, f"{key}: {problem} (file weight {file_name!r})"))
         elif owner.name not in skip_owners:
-            assignments.append((variable, value))
+            assignments.append((variable, dataset, steps))
     return assignments, problems
+
+
+def _read_assignments(filepath, pending):
+    """Read the checked datasets and convert them: ``[(variable, ndarray of its dtype)]``.
+
+    Raises WeightsFileError naming the file and the weight when a dataset cannot be read
+    (a damaged chunk) or converted to the variable's dtype.
+    """
+    values = []
+    for variable, dataset, steps in pending:
+        try:
+            value = np.asarray(dataset[()])
+            for step in steps:
+                value = step(value)
+            values.append((variable, np.asarray(value, dtype=variable.dtype)))
+        except (OSError, ValueError, TypeError) as error:
+            raise WeightsFileError(f"{filepath}: weight {dataset.name!r} cannot be read as "
+                                   f"{variable.dtype} ({type(error).__name__}: {error})") from error
+    return values
 
 
 # ----------------------------------------------------------------------------
@@ -291,9 +346,9 @@ class WeightsLoadPlan:
     assignments: tuple = ()
 
     def apply(self):
-        """Assign every value of the plan; returns :attr:`result`."""
+        """Assign every value of the plan (read, checked and converted beforehand); returns :attr:`result`."""
         for variable, value in self.assignments:
-            variable.assign(np.asarray(value, dtype=variable.dtype))
+            variable.assign(value)
         return self.result
 
 
@@ -358,8 +413,9 @@ def plan_hdf5_weights(model, filepath, by_name=False, exclude=None, normalise_na
             assignments += layer_assignments
             problems += layer_problems
         file_layers = set(weights_file.layers)
-    if problems:
-        raise WeightsMismatchError(weights_file.filepath, problems)
+        if problems:  # before any dataset is read: a shape of 1e6 x 1e6 is never allocated
+            raise WeightsMismatchError(weights_file.filepath, problems)
+        assignments = _read_assignments(weights_file.filepath, assignments)
     result = _result(model, weights_file.filepath, by_name, {layer.name for _, layer in pairs}, file_layers,
                      exclude, unused, _unknown_exclude(model, exclude))
     return WeightsLoadPlan(result, tuple(assignments))
@@ -369,7 +425,8 @@ def _warn(message):
     warnings.warn(message, WeightsLoadWarning, stacklevel=3)
 
 
-def load_hdf5_weights(model, filepath, by_name=False, exclude=None, normalise_names=False):
+def load_hdf5_weights(model, filepath, by_name=False, exclude=None, normalise_names=False, *,
+                      require_complete=False):
     """Load a Keras-1/Keras-2 HDF5 weights file into a model, as Keras 2 loaded it.
 
     Parameters
@@ -393,6 +450,10 @@ def load_hdf5_weights(model, filepath, by_name=False, exclude=None, normalise_na
     normalise_names : bool
         Read the file's layer names in Keras 3's spelling (``conv1/conv`` as
         ``conv1_conv``: Keras 2.1's DenseNet, e.g. the CheXNet weights).
+    require_complete : bool
+        Refuse (:class:`IncompleteWeightsError`, nothing assigned) a file that leaves
+        any model layer with weights, not excluded, unloaded: what inference needs
+        (training from a partial file, e.g. COCO without the heads, only warns).
 
     Returns
     -------
@@ -406,14 +467,18 @@ def load_hdf5_weights(model, filepath, by_name=False, exclude=None, normalise_na
     WeightsFileError
         When the file is not in the Keras-2 layout (or a listed group or dataset is absent).
     WeightsMismatchError
-        Listing every layer whose weights do not fit (count, order or shapes); nothing
-        is assigned in that case.
+        Listing every layer whose weights do not fit (count, order, shapes, a dtype
+        that is not numeric), found from the file's metadata
+        before any value is read; nothing is assigned in that case.
+        :class:`IncompleteWeightsError` (one) with ``require_complete``.
     """
     filepath = str(filepath)
     unknown_exclude = _unknown_exclude(model, exclude or ())
     if unknown_exclude:  # before a mismatch error, which a misspelt name often causes
         _warn(f"{filepath}: exclude names {unknown_exclude} match no layer of the model (nothing excluded for them)")
     plan = plan_hdf5_weights(model, filepath, by_name, exclude, normalise_names)
+    if require_complete and plan.result.missing_from_file:
+        raise IncompleteWeightsError(filepath, plan.result.missing_from_file)
     result = plan.apply()
     if result.unused_in_file:
         logger.debug("%s: %d file layer(s) not in the model (ignored): %s", filepath, len(result.unused_in_file),

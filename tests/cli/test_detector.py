@@ -35,14 +35,18 @@ def test_cli_demo_console_is_short_and_ends_with_the_results(tmp_path):
         assert noise not in text, noise
     assert sum(bool(re.search(r"epoch [12]/2  loss \d", line)) for line in lines) == 2  # one line per epoch
     table_start = next(i for i, line in enumerate(lines) if line.startswith("metric "))
-    table = lines[table_start:table_start + 2 + 7]
+    table = lines[table_start:table_start + 2 + 9]
     assert [row.split("  ")[0] for row in table[2:]] == [
         "mAP@0.5, all validation images", "mAP@0.5, images with opacities", "mean IoU of matched boxes",
-        "competition score, model threshold", "best confidence threshold", "competition score, best threshold",
-        "wall time, s"]
+        "COCO AP@[.5:.95]", "submission threshold", "competition score, submission threshold",
+        "best confidence threshold", "competition score, best threshold", "wall time, s"]
     map50 = json.loads((out / "evaluation" / "metrics.json").read_text())["map50"]
     assert table[2].split()[-1] == f"{map50:.3f}"
-    assert lines[table_start + 9] == f"outputs in {out}/:" and len(lines) == table_start + 13
+    value = {row.split("  ")[0]: row.split()[-1] for row in table[2:]}
+    # the submission is written at the threshold validated in training: its score is the split's best
+    assert value["competition score, submission threshold"] == value["competition score, best threshold"]
+    assert value["submission threshold"] == value["best confidence threshold"]
+    assert lines[table_start + 11] == f"outputs in {out}/:" and len(lines) == table_start + 15
     assert "submission.csv" in lines[-2] and (out / "submission.csv").is_file()
     assert Path(lines[-1].split()[0].rstrip("/")).is_dir()
 
@@ -66,8 +70,10 @@ def test_the_submit_command_names_its_flag(tmp_path, capsys, monkeypatch):
     run = PredictionRun(predictions=[ImagePrediction("a", [], [])], failed={})
     monkeypatch.setattr(detector_cli, "_inference_model", lambda *args, **kwargs: object())
     monkeypatch.setattr(importlib.import_module("rsna_detector.detector.inference"), "predict", lambda *args, **kwargs: run)
-    code = cli.main(["submit", "--model", "m.h5", "--images", str(tmp_path), "--out", str(tmp_path / "s.csv"),
-                     "--sample-submission", str(sample), "--quiet"])
+    (tmp_path / "images").mkdir()  # the folder is checked before the (replaced) prediction runs
+    (tmp_path / "images" / "a.dcm").write_bytes(b"")
+    code = cli.main(["submit", "--model", "m.h5", "--images", str(tmp_path / "images"), "--out",
+                     str(tmp_path / "s.csv"), "--sample-submission", str(sample), "--quiet"])
     err = capsys.readouterr().err
     assert code != 0
     assert "1 of 2 sample-submission ids have no prediction" in err and "pass --allow-missing" in err

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from rsna_detector import cli
-from rsna_detector.cli.export import POSTPROCESSING_FILE, checkpoint_config, stored_min_confidence
+from rsna_detector.cli.export import checkpoint_config
 from rsna_detector.cli.usage import CommandLineError
+from rsna_detector.detector.export import steps_not_exported
+from rsna_detector.detector.postprocess import POSTPROCESSING_FILE, PostProcessing
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +30,19 @@ def test_the_config_comes_from_the_checkpoint(exported_detector, checkpoint, tmp
         checkpoint_config(bare)
 
 
-def test_the_stored_threshold_is_read_beside_the_checkpoint(tmp_path):
-    checkpoint = tmp_path / "mask_rcnn_x_0004.h5"
-    assert stored_min_confidence(checkpoint) is None
-    (tmp_path / POSTPROCESSING_FILE).write_text(json.dumps({"min_confidence": 0.62, "flip_tta": True}))
-    assert stored_min_confidence(checkpoint) == 0.62
-    for bad in ('{"min_confidence": "high"}', '{"min_confidence": 1.5}', "[0.5]", "{not json"):
-        (tmp_path / POSTPROCESSING_FILE).write_text(bad)
-        with pytest.raises(CommandLineError, match=POSTPROCESSING_FILE):
-            stored_min_confidence(checkpoint)
+def test_the_steps_the_graph_does_not_run_are_named():
+    assert steps_not_exported(PostProcessing(min_confidence=0.6)) == []
+    stored = PostProcessing(min_confidence=0.6, flip_tta=True, scales=(0.8, 1.0, 1.2), box_scale=0.875,
+                            gate_threshold=0.3, gate_classifier="gate.json")
+    assert steps_not_exported(stored) == ["flip TTA", "scale TTA 0.8/1/1.2", "box scale 0.875",
+                                          "classifier gate 0.3"]
+
+
+def test_an_ensemble_folder_is_refused(tmp_path, capsys):
+    PostProcessing(min_confidence=0.5, members=("fold_1", "fold_2")).save(tmp_path / POSTPROCESSING_FILE)
+    code = cli.main(["export", "--model", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert code == 2 and "an ensemble of 2 models" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("value", ["1.5", "-0.1", "high"])
@@ -47,14 +53,15 @@ def test_a_bad_threshold_argument_is_a_usage_error(value, capsys):
 
 
 def test_export_writes_the_saved_model_with_the_stored_threshold(checkpoint, tmp_path, capsys):
-    (checkpoint.parent / POSTPROCESSING_FILE).write_text(json.dumps({"min_confidence": 0.55}))
+    PostProcessing(min_confidence=0.55, flip_tta=True).save(checkpoint.parent / POSTPROCESSING_FILE)
     out = tmp_path / "exported"
-    code = cli.main(["export", "--model", str(checkpoint), "--out", str(out), "--formats", "saved_model",
-                     "--no-masks"])
+    code = cli.main(["export", "--model", str(checkpoint.parent), "--out", str(out), "--formats", "saved_model",
+                     "--no-masks"])  # the run folder: its checkpoint
     printed = capsys.readouterr().out
     assert code == 0, printed
     summary = json.loads((out / "export.json").read_text())
     assert summary["min_confidence"] == 0.55 and summary["threshold_source"] == POSTPROCESSING_FILE
+    assert summary["steps_not_exported"] == ["flip TTA"] and "flip TTA are not in the exported graph" in printed
     assert summary["formats"]["saved_model"]["check"]["count_mismatches"] == 0
     assert (out / "1" / "saved_model.pb").is_file() and "from postprocessing.json" in printed
     code = cli.main(["export", "--model", str(checkpoint), "--out", str(out), "--formats", "saved_model"])

@@ -1,6 +1,5 @@
 """Label CSV reading, validation, per-patient records and box conversion."""
 import collections
-import time
 import warnings
 
 import numpy as np
@@ -271,10 +270,7 @@ def test_class_file_wrong_header(tmp_path):
 def test_real_labels_counts(rsna_dir):
     labels = rsna_dir / "labels" / "stage_2_train_labels.csv"
     classes = rsna_dir / "labels" / "stage_2_detailed_class_info.csv"
-    start = time.perf_counter()
-    df = read_labels(labels, classes)
-    seconds = time.perf_counter() - start
-    assert seconds < 1.0, f"read_labels took {seconds:.2f} s"
+    df = read_labels(labels, classes)  # its speed: benchmarks/bench_eda.py (the patient table's phase)
     assert len(df) == 30227
     assert df["patientId"].nunique() == 26684
     assert df["Target"].value_counts().to_dict() == {0: 20672, 1: 9555}

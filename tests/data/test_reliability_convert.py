@@ -3,8 +3,13 @@
 The command runs in its own session with two workers on copies of a 1024x1024 DICOM (a few
 seconds of work); once the first outputs appear it is killed (SIGKILL), terminated (SIGTERM)
 or interrupted (SIGINT to its process group, as Ctrl-C in a terminal). Then no worker may
-survive its parent, an interrupt must end the command within two seconds, and no temporary
-``.partial`` file may be left; every output that exists is a complete PNG.
+survive its parent, an interrupt must stop the command before its queue ends (status 130), and
+no temporary ``.partial`` file may be left; every output that exists is a complete PNG.
+
+The child starts with SIGINT at its default, as from a terminal, whatever the test run inherited
+(a background job of a non-interactive shell, or ``nohup``, starts with SIGINT ignored, and Python
+then installs no KeyboardInterrupt handler: issue 26). That case has its own test. Deadlines here
+only catch a hang (generous for a machine at load 4); speed is not asserted (issue 22).
 """
 import os
 import shutil
@@ -20,6 +25,12 @@ import pytest
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and POSIX signals")
 
 N_FILES = 120
+HANG_S = 60  # a deadline that only catches a hang
+
+# How the child treats SIGINT before running the CLI: as started from a terminal (Python's own
+# KeyboardInterrupt handler), or ignored (started by nohup or as a background job).
+SIGINT_FROM_TERMINAL = "signal.signal(signal.SIGINT, signal.default_int_handler)"
+SIGINT_IGNORED = "signal.signal(signal.SIGINT, signal.SIG_IGN)"
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +69,14 @@ def _alive(pid):
     return state != "Z"
 
 
-def _start_convert(source, out, workers=2):
+def _start_convert(source, out, workers=2, sigint=SIGINT_FROM_TERMINAL):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]),
                                                         os.environ.get("PYTHONPATH", "")])}
+    code = f"import signal, sys; {sigint}; from rsna_detector.cli import main; sys.exit(main())"
     process = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from rsna_detector.cli import main; sys.exit(main())",
-         "convert", str(source), str(out), "--workers", str(workers), "--quiet"],
+        [sys.executable, "-c", code, "convert", str(source), str(out), "--workers", str(workers), "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + HANG_S
     while time.monotonic() < deadline:
         children = _children(process.pid)
         if len(children) >= (workers if workers > 1 else 0) and out.is_dir() and len(list(out.glob("*.png"))) >= 2:
@@ -74,7 +85,7 @@ def _start_convert(source, out, workers=2):
             pytest.fail(f"convert ended before it could be interrupted: {process.communicate()}")
         time.sleep(0.05)
     process.kill()
-    pytest.fail("convert did not start converting within 60 s")
+    pytest.fail(f"convert did not start converting within {HANG_S} s")
 
 
 def _wait_gone(pids, seconds):
@@ -82,6 +93,13 @@ def _wait_gone(pids, seconds):
     while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
         time.sleep(0.05)
     return [pid for pid in pids if _alive(pid)]
+
+
+def _stop(process, workers):
+    """Kill what is left of a test's processes (after a failure)."""
+    for pid in _children(process.pid) + workers + [process.pid]:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _assert_clean_outputs(out):
@@ -98,32 +116,58 @@ def test_workers_die_with_their_parent(source_folder, tmp_path, sig):
     process, workers = _start_convert(source_folder, out)
     try:
         os.kill(process.pid, sig)
-        process.wait(timeout=20)
-        survivors = _wait_gone(workers, 5)
+        process.wait(timeout=HANG_S)
+        survivors = _wait_gone(workers, HANG_S)
         assert survivors == [], f"worker(s) {survivors} outlived the parent killed by {sig.name}"
     finally:
-        for pid in _children(process.pid) + workers:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        _stop(process, workers)
     _assert_clean_outputs(out)
 
 
+def _wait_for_outputs(process, out, count):
+    """Wait until ``out`` holds ``count`` PNGs (False if convert ended first or HANG_S passed)."""
+    deadline = time.monotonic() + HANG_S
+    while time.monotonic() < deadline and process.poll() is None:
+        if len(list(out.glob("*.png"))) >= count:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 @pytest.mark.parametrize("n_workers", [2, 1])
-def test_ctrl_c_stops_within_two_seconds(source_folder, tmp_path, n_workers):
+def test_ctrl_c_stops_convert_before_its_queue_ends(source_folder, tmp_path, n_workers):
     out = tmp_path / "out"
     process, workers = _start_convert(source_folder, out, n_workers)
     try:
-        started = time.monotonic()
         os.killpg(process.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C: the whole group
-        process.wait(timeout=20)
-        elapsed = time.monotonic() - started
-        survivors = _wait_gone(workers, 2)
+        process.wait(timeout=HANG_S)
+        survivors = _wait_gone(workers, HANG_S)
     finally:
-        for pid in _children(process.pid) + workers:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-    assert elapsed < 2.0, f"convert took {elapsed:.1f} s to stop after Ctrl-C"
+        _stop(process, workers)
+    stderr = process.stderr.read().decode()
     assert survivors == []
-    assert process.returncode == 130
-    assert "interrupted" in process.stderr.read().decode()
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
+    _assert_clean_outputs(out)  # fewer outputs than inputs: it stopped, not after its queue
+
+
+def test_with_sigint_ignored_ctrl_c_is_ignored_and_sigterm_stops_convert(source_folder, tmp_path):
+    """Started with SIGINT ignored (nohup, a background job), Ctrl-C reaches nobody; SIGTERM stops it."""
+    out = tmp_path / "out"
+    process, workers = _start_convert(source_folder, out, 2, sigint=SIGINT_IGNORED)
+    try:
+        os.killpg(process.pid, signal.SIGINT)
+        written = len(list(out.glob("*.png")))
+        # still converting: more files than a stopping command could finish (its two in flight)
+        kept_going = _wait_for_outputs(process, out, written + 4)
+        os.kill(process.pid, signal.SIGTERM)  # what `kill PID` sends: handled as Ctrl-C
+        process.wait(timeout=HANG_S)
+        survivors = _wait_gone(workers, HANG_S)
+    finally:
+        _stop(process, workers)
+    stderr = process.stderr.read().decode()
+    assert kept_going, f"convert stopped on a SIGINT it was started to ignore: {process.returncode}, {stderr}"
+    assert survivors == []
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
     _assert_clean_outputs(out)

@@ -90,3 +90,71 @@ def test_real_labels_notebook_and_report_splits(rsna_dir):
     train, val = split_patients(df["patientId"], df["Target"], val_fraction=0.3)
     assert len(val) == round(0.3 * 26684) == 8005
     assert not set(train) & set(val)
+
+
+# --------------------------------------------------------------------------- k folds
+from rsna_detector.data.splits import assign_folds, k_fold_patients  # noqa: E402
+
+
+def test_folds_deal_strata_round_robin_by_hand():
+    # 6 patients with 0 boxes, 3 with 1, 1 with 2; 3 folds. Dealt in stratum order without restarting:
+    # stratum 0 -> folds 0,1,2,0,1,2; stratum 1 -> 0,1,2; stratum 2 -> 0. Whatever the shuffle:
+    ids = list("abcdefghij")
+    boxes = [0] * 6 + [1] * 3 + [2]
+    for seed in range(5):
+        fold_of = assign_folds(ids + ["g", "j"], boxes + [1, 2], folds=3, seed=seed)  # duplicate rows: one patient
+        assert list(fold_of) == ids
+        assert fold_of["j"] == 0
+        for fold in range(3):
+            assert sum(fold_of[p] == fold for p in "abcdef") == 2
+            assert sum(fold_of[p] == fold for p in "ghi") == 1
+        assert sorted(collections.Counter(fold_of.values()).values()) == [3, 3, 4]
+
+
+def test_k_fold_validation_sides_partition_the_patients():
+    ids = [f"p{i:03d}" for i in range(103)]
+    strata = [i % 4 for i in range(103)]
+    splits = k_fold_patients(ids, strata, folds=5, seed=1)
+    assert len(splits) == 5
+    validation = [pid for _, val in splits for pid in val]
+    assert sorted(validation) == ids  # every patient in exactly one validation fold
+    for train, val in splits:
+        assert not set(train) & set(val) and sorted(train + val) == ids
+        assert train == sorted(train) and val == sorted(val)  # first-appearance order
+        assert len(val) in (20, 21)
+        for stratum in range(4):
+            share = sum(1 for pid in val if strata[int(pid[1:])] == stratum)
+            assert share in (5, 6)  # 25 or 26 patients per stratum over 5 folds
+
+
+def test_folds_deterministic_and_seeded():
+    ids = [f"x{i}" for i in range(60)]
+    strata = [0] * 45 + [1] * 15
+    first = assign_folds(ids, strata, folds=4, seed=3)
+    assert first == assign_folds(ids, strata, folds=4, seed=3)
+    assert first != assign_folds(ids, strata, folds=4, seed=4)
+    assert set(first.values()) == {0, 1, 2, 3}
+
+
+def test_folds_without_strata_and_bad_requests():
+    fold_of = assign_folds(["a", "b", "c", "d"], folds=2)
+    assert sorted(collections.Counter(fold_of.values()).values()) == [2, 2]
+    for folds in (1, 5, 2.5, True):
+        with pytest.raises(SplitError, match=r"folds: .*expected an integer in \[2, 4\] for 4 patients"):
+            assign_folds(["a", "b", "c", "d"], folds=folds)
+    with pytest.raises(SplitError, match=r"strata: 1 patient\(s\) have more than one stratum: a"):
+        assign_folds(["a", "a", "b"], [1, 2, 0], folds=2)
+
+
+def test_real_labels_five_folds_stratified_by_box_count(rsna_dir):
+    df = read_labels(rsna_dir / "labels" / "stage_2_train_labels.csv")
+    boxes = df.groupby("patientId")["Target"].transform("sum")  # rows with Target 1 = boxes; negatives 0
+    fold_of = assign_folds(df["patientId"], boxes, folds=5)
+    assert len(fold_of) == 26684
+    per_patient = dict(zip(df["patientId"], boxes))
+    real = collections.Counter(per_patient.values())
+    assert real == {0: 20672, 1: 2614, 2: 3266, 3: 119, 4: 13}
+    for fold in range(5):
+        counts = collections.Counter(per_patient[pid] for pid, f in fold_of.items() if f == fold)
+        for n_boxes, total in real.items():
+            assert abs(counts[n_boxes] - total / 5) < 1

@@ -1,7 +1,8 @@
 """Flip test-time augmentation: mirroring and fusion, hand-computed."""
 import numpy as np
 
-from rsna_detector.detector.inference import _mirror_boxes, fuse_flip_detections, list_dicoms
+from rsna_detector.detector.fusion import mirror_boxes as _mirror_boxes
+from rsna_detector.detector.inference import fuse_flip_detections, list_dicoms
 
 
 def test_mirror_boxes_uses_exclusive_right_edge():

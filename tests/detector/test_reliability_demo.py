@@ -1,7 +1,6 @@
 """``run_demo(data_dir)`` without weights on an offline machine (issue 14, item 14): it says at once
 that the COCO weights are missing and where to put them, and never touches the network."""
 import socket
-import time
 
 import pytest
 
@@ -47,16 +46,14 @@ def test_real_data_without_weights_says_at_once_where_to_put_them(kaggle_dir, tm
     from rsna_detector.detector.demo import run_demo
 
     out = tmp_path / "demo"
-    started = time.perf_counter()
     with pytest.raises(WeightsOfflineError) as caught:
         run_demo(out, data_dir=kaggle_dir, progress=False)
-    elapsed = time.perf_counter() - started
     message = str(caught.value)
     assert "mask_rcnn_coco.h5" in message and "not on this machine" in message
     assert "RSNA_DETECTOR_WEIGHTS_DIR" in message and str(empty_weights_places) in message
     assert "weights='coco'" in message and "--weights coco" in message
-    assert no_network == [] and elapsed < 5
-    assert not out.exists()  # nothing started, nothing written
+    assert no_network == []
+    assert not out.exists()  # "at once": refused before its first step (which creates OUT), nothing written
 
 
 def test_weights_put_in_the_weights_folder_are_used_without_a_download(kaggle_dir, tmp_path, monkeypatch,

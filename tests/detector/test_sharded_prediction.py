@@ -1,7 +1,6 @@
 """Sharded prediction: `predict --shard I/N` cuts the sorted file list into N stable blocks, each shard
 writes its own results file, and `submit --results` merges them (overlaps refused, gaps named by patient).
 Three shards give exactly the boxes, scores and submission of one unsharded run."""
-import logging
 import os
 import random
 
@@ -42,40 +41,15 @@ def test_shards_are_contiguous_blocks_of_the_sorted_list_covering_every_file_onc
 def detector_files(tmp_path_factory):
     """A random tiny detector (every box kept, the opacity class favoured), its weights and config files, 7 test DICOMs
     and one unreadable file."""
-    from rsna_detector.data.synthetic import make_synthetic_dataset
-    from rsna_detector.detector.config import CPUDemoConfig
-    from rsna_detector.mrcnn import model as modellib
+    from tests.helpers import random_detector_files
 
     root = tmp_path_factory.mktemp("sharding")
-    make_synthetic_dataset(root / "data", n_train=0, n_test=7, seed=3, image_size=256, progress=False)
-    config = CPUDemoConfig()
-    config.DETECTION_MIN_CONFIDENCE, config.IMAGES_PER_GPU, config.SEED = 0.0, 2, 5
-    config.validate()
-    model = modellib.MaskRCNN("inference", config, str(root))
-    # whatever the random draw, every ROI favours the opacity class: detections to compare
-    model.keras_model.get_layer("mrcnn_class_logits").bias.assign(np.array([0.0, 3.0], np.float32))
-    model.save_weights(str(root / "weights.h5"))
-    config.to_json(root / "config.json")
+    model = random_detector_files(root, n_train=0, n_test=7, image_size=256)
     return root, model
 
 
 def _images(root):
     return root / "data" / "stage_2_test_images"
-
-
-@pytest.fixture
-def cli(monkeypatch):
-    """``rsna-detector`` in this process, its console set-up undone afterwards."""
-    from rsna_detector.cli import main
-
-    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
-    monkeypatch.setenv("TQDM_MININTERVAL", os.environ.get("TQDM_MININTERVAL", "0.1"))
-    library_logger = logging.getLogger("rsna_detector")
-    saved = (list(library_logger.handlers), library_logger.level, library_logger.propagate)
-    yield main
-    library_logger.handlers[:] = saved[0]
-    library_logger.setLevel(saved[1])
-    library_logger.propagate = saved[2]
 
 
 # --------------------------------------------------------------------------- three shards = one run

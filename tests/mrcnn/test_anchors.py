@@ -111,4 +111,4 @@ def test_get_anchors_normalizes_and_caches_the_same_rule():
     y1, x1, y2, x2 = 96 - 32 * S, 160 - 64 * S, 96 + 32 * S, 160 + 64 * S
     np.testing.assert_allclose(normalized[-1], [y1 / 127, x1 / 191, (y2 - 1) / 127, (x2 - 1) / 191], rtol=1e-6)
     assert normalized.dtype == np.float32
-    assert modellib.MaskRCNN.get_anchors(owner, (128, 192)) is normalized  # cached per (H, W)
+    assert modellib.MaskRCNN.get_anchors(owner, (128, 192, 3)) is normalized  # cached per shape

@@ -14,6 +14,8 @@ from rsna_detector.mrcnn import checkpoints
     ("/logs/shapes20240305T0910/mask_rcnn_shapes_0007.h5", ("shapes20240305T0910", 7)),
     ("/logs/rsna20240305T091011_2/mask_rcnn_rsna_0012.h5", ("rsna20240305T091011_2", 12)),
     ("C:\\logs\\rsna20240305T091011\\mask_rcnn_rsna_0001.h5", ("rsna20240305T091011", 1)),
+    # NAME may hold '.' (Config._validate_name): such a run must resume, not start a new folder
+    ("/logs/pneumonia.v220240305T091011/mask_rcnn_pneumonia.v2_0004.h5", ("pneumonia.v220240305T091011", 4)),
     ("/weights/mask_rcnn_coco.h5", None),
     ("/logs/rsna20240305T091011/mask_rcnn_rsna_12.h5", None),  # epochs have four digits
     ("", None),
@@ -39,19 +41,22 @@ def test_claim_run_folder_takes_the_next_free_suffix(tmp_path):
     assert sorted(os.listdir(model_dir)) == ["rsna20240305T091011", "rsna20240305T091011_2", "rsna20240305T091011_3"]
 
 
-def test_run_folders_are_newest_first(tmp_path):
+def test_run_folders_are_last_first_in_matterports_order(tmp_path):
     for folder in ("rsna20240101T0000", "rsna20240101T000030", "rsna20240101T000030_2", "rsna20231231T235959",
-                   "other20250101T000000", "rsna20240101T000030_x"):
+                   "other20250101T000000", "rsna20240101T000030_x", "rsna20240101T000030_10", "rsna_finetune",
+                   "Rsna20990101T0000"):
         (tmp_path / folder).mkdir()
     (tmp_path / "rsna20250101T000000").write_text("a file, not a run")
-    # a minute stamp sorts as second 00; the suffix orders runs of the same second
+    # matterport's string order over every folder starting with the name (a renamed one too; a
+    # minute stamp before the seconds of its minute), except that a run suffix compares as a number
     assert checkpoints.run_folders(str(tmp_path), "rsna") == [
-        "rsna20240101T000030_2", "rsna20240101T000030", "rsna20240101T0000", "rsna20231231T235959"]
+        "rsna_finetune", "rsna20240101T000030_x", "rsna20240101T000030_10", "rsna20240101T000030_2",
+        "rsna20240101T000030", "rsna20240101T0000", "rsna20231231T235959"]
     assert checkpoints.run_folders(str(tmp_path / "missing"), "rsna") == []
 
 
 def test_find_last_checkpoint_names_what_is_missing(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no run folder 'rsnaYYYYmmddTHHMM'"):
+    with pytest.raises(FileNotFoundError, match=r"no run folder 'rsna\*'"):
         checkpoints.find_last_checkpoint(str(tmp_path), "rsna")
     (tmp_path / "rsna20240101T000000").mkdir()
     with pytest.raises(FileNotFoundError, match=r"no mask_rcnn_\*\.h5 checkpoint in the run folders"):

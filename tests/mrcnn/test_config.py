@@ -75,11 +75,8 @@ class TestDefaults:
         assert "Configurations:" in text
         line = next(row for row in text.splitlines() if row.startswith("LEARNING_RATE"))
         assert line == "{:30} {}".format("LEARNING_RATE", 0.001)
-        assert "RPN_PYRAMID_LEVELS             4" in text
-        assert "first 4 pyramid levels only (P2-P5)" in text
-
-    def test_display_has_no_level_note_with_one_scale_per_level(self):
-        assert "pyramid levels only" not in Config().display_text()
+        assert "RPN_PYRAMID_LEVELS             4" in text  # how many levels get anchors (P2-P5)
+        assert "pyramid levels only" not in text  # no line beyond matterport's (test_matterport_edges)
 
 
 class TestPyramidLevels:
@@ -137,6 +134,11 @@ class TestValidation:
         ({"IMAGE_MAX_DIM": 1000}, "IMAGE_MAX_DIM: expected a multiple of 64 in 'square' mode"),
         ({"IMAGE_RESIZE_MODE": "crop", "IMAGE_MIN_DIM": 300}, "IMAGE_MIN_DIM: expected a multiple of 64"),
         ({"IMAGE_RESIZE_MODE": "stretch"}, "IMAGE_RESIZE_MODE: expected one of"),
+        # the side of IMAGE_SHAPE is needed; the other limits may be 0 or None (test_matterport_edges.py)
+        ({"IMAGE_MAX_DIM": None}, r"IMAGE_MAX_DIM: expected an integer >= 1 in 'square' mode \(the side of IMAGE_SHAPE"),
+        ({"IMAGE_RESIZE_MODE": "crop", "IMAGE_MIN_DIM": None}, "IMAGE_MIN_DIM: expected an integer >= 1 in 'crop' mode"),
+        ({"IMAGE_MIN_DIM": -64}, "IMAGE_MIN_DIM: expected None or an integer >= 0 in 'square' mode, got -64"),
+        ({"IMAGE_MIN_SCALE": "2"}, "IMAGE_MIN_SCALE: expected None or a number, got '2'"),
         ({"NUM_CLASSES": 0}, "NUM_CLASSES: expected an integer >= 1"),
         ({"BACKBONE": "vgg16"}, r"BACKBONE: expected one of \('resnet50', 'resnet101', 'tiny'\) or a callable, got 'vgg16'"),
         ({"BACKBONE": len}, "COMPUTE_BACKBONE_SHAPE: expected a callable"),

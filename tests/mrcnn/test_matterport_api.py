@@ -39,15 +39,6 @@ EXCLUDED_NAMES = {
     ("visualize", "ROOT_DIR"): "matterport's sys.path hack, not an API",
 }
 
-# (module, qualified name) -> why its signature differs from matterport's.
-EXCLUDED_SIGNATURES = {
-    # Keras-internal layer methods: Keras 3 asks layers for compute_output_spec, and its own
-    # compute_mask(inputs, previous_mask); nobody calls them with matterport's arguments.
-    ("model", "DetectionTargetLayer.compute_output_shape"): "Keras 3 layer internals (compute_output_spec)",
-    ("model", "DetectionTargetLayer.compute_mask"): "Keras 3 layer internals",
-}
-
-
 def _matterport_tree(module):
     folder = oracle.require_matterport()
     return ast.parse((folder / f"{module}.py").read_text(encoding="utf-8"))
@@ -99,50 +90,95 @@ def test_exclusions_are_still_needed():
 
 
 def _matterport_functions(module):
-    """(qualified name, ast.arguments) of matterport's public functions, methods and __init__s."""
+    """Qualified names of matterport's public functions, and of every public method (Keras-internal
+    overrides such as ``compute_mask`` included) and ``__init__`` of its classes."""
     for node in _matterport_tree(module).body:
         if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
-            yield node.name, node.args
+            yield node.name
         if isinstance(node, ast.ClassDef):
             for item in node.body:
                 if isinstance(item, ast.FunctionDef) and (item.name == "__init__" or not item.name.startswith("_")):
-                    yield f"{node.name}.{item.name}", item.args
+                    yield f"{node.name}.{item.name}"
 
 
-def _literal(node):
+def _matterport_module(module):
+    """matterport's own module (``model.py`` through the oracle's namespace)."""
+    import importlib
+
+    return {"model": oracle.model, "utils": oracle.utils, "config": oracle.config_module,
+            "visualize": lambda: (oracle.utils(), importlib.import_module("mrcnn.visualize"))[1]}[module]()
+
+
+def _same_default(ours, theirs):
     try:
-        return ast.literal_eval(node)
-    except ValueError:
-        return ast.unparse(node)
+        return bool(np.array_equal(np.asarray(ours, object), np.asarray(theirs, object)))
+    except (TypeError, ValueError):
+        return ours is theirs
+
+
+def signature_problems(ours, theirs):
+    """Why a call written for matterport's ``theirs`` could bind differently to ``ours`` ([] if none).
+
+    Each named parameter of matterport's is ours at the same position, with the same name, kind and
+    default (ours may give a default where matterport has none); matterport's ``*args`` / ``**kwargs``
+    are ours too; every parameter ours adds has a default (or is ``*args`` / ``**kwargs``).
+    """
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    their_params = list(inspect.signature(theirs).parameters.values())
+    our_params = list(inspect.signature(ours).parameters.values())
+    named = [p for p in their_params if p.kind not in variadic]
+    problems = []
+    for index, theirs_p in enumerate(named):
+        ours_p = our_params[index] if index < len(our_params) else None
+        if ours_p is None or (ours_p.name, ours_p.kind) != (theirs_p.name, theirs_p.kind):
+            problems.append(f"parameter {index} is {theirs_p.name!r} ({theirs_p.kind.description}), ours "
+                            f"{ours_p and ours_p.name!r} ({ours_p and ours_p.kind.description})")
+        elif theirs_p.default is not inspect.Parameter.empty and not _same_default(ours_p.default, theirs_p.default):
+            problems.append(f"{theirs_p.name}: default {ours_p.default!r}, matterport {theirs_p.default!r}")
+    for kind in variadic:
+        if any(p.kind == kind for p in their_params) and not any(p.kind == kind for p in our_params):
+            problems.append(f"no {kind.description} parameter (matterport has one)")
+    problems += [f"added parameter {p.name!r} has no default" for p in our_params[len(named):]
+                 if p.kind not in variadic and p.default is inspect.Parameter.empty]
+    return problems
 
 
 @pytest.mark.parametrize("module", sorted(OURS))
 def test_signatures_take_matterports_arguments(module):
     problems = []
-    for name, args in _matterport_functions(module):
-        ours = _resolve(module, name)
-        if ours is None or (module, name) in EXCLUDED_SIGNATURES or isinstance(ours, property):
-            continue
-        positional = [a.arg for a in args.posonlyargs + args.args if a.arg != "self"]
-        defaults = dict(zip(positional[len(positional) - len(args.defaults):], map(_literal, args.defaults)))
-        parameters = inspect.signature(ours).parameters
-        our_positional = [p.name for p in parameters.values()
-                          if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"]
-        if our_positional[:len(positional)] != positional:
-            problems.append(f"{name}: positional {positional}, ours {our_positional}")
-            continue
-        for key, value in defaults.items():
-            ours_default = parameters[key].default
-            if ours_default is inspect.Parameter.empty:
-                problems.append(f"{name}: {key} has no default (matterport {value!r})")
-            elif value != "None" and not np.array_equal(np.asarray(ours_default, object), np.asarray(value, object)):
-                problems.append(f"{name}: default {key}={ours_default!r}, matterport {value!r}")
+    for name in _matterport_functions(module):
+        ours, theirs = _resolve(module, name), _matterport_module(module)
+        for part in name.split("."):
+            theirs = getattr(theirs, part)
+        if ours is None or isinstance(ours, property) or isinstance(theirs, property):
+            continue  # a missing name fails test_every_public_matterport_name_exists
+        problems += [f"{name}: {problem}" for problem in signature_problems(ours, theirs)]
     assert problems == []
 
 
-def test_exclusions_name_existing_matterport_functions():
-    for module, name in EXCLUDED_SIGNATURES:
-        assert name in dict(_matterport_functions(module)), name
+def test_signature_check_catches_what_a_matterport_call_would_trip_on():
+    def theirs(self, inputs, mask=None, *args, **kwargs):
+        pass
+
+    def keras_style(self, inputs, previous_mask):
+        pass
+
+    def extended(self, inputs, mask=None, extra=1, *args, option=None, **kwargs):
+        pass
+
+    assert signature_problems(extended, theirs) == []
+    assert signature_problems(keras_style, theirs) == [
+        "parameter 2 is 'mask' (positional or keyword), ours 'previous_mask' (positional or keyword)",
+        "no variadic positional parameter (matterport has one)", "no variadic keyword parameter (matterport has one)"]
+
+    def other_default(self, inputs, mask=0, *args, **kwargs):
+        pass
+
+    def required_extra(self, inputs, mask=None, extra=None, more=..., *args, needed, **kwargs):
+        pass
+
+    assert signature_problems(other_default, theirs) == ["mask: default 0, matterport None"]
+    assert signature_problems(required_extra, theirs) == ["added parameter 'needed' has no default"]
 
 
 # ----------------------------------------------------------------------------

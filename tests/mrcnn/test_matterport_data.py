@@ -22,16 +22,6 @@ from rsna_detector.mrcnn.config import Config
 from tests import matterport_oracle as oracle
 
 
-@pytest.fixture(scope="module")
-def mpm():
-    return oracle.model()
-
-
-@pytest.fixture(scope="module")
-def mpu():
-    return oracle.utils()
-
-
 def same(ours, theirs, dtype=True):
     ours, theirs = np.asarray(ours), np.asarray(theirs)
     assert ours.shape == theirs.shape

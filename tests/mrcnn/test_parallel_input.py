@@ -48,3 +48,11 @@ def test_builders_that_cannot_reach_a_worker_process_fall_back_to_threads(caplog
     assert "building them in threads" in caplog.text
     element = _first(input_pipeline.make_input_dataset(batches, processes=2), 1)[0]
     assert np.array_equal(element[0], batches.batch(0)[0])
+
+
+def test_a_script_that_workers_would_rerun_builds_in_threads(caplog, monkeypatch):
+    """Training started from a script's top level, outside ``if __name__ == "__main__":`` (issue 26)."""
+    batches = input_pipeline.TrainingBatches(BlobDataset(1, 1), tiny_config(IMAGES_PER_GPU=2), shuffle=False)
+    monkeypatch.setattr(parallel, "main_reruns_in_workers", lambda: True)
+    assert parallel.process_input_dataset(batches, processes=2) is None
+    assert "every worker process would run again; building batches in threads" in caplog.text

@@ -55,3 +55,33 @@ def test_python_callers_still_pass_callables_as_objects():
 
     config = Config.from_dict({"BACKBONE": backbone, "COMPUTE_BACKBONE_SHAPE": shapes})
     assert config.BACKBONE is backbone and config.COMPUTE_BACKBONE_SHAPE is shapes
+
+
+# --------------------------------------------------------------------------- issue 22, cases 10 and 11
+def test_a_config_file_that_is_not_utf8_is_a_config_error_naming_the_file(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_bytes('{\n  "NAME": "pneumon\u00eda"\n}\n'.encode("cp1252"))
+    with pytest.raises(ConfigError, match=r"config\.json: line 2: not UTF-8 text: byte 0xed"):
+        Config.from_json(path)
+
+
+def test_a_deeply_nested_config_file_is_a_config_error_naming_the_file(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text('{"LOSS_WEIGHTS": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(ConfigError, match=r"config\.json: not a config file \(RecursionError"):
+        Config.from_json(path)
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/anywhere", "a/b", "a\\b", "..", ".hidden", "", "a b", 7])
+def test_a_name_that_cannot_be_part_of_a_file_name_is_refused(tmp_path, name):
+    """Before: NAME '../../escaped' made make_log_dir create the run folder outside model_dir."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"NAME": name}))
+    with pytest.raises(ConfigError, match=r"config\.json: NAME: expected a name made of letters, digits"):
+        Config.from_json(path)
+
+
+@pytest.mark.parametrize("name", ["shapes", "coco", "balloon", "nucleus", "pneumonia", "my_data-v2.1", None])
+def test_matterports_sample_names_are_accepted(name):
+    assert Config.from_dict({"NAME": name}).NAME == name
+

@@ -119,7 +119,7 @@ class TestResizeImage:
         # min_dim asks for 2.0 (long side 120 > 96) -> 96 / 60 = 1.6 -> (96, 64)
         assert scale == pytest.approx(1.6)
         assert out.shape == (96, 96) and out.dtype == np.float32
-        assert padding == [(0, 0), (16, 16)] and window == (0, 16, 96, 80)
+        assert padding == [(0, 0), (16, 16), (0, 0)] and window == (0, 16, 96, 80)  # three pairs, as matterport
 
     def test_pad64_without_scaling(self):
         image = np.ones((100, 70, 3), np.uint8)

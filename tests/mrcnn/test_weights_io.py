@@ -268,7 +268,7 @@ class TestCheckpoints:
 
     def test_find_last_and_resume_epoch(self, tmp_path):
         model = _tiny_model(tmp_path)
-        with pytest.raises(FileNotFoundError, match="no run folder 'tinyweightsYYYYmmddTHHMM'"):
+        with pytest.raises(FileNotFoundError, match=r"no run folder 'tinyweights\*'"):
             model.find_last()
         old, new, empty = (tmp_path / d for d in ("tinyweights20240101T1200", "tinyweights20240305T0910",
                                                   "tinyweights20250101T0000"))
@@ -277,7 +277,8 @@ class TestCheckpoints:
                 model.save_weights(str(folder / f"mask_rcnn_tinyweights_{epoch:04d}.h5"))
         empty.mkdir()
         (tmp_path / "other20990101T0000").mkdir()
-        last = model.find_last()
+        with pytest.warns(modellib.UnreadableCheckpointWarning, match="tinyweights20250101T0000 holds no mask_rcnn"):
+            last = model.find_last()  # matterport raises on the empty last folder; ours looks in the one before
         assert last == str(new / "mask_rcnn_tinyweights_0005.h5")
         model.load_weights(last, by_name=True)
         assert model.epoch == 5

@@ -153,6 +153,8 @@ def _save_curves(y_true, scores, metrics, out_dir):
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    from ..._io import save_figure
+
     figures = {}
     fpr, tpr, _ = roc_curve(y_true, scores)
     precision, recall, _ = pr_curve(y_true, scores)
@@ -168,7 +170,7 @@ def _save_curves(y_true, scores, metrics, out_dir):
         axis.grid(alpha=0.3)
         figure.tight_layout()
         figures[key] = str(Path(out_dir) / f"{key}_curve.png")
-        figure.savefig(figures[key], dpi=100)
+        save_figure(figure, figures[key], dpi=100)
         plt.close(figure)
     return figures
 

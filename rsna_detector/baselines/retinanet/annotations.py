@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 
 import numpy as np
 
+from ..._io import atomic_write
 from ...data.labels import PatientRecord, yxyx_to_xywh
 from .settings import RETINANET_CLASS_NAME, RetinaNetError
 
@@ -27,9 +29,9 @@ def write_classes_csv(path, class_names=(RETINANET_CLASS_NAME,)):
     """keras-retinanet's classes CSV: ``name,id`` per line (``Pneumonia,0``). Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as stream:
-        csv.writer(stream, lineterminator="\n").writerows([name, i] for i, name in enumerate(class_names))
-    return path
+    stream = io.StringIO(newline="")
+    csv.writer(stream, lineterminator="\n").writerows([name, i] for i, name in enumerate(class_names))
+    return atomic_write(path, stream.getvalue())
 
 
 def read_classes_csv(path):
@@ -74,14 +76,15 @@ def write_retinanet_csv(records, image_dir, path, *, classes_path=None, extensio
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as stream:
-        writer = csv.writer(stream, lineterminator="\n")
-        for record in _as_record_list(records):
-            image_path = str(Path(image_dir) / f"{record.patient_id}{extension}")
-            if record.n_boxes == 0:
-                writer.writerow([image_path, "", "", "", "", ""])
-            for y1, x1, y2, x2 in np.asarray(record.boxes, np.float32):
-                writer.writerow([image_path, *map(_number, (x1, y1, x2, y2)), RETINANET_CLASS_NAME])
+    stream = io.StringIO(newline="")
+    writer = csv.writer(stream, lineterminator="\n")
+    for record in _as_record_list(records):
+        image_path = str(Path(image_dir) / f"{record.patient_id}{extension}")
+        if record.n_boxes == 0:
+            writer.writerow([image_path, "", "", "", "", ""])
+        for y1, x1, y2, x2 in np.asarray(record.boxes, np.float32):
+            writer.writerow([image_path, *map(_number, (x1, y1, x2, y2)), RETINANET_CLASS_NAME])
+    atomic_write(path, stream.getvalue())
     classes_path = write_classes_csv(Path(classes_path) if classes_path else path.with_name("classes.csv"))
     return path, classes_path
 

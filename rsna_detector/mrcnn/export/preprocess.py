@@ -194,12 +194,15 @@ def _subtract_mean(levels, config):
     return tf.gather(tf.constant(table.reshape(-1)), index)
 
 
-def _image_metas(config, batch, height, width, plan):
-    """``compose_image_meta(0, (H, W, C), molded shape, window, scale, zeros)`` of each image, float32."""
+def _image_metas(config, batch, height, width, depth, plan):
+    """``compose_image_meta(0, (H, W, depth), molded shape, window, scale, zeros)`` of each image, float32.
+
+    ``depth`` is the images' own channel count (1 for grey), as ``detect``'s meta holds it.
+    """
     channels = float(config.IMAGE_CHANNEL_COUNT)
     sizes = tf.cast(tf.stack([height, width]), tf.float32)
     row = tf.concat([
-        [0.0], sizes, [channels], tf.cast(plan["molded"], tf.float32), [channels],
+        [0.0], sizes, [tf.cast(depth, tf.float32)], tf.cast(plan["molded"], tf.float32), [channels],
         tf.cast(plan["window"], tf.float32), [tf.cast(plan["scale"], tf.float32)],
         tf.zeros([config.NUM_CLASSES], tf.float32)], axis=0)
     return tf.tile(tf.expand_dims(row, 0), tf.stack([batch, 1]))
@@ -228,7 +231,7 @@ def mold_batch(images, config, dtype=tf.float64):
     """
     channels = int(config.IMAGE_CHANNEL_COUNT)
     shape = tf.shape(images)
-    batch, height, width = shape[0], shape[1], shape[2]
+    batch, height, width, depth = shape[0], shape[1], shape[2], shape[3]
     images = tf.broadcast_to(images, tf.stack([batch, height, width, channels]))  # one channel: repeated
     plan = molding_plan(config, height, width, dtype)
     with tf.control_dependencies(_check_molded(plan["molded"], config.IMAGE_RESIZE_MODE)):
@@ -243,6 +246,6 @@ def mold_batch(images, config, dtype=tf.float64):
         padded = tf.reshape(padded, [batch, side, side, channels])
     anchors = _anchors(config, plan["molded"], dtype)
     anchors = tf.broadcast_to(tf.expand_dims(anchors, 0), tf.stack([batch, tf.shape(anchors)[0], 4]))
-    metas = _image_metas(config, batch, height, width, plan)
+    metas = _image_metas(config, batch, height, width, depth, plan)
     return dict(plan, images=_subtract_mean(padded, config), metas=metas, anchors=anchors, height=height,
                 width=width)
