@@ -65,8 +65,14 @@ def _cmd_export(args):
           f"(from {summary['threshold_source']}) to {args.out}:")
     for name, entry in summary["formats"].items():
         check = entry["check"]
-        checked = "" if check is None else (f"; vs detect(): max score difference {check['max_score_difference']:.2g},"
-                                            f" max box difference {check['max_box_difference']} px")
+        if check is None:
+            checked = ""
+        elif check["detections"] == 0:
+            checked = (f"; ran, but detect() found nothing above {summary['min_confidence']} on the probe images: "
+                       "nothing compared, check it on your own images")
+        else:
+            checked = (f"; vs detect() on {check['detections']} detections: max score difference "
+                       f"{check['max_score_difference']:.2g}, max box difference {check['max_box_difference']} px")
         print(f"  {name}: {entry['path']} ({entry['bytes'] / 1e6:.1f} MB{checked})")
     return 0
 
