@@ -23,7 +23,7 @@ def test_verbose_is_accepted_before_and_after_the_subcommand():
 
 def test_every_command_group_registers_its_commands_in_help_order():
     commands = list(build_parser()._subparsers._group_actions[0].choices)
-    assert commands == ["demo", "train", "evaluate", "predict", "submit", "convert", "synth", "eda",
+    assert commands == ["demo", "train", "evaluate", "predict", "submit", "export", "convert", "synth", "eda",
                         "classifier-train", "classifier-evaluate", "retinanet-train", "retinanet-evaluate"]
 
 
