@@ -16,27 +16,16 @@ from .usage import CommandLineError
 __all__ = ["register"]
 
 
-def _load_config(args, default_preset="full"):
-    from ..detector.config import CPUDemoConfig, DetectorConfig
-
-    preset = getattr(args, "preset", None) or default_preset
-    return CPUDemoConfig() if preset == "cpu" else DetectorConfig()
-
-
 def _inference_model(args):
     """The model of ``--model`` (a checkpoint or run folder) with the post-processing to apply.
 
     ``--threshold auto`` (default): the one stored beside the checkpoint (``postprocessing.json``),
     else the config's DETECTION_MIN_CONFIDENCE with a one-line notice; a number overrides.
     """
-    from ..detector.config import CPUDemoConfig, DetectorConfig
+    from ..detector.config import load_config
     from ..detector.loading import load_detector
-    from ..mrcnn.config import Config
 
-    if args.config:
-        config = Config.from_json(args.config)
-    else:
-        config = CPUDemoConfig() if args.preset == "cpu" else DetectorConfig()
+    config = load_config(args.config, args.preset)
     return load_detector(args.model, config, threshold=args.threshold, flip_tta=args.flip_tta)
 
 
@@ -57,10 +46,11 @@ def _cmd_demo(args):
 
 
 def _cmd_train(args):
+    from ..detector.config import config_for_preset
     from ..detector.schedule import train
     from ..mrcnn.training import training_strategy
 
-    config = _load_config(args)
+    config = config_for_preset(args.preset)
     training_strategy(config)  # with TF_CONFIG, the multi-worker strategy must exist before any TF operation
     if args.steps_per_epoch is not None:
         config.STEPS_PER_EPOCH = args.steps_per_epoch

@@ -37,15 +37,16 @@ def _cmd_export(args):
     from ..detector.export import export_detector, steps_not_exported
     from ..detector.loading import resolve_checkpoint, resolve_postprocessing
     from ..detector.postprocess import load_postprocessing, postprocessing_path
+    from ..detector.config import load_config
     from ..mrcnn import model as modellib
-    from .detector import _load_config
 
     stored = load_postprocessing(args.model) if Path(args.model).is_dir() else None
     if stored is not None and stored.members:
         raise CommandLineError(f"{args.model}: an ensemble of {len(stored.members)} models; the export holds one "
                                "model: export each member's run folder")
     checkpoint = resolve_checkpoint(args.model)
-    config = _load_config(args) if (args.config or args.preset) else checkpoint_config(checkpoint)
+    config = load_config(args.config, args.preset or "full") if (args.config or args.preset) \
+        else checkpoint_config(checkpoint)
     postprocessing = resolve_postprocessing(checkpoint, config, threshold=args.threshold)
     model = modellib.MaskRCNN(mode="inference", config=config, model_dir=str(checkpoint.parent))
     model.load_weights(str(checkpoint), by_name=True, require_complete=True)

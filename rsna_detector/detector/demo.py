@@ -170,7 +170,7 @@ def run_demo(out_dir="demo_output", data_dir=None, *, n_train=400, n_test=40, ep
     competition score at the submission's threshold is the validation split's best.
     """
     from ..data.layout import KaggleLayout
-    from .config import CPUDemoConfig, DetectorConfig
+    from .config import config_for_preset
     from .dataset import DetectorDataset
     from .evaluate import evaluate_detector
     from .figures import save_gt_vs_prediction
@@ -188,7 +188,7 @@ def run_demo(out_dir="demo_output", data_dir=None, *, n_train=400, n_test=40, ep
         data_dir = _synthetic_data(out_dir, n_train, n_test, seed, progress)
     else:
         _step(1, f"data: {data_dir}")
-    config = config or (CPUDemoConfig() if synthetic else DetectorConfig())
+    config = config or config_for_preset("cpu" if synthetic else "full")
     if steps_per_epoch is not None:
         config.STEPS_PER_EPOCH = int(steps_per_epoch)
         config.validate()

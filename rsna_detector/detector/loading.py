@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..mrcnn.checkpoints import CheckpointNotFoundError, checkpoint_files
 from .postprocess import PostProcessing, PostProcessingError, load_postprocessing
 
 __all__ = ["inference_config", "resolve_checkpoint", "resolve_postprocessing", "load_detector",
@@ -74,15 +75,15 @@ def resolve_checkpoint(model_path):
     if path.is_file():
         return path
     if not path.is_dir():
-        raise FileNotFoundError(f"{path}: no such checkpoint file or run folder")
+        raise CheckpointNotFoundError(f"{path}: no such checkpoint file or run folder")
     stored = load_postprocessing(path)
     validated = (stored.validation or {}).get("checkpoint") if stored else None
     if validated and (path / validated).is_file():
         return path / validated
-    checkpoints = sorted(path.glob("mask_rcnn_*.h5"))
+    checkpoints = checkpoint_files(path)
     if not checkpoints:
-        raise FileNotFoundError(f"{path}: no mask_rcnn_*.h5 checkpoint in this run folder")
-    return checkpoints[-1]
+        raise CheckpointNotFoundError(f"{path}: no mask_rcnn_*.h5 checkpoint in this run folder")
+    return path / checkpoints[-1]
 
 
 def resolve_postprocessing(model_path, config, *, threshold="auto", flip_tta=None, stored="auto"):

@@ -274,7 +274,7 @@ class ValidationCallback(keras.callbacks.Callback):
         if not math.isfinite(value) or (self.best is not None and not value > float(self.best["value"])):
             return
         from .._io import write_json
-        from ..mrcnn.trainer import checkpoint_file
+        from ..mrcnn.checkpoints import checkpoint_file
         from .postprocess import POSTPROCESSING_FILE, PostProcessing
         from .schedule import read_run_record
 
