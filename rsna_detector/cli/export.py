@@ -34,10 +34,10 @@ def checkpoint_config(checkpoint):
 
 
 def _cmd_export(args):
+    from ..detector.config import load_config
     from ..detector.export import export_detector, steps_not_exported
     from ..detector.loading import resolve_checkpoint, resolve_postprocessing
     from ..detector.postprocess import load_postprocessing, postprocessing_path
-    from ..detector.config import load_config
     from ..mrcnn import model as modellib
 
     stored = load_postprocessing(args.model) if Path(args.model).is_dir() else None
