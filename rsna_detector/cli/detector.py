@@ -13,7 +13,7 @@ from pathlib import Path
 from ..data.splits import DEFAULT_SPLIT_SEED
 from .usage import CommandLineError
 
-__all__ = ["register"]
+__all__ = ["register", "threshold_argument"]
 
 
 def _inference_model(args):
@@ -297,7 +297,8 @@ def _add_predict(sub, name="predict"):
     p.set_defaults(func=_cmd_predict)
 
 
-def _threshold_argument(text):
+def threshold_argument(text):
+    """argparse type of ``--threshold``: ``auto`` or a number in [0, 1] (``loading.parse_threshold``)."""
     from ..detector.loading import parse_threshold
     from ..detector.postprocess import PostProcessingError
 
@@ -308,7 +309,7 @@ def _threshold_argument(text):
 
 
 def _add_postprocessing_args(p):
-    p.add_argument("--threshold", "--min-confidence", dest="threshold", type=_threshold_argument, default="auto",
+    p.add_argument("--threshold", "--min-confidence", dest="threshold", type=threshold_argument, default="auto",
                    metavar="auto|T",
                    help="minimum confidence of a box: auto (default) = the threshold validated in training and "
                         "stored beside the checkpoint (postprocessing.json), or the config's "

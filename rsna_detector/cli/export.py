@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .detector import _threshold_argument
+from .detector import threshold_argument
 from .usage import CommandLineError
 
 __all__ = ["register", "checkpoint_config"]
@@ -85,7 +85,7 @@ def _add_export(sub):
     p.add_argument("--config", default=None, help="config JSON (default: the config stored in the checkpoint)")
     p.add_argument("--preset", choices=["full", "cpu"], default=None,
                    help="DetectorConfig (full) or the CPU demo preset, instead of the checkpoint's config")
-    p.add_argument("--threshold", type=_threshold_argument, default="auto",
+    p.add_argument("--threshold", type=threshold_argument, default="auto",
                    help="minimum confidence: 'auto' (default: the threshold validated in training, stored in the "
                         "run's postprocessing.json, else the config's DETECTION_MIN_CONFIDENCE) or a number in [0, 1]")
     p.add_argument("--formats", nargs="+", choices=list(FORMATS) + ["all"], default=list(DEFAULT_FORMATS),

@@ -194,14 +194,14 @@ def train_folds(data, config=None, weights="coco", *, folds=5, model_dir="logs",
     from .._io import write_json
     from ..data.splits import DEFAULT_SPLIT_SEED
     from .config import DetectorConfig
-    from .dataset import DetectorDataset, _records_and_image_dir
+    from .dataset import DetectorDataset, records_and_image_dir
     from .schedule import train
 
     config = config or DetectorConfig()
     seed = DEFAULT_SPLIT_SEED if seed is None else int(seed)
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    records, image_dir = _records_and_image_dir(data, strict=True)
+    records, image_dir = records_and_image_dir(data, strict=True)
     if patient_ids is not None:
         unknown = [pid for pid in patient_ids if pid not in records]
         if unknown:

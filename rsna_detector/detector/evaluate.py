@@ -44,12 +44,12 @@ from .competition import (
     DEFAULT_SWEEP,
     RSNA_IOU_THRESHOLDS,
     EvaluationError,
-    _box_overlaps,
-    _matches,
-    _scores,
+    box_overlaps,
+    match_columns,
     rsna_image_score,
     rsna_score,
     rsna_score_records,
+    score_array,
     sweep_confidence_threshold,
 )
 from .report import write_detection_report
@@ -312,7 +312,7 @@ def _ordered_overlaps(record, iou):
 
     order = np.argsort(-np.asarray(record.pred_scores), kind="stable")
     if iou == "box":
-        return _box_overlaps(np.asarray(record.pred_boxes, np.float64)[order],
+        return box_overlaps(np.asarray(record.pred_boxes, np.float64)[order],
                              np.asarray(record.gt_boxes, np.float64)), order
     pred_masks, gt_masks = _masks(record)
     ious = compute_overlaps_masks(pred_masks[..., order], gt_masks)
@@ -327,7 +327,7 @@ def _matched_columns(record, iou_threshold, iou):
     """
     _check_iou(iou)
     ious, order = _ordered_overlaps(record, iou)
-    columns = _matches(ious, iou_threshold, strict=False, gt_class_ids=np.asarray(record.gt_class_ids),
+    columns = match_columns(ious, iou_threshold, strict=False, gt_class_ids=np.asarray(record.gt_class_ids),
                        pred_class_ids=np.asarray(record.pred_class_ids)[order])
     return ious, columns, order
 
@@ -406,10 +406,11 @@ def records_from_predictions(ground_truth, predictions):
             raise EvaluationError(f"prediction for {prediction.patient_id!r}: that id has no ground truth")
         gt = np.asarray(ground_truth[prediction.patient_id], np.float32).reshape(-1, 4)
         boxes = np.asarray(prediction.boxes, np.float32).reshape(-1, 4)
+        scores = score_array(prediction.scores, len(boxes), f"{prediction.patient_id}: scores")
         records.append(EvalRecord(
             image_id=index, patient_id=prediction.patient_id, gt_boxes=gt, gt_class_ids=np.ones(len(gt), np.int32),
             gt_masks=no_masks, pred_boxes=boxes, pred_class_ids=np.ones(len(boxes), np.int32),
-            pred_scores=_scores(prediction.scores, len(boxes), f"{prediction.patient_id}: scores").astype(np.float32),
+            pred_scores=scores.astype(np.float32),
             pred_masks=no_masks))
     return records
 

@@ -27,16 +27,15 @@ def fuse_flip_detections(boxes_a, scores_a, boxes_b, scores_b, iou_threshold=0.5
     -------
     boxes : float32 [M, 4], scores : float32 [M], sorted by descending score.
     """
-    from ..mrcnn.boxes import compute_overlaps
     from ..mrcnn.matching import greedy_match
+    from .competition import box_overlaps
 
     boxes_a, boxes_b = np.asarray(boxes_a, np.float32).reshape(-1, 4), np.asarray(boxes_b, np.float32).reshape(-1, 4)
     scores_a, scores_b = np.asarray(scores_a, np.float32), np.asarray(scores_b, np.float32)
     order_a = np.argsort(-scores_a)
     boxes_a, scores_a = boxes_a[order_a], scores_a[order_a]
-    # Two zero-area boxes (IoU NaN) are no match here, unlike greedy_match's matterport default.
-    overlaps = np.nan_to_num(compute_overlaps(boxes_a, boxes_b), nan=0.0)
-    b_of_a = greedy_match(overlaps, iou_threshold)[1].astype(int)
+    # Two zero-area boxes (IoU NaN) are no match here (box_overlaps gives 0), unlike greedy_match's default.
+    b_of_a = greedy_match(box_overlaps(boxes_a, boxes_b), iou_threshold)[1].astype(int)
     unmatched_b = np.ones(len(boxes_b), bool)
     unmatched_b[b_of_a[b_of_a >= 0]] = False
     fused_boxes, fused_scores = [], []

@@ -18,8 +18,8 @@ from .._io import atomic_write
 from .submission import (
     ImagePrediction,
     SubmissionError,
-    _as_prediction_list,
-    _first,
+    as_prediction_list,
+    first_ids,
     read_sample_submission_ids,
     write_submission,
 )
@@ -109,7 +109,7 @@ def write_results_file(predictions, path, *, files=None, failed=None, shard=None
     """
     import json
 
-    items = _as_prediction_list(predictions)
+    items = as_prediction_list(predictions)
     failed = {str(k): str(v) for k, v in (failed or {}).items()}
     if files is None:
         predicted = {item.patient_id for item in items}
@@ -288,7 +288,7 @@ class MergedResults:
         by_reason = {}
         for patient_id, reason in self.gaps.items():
             by_reason.setdefault(reason, []).append(patient_id)
-        parts += [f"{len(ids)} patient(s) {reason}: {_first(ids)}" for reason, ids in by_reason.items()]
+        parts += [f"{len(ids)} patient(s) {reason}: {first_ids(ids)}" for reason, ids in by_reason.items()]
         return "; ".join(parts)
 
 

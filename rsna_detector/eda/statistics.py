@@ -4,6 +4,12 @@ import pandas as pd
 
 from ..data.labels import LABEL_COLUMNS
 
+__all__ = [
+    "PERCENTILES", "PERCENTILE_METHOD", "ASPECT_RATIO_DEFINITION", "OUTLIER_RULE", "AGE_RULE", "BOX_QUANTITIES",
+    "describe_distribution", "tukey_fences", "box_features", "centroid_outliers", "compute_label_statistics",
+    "header_rows", "compute_header_statistics",
+]
+
 #: Percentiles reported for every distribution (keys ``p1``, ``p25``, ...).
 PERCENTILES = (1, 25, 50, 75, 99)
 #: ``numpy.percentile`` method (numpy's default, Hyndman & Fan type 7).
@@ -249,7 +255,7 @@ def compute_label_statistics(boxes_df) -> dict:
 _HEADER_FIELDS = ("age", "sex", "view_position")
 
 
-def _header_rows(patients_df) -> pd.DataFrame:
+def header_rows(patients_df) -> pd.DataFrame:
     """Patients with at least one header field, with float ``age`` and bool ``implausible``."""
     _require_columns(patients_df, ("target", *_HEADER_FIELDS), "patients_df")
     known = patients_df[list(_HEADER_FIELDS)].notna().any(axis=1)
@@ -294,7 +300,7 @@ def compute_header_statistics(patients_df) -> dict:
         ``age_by_sex_and_target`` (plausible ages), ``sex`` and
         ``view_position`` (``counts``, ``by_target``, ``positive_share``).
     """
-    rows = _header_rows(patients_df)
+    rows = header_rows(patients_df)
     if rows.empty:
         return {"available": False, "reason": "no patient has a DICOM header (no training image read)",
                 "n_patients": int(len(patients_df)), "n_with_header": 0}
