@@ -47,13 +47,14 @@ def _cmd_demo(args):
 
 def _cmd_train(args):
     from ..detector.config import config_for_preset
+    from ..detector.loading import inference_config
     from ..detector.schedule import train
     from ..mrcnn.training import training_strategy
 
     config = config_for_preset(args.preset)
     training_strategy(config)  # with TF_CONFIG, the multi-worker strategy must exist before any TF operation
     if args.steps_per_epoch is not None:
-        config.STEPS_PER_EPOCH = args.steps_per_epoch
+        config = inference_config(config, STEPS_PER_EPOCH=args.steps_per_epoch)
     weights = None if args.weights == "none" else args.weights
     if args.folds:
         return _train_folds(args, config, weights)

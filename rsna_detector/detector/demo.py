@@ -175,6 +175,7 @@ def run_demo(out_dir="demo_output", data_dir=None, *, n_train=400, n_test=40, ep
     from .evaluate import evaluate_detector
     from .figures import save_gt_vs_prediction
     from .inference import predict
+    from .loading import inference_config
     from .schedule import train
     from .submission import write_submission
 
@@ -189,9 +190,8 @@ def run_demo(out_dir="demo_output", data_dir=None, *, n_train=400, n_test=40, ep
     else:
         _step(1, f"data: {data_dir}")
     config = config or config_for_preset("cpu" if synthetic else "full")
-    if steps_per_epoch is not None:
-        config.STEPS_PER_EPOCH = int(steps_per_epoch)
-        config.validate()
+    if steps_per_epoch is not None:  # a validated copy: the caller's config is never changed
+        config = inference_config(config, STEPS_PER_EPOCH=int(steps_per_epoch))
     epochs = epochs or (10 if synthetic else 16)
 
     # the short synthetic training sees as many negative as positive patients; validation keeps ~3.4:1

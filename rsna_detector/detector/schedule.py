@@ -214,9 +214,10 @@ def train(data, config=None, weights="coco", *, model_dir="logs", epochs=16, sch
     from .config import DetectorConfig
 
     config = config or DetectorConfig()
-    if seed is not None:
-        config.SEED = seed
-        config.validate()
+    if seed is not None:  # a validated copy: the caller's config is never changed
+        from .loading import inference_config
+
+        config = inference_config(config, SEED=seed)
     Path(model_dir).mkdir(parents=True, exist_ok=True)
     train_ds, val_ds = prepare_datasets(data, config, val_fraction=val_fraction, val_count=val_count, seed=seed)
     model = build_model(config, model_dir, "last" if resume else weights)
