@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..errors import RsnaDetectorError
+from ..errors import InputFileNotFoundError, RsnaDetectorError
 
 __all__ = ["GatingError", "gate_predictions", "gating_effect", "store_gate", "apply_stored_gate"]
 
@@ -152,7 +152,7 @@ def store_gate(model_path, threshold, classifier_path):
 
     path = postprocessing_path(model_path)
     if not Path(classifier_path).is_file():
-        raise FileNotFoundError(f"{classifier_path}: classifier file not found")
+        raise InputFileNotFoundError(f"{classifier_path}: classifier file not found")
     description = PostProcessing.load(path).replace(
         gate_threshold=float(threshold), gate_classifier=Path(os.path.relpath(classifier_path, path.parent)).as_posix())
     description.save(path)

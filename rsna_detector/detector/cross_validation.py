@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import RsnaDetectorError
+from ..errors import InputFileNotFoundError, RsnaDetectorError
 
 __all__ = [
     "FOLDS_FILE",
@@ -294,7 +294,7 @@ def fold_checkpoints(model_dir, config=None):
     config = config or DetectorConfig()
     path = Path(model_dir) / FOLDS_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not a cross-validation folder (no {FOLDS_FILE}; train with folds=k)")
+        raise InputFileNotFoundError(f"{path}: not a cross-validation folder (no {FOLDS_FILE}; train with folds=k)")
     folds = int(json.loads(path.read_text(encoding="utf-8"))["folds"])
     return [_fold_checkpoint(fold_folder(model_dir, fold), config) for fold in range(1, folds + 1)]
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import RsnaDetectorError
+from ..errors import InputFileNotFoundError, RsnaDetectorError
 
 __all__ = [
     "EnsembleError",
@@ -479,8 +479,8 @@ def load_ensemble(folder, description, config, *, images_per_gpu=None):
     paths = [folder / member for member in description.members]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"{folder / 'postprocessing.json'}: ensemble member checkpoint(s) not found: "
-                                f"{', '.join(missing)}")
+        raise InputFileNotFoundError(f"{folder / 'postprocessing.json'}: ensemble member checkpoint(s) not found: "
+                                     f"{', '.join(missing)}")
     member_config = inference_config(config, **in_graph_settings(config, description, images_per_gpu))
     members = []
     for path in paths:

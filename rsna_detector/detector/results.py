@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write
+from ..errors import InputFileNotFoundError
 from .submission import (
     ImagePrediction,
     SubmissionError,
@@ -151,7 +152,7 @@ def read_results_file(path):
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: results file not found")
+        raise InputFileNotFoundError(f"{path}: results file not found")
     payload = _load_json(path)
     if not isinstance(payload, dict) or payload.get("format") != RESULTS_FORMAT:
         got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
@@ -318,7 +319,7 @@ def expand_results_paths(paths):
             continue
         matches = sorted(glob.glob(text))
         if not matches:
-            raise FileNotFoundError(f"{text}: no results file matches this pattern")
+            raise InputFileNotFoundError(f"{text}: no results file matches this pattern")
         expanded += [Path(match) for match in matches]
     return expanded
 

@@ -27,6 +27,8 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..errors import InvalidArgumentError
+
 __all__ = ["Stage", "default_schedule", "train", "prepare_datasets", "build_model", "COCO_HEAD_LAYERS", "RUN_RECORD",
            "read_run_record"]
 
@@ -56,7 +58,7 @@ def default_schedule(epochs=16):
     Every stage gets at least one epoch when ``epochs >= 3``.
     """
     if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
+        raise InvalidArgumentError(f"epochs must be >= 1, got {epochs}")
     if epochs < 3:
         return [Stage("heads", 2.0, 1, False), Stage("all", 1.0, epochs, True)][: epochs]
     first = max(1, round(epochs * 2 / 16))
@@ -312,11 +314,12 @@ def read_run_record(path):
         return {}
     try:
         previous = json.loads(path.read_text())
-        if not isinstance(previous, dict):
-            raise ValueError("not a JSON object")
+        problem = None if isinstance(previous, dict) else "not a JSON object"
     except (OSError, ValueError) as error:
+        problem = error
+    if problem is not None:
         aside = rename_over(path, path.with_name(path.name + ".unreadable"))
-        warnings.warn(f"{path}: unreadable ({error}); kept as {aside}, the history of earlier starts is lost "
+        warnings.warn(f"{path}: unreadable ({problem}); kept as {aside}, the history of earlier starts is lost "
                       f"from run.json", stacklevel=3)
         return {}
     return previous

@@ -34,7 +34,7 @@ import numpy as np
 
 from .._io import atomic_write
 from ..data.labels import RSNA_IMAGE_SIZE, SUBMISSION_COLUMNS
-from ..errors import RsnaDetectorError, RsnaDetectorWarning
+from ..errors import InputFileNotFoundError, RsnaDetectorError, RsnaDetectorWarning
 
 __all__ = [
     "ImagePrediction",
@@ -378,7 +378,7 @@ def parse_submission(path, *, check_boxes=True):
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: submission file not found")
+        raise InputFileNotFoundError(f"{path}: submission file not found")
     with open(path, newline=None, encoding="utf-8-sig") as stream:
         lines = stream.read().splitlines()
     if not lines or lines[0].strip() != SUBMISSION_HEADER:

@@ -13,7 +13,7 @@ import os
 import re
 import warnings
 
-from ..errors import RsnaDetectorError, RsnaDetectorWarning
+from ..errors import InputFileNotFoundError, RsnaDetectorWarning
 
 __all__ = [
     "CHECKPOINT_PATTERN",
@@ -45,7 +45,7 @@ _RUN_STAMP = r"(?P<stamp>\d{8}T\d{4}(?:\d{2})?)(?:_(?P<suffix>\d+))?"
 _CHECKPOINT_RE = re.compile(r".*[/\\](?P<run>[\w.-]*?" + _RUN_STAMP + r")[/\\]" + _NAME_RE + "$")
 
 
-class CheckpointNotFoundError(RsnaDetectorError, FileNotFoundError):
+class CheckpointNotFoundError(InputFileNotFoundError):
     """No checkpoint where one was looked for (no run folder, no checkpoint file, none readable);
     the message names the folder and what was looked for."""
 

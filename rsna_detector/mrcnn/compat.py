@@ -25,6 +25,7 @@ import re
 import keras
 import tensorflow as tf
 
+from ..errors import InvalidArgumentError
 from . import losses
 from .proposals import ProposalLayer, proposal_stages
 
@@ -77,7 +78,7 @@ class ProposalStage(keras.layers.Layer):
     def __init__(self, stage, proposal_count, nms_threshold, pre_nms_limit, rpn_bbox_std_dev, **kwargs):
         super().__init__(**kwargs)
         if stage not in PROPOSAL_STAGES:
-            raise ValueError(f"ProposalStage: stage: expected one of {PROPOSAL_STAGES}, got {stage!r}")
+            raise InvalidArgumentError(f"ProposalStage: stage: expected one of {PROPOSAL_STAGES}, got {stage!r}")
         self.stage = stage
         self.proposal_count = int(proposal_count)
         self.nms_threshold = float(nms_threshold)
