@@ -4,7 +4,7 @@ The top RSNA solutions vetoed detections with an image-level classifier: an
 image the classifier scores below a threshold keeps no box. On the
 competition's metric this helps because an image without ground truth that
 keeps any box scores 0 and counts, while an image with neither ground truth nor
-box is left out of the mean (``rsna_detector.detector.evaluate.rsna_score``).
+box is left out of the mean (``rsna_detector.detector.competition.rsna_score``).
 """
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def gating_effect(ground_truth, predictions, classifier_scores, thresholds, *, m
     """
     import pandas as pd
 
-    from ..detector.evaluate import rsna_score
+    from ..detector.competition import rsna_score
 
     if not isinstance(predictions, Mapping):
         raise GatingError("predictions: expected a dict id -> ImagePrediction")

@@ -331,7 +331,7 @@ def fit_ensemble(model_dir, records, views, checkpoints, *, box_scale=True):
     """
     from .competition import sweep_confidence_threshold
     from .ensemble import fit_box_scale
-    from .evaluate import records_from_predictions
+    from .eval_records import records_from_predictions
     from .postprocess import POSTPROCESSING_FILE
 
     model_dir = Path(model_dir)

@@ -215,8 +215,9 @@ class ValidationCallback(keras.callbacks.Callback):
         """
         import time
 
-        from .evaluate import collect_detections, detection_metrics
+        from .eval_records import collect_detections
         from .postprocess import PostProcessing
+        from .scoring import detection_metrics
 
         started = time.perf_counter()
         with _random_state_kept():
