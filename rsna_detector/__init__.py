@@ -11,7 +11,7 @@ Box conventions used everywhere in the library:
   ``(x, y)`` the top-left corner. They are converted once when labels are read
   and once when a submission is written.
 """
-from ._lazy import lazy_exports
+from ._lazy import lazy_exports as _lazy_exports
 
 __version__ = "0.2.0"
 
@@ -101,4 +101,4 @@ for _name, _module in _LAZY_EXPORTS.items():
     _NAMES_BY_SUBMODULE.setdefault(_module.removeprefix(__name__ + "."), []).append(_name)
 del _name, _module
 
-__getattr__, __dir__ = lazy_exports(__name__, _NAMES_BY_SUBMODULE)
+__getattr__, __dir__ = _lazy_exports(__name__, _NAMES_BY_SUBMODULE)

@@ -30,7 +30,7 @@ import numpy as np
 from .errors import RsnaDetectorError
 
 __all__ = ["atomic_path", "atomic_folder", "atomic_write", "rename_over", "write_json", "json_text", "save_figure",
-           "OutputPathError", "check_output_file", "check_output_folder"]
+           "OutputPathError", "check_output_file", "check_output_folder", "OutputExistsError", "NotJsonError"]
 
 TEMPORARY_SUFFIX = ".partial"
 """The ending of every temporary file :func:`atomic_path` creates."""
@@ -122,7 +122,7 @@ def atomic_folder(path, *, replace=False):
 
     path = Path(path)
     if path.exists() and not replace:
-        raise FileExistsError(f"{path} already exists (pass replace=True to replace it)")
+        raise OutputExistsError(f"{path} already exists (pass replace=True to replace it)")
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}{TEMPORARY_SUFFIX}")
     try:
         yield temporary
@@ -171,7 +171,7 @@ def _plain(value):
         return value.tolist()
     if isinstance(value, os.PathLike):
         return os.fspath(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable: {value!r:.80}")
+    raise NotJsonError(f"{type(value).__name__} is not JSON serialisable: {value!r:.80}")
 
 
 def _finite_or_none(value):
@@ -245,6 +245,14 @@ def save_figure(figure, path, **savefig_options):
 
 class OutputPathError(RsnaDetectorError, OSError):
     """An output file or folder cannot be written where it was asked for; checked before the work starts."""
+
+
+class OutputExistsError(OutputPathError, FileExistsError):
+    """``atomic_folder``: the folder exists and ``replace`` is False."""
+
+
+class NotJsonError(RsnaDetectorError, TypeError):
+    """``write_json``/``json_text``: a value of a type JSON cannot hold (the type and value named)."""
 
 
 def _nearest_existing(path):

@@ -12,12 +12,23 @@ one line. Errors raised while handling another keep it as their cause (``raise .
 """
 from __future__ import annotations
 
-__all__ = ["RsnaDetectorError", "RsnaDetectorWarning"]
+__all__ = ["RsnaDetectorError", "RsnaDetectorWarning", "InputFileNotFoundError", "InvalidArgumentError"]
 
 
 class RsnaDetectorError(Exception):
     """Base of every error the library raises on purpose; the message names the file, line,
     field or patient concerned and what was expected."""
+
+
+class InputFileNotFoundError(RsnaDetectorError, FileNotFoundError):
+    """A file or folder the caller named does not exist, or holds none of the files looked for;
+    the message names it and what was looked for."""
+
+
+class InvalidArgumentError(RsnaDetectorError, ValueError):
+    """An argument of the wrong shape, size or value (a function's or a layer's): the message
+    names the function or argument, what was expected and what was given. Modules with an
+    error class of their own (``LabelError``, ``ConfigError``, ...) raise that instead."""
 
 
 class RsnaDetectorWarning(UserWarning):

@@ -1,4 +1,5 @@
 """The curated public API: every exported name resolves, and importing is cheap."""
+import importlib
 import importlib.util
 import subprocess
 import sys
@@ -17,6 +18,15 @@ def test_every_exported_name_resolves():
 def test_unknown_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         rsna_detector.nope  # noqa: B018
+
+
+@pytest.mark.parametrize("package", ["rsna_detector", "rsna_detector.detector", "rsna_detector.eda",
+                                     "rsna_detector.baselines.classifier", "rsna_detector.baselines.retinanet"])
+def test_the_lazy_export_machinery_is_not_a_public_name(package):
+    module = importlib.import_module(package)
+    public = [name for name in dir(module) if not name.startswith("_")]
+    assert "lazy_exports" not in public
+    assert "lazy_exports" not in getattr(module, "__all__", [])
 
 
 def test_importing_the_package_and_the_data_layer_does_not_import_tensorflow():

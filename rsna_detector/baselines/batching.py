@@ -5,7 +5,13 @@ import math
 
 import numpy as np
 
-__all__ = ["ShuffledBatches"]
+from ..errors import RsnaDetectorError
+
+__all__ = ["ShuffledBatches", "BatchIndexError"]
+
+
+class BatchIndexError(RsnaDetectorError, IndexError):
+    """A batch index past the end (an ``IndexError``, which ends a plain iteration over the batches)."""
 
 
 class ShuffledBatches:
@@ -34,7 +40,7 @@ class ShuffledBatches:
             self._order = self._rng.permutation(len(self.paths))
 
     def batch_indices(self, index):
-        """int array of the path indices in batch ``index``; IndexError past the end."""
+        """int array of the path indices in batch ``index``; BatchIndexError past the end."""
         if not 0 <= index < len(self):
-            raise IndexError(f"batch {index} of {len(self)}")
+            raise BatchIndexError(f"batch {index} of {len(self)}")
         return self._order[index * self.batch_size:(index + 1) * self.batch_size]

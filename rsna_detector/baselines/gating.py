@@ -4,7 +4,7 @@ The top RSNA solutions vetoed detections with an image-level classifier: an
 image the classifier scores below a threshold keeps no box. On the
 competition's metric this helps because an image without ground truth that
 keeps any box scores 0 and counts, while an image with neither ground truth nor
-box is left out of the mean (``rsna_detector.detector.evaluate.rsna_score``).
+box is left out of the mean (``rsna_detector.detector.competition.rsna_score``).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..errors import RsnaDetectorError
+from ..errors import InputFileNotFoundError, RsnaDetectorError
 
 __all__ = ["GatingError", "gate_predictions", "gating_effect", "store_gate", "apply_stored_gate"]
 
@@ -98,7 +98,7 @@ def gating_effect(ground_truth, predictions, classifier_scores, thresholds, *, m
     """
     import pandas as pd
 
-    from ..detector.evaluate import rsna_score
+    from ..detector.competition import rsna_score
 
     if not isinstance(predictions, Mapping):
         raise GatingError("predictions: expected a dict id -> ImagePrediction")
@@ -152,7 +152,7 @@ def store_gate(model_path, threshold, classifier_path):
 
     path = postprocessing_path(model_path)
     if not Path(classifier_path).is_file():
-        raise FileNotFoundError(f"{classifier_path}: classifier file not found")
+        raise InputFileNotFoundError(f"{classifier_path}: classifier file not found")
     description = PostProcessing.load(path).replace(
         gate_threshold=float(threshold), gate_classifier=Path(os.path.relpath(classifier_path, path.parent)).as_posix())
     description.save(path)

@@ -13,14 +13,7 @@ from pathlib import Path
 from ..data.splits import DEFAULT_SPLIT_SEED
 from .usage import CommandLineError
 
-__all__ = ["register"]
-
-
-def _load_config(args, default_preset="full"):
-    from ..detector.config import CPUDemoConfig, DetectorConfig
-
-    preset = getattr(args, "preset", None) or default_preset
-    return CPUDemoConfig() if preset == "cpu" else DetectorConfig()
+__all__ = ["register", "threshold_argument"]
 
 
 def _inference_model(args):
@@ -29,14 +22,10 @@ def _inference_model(args):
     ``--threshold auto`` (default): the one stored beside the checkpoint (``postprocessing.json``),
     else the config's DETECTION_MIN_CONFIDENCE with a one-line notice; a number overrides.
     """
-    from ..detector.config import CPUDemoConfig, DetectorConfig
+    from ..detector.config import load_config
     from ..detector.loading import load_detector
-    from ..mrcnn.config import Config
 
-    if args.config:
-        config = Config.from_json(args.config)
-    else:
-        config = CPUDemoConfig() if args.preset == "cpu" else DetectorConfig()
+    config = load_config(args.config, args.preset)
     return load_detector(args.model, config, threshold=args.threshold, flip_tta=args.flip_tta)
 
 
@@ -57,13 +46,15 @@ def _cmd_demo(args):
 
 
 def _cmd_train(args):
+    from ..detector.config import config_for_preset
+    from ..detector.loading import inference_config
     from ..detector.schedule import train
     from ..mrcnn.training import training_strategy
 
-    config = _load_config(args)
+    config = config_for_preset(args.preset)
     training_strategy(config)  # with TF_CONFIG, the multi-worker strategy must exist before any TF operation
     if args.steps_per_epoch is not None:
-        config.STEPS_PER_EPOCH = args.steps_per_epoch
+        config = inference_config(config, STEPS_PER_EPOCH=args.steps_per_epoch)
     weights = None if args.weights == "none" else args.weights
     if args.folds:
         return _train_folds(args, config, weights)
@@ -307,7 +298,8 @@ def _add_predict(sub, name="predict"):
     p.set_defaults(func=_cmd_predict)
 
 
-def _threshold_argument(text):
+def threshold_argument(text):
+    """argparse type of ``--threshold``: ``auto`` or a number in [0, 1] (``loading.parse_threshold``)."""
     from ..detector.loading import parse_threshold
     from ..detector.postprocess import PostProcessingError
 
@@ -318,7 +310,7 @@ def _threshold_argument(text):
 
 
 def _add_postprocessing_args(p):
-    p.add_argument("--threshold", "--min-confidence", dest="threshold", type=_threshold_argument, default="auto",
+    p.add_argument("--threshold", "--min-confidence", dest="threshold", type=threshold_argument, default="auto",
                    metavar="auto|T",
                    help="minimum confidence of a box: auto (default) = the threshold validated in training and "
                         "stored beside the checkpoint (postprocessing.json), or the config's "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .detector import _threshold_argument
+from .detector import threshold_argument
 from .usage import CommandLineError
 
 __all__ = ["register", "checkpoint_config"]
@@ -34,18 +34,19 @@ def checkpoint_config(checkpoint):
 
 
 def _cmd_export(args):
+    from ..detector.config import load_config
     from ..detector.export import export_detector, steps_not_exported
     from ..detector.loading import resolve_checkpoint, resolve_postprocessing
     from ..detector.postprocess import load_postprocessing, postprocessing_path
     from ..mrcnn import model as modellib
-    from .detector import _load_config
 
     stored = load_postprocessing(args.model) if Path(args.model).is_dir() else None
     if stored is not None and stored.members:
         raise CommandLineError(f"{args.model}: an ensemble of {len(stored.members)} models; the export holds one "
                                "model: export each member's run folder")
     checkpoint = resolve_checkpoint(args.model)
-    config = _load_config(args) if (args.config or args.preset) else checkpoint_config(checkpoint)
+    config = load_config(args.config, args.preset or "full") if (args.config or args.preset) \
+        else checkpoint_config(checkpoint)
     postprocessing = resolve_postprocessing(checkpoint, config, threshold=args.threshold)
     model = modellib.MaskRCNN(mode="inference", config=config, model_dir=str(checkpoint.parent))
     model.load_weights(str(checkpoint), by_name=True, require_complete=True)
@@ -90,7 +91,7 @@ def _add_export(sub):
     p.add_argument("--config", default=None, help="config JSON (default: the config stored in the checkpoint)")
     p.add_argument("--preset", choices=["full", "cpu"], default=None,
                    help="DetectorConfig (full) or the CPU demo preset, instead of the checkpoint's config")
-    p.add_argument("--threshold", type=_threshold_argument, default="auto",
+    p.add_argument("--threshold", type=threshold_argument, default="auto",
                    help="minimum confidence: 'auto' (default: the threshold validated in training, stored in the "
                         "run's postprocessing.json, else the config's DETECTION_MIN_CONFIDENCE) or a number in [0, 1]")
     p.add_argument("--formats", nargs="+", choices=list(FORMATS) + ["all"], default=list(DEFAULT_FORMATS),

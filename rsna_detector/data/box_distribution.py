@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
+
 __all__ = ["QUANTILES", "REAL_BOX_STATISTICS", "box_statistics", "sample_real_boxes"]
 
 #: The quantile levels of each variable's table; between them the distribution is taken as linear.
@@ -111,7 +113,8 @@ def box_statistics(labels):
                   for n, group in per_patient.groupby("size")}
     for name, mask in (("left", left), ("right", ~left)):
         if not mask.any():
-            raise ValueError(f"box_statistics: no box in the image's {name} half; the summary needs boxes in both")
+            raise InvalidArgumentError(f"box_statistics: no box in the image's {name} half; the summary needs boxes "
+                                       "in both")
     sides = {name: _side_summary([x[mask], y[mask], width[mask], height[mask]])
              for name, mask in (("left", left), ("right", ~left))}
     return {"left_boxes": left_boxes, "sides": sides}
@@ -172,7 +175,8 @@ def sample_real_boxes(rng, n_boxes, image_size, statistics=None):
     if n_boxes == 0:
         return np.zeros((0, 4), np.float64)
     if n_boxes not in left_boxes:
-        raise ValueError(f"n_boxes must be one of 0, {', '.join(map(str, sorted(left_boxes)))}; got {n_boxes}")
+        raise InvalidArgumentError(f"n_boxes must be one of 0, {', '.join(map(str, sorted(left_boxes)))}; got "
+                                   f"{n_boxes}")
     counts = np.asarray(left_boxes[n_boxes], np.float64)
     n_left = int(rng.choice(len(counts), p=counts / counts.sum()))
     placed = {"left": [], "right": []}

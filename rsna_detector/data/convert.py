@@ -36,6 +36,7 @@ from pathlib import Path
 
 from .._io import atomic_path
 from .._processes import process_pool
+from ..errors import InputFileNotFoundError, InvalidArgumentError
 
 __all__ = ["ConversionReport", "convert_dicoms", "convert_one", "list_dicom_files"]
 
@@ -92,7 +93,7 @@ def list_dicom_files(source):
         if path.is_dir():
             return sorted(p for p in path.iterdir() if p.suffix.lower() == ".dcm" and p.is_file())
         if not path.exists():
-            raise FileNotFoundError(f"{path}: no such folder or file")
+            raise InputFileNotFoundError(f"{path}: no such folder or file")
         return [path]
     return [Path(p) for p in source]
 
@@ -342,11 +343,11 @@ def _check_arguments(fmt, size, workers, quality):
     fmt = str(fmt).lower().lstrip(".")
     fmt = "jpg" if fmt == "jpeg" else fmt
     if fmt not in _PIL_FORMATS:
-        raise ValueError(f"fmt must be 'png' or 'jpg', got {fmt!r}")
+        raise InvalidArgumentError(f"fmt must be 'png' or 'jpg', got {fmt!r}")
     if size is not None and int(size) <= 0:
-        raise ValueError(f"size must be a positive number of pixels or None, got {size}")
+        raise InvalidArgumentError(f"size must be a positive number of pixels or None, got {size}")
     if workers is not None and int(workers) < 1:
-        raise ValueError(f"workers must be at least 1 or None, got {workers}")
+        raise InvalidArgumentError(f"workers must be at least 1 or None, got {workers}")
     if not 1 <= int(quality) <= 100:
-        raise ValueError(f"quality must be between 1 and 100, got {quality}")
+        raise InvalidArgumentError(f"quality must be between 1 and 100, got {quality}")
     return fmt

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import RsnaDetectorError
+from ..errors import InvalidArgumentError, RsnaDetectorError
 from .dicom_pixels import DicomMetadataWarning, power_of_two_reduction, resize_square, to_uint8, warn_header
 from .dicom_stream import (
     StreamError,
@@ -206,7 +206,7 @@ def _spacing(dataset, keyword):
 
     values = tuple(float(v) for v in (value if isinstance(value, (MultiValue, list, tuple)) else [value]))
     if len(values) != 2 or not all(np.isfinite(values)):
-        raise ValueError(f"expected two finite numbers (row, column spacing in mm), got {len(values)}")
+        raise DicomReadError(f"expected two finite numbers (row, column spacing in mm), got {len(values)}")
     return values
 
 
@@ -448,7 +448,7 @@ def read_dicom(path, *, size=None, fast=True):
         picture.
     """
     if size is not None and int(size) <= 0:
-        raise ValueError(f"size must be a positive number of pixels or None, got {size}")
+        raise InvalidArgumentError(f"size must be a positive number of pixels or None, got {size}")
     with _file_errors(path):
         dataset = _read_dataset(path, headers_only=False)
         metadata = _metadata_from_dataset(dataset, path)

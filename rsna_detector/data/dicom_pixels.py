@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from ..errors import RsnaDetectorWarning
+from ..errors import InvalidArgumentError, RsnaDetectorWarning
 
 __all__ = ["DicomMetadataWarning", "to_uint8", "resize_square", "power_of_two_reduction", "warn_header"]
 
@@ -166,7 +166,7 @@ def _resize_pil(picture, size):
 
     size = int(size)
     if size <= 0:
-        raise ValueError(f"size must be a positive number of pixels, got {size}")
+        raise InvalidArgumentError(f"size must be a positive number of pixels, got {size}")
     factor = power_of_two_reduction(*picture.size, size)
     if factor > 1:
         picture = picture.reduce(factor)

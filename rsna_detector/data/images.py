@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
+
 __all__ = ["grey_to_rgb"]
 
 
@@ -29,6 +31,6 @@ def grey_to_rgb(image, name="image"):
     if image.ndim == 2:
         image = image[..., np.newaxis]
     if image.ndim < 3 or image.shape[-1] not in (1, 3):
-        raise ValueError(f"{name}: expected a grey [H, W] or [H, W, 1], or an RGB [H, W, 3] image, "
-                         f"got shape {image.shape}")
+        raise InvalidArgumentError(f"{name}: expected a grey [H, W] or [H, W, 1], or an RGB [H, W, 3] image, "
+                                   f"got shape {image.shape}")
     return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .._paths import patient_id_problem
-from ..errors import RsnaDetectorError, RsnaDetectorWarning
+from ..errors import InvalidArgumentError, RsnaDetectorError, RsnaDetectorWarning
 
 __all__ = [
     "LabelError",
@@ -105,7 +105,7 @@ def _as_float_boxes(boxes):
     if not np.issubdtype(boxes.dtype, np.floating):
         boxes = boxes.astype(np.float64)
     if boxes.ndim == 0 or boxes.shape[-1] != 4:
-        raise ValueError(f"boxes: expected an array of shape [..., 4], got shape {boxes.shape}")
+        raise InvalidArgumentError(f"boxes: expected an array of shape [..., 4], got shape {boxes.shape}")
     return boxes
 
 
@@ -148,7 +148,7 @@ def yxyx_to_xywh(boxes):
 def _size_pair(size, name):
     pair = (size, size) if np.isscalar(size) else tuple(size)
     if len(pair) != 2 or min(pair) <= 0:
-        raise ValueError(f"{name}: expected a positive size or (height, width), got {size!r}")
+        raise InvalidArgumentError(f"{name}: expected a positive size or (height, width), got {size!r}")
     return float(pair[0]), float(pair[1])
 
 
@@ -176,7 +176,7 @@ def scale_boxes(boxes, from_size, to_size, box_format="yxyx"):
     elif box_format == "xywh":
         factors = [sx, sy, sx, sy]
     else:
-        raise ValueError(f"box_format: expected 'yxyx' or 'xywh', got {box_format!r}")
+        raise InvalidArgumentError(f"box_format: expected 'yxyx' or 'xywh', got {box_format!r}")
     return boxes * np.asarray(factors, dtype=boxes.dtype)
 
 

@@ -51,7 +51,7 @@ import numpy as np
 
 from .._io import atomic_path, atomic_write
 from .._processes import process_pool
-from ..errors import RsnaDetectorError
+from ..errors import InvalidArgumentError, RsnaDetectorError
 from .box_distribution import sample_real_boxes
 from .dicom import JPEG_BASELINE
 from .labels import (
@@ -134,7 +134,7 @@ def write_jpeg_dicom(path, image, *, patient_id, age="", sex="", view_position="
 
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 2:
-        raise ValueError(f"{path}: image must be uint8 [H, W], got {image.dtype} {image.shape}")
+        raise InvalidArgumentError(f"{path}: image must be uint8 [H, W], got {image.dtype} {image.shape}")
     stream = io.BytesIO()
     Image.fromarray(image).save(stream, format="JPEG", quality=int(quality))
     uid = {part: generate_uid(entropy_srcs=[uid_seed, patient_id, part]) for part in ("study", "series", "sop")}
@@ -404,9 +404,9 @@ def make_synthetic_dataset(out_dir, *, n_train=1000, n_test=100, seed=0, image_s
         checked before anything is written.
     """
     if n_train < 0 or n_test < 0:
-        raise ValueError(f"n_train and n_test must be >= 0, got {n_train} and {n_test}")
+        raise InvalidArgumentError(f"n_train and n_test must be >= 0, got {n_train} and {n_test}")
     if image_size < 64:
-        raise ValueError(f"image_size must be at least 64 pixels, got {image_size}")
+        raise InvalidArgumentError(f"image_size must be at least 64 pixels, got {image_size}")
     preset = get_preset(preset).name
     start = time.perf_counter()
     out_dir = Path(out_dir)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
 from .labels import RSNA_IMAGE_SIZE
 
 __all__ = ["ChestGeometry", "SyntheticPreset", "PRESETS", "get_preset", "sample_chest_geometry", "sample_opacity_boxes",
@@ -89,7 +90,7 @@ def get_preset(preset):
     if isinstance(preset, SyntheticPreset):
         return preset
     if preset not in PRESETS:
-        raise ValueError(f"preset {preset!r}: expected one of {', '.join(PRESETS)}")
+        raise InvalidArgumentError(f"preset {preset!r}: expected one of {', '.join(PRESETS)}")
     return PRESETS[preset]
 
 
@@ -203,7 +204,7 @@ def sample_opacity_boxes(rng, geometry, n_boxes):
         pixels of the ``geometry.size`` image.
     """
     if not 0 <= n_boxes <= 4:
-        raise ValueError(f"n_boxes must be between 0 and 4, got {n_boxes}")
+        raise InvalidArgumentError(f"n_boxes must be between 0 and 4, got {n_boxes}")
     first = int(rng.integers(2))
     per_lung = {0: [], 1: [(first, 1)], 2: [(0, 1), (1, 1)], 3: [(first, 2), (1 - first, 1)],
                 4: [(0, 2), (1, 2)]}[n_boxes]

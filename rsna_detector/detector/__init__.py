@@ -27,13 +27,13 @@ registry, never the baselines, EDA or CLI. Importing the package imports no Tens
 name below imports its module when first used. ``rsna_detector.detector.schedule`` and
 ``rsna_detector.detector.inference`` are the modules of ``train`` and ``predict``.
 """
-from .._lazy import lazy_exports
+from .._lazy import lazy_exports as _lazy_exports
 
 __all__ = ["DetectorConfig", "CPUDemoConfig", "DetectorDataset", "train", "default_schedule", "Stage",
            "predict", "evaluate_detector", "write_submission", "run_demo", "PostProcessing", "load_postprocessing",
            "load_detector", "ValidationCallback", "coco_ap"]
 
-__getattr__, __dir__ = lazy_exports(__name__, {
+__getattr__, __dir__ = _lazy_exports(__name__, {
     "config": ["DetectorConfig", "CPUDemoConfig"],
     "dataset": ["DetectorDataset"],
     "schedule": ["train", "default_schedule", "Stage"],

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import warnings
 
+from ..errors import InvalidArgumentError
+
 __all__ = [
     "report_augmentation",
     "rsna_notebook_augmentation",
@@ -99,7 +101,7 @@ def get_augmentation(name):
         return AUGMENTATION_PRESETS[name]()
     except KeyError as error:
         choices = ", ".join(["none", *AUGMENTATION_PRESETS])
-        raise ValueError(f"unknown augmentation preset {name!r}; expected one of: {choices}") from error
+        raise InvalidArgumentError(f"unknown augmentation preset {name!r}; expected one of: {choices}") from error
 
 
 def show_augmented_samples(dataset, config, image_ids, augmentation, n_variants=3, seed=0):

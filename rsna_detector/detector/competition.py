@@ -27,6 +27,9 @@ __all__ = [
     "rsna_score",
     "rsna_score_records",
     "sweep_confidence_threshold",
+    "score_array",
+    "box_overlaps",
+    "match_columns",
 ]
 
 RSNA_IOU_THRESHOLDS = (0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70, 0.75)
@@ -47,14 +50,15 @@ def _boxes(boxes, name):
     return boxes
 
 
-def _scores(scores, count, name):
+def score_array(scores, count, name):
+    """``scores`` as float64 [count]; :class:`EvaluationError` naming ``name`` when the count differs."""
     scores = np.asarray(scores, np.float64).reshape(-1)
     if len(scores) != count:
         raise EvaluationError(f"{name}: expected {count} scores (one per box), got {len(scores)}")
     return scores
 
 
-def _box_overlaps(pred_boxes, gt_boxes):
+def box_overlaps(pred_boxes, gt_boxes):
     """Box IoU float64 [n_pred, n_gt] (``utils.compute_overlaps``); 0 for two zero-area boxes (NaN there)."""
     from ..mrcnn.utils import compute_overlaps
 
@@ -63,7 +67,7 @@ def _box_overlaps(pred_boxes, gt_boxes):
     return np.nan_to_num(np.asarray(compute_overlaps(pred_boxes, gt_boxes), np.float64), nan=0.0)
 
 
-def _matches(ious, threshold, strict, gt_class_ids=None, pred_class_ids=None):
+def match_columns(ious, threshold, strict, gt_class_ids=None, pred_class_ids=None):
     """Column matched to each row of ``ious`` (predictions in matching order), -1 for none: int64 [P]."""
     from ..mrcnn.matching import greedy_match
 
@@ -96,15 +100,15 @@ def rsna_image_score(gt_boxes, pred_boxes, pred_scores, thresholds=RSNA_IOU_THRE
     """
     gt = _boxes(gt_boxes, "gt_boxes")
     pred = _boxes(pred_boxes, "pred_boxes")
-    scores = _scores(pred_scores, len(pred), "pred_scores")
+    scores = score_array(pred_scores, len(pred), "pred_scores")
     if len(gt) == 0:
         return None if len(pred) == 0 else 0.0
     if len(pred) == 0:
         return 0.0
-    ious = _box_overlaps(pred[np.argsort(-scores, kind="stable")], gt)
+    ious = box_overlaps(pred[np.argsort(-scores, kind="stable")], gt)
     precisions = []
     for threshold in thresholds:
-        tp = int((_matches(ious, threshold, strict=True) >= 0).sum())
+        tp = int((match_columns(ious, threshold, strict=True) >= 0).sum())
         precisions.append(tp / (len(pred) + len(gt) - tp))  # TP + FP + FN = P + G - TP
     return float(np.mean(precisions))
 

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 from ..mrcnn.config import Config
 
-__all__ = ["DetectorConfig", "CPUDemoConfig"]
+__all__ = ["DetectorConfig", "CPUDemoConfig", "PRESETS", "config_for_preset", "load_config"]
+
+#: The presets by name: ``full`` (:class:`DetectorConfig`) and ``cpu`` (:class:`CPUDemoConfig`).
+PRESETS = ("full", "cpu")
 
 
 class DetectorConfig(Config):
@@ -87,3 +90,25 @@ class CPUDemoConfig(DetectorConfig):
     STEPS_PER_EPOCH = 50
     VALIDATION_STEPS = 5
     LEARNING_RATE = 0.02
+
+
+def config_for_preset(name="full"):
+    """A new config of the preset ``name`` (one of :data:`PRESETS`): ``full`` gives
+    :class:`DetectorConfig`, ``cpu`` :class:`CPUDemoConfig`.
+
+    Raises
+    ------
+    ConfigError
+        An unknown name (a ``ValueError``), naming the presets.
+    """
+    from ..mrcnn.config import ConfigError
+
+    if name not in PRESETS:
+        raise ConfigError(f"preset: expected one of {list(PRESETS)}, got {name!r}")
+    return CPUDemoConfig() if name == "cpu" else DetectorConfig()
+
+
+def load_config(path=None, preset="full"):
+    """The config of a JSON file (``Config.to_json``'s) when ``path`` is given, else of ``preset``
+    (:func:`config_for_preset`); always a new object the caller owns."""
+    return Config.from_json(path) if path else config_for_preset(preset)

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import RsnaDetectorError
+from ..errors import InputFileNotFoundError, RsnaDetectorError
 
 __all__ = [
     "FOLDS_FILE",
@@ -194,14 +194,14 @@ def train_folds(data, config=None, weights="coco", *, folds=5, model_dir="logs",
     from .._io import write_json
     from ..data.splits import DEFAULT_SPLIT_SEED
     from .config import DetectorConfig
-    from .dataset import DetectorDataset, _records_and_image_dir
+    from .dataset import DetectorDataset, records_and_image_dir
     from .schedule import train
 
     config = config or DetectorConfig()
     seed = DEFAULT_SPLIT_SEED if seed is None else int(seed)
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    records, image_dir = _records_and_image_dir(data, strict=True)
+    records, image_dir = records_and_image_dir(data, strict=True)
     if patient_ids is not None:
         unknown = [pid for pid in patient_ids if pid not in records]
         if unknown:
@@ -294,7 +294,7 @@ def fold_checkpoints(model_dir, config=None):
     config = config or DetectorConfig()
     path = Path(model_dir) / FOLDS_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not a cross-validation folder (no {FOLDS_FILE}; train with folds=k)")
+        raise InputFileNotFoundError(f"{path}: not a cross-validation folder (no {FOLDS_FILE}; train with folds=k)")
     folds = int(json.loads(path.read_text(encoding="utf-8"))["folds"])
     return [_fold_checkpoint(fold_folder(model_dir, fold), config) for fold in range(1, folds + 1)]
 
@@ -331,7 +331,7 @@ def fit_ensemble(model_dir, records, views, checkpoints, *, box_scale=True):
     """
     from .competition import sweep_confidence_threshold
     from .ensemble import fit_box_scale
-    from .evaluate import records_from_predictions
+    from .eval_records import records_from_predictions
     from .postprocess import POSTPROCESSING_FILE
 
     model_dir = Path(model_dir)

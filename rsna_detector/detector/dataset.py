@@ -21,7 +21,7 @@ from ..data.labels import POSITIVE_CLASS
 from ..data.splits import DEFAULT_SPLIT_SEED
 from ..mrcnn.utils import Dataset
 
-__all__ = ["DetectorDataset", "boxes_to_masks", "SOURCE", "CLASS_NAME"]
+__all__ = ["DetectorDataset", "boxes_to_masks", "SOURCE", "CLASS_NAME", "records_and_image_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class DetectorDataset(Dataset):
     @classmethod
     def from_data_dir(cls, data_dir, *, image_size=None, patient_ids=None, strict=True):
         """A prepared dataset of the training patients of a Kaggle-layout directory."""
-        records, image_dir = _records_and_image_dir(data_dir, strict)
+        records, image_dir = records_and_image_dir(data_dir, strict)
         return cls.from_records(records, image_dir, image_size=image_size, patient_ids=patient_ids)
 
     @classmethod
@@ -145,7 +145,7 @@ class DetectorDataset(Dataset):
         """
         from ..data.splits import split_patients
 
-        records, image_dir = _records_and_image_dir(data_dir, strict)
+        records, image_dir = records_and_image_dir(data_dir, strict)
         if val_fraction is None and val_count is None:
             val_fraction = 0.1
         ids = list(records)
@@ -208,7 +208,8 @@ def _downsample_negatives(patient_ids, records, negatives_per_positive, seed):
     return [i for i in patient_ids if records[i].target == 1 or i in kept_negatives]
 
 
-def _records_and_image_dir(data_dir, strict):
+def records_and_image_dir(data_dir, strict):
+    """The patient records (``load_patient_records``) and training image folder of a Kaggle layout in ``data_dir``."""
     from ..data.labels import load_patient_records
     from ..data.layout import KaggleLayout
 

@@ -170,11 +170,12 @@ def run_demo(out_dir="demo_output", data_dir=None, *, n_train=400, n_test=40, ep
     competition score at the submission's threshold is the validation split's best.
     """
     from ..data.layout import KaggleLayout
-    from .config import CPUDemoConfig, DetectorConfig
+    from .config import config_for_preset
     from .dataset import DetectorDataset
     from .evaluate import evaluate_detector
     from .figures import save_gt_vs_prediction
     from .inference import predict
+    from .loading import inference_config
     from .schedule import train
     from .submission import write_submission
 
@@ -188,10 +189,9 @@ def run_demo(out_dir="demo_output", data_dir=None, *, n_train=400, n_test=40, ep
         data_dir = _synthetic_data(out_dir, n_train, n_test, seed, progress)
     else:
         _step(1, f"data: {data_dir}")
-    config = config or (CPUDemoConfig() if synthetic else DetectorConfig())
-    if steps_per_epoch is not None:
-        config.STEPS_PER_EPOCH = int(steps_per_epoch)
-        config.validate()
+    config = config or config_for_preset("cpu" if synthetic else "full")
+    if steps_per_epoch is not None:  # a validated copy: the caller's config is never changed
+        config = inference_config(config, STEPS_PER_EPOCH=int(steps_per_epoch))
     epochs = epochs or (10 if synthetic else 16)
 
     # the short synthetic training sees as many negative as positive patients; validation keeps ~3.4:1

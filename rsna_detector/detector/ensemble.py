@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import RsnaDetectorError
+from ..errors import InputFileNotFoundError, RsnaDetectorError
 
 __all__ = [
     "EnsembleError",
@@ -473,15 +473,15 @@ def load_ensemble(folder, description, config, *, images_per_gpu=None):
     from pathlib import Path
 
     from ..mrcnn import model as modellib
-    from .loading import _in_graph_settings, inference_config
+    from .loading import in_graph_settings, inference_config
 
     folder = Path(folder)
     paths = [folder / member for member in description.members]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"{folder / 'postprocessing.json'}: ensemble member checkpoint(s) not found: "
-                                f"{', '.join(missing)}")
-    member_config = inference_config(config, **_in_graph_settings(config, description, images_per_gpu))
+        raise InputFileNotFoundError(f"{folder / 'postprocessing.json'}: ensemble member checkpoint(s) not found: "
+                                     f"{', '.join(missing)}")
+    member_config = inference_config(config, **in_graph_settings(config, description, images_per_gpu))
     members = []
     for path in paths:
         model = modellib.MaskRCNN(mode="inference", config=member_config, model_dir=str(path.parent.parent))

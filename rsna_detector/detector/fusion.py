@@ -27,26 +27,26 @@ def fuse_flip_detections(boxes_a, scores_a, boxes_b, scores_b, iou_threshold=0.5
     -------
     boxes : float32 [M, 4], scores : float32 [M], sorted by descending score.
     """
-    from ..mrcnn.utils import compute_iou
+    from ..mrcnn.matching import greedy_match
+    from .competition import box_overlaps
 
     boxes_a, boxes_b = np.asarray(boxes_a, np.float32).reshape(-1, 4), np.asarray(boxes_b, np.float32).reshape(-1, 4)
     scores_a, scores_b = np.asarray(scores_a, np.float32), np.asarray(scores_b, np.float32)
+    order_a = np.argsort(-scores_a)
+    boxes_a, scores_a = boxes_a[order_a], scores_a[order_a]
+    # Two zero-area boxes (IoU NaN) are no match here (box_overlaps gives 0), unlike greedy_match's default.
+    b_of_a = greedy_match(box_overlaps(boxes_a, boxes_b), iou_threshold)[1].astype(int)
     unmatched_b = np.ones(len(boxes_b), bool)
+    unmatched_b[b_of_a[b_of_a >= 0]] = False
     fused_boxes, fused_scores = [], []
-    for i in np.argsort(-scores_a):
-        candidates = np.flatnonzero(unmatched_b)
-        if candidates.size:
-            ious = compute_iou(boxes_a[i], boxes_b[candidates], _area(boxes_a[i:i + 1])[0], _area(boxes_b[candidates]))
-            best = int(np.argmax(ious))
-            if ious[best] >= iou_threshold:
-                j = candidates[best]
-                unmatched_b[j] = False
-                weights = np.array([scores_a[i], scores_b[j]])
-                fused_boxes.append((weights[:, None] * np.stack([boxes_a[i], boxes_b[j]])).sum(0) / weights.sum())
-                fused_scores.append(weights.mean())
-                continue
-        fused_boxes.append(boxes_a[i])
-        fused_scores.append(scores_a[i] / 2)
+    for i, j in enumerate(b_of_a):
+        if j >= 0:
+            weights = np.array([scores_a[i], scores_b[j]])
+            fused_boxes.append((weights[:, None] * np.stack([boxes_a[i], boxes_b[j]])).sum(0) / weights.sum())
+            fused_scores.append(weights.mean())
+        else:
+            fused_boxes.append(boxes_a[i])
+            fused_scores.append(scores_a[i] / 2)
     for j in np.flatnonzero(unmatched_b):
         fused_boxes.append(boxes_b[j])
         fused_scores.append(scores_b[j] / 2)
@@ -55,11 +55,6 @@ def fuse_flip_detections(boxes_a, scores_a, boxes_b, scores_b, iou_threshold=0.5
     boxes, scores = np.asarray(fused_boxes, np.float32), np.asarray(fused_scores, np.float32)
     order = np.argsort(-scores)
     return boxes[order], scores[order]
-
-
-def _area(boxes):
-    """Areas of ``(y1, x1, y2, x2)`` boxes ``[N, 4]``."""
-    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
 def mirror_boxes(boxes, width):

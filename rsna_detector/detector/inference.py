@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import RsnaDetectorError
+from ..errors import InputFileNotFoundError, RsnaDetectorError
 from .fusion import fuse_flip_detections  # re-exported: its home was this module
 
 __all__ = ["PredictionRun", "predict", "list_dicoms", "fuse_flip_detections", "parse_shard", "shard_files",
@@ -144,10 +144,10 @@ def list_dicoms(paths_or_folder):
         if folder.is_dir():
             files = sorted(folder.glob("*.dcm"))
             if not files:
-                raise FileNotFoundError(f"{folder}: no .dcm files in this folder")
+                raise InputFileNotFoundError(f"{folder}: no .dcm files in this folder")
             return files
         if not folder.exists():
-            raise FileNotFoundError(f"{folder}: no such folder or DICOM file")
+            raise InputFileNotFoundError(f"{folder}: no such folder or DICOM file")
         return [folder]
     return [Path(p) for p in paths_or_folder]
 

@@ -18,10 +18,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..mrcnn.checkpoints import CheckpointNotFoundError, checkpoint_files
 from .postprocess import PostProcessing, PostProcessingError, load_postprocessing
 
 __all__ = ["inference_config", "resolve_checkpoint", "resolve_postprocessing", "load_detector",
-           "inference_model_from", "parse_threshold"]
+           "inference_model_from", "parse_threshold",
+    "in_graph_settings",
+]
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +77,15 @@ def resolve_checkpoint(model_path):
     if path.is_file():
         return path
     if not path.is_dir():
-        raise FileNotFoundError(f"{path}: no such checkpoint file or run folder")
+        raise CheckpointNotFoundError(f"{path}: no such checkpoint file or run folder")
     stored = load_postprocessing(path)
     validated = (stored.validation or {}).get("checkpoint") if stored else None
     if validated and (path / validated).is_file():
         return path / validated
-    checkpoints = sorted(path.glob("mask_rcnn_*.h5"))
+    checkpoints = checkpoint_files(path)
     if not checkpoints:
-        raise FileNotFoundError(f"{path}: no mask_rcnn_*.h5 checkpoint in this run folder")
-    return checkpoints[-1]
+        raise CheckpointNotFoundError(f"{path}: no mask_rcnn_*.h5 checkpoint in this run folder")
+    return path / checkpoints[-1]
 
 
 def resolve_postprocessing(model_path, config, *, threshold="auto", flip_tta=None, stored="auto"):
@@ -123,7 +126,9 @@ def resolve_postprocessing(model_path, config, *, threshold="auto", flip_tta=Non
     return stored.replace(**changes) if changes else stored
 
 
-def _in_graph_settings(config, postprocessing, images_per_gpu):
+def in_graph_settings(config, postprocessing, images_per_gpu):
+    """Config overrides for an inference graph: the post-processing's detection threshold and, when
+    given, ``images_per_gpu`` images on one GPU."""
     settings = {"DETECTION_MIN_CONFIDENCE": postprocessing.detection_threshold(config)}
     if images_per_gpu is not None:
         settings.update(IMAGES_PER_GPU=int(images_per_gpu), GPU_COUNT=1)
@@ -167,7 +172,7 @@ def load_detector(model_path, config=None, *, threshold="auto", flip_tta=None, i
     checkpoint = resolve_checkpoint(model_path)
     postprocessing = resolve_postprocessing(checkpoint, config, threshold=threshold, flip_tta=flip_tta)
     model = modellib.MaskRCNN(mode="inference", config=inference_config(
-        config, **_in_graph_settings(config, postprocessing, images_per_gpu)), model_dir=str(checkpoint.parent.parent))
+        config, **in_graph_settings(config, postprocessing, images_per_gpu)), model_dir=str(checkpoint.parent.parent))
     model.load_weights(str(checkpoint), by_name=True, require_complete=True)  # random layers: meaningless boxes
     model.postprocessing, model.weights_path = postprocessing, str(checkpoint)
     log.info("%s: %s", checkpoint, postprocessing.describe())

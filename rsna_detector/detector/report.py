@@ -19,7 +19,7 @@ def _save_precision_recall(records, metrics, path):
     import matplotlib.pyplot as plt
 
     from ..mrcnn import visualize
-    from .evaluate import precision_recall_curve
+    from .scoring import precision_recall_curve
 
     precisions, recalls, _ = precision_recall_curve(records, iou=metrics["iou"])
     figure = visualize.plot_precision_recall(metrics["map50"], precisions, recalls)

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write
+from ..errors import InputFileNotFoundError
 from .submission import (
     ImagePrediction,
     SubmissionError,
-    _as_prediction_list,
-    _first,
+    as_prediction_list,
+    first_ids,
     read_sample_submission_ids,
     write_submission,
 )
@@ -109,7 +110,7 @@ def write_results_file(predictions, path, *, files=None, failed=None, shard=None
     """
     import json
 
-    items = _as_prediction_list(predictions)
+    items = as_prediction_list(predictions)
     failed = {str(k): str(v) for k, v in (failed or {}).items()}
     if files is None:
         predicted = {item.patient_id for item in items}
@@ -151,7 +152,7 @@ def read_results_file(path):
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: results file not found")
+        raise InputFileNotFoundError(f"{path}: results file not found")
     payload = _load_json(path)
     if not isinstance(payload, dict) or payload.get("format") != RESULTS_FORMAT:
         got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
@@ -288,7 +289,7 @@ class MergedResults:
         by_reason = {}
         for patient_id, reason in self.gaps.items():
             by_reason.setdefault(reason, []).append(patient_id)
-        parts += [f"{len(ids)} patient(s) {reason}: {_first(ids)}" for reason, ids in by_reason.items()]
+        parts += [f"{len(ids)} patient(s) {reason}: {first_ids(ids)}" for reason, ids in by_reason.items()]
         return "; ".join(parts)
 
 
@@ -318,7 +319,7 @@ def expand_results_paths(paths):
             continue
         matches = sorted(glob.glob(text))
         if not matches:
-            raise FileNotFoundError(f"{text}: no results file matches this pattern")
+            raise InputFileNotFoundError(f"{text}: no results file matches this pattern")
         expanded += [Path(match) for match in matches]
     return expanded
 

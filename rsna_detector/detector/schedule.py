@@ -27,6 +27,8 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..errors import InvalidArgumentError
+
 __all__ = ["Stage", "default_schedule", "train", "prepare_datasets", "build_model", "COCO_HEAD_LAYERS", "RUN_RECORD",
            "read_run_record"]
 
@@ -56,7 +58,7 @@ def default_schedule(epochs=16):
     Every stage gets at least one epoch when ``epochs >= 3``.
     """
     if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
+        raise InvalidArgumentError(f"epochs must be >= 1, got {epochs}")
     if epochs < 3:
         return [Stage("heads", 2.0, 1, False), Stage("all", 1.0, epochs, True)][: epochs]
     first = max(1, round(epochs * 2 / 16))
@@ -214,9 +216,10 @@ def train(data, config=None, weights="coco", *, model_dir="logs", epochs=16, sch
     from .config import DetectorConfig
 
     config = config or DetectorConfig()
-    if seed is not None:
-        config.SEED = seed
-        config.validate()
+    if seed is not None:  # a validated copy: the caller's config is never changed
+        from .loading import inference_config
+
+        config = inference_config(config, SEED=seed)
     Path(model_dir).mkdir(parents=True, exist_ok=True)
     train_ds, val_ds = prepare_datasets(data, config, val_fraction=val_fraction, val_count=val_count, seed=seed)
     model = build_model(config, model_dir, "last" if resume else weights)
@@ -311,11 +314,12 @@ def read_run_record(path):
         return {}
     try:
         previous = json.loads(path.read_text())
-        if not isinstance(previous, dict):
-            raise ValueError("not a JSON object")
+        problem = None if isinstance(previous, dict) else "not a JSON object"
     except (OSError, ValueError) as error:
+        problem = error
+    if problem is not None:
         aside = rename_over(path, path.with_name(path.name + ".unreadable"))
-        warnings.warn(f"{path}: unreadable ({error}); kept as {aside}, the history of earlier starts is lost "
+        warnings.warn(f"{path}: unreadable ({problem}); kept as {aside}, the history of earlier starts is lost "
                       f"from run.json", stacklevel=3)
         return {}
     return previous

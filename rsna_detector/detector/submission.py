@@ -34,7 +34,7 @@ import numpy as np
 
 from .._io import atomic_write
 from ..data.labels import RSNA_IMAGE_SIZE, SUBMISSION_COLUMNS
-from ..errors import RsnaDetectorError, RsnaDetectorWarning
+from ..errors import InputFileNotFoundError, RsnaDetectorError, RsnaDetectorWarning
 
 __all__ = [
     "ImagePrediction",
@@ -47,6 +47,8 @@ __all__ = [
     "write_submission",
     "parse_submission",
     "read_sample_submission_ids",
+    "as_prediction_list",
+    "first_ids",
 ]
 
 SUBMISSION_HEADER = ",".join(SUBMISSION_COLUMNS)
@@ -71,7 +73,7 @@ class MissingPredictionsError(SubmissionError):
     def __init__(self, absent, total, hint="pass missing='empty' to write them without boxes"):
         self.absent, self.total = list(absent), int(total)
         super().__init__(f"{len(self.absent)} of {self.total} sample-submission ids have no prediction "
-                         f"(first: {_first(self.absent)}); {hint}")
+                         f"(first: {first_ids(self.absent)}); {hint}")
 
 
 class SubmissionWarning(RsnaDetectorWarning):
@@ -212,7 +214,7 @@ def parse_prediction_string(text, where="PredictionString"):
 
 
 # --------------------------------------------------------------------------- whole files
-def _as_prediction_list(predictions):
+def as_prediction_list(predictions):
     """Predictions as a list of ImagePrediction, duplicates refused."""
     if isinstance(predictions, Mapping):
         items = [value if isinstance(value, ImagePrediction) else _prediction_from_pair(key, value)
@@ -229,7 +231,7 @@ def _as_prediction_list(predictions):
             duplicates.append(item.patient_id)
         seen.add(item.patient_id)
     if duplicates:
-        raise SubmissionError(f"predictions: {len(duplicates)} duplicated patient id(s): {_first(duplicates)}")
+        raise SubmissionError(f"predictions: {len(duplicates)} duplicated patient id(s): {first_ids(duplicates)}")
     return items
 
 
@@ -263,12 +265,13 @@ def _clip_to_image(items, image_size):
     if clipped or dropped:
         parts = [f"clipped {clipped} box(es) of {len(clipped_patients)} patient(s) to the {height}x{width} image"]
         if dropped:
-            parts.append(f"dropped {dropped} box(es) wholly outside it (patient {_first(dropped_patients)})")
+            parts.append(f"dropped {dropped} box(es) wholly outside it (patient {first_ids(dropped_patients)})")
         warnings.warn("write_submission: " + "; ".join(parts), SubmissionWarning, stacklevel=3)
     return result
 
 
-def _first(ids, count=_SHOWN_IDS):
+def first_ids(ids, count=_SHOWN_IDS):
+    """The first ``count`` ids joined by commas, with how many more there are: for error messages."""
     ids = list(ids)
     shown = ", ".join(ids[:count])
     return shown + (f", ... ({len(ids) - count} more)" if len(ids) > count else "")
@@ -298,7 +301,7 @@ def _ordered_rows(items, sample_ids, missing):
     extra = [pid for pid in strings if pid not in sample_set]
     if extra:
         raise SubmissionError(f"{len(extra)} predicted patient id(s) are not in the sample submission: "
-                              f"{_first(extra)}")
+                              f"{first_ids(extra)}")
     absent = [pid for pid in sample_ids if pid not in strings]
     if absent and missing == "error":
         raise MissingPredictionsError(absent, len(sample_ids))
@@ -341,7 +344,7 @@ def write_submission(predictions, path, *, sample_submission=None, missing="erro
     """
     if missing not in ("error", "empty"):
         raise SubmissionError(f"missing: expected 'error' or 'empty', got {missing!r}")
-    items = _clip_to_image(_as_prediction_list(predictions), image_size)
+    items = _clip_to_image(as_prediction_list(predictions), image_size)
     sample_ids = None if sample_submission is None else read_sample_submission_ids(sample_submission)
     rows = _ordered_rows(items, sample_ids, missing)
     path = Path(path)
@@ -375,7 +378,7 @@ def parse_submission(path, *, check_boxes=True):
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: submission file not found")
+        raise InputFileNotFoundError(f"{path}: submission file not found")
     with open(path, newline=None, encoding="utf-8-sig") as stream:
         lines = stream.read().splitlines()
     if not lines or lines[0].strip() != SUBMISSION_HEADER:

@@ -215,8 +215,9 @@ class ValidationCallback(keras.callbacks.Callback):
         """
         import time
 
-        from .evaluate import collect_detections, detection_metrics
+        from .eval_records import collect_detections
         from .postprocess import PostProcessing
+        from .scoring import detection_metrics
 
         started = time.perf_counter()
         with _random_state_kept():
@@ -274,7 +275,7 @@ class ValidationCallback(keras.callbacks.Callback):
         if not math.isfinite(value) or (self.best is not None and not value > float(self.best["value"])):
             return
         from .._io import write_json
-        from ..mrcnn.trainer import checkpoint_file
+        from ..mrcnn.checkpoints import checkpoint_file
         from .postprocess import POSTPROCESSING_FILE, PostProcessing
         from .schedule import read_run_record
 

@@ -33,7 +33,7 @@ statistic; the parts that need DICOM files (age, sex and view position from the
 headers, the sample grid, the header dump) are skipped and ``report.md`` and
 ``summary.json`` (key ``skipped``) say so.
 """
-from .._lazy import lazy_exports
+from .._lazy import lazy_exports as _lazy_exports
 
 #: submodule -> its public names; each is imported when first used, so importing the package
 #: does not import pandas or matplotlib
@@ -50,4 +50,4 @@ _EXPORTS = {
 
 __all__ = [name for names in _EXPORTS.values() for name in names]
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)

@@ -1,7 +1,12 @@
 """Number formatting shared by the statements, the figures and the Markdown report."""
+from __future__ import annotations
+
+__all__ = ["format_number"]
 
 
-def _format_number(value):
+def format_number(value):
+    """``value`` for a reader: "n/a" for None, whole numbers with thousands separators, else 3
+    significant digits below 10 and one decimal from 10 on."""
     if value is None:
         return "n/a"
     value = float(value)

@@ -8,18 +8,24 @@ import numpy as np
 
 from .._io import save_figure
 from ..data.labels import RSNA_IMAGE_SIZE
-from ._format import _format_number
-from .statistics import BOX_QUANTITIES, PERCENTILES, _header_rows, centroid_outliers
+from ._format import format_number
+from .statistics import BOX_QUANTITIES, PERCENTILES, centroid_outliers, header_rows
+
+__all__ = [
+    "HISTOGRAM_QUANTITIES", "FIGURES", "plot_distribution", "plot_class_imbalance", "plot_boxes_per_patient",
+    "plot_centroids", "plot_aspect_vs_area", "plot_age", "plot_age_by_sex_and_target", "plot_sample_grid",
+    "save_eda_figure", "write_label_figures", "write_age_figures",
+]
 
 #: The quantities with a histogram figure (the report's sections 3.2-3.7).
-_HISTOGRAM_QUANTITIES = ("x", "y", "width", "height", "area", "aspect_ratio")
+HISTOGRAM_QUANTITIES = ("x", "y", "width", "height", "area", "aspect_ratio")
 
 #: Figure key -> (file name under ``figures/``, title, needs DICOM files).
 FIGURES = {
     "class_imbalance": ("class_imbalance.png", "Target and class, per label row and per patient", False),
     "boxes_per_patient": ("boxes_per_patient.png", "Boxes per patient", False),
     **{f"distribution_{name}": (f"distribution_{name}.png", f"Distribution of {BOX_QUANTITIES[name]}", False)
-       for name in _HISTOGRAM_QUANTITIES},
+       for name in HISTOGRAM_QUANTITIES},
     "age": ("age.png", "Patient age (DICOM header), implausible ages apart", True),
     "age_by_sex_and_target": ("age_by_sex_and_target.png", "Age by sex and by target", True),
     "centroids": ("centroids.png", "Box centroids over the image, outliers marked", False),
@@ -69,7 +75,7 @@ def _histogram_with_density(ax, values, colour="tab:blue", label=None, bins=50):
 
 def _stats_text(stats):
     keys = ("min", *(f"p{p}" for p in PERCENTILES), "max", "iqr")
-    return "\n".join(f"{k:>4}: {_format_number(stats[k])}" for k in keys)
+    return "\n".join(f"{k:>4}: {format_number(stats[k])}" for k in keys)
 
 
 def plot_distribution(values, stats, description):
@@ -171,7 +177,7 @@ def plot_aspect_vs_area(features, correlation):
     ax.set_xlabel("area = width * height (square pixels)")
     ax.set_ylabel("aspect ratio = width / height")
     rho = correlation.get("spearman")
-    ax.set_title(f"Aspect ratio against area (n = {correlation['n']:,}; Spearman rho = {_format_number(rho)})",
+    ax.set_title(f"Aspect ratio against area (n = {correlation['n']:,}; Spearman rho = {format_number(rho)})",
                  fontsize=9)
     return fig
 
@@ -182,11 +188,11 @@ def plot_age(ages, implausible_ages, stats):
     left, right = axes[0]
     _histogram_with_density(left, ages, bins=40)
     left.set_xlabel("age (years)")
-    left.set_title(f"Plausible ages (n = {stats['count']:,}; median {_format_number(stats['p50'])}, "
-                   f"IQR {_format_number(stats['p25'])}-{_format_number(stats['p75'])})", fontsize=9)
+    left.set_title(f"Plausible ages (n = {stats['count']:,}; median {format_number(stats['p50'])}, "
+                   f"IQR {format_number(stats['p25'])}-{format_number(stats['p75'])})", fontsize=9)
     if len(implausible_ages):
         values, counts = np.unique(np.asarray(implausible_ages, np.float64), return_counts=True)
-        right.bar([_format_number(v) for v in values], counts, color="red")
+        right.bar([format_number(v) for v in values], counts, color="red")
         right.set_ylabel("patients")
     else:
         right.text(0.5, 0.5, "no implausible age", ha="center", va="center", transform=right.transAxes)
@@ -242,30 +248,35 @@ def plot_sample_grid(samples):
     return fig
 
 
-def _save_figure(fig, path):
+def save_eda_figure(fig, path):
+    """Write an EDA figure to ``path`` at 100 dpi (``_io.save_figure``, atomic); returns the path."""
     return save_figure(fig, path, dpi=100)
 
 
-def _write_label_figures(figure_dir, label_stats, features, image_size):
-    written = {"class_imbalance": _save_figure(plot_class_imbalance(label_stats), figure_dir / "class_imbalance.png"),
-               "boxes_per_patient": _save_figure(plot_boxes_per_patient(label_stats),
-                                                 figure_dir / "boxes_per_patient.png")}
-    for name in _HISTOGRAM_QUANTITIES:
+def write_label_figures(figure_dir, label_stats, features, image_size):
+    """Write the label figures (class balance, boxes per patient, box distributions, centroids)
+    into ``figure_dir``; returns figure key -> path written."""
+    written = {"class_imbalance": save_eda_figure(plot_class_imbalance(label_stats),
+                                                  figure_dir / "class_imbalance.png"),
+               "boxes_per_patient": save_eda_figure(plot_boxes_per_patient(label_stats),
+                                                    figure_dir / "boxes_per_patient.png")}
+    for name in HISTOGRAM_QUANTITIES:
         fig = plot_distribution(features[name], label_stats["distributions"][name], BOX_QUANTITIES[name])
-        written[f"distribution_{name}"] = _save_figure(fig, figure_dir / FIGURES[f"distribution_{name}"][0])
+        written[f"distribution_{name}"] = save_eda_figure(fig, figure_dir / FIGURES[f"distribution_{name}"][0])
     outlier, fences = centroid_outliers(features["centroid_x"], features["centroid_y"])
-    written["centroids"] = _save_figure(plot_centroids(features, outlier, fences, image_size),
+    written["centroids"] = save_eda_figure(plot_centroids(features, outlier, fences, image_size),
                                         figure_dir / "centroids.png")
-    written["aspect_vs_area"] = _save_figure(plot_aspect_vs_area(features, label_stats["aspect_vs_area"]),
+    written["aspect_vs_area"] = save_eda_figure(plot_aspect_vs_area(features, label_stats["aspect_vs_area"]),
                                              figure_dir / "aspect_vs_area.png")
     return written
 
 
-def _write_age_figures(figure_dir, patients, header_stats):
-    rows = _header_rows(patients)
+def write_age_figures(figure_dir, patients, header_stats):
+    """Write the age figures (plausible ages; by sex and target) into ``figure_dir``; returns key -> path."""
+    rows = header_rows(patients)
     plausible = rows[~rows["implausible"] & rows["age"].notna()]
     implausible = rows.loc[rows["implausible"], "age"].to_numpy()
-    return {"age": _save_figure(plot_age(plausible["age"], implausible, header_stats["age"]),
+    return {"age": save_eda_figure(plot_age(plausible["age"], implausible, header_stats["age"]),
                                 figure_dir / "age.png"),
-            "age_by_sex_and_target": _save_figure(plot_age_by_sex_and_target(plausible),
+            "age_by_sex_and_target": save_eda_figure(plot_age_by_sex_and_target(plausible),
                                                   figure_dir / "age_by_sex_and_target.png")}

@@ -4,10 +4,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+__all__ = ["choose_samples", "load_samples", "dicom_header_dump"]
+
 _THUMBNAIL = 256
 
 
-def _choose_samples(patients, n, seed):
+def choose_samples(patients, n, seed):
     """Up to ``n`` patients with an image: about two thirds positive, the rest negative (seeded)."""
     with_image = patients[patients["has_image"].astype(bool)] if "has_image" in patients.columns else patients[:0]
     rng = np.random.default_rng(seed)
@@ -30,7 +32,7 @@ def _sample_title(row):
     return " ".join(parts)
 
 
-def _load_samples(chosen, boxes_df, image_dir, notes):
+def load_samples(chosen, boxes_df, image_dir, notes):
     """Thumbnails and boxes (scaled to the thumbnail) of the chosen patients; unreadable files noted."""
     from ..data.dicom import DicomReadError, read_dicom
     from ..data.labels import scale_boxes
@@ -52,7 +54,7 @@ def _load_samples(chosen, boxes_df, image_dir, notes):
     return samples
 
 
-def _header_dump(patients, image_dir):
+def dicom_header_dump(patients, image_dir):
     """(patientId, full pydicom text dump) of the first patient in file order with an image, or None."""
     import pydicom
 

@@ -15,16 +15,16 @@ import pandas as pd
 from .._io import atomic_write
 from ..data.labels import RSNA_IMAGE_SIZE
 from ..data.layout import SAMPLE_IMAGES_FOLDER, TRAIN_IMAGES
-from ._format import _format_number
+from ._format import format_number
 from .figures import (
-    _HISTOGRAM_QUANTITIES,
     FIGURES,
-    _save_figure,
-    _write_age_figures,
-    _write_label_figures,
+    HISTOGRAM_QUANTITIES,
     plot_sample_grid,
+    save_eda_figure,
+    write_age_figures,
+    write_label_figures,
 )
-from .images import _choose_samples, _header_dump, _load_samples
+from .images import choose_samples, dicom_header_dump, load_samples
 from .statements import check_report_statements
 from .statistics import (
     AGE_RULE,
@@ -139,16 +139,16 @@ def _image_parts(out, table, sample_grid, seed, notes):
     """Sample grid and header dump; returns (figures, sample list or None, dump path or None, skipped)."""
     figures, skipped, listed, dump_path = {}, [], None, None
     if sample_grid > 0:
-        chosen = _choose_samples(table.patients, sample_grid, seed)
-        samples = _load_samples(chosen, table.boxes, table.image_dir, notes)
+        chosen = choose_samples(table.patients, sample_grid, seed)
+        samples = load_samples(chosen, table.boxes, table.image_dir, notes)
         if samples:
-            figures["sample_grid"] = _save_figure(plot_sample_grid(samples), out / "figures" / "sample_grid.png")
+            figures["sample_grid"] = save_eda_figure(plot_sample_grid(samples), out / "figures" / "sample_grid.png")
             listed = [{k: s[k] for k in ("patientId", "target", "n_boxes")} for s in samples]
         else:
             skipped.append({"part": "sample_grid", "reason": "no readable DICOM file"})
     else:
         skipped.append({"part": "sample_grid", "reason": "sample grid size 0 (--sample-grid 0)"})
-    dump = _header_dump(table.patients, table.image_dir)
+    dump = dicom_header_dump(table.patients, table.image_dir)
     if dump is not None:
         dump_path = out / "header_dump.txt"
         atomic_write(dump_path, dump[1])
@@ -213,10 +213,10 @@ def run_eda(data_dir, out_dir, *, with_images=True, sample_grid=9, progress=True
                      "n_with_header": 0})
     _log(progress, "drawing figures")
     features = box_features(table.boxes)
-    figures = _write_label_figures(out / "figures", label_stats, features, _image_size(table.patients))
+    figures = write_label_figures(out / "figures", label_stats, features, _image_size(table.patients))
     skipped, listed, dump_path = [], None, None
     if no_images is None and header_stats["available"]:
-        figures.update(_write_age_figures(out / "figures", table.patients, header_stats))
+        figures.update(write_age_figures(out / "figures", table.patients, header_stats))
     if no_images is None:
         image_figures, listed, dump_path, skipped = _image_parts(out, table, sample_grid, seed, notes)
         figures.update(image_figures)
@@ -281,10 +281,10 @@ def _statement_lines(summary, figure):
 
 def _distribution_table(named_stats):
     header = ["", "n", "min", "p1", "p25", "median", "p75", "p99", "max", "IQR", "mean", "std", "below / above fences"]
-    rows = [[name, _format_number(s["count"]), *(_format_number(s[k]) for k in
+    rows = [[name, format_number(s["count"]), *(format_number(s[k]) for k in
                                                   ("min", "p1", "p25", "p50", "p75", "p99", "max", "iqr", "mean",
                                                    "std")),
-             f"{_format_number(s['n_below_fence'])} / {_format_number(s['n_above_fence'])}"]
+             f"{format_number(s['n_below_fence'])} / {format_number(s['n_above_fence'])}"]
             for name, s in named_stats]
     return _md_table(header, rows)
 
@@ -292,17 +292,17 @@ def _distribution_table(named_stats):
 def _counts_table(first_column, rows_counts, patient_counts):
     names = sorted(set(rows_counts) | set(patient_counts or {}))
     return _md_table([first_column, "label rows", "patients"],
-                     [[n, _format_number(rows_counts.get(n, 0)), _format_number((patient_counts or {}).get(n, 0))]
+                     [[n, format_number(rows_counts.get(n, 0)), format_number((patient_counts or {}).get(n, 0))]
                       for n in names])
 
 
 def _section_overview(summary):
     labels = summary["labels"]
     lines = ["## 1 Data", "", _md_table(["quantity", "value"], [
-        ["label rows", _format_number(labels["n_rows"])], ["patients", _format_number(labels["n_patients"])],
-        ["positive patients", _format_number(labels["targets"]["patients"].get("1", 0))],
-        ["boxes", _format_number(labels["distributions"]["x"]["count"])],
-        ["DICOM files read", _format_number(summary["data"]["n_dicom_files"])]]), ""]
+        ["label rows", format_number(labels["n_rows"])], ["patients", format_number(labels["n_patients"])],
+        ["positive patients", format_number(labels["targets"]["patients"].get("1", 0))],
+        ["boxes", format_number(labels["distributions"]["x"]["count"])],
+        ["DICOM files read", format_number(summary["data"]["n_dicom_files"])]]), ""]
     lines += _statement_lines(summary, None) + ["", "## 2 Data overview", "", "### 2.1 DICOM header of one file", ""]
     if summary["header_dump"]:
         dump = (Path(summary["_out"]) / summary["header_dump"]).read_text(encoding="utf-8")
@@ -329,12 +329,12 @@ def _section_imbalance(summary):
              "", _counts_table("Target", targets["rows"], targets["patients"]), ""]
     if labels["classes"]["rows"] is not None:
         lines += [_counts_table("class", labels["classes"]["rows"], labels["classes"]["patients"]), ""]
-    lines += [f"Negative patients per positive patient: {_format_number(targets['negatives_per_positive_patient'])}.",
+    lines += [f"Negative patients per positive patient: {format_number(targets['negatives_per_positive_patient'])}.",
               ""]
     lines += _statement_lines(summary, "class_imbalance")
     per_patient = labels["boxes_per_patient"]
     lines += ["", "### Boxes per patient", "", _figure_block(summary, "boxes_per_patient"), "",
-              _md_table(["boxes", "patients"], [[k, _format_number(v)] for k, v in per_patient["counts"].items()]),
+              _md_table(["boxes", "patients"], [[k, format_number(v)] for k, v in per_patient["counts"].items()]),
               ""]
     return lines + _statement_lines(summary, "boxes_per_patient")
 
@@ -342,7 +342,7 @@ def _section_imbalance(summary):
 def _section_distributions(summary):
     lines = []
     distributions = summary["labels"]["distributions"]
-    for name in _HISTOGRAM_QUANTITIES:
+    for name in HISTOGRAM_QUANTITIES:
         lines += ["", f"### {_SECTION_TITLES[name]}", "", f"{BOX_QUANTITIES[name]}, over the boxes.", "",
                   _figure_block(summary, f"distribution_{name}"), "",
                   _distribution_table([(name, distributions[name])]), ""]
@@ -362,7 +362,7 @@ def _section_age(summary):
     lines += [_figure_block(summary, "age"), "",
               f"Ages from the DICOM headers of {headers['n_with_header']:,} of {headers['n_patients']:,} patients; "
               f"{implausible['count']} implausible age(s) (> 120), shown apart and left out of the statistics: "
-              f"{', '.join(_format_number(v) for v in implausible['values']) or 'none'}; "
+              f"{', '.join(format_number(v) for v in implausible['values']) or 'none'}; "
               f"{headers['age_missing']} missing.", "",
               _distribution_table([("age (plausible)", headers["age"])]), ""]
     lines += _statement_lines(summary, "age")
@@ -375,7 +375,7 @@ def _section_age(summary):
     for field in ("sex", "view_position"):
         stats = headers[field]
         lines += [_md_table([field, "patients", "share positive"],
-                            [[k, _format_number(v), _format_number(stats["positive_share"].get(k))]
+                            [[k, format_number(v), format_number(stats["positive_share"].get(k))]
                              for k, v in stats["counts"].items()]), ""]
     return lines + _statement_lines(summary, "age_by_sex_and_target")
 
@@ -384,22 +384,22 @@ def _section_bivariate(summary):
     labels = summary["labels"]
     outliers = labels["centroid_outliers"]
     fences = outliers["fences"]
-    fence_text = ("; ".join(f"{axis}: [{_format_number(v[0])}, {_format_number(v[1])}]"
+    fence_text = ("; ".join(f"{axis}: [{format_number(v[0])}, {format_number(v[1])}]"
                             for axis, v in fences.items()) if fences["x"] else "none (no box)")
     lines = ["", "## 4 Bivariate analysis", "", "### 4.1 Box centroids", "", _figure_block(summary, "centroids"), "",
              f"Outlier rule: {outliers['rule']}. Fences: {fence_text}. Outliers: {outliers['n_outliers']:,} of "
-             f"{outliers['n_boxes']:,} boxes ({_format_number(100 * (outliers['share'] or 0))} %).", ""]
+             f"{outliers['n_boxes']:,} boxes ({format_number(100 * (outliers['share'] or 0))} %).", ""]
     lines += _statement_lines(summary, "centroids")
     correlation = labels["aspect_vs_area"]
     lines += ["", "### 4.2 Aspect ratio against area", "", _figure_block(summary, "aspect_vs_area"), "",
-              f"Spearman rank correlation {_format_number(correlation['spearman'])}, Pearson "
-              f"{_format_number(correlation['pearson'])} (n = {correlation['n']:,}).", ""]
+              f"Spearman rank correlation {format_number(correlation['spearman'])}, Pearson "
+              f"{format_number(correlation['pearson'])} (n = {correlation['n']:,}).", ""]
     return lines + _statement_lines(summary, "aspect_vs_area")
 
 
 def _report_value_text(check):
-    text = f"{check['relation']} {_format_number(check['report_value'])}"
-    return f"{text} +- {_format_number(check['tolerance'])}" if check["relation"] == "~" else text
+    text = f"{check['relation']} {format_number(check['report_value'])}"
+    return f"{text} +- {format_number(check['tolerance'])}" if check["relation"] == "~" else text
 
 
 def _section_statements(summary):
@@ -407,7 +407,7 @@ def _section_statements(summary):
     tally = {verdict: sum(c["agrees"] is verdict for c in checks) for verdict in (True, False, None)}
     verdicts = {True: "agrees", False: "**disagrees**", None: "not checked"}
     rows = [[c["section"], c["claim"].replace("|", "/"), c["label"], _report_value_text(c),
-             _format_number(c["data_value"]), verdicts[c["agrees"]]] for c in checks]
+             format_number(c["data_value"]), verdicts[c["agrees"]]] for c in checks]
     return ["", "## The report's numeric statements against the data", "",
             f"{len(checks)} statements: {tally[True]} agree, {tally[False]} disagree, {tally[None]} not checked. "
             "'~' means within the tolerance: half of the rounding step the report reads its plots at "

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..data.labels import NORMAL_CLASS, NOT_NORMAL_CLASS, POSITIVE_CLASS
-from ._format import _format_number
+from ._format import format_number
 
 #: Header-based statements are judged only when this share of the patients has a DICOM header.
 HEADER_COVERAGE_FOR_CHECKS = 0.95
@@ -203,10 +203,10 @@ def _lookup(summary, path):
 def statement_sentence(check) -> str:
     """One sentence for a checked statement (an entry of ``check_report_statements``)."""
     word = _RELATIONS[check["relation"]][1]
-    within = f" +- {_format_number(check['tolerance'])}" if check["relation"] == "~" else ""
+    within = f" +- {format_number(check['tolerance'])}" if check["relation"] == "~" else ""
     said = (f"The report says \"{check['claim']}\" ({check['label']} {word} "
-            f"{_format_number(check['report_value'])}{within})")
-    data = f"{check['label']} = {_format_number(check['data_value'])}"
+            f"{format_number(check['report_value'])}{within})")
+    data = f"{check['label']} = {format_number(check['data_value'])}"
     if check["agrees"] is None:
         seen = f" (the data read gives {data})" if check["data_value"] is not None else ""
         return f"{said}; not checked: {check['unavailable']}{seen}."

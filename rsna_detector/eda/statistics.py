@@ -3,6 +3,13 @@ import numpy as np
 import pandas as pd
 
 from ..data.labels import LABEL_COLUMNS
+from ..errors import InvalidArgumentError
+
+__all__ = [
+    "PERCENTILES", "PERCENTILE_METHOD", "ASPECT_RATIO_DEFINITION", "OUTLIER_RULE", "AGE_RULE", "BOX_QUANTITIES",
+    "describe_distribution", "tukey_fences", "box_features", "centroid_outliers", "compute_label_statistics",
+    "header_rows", "compute_header_statistics",
+]
 
 #: Percentiles reported for every distribution (keys ``p1``, ``p25``, ...).
 PERCENTILES = (1, 25, 50, 75, 99)
@@ -59,9 +66,10 @@ def describe_distribution(values) -> dict:
     try:
         array = np.asarray(values, dtype=np.float64).ravel()
     except (TypeError, ValueError) as error:
-        raise ValueError(f"values: expected numbers, got {type(values).__name__} ({error})") from error
+        raise InvalidArgumentError(f"values: expected numbers, got {type(values).__name__} ({error})") from error
     if np.isinf(array).any():
-        raise ValueError(f"values: {int(np.isinf(array).sum())} infinite value(s); expected finite numbers or NaN")
+        raise InvalidArgumentError(f"values: {int(np.isinf(array).sum())} infinite value(s); expected finite numbers "
+                                   "or NaN")
     finite = array[~np.isnan(array)]
     result = {"count": int(finite.size), "n_missing": int(array.size - finite.size)}
     keys = ("min", "max", "mean", "std", *(f"p{p}" for p in PERCENTILES), "iqr", "lower_fence", "upper_fence",
@@ -92,7 +100,7 @@ def tukey_fences(values, k=_TUKEY_K) -> tuple:
     array = np.asarray(values, dtype=np.float64).ravel()
     array = array[~np.isnan(array)]
     if array.size == 0:
-        raise ValueError("values: no finite value; fences are undefined")
+        raise InvalidArgumentError("values: no finite value; fences are undefined")
     q1, q3 = np.percentile(array, (25, 75), method=PERCENTILE_METHOD)
     return float(q1 - k * (q3 - q1)), float(q3 + k * (q3 - q1))
 
@@ -103,8 +111,8 @@ _REQUIRED_LABEL_COLUMNS = LABEL_COLUMNS
 def _require_columns(frame, columns, what):
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise ValueError(f"{what}: missing column(s) {', '.join(missing)}; expected {', '.join(columns)} "
-                         f"(got {', '.join(map(str, frame.columns))})")
+        raise InvalidArgumentError(f"{what}: missing column(s) {', '.join(missing)}; expected {', '.join(columns)} "
+                                   f"(got {', '.join(map(str, frame.columns))})")
 
 
 def box_features(boxes_df) -> pd.DataFrame:
@@ -151,7 +159,7 @@ def centroid_outliers(centroid_x, centroid_y) -> tuple:
     """
     cx, cy = np.asarray(centroid_x, np.float64), np.asarray(centroid_y, np.float64)
     if cx.shape != cy.shape:
-        raise ValueError(f"centroid_x and centroid_y: shapes {cx.shape} and {cy.shape} differ")
+        raise InvalidArgumentError(f"centroid_x and centroid_y: shapes {cx.shape} and {cy.shape} differ")
     if cx.size == 0:
         return np.zeros(0, dtype=bool), {"x": None, "y": None}
     fences = {"x": tukey_fences(cx), "y": tukey_fences(cy)}
@@ -249,7 +257,7 @@ def compute_label_statistics(boxes_df) -> dict:
 _HEADER_FIELDS = ("age", "sex", "view_position")
 
 
-def _header_rows(patients_df) -> pd.DataFrame:
+def header_rows(patients_df) -> pd.DataFrame:
     """Patients with at least one header field, with float ``age`` and bool ``implausible``."""
     _require_columns(patients_df, ("target", *_HEADER_FIELDS), "patients_df")
     known = patients_df[list(_HEADER_FIELDS)].notna().any(axis=1)
@@ -294,7 +302,7 @@ def compute_header_statistics(patients_df) -> dict:
         ``age_by_sex_and_target`` (plausible ages), ``sex`` and
         ``view_position`` (``counts``, ``by_target``, ``positive_share``).
     """
-    rows = _header_rows(patients_df)
+    rows = header_rows(patients_df)
     if rows.empty:
         return {"available": False, "reason": "no patient has a DICOM header (no training image read)",
                 "n_patients": int(len(patients_df)), "n_with_header": 0}

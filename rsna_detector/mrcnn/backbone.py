@@ -172,8 +172,8 @@ def _resnet_stage(x, filters, stage, blocks, train_bn, strides):
     return x
 
 
-def resnet_graph(input_image, architecture, stage5=True, train_bn=False):
-    """matterport's ResNet graph with its layer names.
+def resnet_graph(input_image, architecture, stage5=False, train_bn=True):
+    """matterport's ResNet graph with its layer names, signature and defaults.
 
     Parameters
     ----------

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
+
 __all__ = [
     "extract_bboxes",
     "compute_iou",
@@ -46,7 +48,7 @@ def extract_bboxes(mask):
     """
     mask = np.asarray(mask)
     if mask.ndim != 3:
-        raise ValueError(f"extract_bboxes: expected masks [H, W, N], got shape {mask.shape}")
+        raise InvalidArgumentError(f"extract_bboxes: expected masks [H, W, N], got shape {mask.shape}")
     boxes = np.zeros([mask.shape[-1], 4], dtype=np.int32)
     for i in range(mask.shape[-1]):
         rows = np.flatnonzero(np.any(mask[:, :, i], axis=1))
@@ -86,7 +88,7 @@ def as_boxes(boxes, name):
     if boxes.size == 0:
         return boxes.reshape(0, 4)
     if boxes.ndim != 2 or boxes.shape[1] < 4:
-        raise ValueError(f"{name}: expected boxes [N, (y1, x1, y2, x2)], got shape {boxes.shape}")
+        raise InvalidArgumentError(f"{name}: expected boxes [N, (y1, x1, y2, x2)], got shape {boxes.shape}")
     return boxes[:, :4]
 
 
@@ -183,8 +185,8 @@ def compute_overlaps_masks(masks1, masks2):
     if masks1.shape[-1] == 0 or masks2.shape[-1] == 0:
         return np.zeros((masks1.shape[-1], masks2.shape[-1]))
     if masks1.shape[:-1] != masks2.shape[:-1]:
-        raise ValueError("compute_overlaps_masks: mask sizes differ: "
-                         f"{masks1.shape[:-1]} vs {masks2.shape[:-1]}")
+        raise InvalidArgumentError("compute_overlaps_masks: mask sizes differ: "
+                                   f"{masks1.shape[:-1]} vs {masks2.shape[:-1]}")
     flat1 = (masks1 > 0.5).reshape(-1, masks1.shape[-1]).astype(np.float32)
     flat2 = (masks2 > 0.5).reshape(-1, masks2.shape[-1]).astype(np.float32)
     intersection = np.dot(flat1.T, flat2)
@@ -214,7 +216,7 @@ def non_max_suppression(boxes, scores, threshold):
     boxes = box_array(boxes)
     scores = np.asarray(scores).reshape(-1)
     if len(scores) != len(boxes):
-        raise ValueError(f"non_max_suppression: {len(boxes)} boxes but {len(scores)} scores")
+        raise InvalidArgumentError(f"non_max_suppression: {len(boxes)} boxes but {len(scores)} scores")
     if boxes.dtype.kind != "f":
         boxes = boxes.astype(np.float32)
     areas = _areas(boxes)
@@ -327,5 +329,5 @@ def trim_zeros(x):
     """
     x = np.asarray(x)
     if x.ndim != 2:
-        raise ValueError(f"trim_zeros: expected a 2-D array, got shape {x.shape}")
+        raise InvalidArgumentError(f"trim_zeros: expected a 2-D array, got shape {x.shape}")
     return x[~np.all(x == 0, axis=1)]

@@ -13,11 +13,17 @@ import os
 import re
 import warnings
 
-from ..errors import RsnaDetectorWarning
+from ..errors import InputFileNotFoundError, RsnaDetectorWarning
 
 __all__ = [
     "CHECKPOINT_PATTERN",
     "UnreadableCheckpointWarning",
+    "CheckpointNotFoundError",
+    "checkpoint_name",
+    "parse_checkpoint_name",
+    "is_checkpoint_file",
+    "checkpoint_files",
+    "checkpoint_file",
     "run_of_checkpoint",
     "checkpoint_path_in",
     "claim_run_folder",
@@ -26,13 +32,59 @@ __all__ = [
     "checkpoint_problem",
 ]
 
+# The one place the checkpoint file name is written: the prefix and extension matterport's
+# ``find_last`` looks for, and the name this library (and matterport) writes between them.
+_PREFIX, _EXTENSION = "mask_rcnn", ".h5"
 #: Checkpoint file names inside a log directory (``str.format`` with ``name`` and ``epoch``).
-CHECKPOINT_PATTERN = "mask_rcnn_{name}_{epoch:04d}.h5"
+CHECKPOINT_PATTERN = _PREFIX + "_{name}_{epoch:04d}" + _EXTENSION
+# A checkpoint's file name, parsed: the config's name and the four-digit epoch.
+_NAME_RE = re.escape(_PREFIX) + r"_(?P<name>[\w.-]+?)_(?P<epoch>\d{4})" + re.escape(_EXTENSION)
 # A run folder's time stamp: matterport's minutes, or seconds plus a suffix (_2, _3, ...) when taken.
 _RUN_STAMP = r"(?P<stamp>\d{8}T\d{4}(?:\d{2})?)(?:_(?P<suffix>\d+))?"
 # <model_dir>/<name><stamp>/mask_rcnn_<name>_<epoch>.h5, either path separator.
-_CHECKPOINT_RE = re.compile(
-    r".*[/\\](?P<run>[\w.-]*?" + _RUN_STAMP + r")[/\\]mask_rcnn_[\w.-]+?_(?P<epoch>\d{4})\.h5$")
+_CHECKPOINT_RE = re.compile(r".*[/\\](?P<run>[\w.-]*?" + _RUN_STAMP + r")[/\\]" + _NAME_RE + "$")
+
+
+class CheckpointNotFoundError(InputFileNotFoundError):
+    """No checkpoint where one was looked for (no run folder, no checkpoint file, none readable);
+    the message names the folder and what was looked for."""
+
+
+def checkpoint_name(name, epoch):
+    """The file name of the checkpoint of config ``name`` after ``epoch`` epochs:
+    ``mask_rcnn_<name>_<epoch:04d>.h5``."""
+    return CHECKPOINT_PATTERN.format(name=name, epoch=int(epoch))
+
+
+def parse_checkpoint_name(file_name):
+    """``(name, epoch)`` of a file name :func:`checkpoint_name` writes; None for any other name.
+
+    ``file_name`` is a bare name (``mask_rcnn_rsna_0007.h5`` -> ``("rsna", 7)``), not a path.
+    """
+    match = re.fullmatch(_NAME_RE, str(file_name))
+    return None if match is None else (match.group("name"), int(match.group("epoch")))
+
+
+def is_checkpoint_file(file_name):
+    """Whether a bare file name is a checkpoint as matterport's ``find_last`` sees it:
+    ``mask_rcnn*.h5`` (matterport's own ``mask_rcnn_coco.h5`` too)."""
+    return file_name.startswith(_PREFIX) and file_name.endswith(_EXTENSION)
+
+
+def checkpoint_files(folder):
+    """The checkpoint file names (:func:`is_checkpoint_file`) in ``folder``, in string order
+    (the highest epoch last); [] for a missing folder."""
+    if not os.path.isdir(folder):
+        return []
+    return sorted(f for f in os.listdir(folder) if is_checkpoint_file(f))
+
+
+def checkpoint_file(template, epoch):
+    """``template`` (:func:`checkpoint_path_in`'s ``{epoch:04d}``, or matterport's ``*epoch*``
+    placeholder) filled in for ``epoch``."""
+    if "*epoch*" in template:
+        return template.replace("*epoch*", f"{epoch:04d}")
+    return template.format(epoch=epoch)
 
 
 class UnreadableCheckpointWarning(RsnaDetectorWarning):
@@ -62,7 +114,10 @@ def run_of_checkpoint(model_path):
 
 def checkpoint_path_in(folder, name):
     """``<folder>/mask_rcnn_<name>_{epoch:04d}.h5``: a ``str.format`` template taking ``epoch``."""
-    return os.path.join(folder, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
+    def escaped(text):  # braces in a folder or config name are literal in the template
+        return str(text).replace("{", "{{").replace("}", "}}")
+
+    return os.path.join(escaped(folder), CHECKPOINT_PATTERN.replace("{name}", escaped(name)))
 
 
 def claim_run_folder(model_dir, base):
@@ -115,19 +170,18 @@ def find_last_checkpoint(model_dir, name):
 
     Raises
     ------
-    FileNotFoundError
-        Naming ``model_dir`` and what was looked for (no run folder, no
+    CheckpointNotFoundError
+        A ``FileNotFoundError`` naming ``model_dir`` and what was looked for (no run folder, no
         checkpoint, or none readable).
     """
     runs = run_folders(model_dir, name)
     if not runs:
-        raise FileNotFoundError(f"find_last: no run folder '{name}*' in model_dir "
-                                f"{model_dir!r}: train first or give a weights path")
+        raise CheckpointNotFoundError(f"find_last: no run folder '{name}*' in model_dir "
+                                      f"{model_dir!r}: train first or give a weights path")
     unreadable = []
     for run in runs:
         folder = os.path.join(model_dir, run)
-        checkpoints = sorted((f for f in os.listdir(folder) if f.startswith("mask_rcnn") and f.endswith(".h5")),
-                             reverse=True)
+        checkpoints = checkpoint_files(folder)[::-1]
         if not checkpoints and run != runs[-1]:
             warnings.warn(f"find_last: the run folder {folder} holds no mask_rcnn*.h5 checkpoint; "
                           "looking in the folder before it", UnreadableCheckpointWarning, stacklevel=3)
@@ -140,10 +194,10 @@ def find_last_checkpoint(model_dir, name):
             warnings.warn(f"find_last: skipping the unreadable checkpoint {path} ({problem})",
                           UnreadableCheckpointWarning, stacklevel=3)
     if unreadable:
-        raise FileNotFoundError(f"find_last: no readable mask_rcnn_*.h5 checkpoint in the run folders {runs} "
-                                f"of {model_dir!r} (unreadable: {', '.join(unreadable)})")
-    raise FileNotFoundError(f"find_last: no mask_rcnn_*.h5 checkpoint in the run folders {runs} of "
-                            f"{model_dir!r}")
+        raise CheckpointNotFoundError(f"find_last: no readable mask_rcnn_*.h5 checkpoint in the run folders "
+                                      f"{runs} of {model_dir!r} (unreadable: {', '.join(unreadable)})")
+    raise CheckpointNotFoundError(f"find_last: no mask_rcnn_*.h5 checkpoint in the run folders {runs} of "
+                                  f"{model_dir!r}")
 
 
 def run_folders(model_dir, name):

@@ -7,8 +7,8 @@ building blocks live in their modules (``backbone``, ``box_ops``, ``detection``,
 ``losses``, ...); ``model.py`` re-exports them. This module holds what is left:
 
 * functions with matterport's *signatures and defaults* where the engine's own
-  function takes other arguments: :func:`resnet_graph` (``stage5=False,
-  train_bn=True``), :func:`smooth_l1_loss`;
+  function takes other arguments: :func:`smooth_l1_loss` (``backbone.resnet_graph``
+  itself has matterport's signature and defaults);
 * a small graph helper matterport exported and the engine does not use: :func:`log2_graph`;
 * what ``MaskRCNN.ancestor`` needs: Keras 3 has no TensorFlow graph whose ops
   could be searched by name, so the tensors matterport's notebooks look up inside
@@ -25,11 +25,11 @@ import re
 import keras
 import tensorflow as tf
 
-from . import backbone, losses
+from ..errors import InvalidArgumentError
+from . import losses
 from .proposals import ProposalLayer, proposal_stages
 
 __all__ = [
-    "resnet_graph",
     "smooth_l1_loss",
     "log2_graph",
     "ProposalStage",
@@ -42,15 +42,6 @@ PROPOSAL_STAGES = ("pre_nms_anchors", "refined_anchors", "refined_anchors_clippe
 
 # "ROI/refined_anchors:0", "ROI_1/rpn_non_max_suppression/NonMaxSuppressionV3:0", ...
 _TENSOR_NAME = re.compile(r"^(?P<layer>[^/:]+?)(?:_\d+)*/(?P<stage>[^/:]+)(?:/[^:]*)?(?::\d+)?$")
-
-
-def resnet_graph(input_image, architecture, stage5=False, train_bn=True):
-    """matterport's ``resnet_graph`` with its defaults (``backbone.resnet_graph`` defaults to ``stage5=True``).
-
-    Returns ``[C1, C2, C3, C4, C5]`` (``C5`` is None unless ``stage5``); see
-    :func:`rsna_detector.mrcnn.backbone.resnet_graph`.
-    """
-    return backbone.resnet_graph(input_image, architecture, stage5=stage5, train_bn=train_bn)
 
 
 def smooth_l1_loss(y_true, y_pred):
@@ -87,7 +78,7 @@ class ProposalStage(keras.layers.Layer):
     def __init__(self, stage, proposal_count, nms_threshold, pre_nms_limit, rpn_bbox_std_dev, **kwargs):
         super().__init__(**kwargs)
         if stage not in PROPOSAL_STAGES:
-            raise ValueError(f"ProposalStage: stage: expected one of {PROPOSAL_STAGES}, got {stage!r}")
+            raise InvalidArgumentError(f"ProposalStage: stage: expected one of {PROPOSAL_STAGES}, got {stage!r}")
         self.stage = stage
         self.proposal_count = int(proposal_count)
         self.nms_threshold = float(nms_threshold)

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ..errors import InvalidArgumentError
 from .box_ops import apply_box_deltas_graph, clip_boxes_graph, norm_boxes_graph
 from .image_meta import parse_image_meta_graph
 
@@ -44,13 +45,14 @@ def detection_settings(config=None, **given):
     """
     unknown = sorted(set(given) - set(_SETTING_NAMES))
     if unknown:
-        raise ValueError(f"detection settings: unknown keyword(s) {unknown}; expected {sorted(_SETTING_NAMES)}")
+        raise InvalidArgumentError(f"detection settings: unknown keyword(s) {unknown}; expected "
+                                   f"{sorted(_SETTING_NAMES)}")
     values = {}
     for key, name in _SETTING_NAMES.items():
         value = given.get(key)
         if value is None:
             if config is None:
-                raise ValueError(f"detection settings: give config= or {key}=")
+                raise InvalidArgumentError(f"detection settings: give config= or {key}=")
             value = getattr(config, name)
         values[key] = value
     return {

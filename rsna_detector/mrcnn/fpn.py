@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import keras
 
+from ..errors import InvalidArgumentError
 from .sparse_conv import SparseGradientConv2D
 
 __all__ = ["build_fpn"]
@@ -28,7 +29,7 @@ def build_fpn(backbone_features, config):
         stride 2 of P5, used by the RPN only).
     """
     if len(backbone_features) != 4:
-        raise ValueError(f"build_fpn: expected [C2, C3, C4, C5], got {len(backbone_features)} feature maps")
+        raise InvalidArgumentError(f"build_fpn: expected [C2, C3, C4, C5], got {len(backbone_features)} feature maps")
     depth = config.TOP_DOWN_PYRAMID_SIZE
     c2, c3, c4, c5 = backbone_features
     merged = {5: keras.layers.Conv2D(depth, (1, 1), name="fpn_c5p5")(c5)}

@@ -32,6 +32,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from ..errors import InvalidArgumentError
 from .backbone import BatchNorm
 from .roi_align import PyramidROIAlign
 
@@ -211,8 +212,8 @@ class WindowDense(keras.layers.Layer):
     def build(self, input_shape):
         channels = input_shape[-1]
         if tuple(input_shape[1:3]) != self.kernel_size:
-            raise ValueError(f"{self.name}: expected inputs [M, {self.kernel_size[0]}, {self.kernel_size[1]}, C], "
-                             f"got {tuple(input_shape)}")
+            raise InvalidArgumentError(f"{self.name}: expected inputs [M, {self.kernel_size[0]}, "
+                                       f"{self.kernel_size[1]}, C], got {tuple(input_shape)}")
         self.kernel = self.add_weight(name="kernel", shape=self.kernel_size + (channels, self.filters),
                                       initializer="glorot_uniform")
         self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")

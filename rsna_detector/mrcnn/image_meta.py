@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
+
 __all__ = [
     "MetaField",
     "META_FIELDS",
@@ -128,7 +130,7 @@ def compose_image_meta(image_id, original_image_shape, image_shape, window, scal
             continue
         part = list(value)
         if field.width is not None and len(part) != field.width:
-            raise ValueError(f"compose_image_meta: {field.name}: expected {field.width} values, got {value}")
+            raise InvalidArgumentError(f"compose_image_meta: {field.name}: expected {field.width} values, got {value}")
         values.extend(part)
     return np.array(values)
 

@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
 from .molding import resize
 
 __all__ = ["resize_mask", "minimize_mask", "expand_mask", "mold_mask", "unmold_mask"]
@@ -37,7 +38,7 @@ def resize_mask(mask, scale, padding, crop=None):
 
     mask = np.asarray(mask)
     if mask.ndim != 3:
-        raise ValueError(f"resize_mask: expected masks [H, W, N], got shape {mask.shape}")
+        raise InvalidArgumentError(f"resize_mask: expected masks [H, W, N], got shape {mask.shape}")
     if scale != 1:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # old scipy warned about how it rounds the output shape
@@ -81,7 +82,7 @@ def minimize_mask(bbox, mask, mini_shape):
         y1, x1, y2, x2 = _box_slice(bbox[i])
         crop = mask[:, :, i].astype(bool)[y1:y2, x1:x2]
         if crop.size == 0:
-            raise ValueError(f"minimize_mask: box {i} {(y1, x1, y2, x2)} has zero area")
+            raise InvalidArgumentError(f"minimize_mask: box {i} {(y1, x1, y2, x2)} has zero area")
         mini_mask[:, :, i] = np.around(resize(crop, mini_shape)).astype(bool)
     return mini_mask
 

@@ -3,7 +3,7 @@
 Every metric that pairs detections with ground truth goes through
 :func:`greedy_match`: the engine's ``utils.compute_matches`` / ``compute_ap`` /
 ``compute_ap_boxes`` (matterport's semantics, held by the differential tests)
-and ``rsna_detector.detector.evaluate`` (the competition's score, the mean matched IoU,
+and ``rsna_detector.detector.scoring`` (the competition's score, the mean matched IoU,
 the precision-recall curve). Callers differ only in what they pass: the IoU
 matrix (box or mask IoU), the order of its rows (the confidence order each
 metric defines), the threshold, whether a hit needs IoU ``>=`` or ``>`` the

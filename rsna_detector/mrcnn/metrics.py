@@ -118,7 +118,7 @@ def compute_ap(gt_boxes, gt_class_ids, gt_masks,
         matterport: ground truth but no prediction -> 0.0; neither ground truth
         nor prediction -> 0.0; predictions but no ground truth -> NaN. (How
         images without ground truth count is the caller's decision: see
-        ``rsna_detector.detector.evaluate.batch_ap``.)
+        ``rsna_detector.detector.scoring.batch_ap``.)
     precisions : ndarray, [p + 2]
         Monotone precision after each prediction, padded with 0 at both ends.
     recalls : ndarray, [p + 2]

@@ -31,7 +31,7 @@ import numpy as np
 # (``modellib.resnet_graph``, ...; the second part of __all__). Where the engine's function takes
 # other arguments, ``compat`` gives matterport's signature.
 from .anchors import compute_backbone_shapes, pyramid_anchors
-from .backbone import BatchNorm, conv_block, identity_block
+from .backbone import BatchNorm, conv_block, identity_block, resnet_graph
 from .box_ops import (
     apply_box_deltas_graph,
     batch_pack_graph,
@@ -50,7 +50,7 @@ from .checkpoints import (
     find_last_checkpoint,
     run_of_checkpoint,
 )
-from .compat import find_ancestor, log2_graph, resnet_graph, smooth_l1_loss
+from .compat import find_ancestor, log2_graph, smooth_l1_loss
 from .data import load_image_gt
 from .detection import DetectionLayer, refine_detections_graph
 from .generator import data_generator

@@ -14,6 +14,8 @@ import random
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
+
 __all__ = ["resize", "resize_image", "mold_image", "unmold_image"]
 
 # Feature maps are halved 6 times (P2..P6), so padded sides are multiples of 2**6.
@@ -109,19 +111,19 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
     """
     image = np.asarray(image)
     if image.ndim not in (2, 3):
-        raise ValueError(f"resize_image: expected an image [H, W] or [H, W, C], got shape {image.shape}")
+        raise InvalidArgumentError(f"resize_image: expected an image [H, W] or [H, W, C], got shape {image.shape}")
     if mode not in ("none", "square", "pad64", "crop"):
-        raise ValueError(f"resize_image: mode must be 'none', 'square', 'pad64' or 'crop', got {mode!r}")
+        raise InvalidArgumentError(f"resize_image: mode must be 'none', 'square', 'pad64' or 'crop', got {mode!r}")
     h, w = image.shape[:2]
     window, scale, padding, crop = (0, 0, h, w), 1, [(0, 0), (0, 0), (0, 0)], None
     if mode == "none":
         return image, window, scale, padding, crop
     if mode == "square" and not max_dim:
-        raise ValueError("resize_image: 'square' mode needs max_dim")
+        raise InvalidArgumentError("resize_image: 'square' mode needs max_dim")
     if mode == "crop" and not min_dim:
-        raise ValueError("resize_image: 'crop' mode needs min_dim")
+        raise InvalidArgumentError("resize_image: 'crop' mode needs min_dim")
     if mode == "pad64" and min_dim and min_dim % _PAD_MULTIPLE:
-        raise ValueError(f"resize_image: 'pad64' mode needs min_dim a multiple of 64, got {min_dim}")
+        raise InvalidArgumentError(f"resize_image: 'pad64' mode needs min_dim a multiple of 64, got {min_dim}")
 
     dtype = image.dtype
     scale = _scale_for(h, w, min_dim, max_dim, min_scale, mode)

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ..errors import InvalidArgumentError
 from .box_ops import apply_box_deltas_graph, clip_boxes_graph
 
 __all__ = ["ProposalLayer", "proposals_graph", "proposal_stages"]
@@ -104,7 +105,7 @@ class ProposalLayer(keras.layers.Layer):
                  **kwargs):
         super().__init__(**kwargs)
         if config is None and (pre_nms_limit is None or rpn_bbox_std_dev is None):
-            raise ValueError("ProposalLayer: give config= or both pre_nms_limit= and rpn_bbox_std_dev=")
+            raise InvalidArgumentError("ProposalLayer: give config= or both pre_nms_limit= and rpn_bbox_std_dev=")
         self.proposal_count = int(proposal_count)
         self.nms_threshold = float(nms_threshold)
         self.pre_nms_limit = int(pre_nms_limit if pre_nms_limit is not None else config.PRE_NMS_LIMIT)

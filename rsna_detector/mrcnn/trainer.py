@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import RsnaDetectorError
+from .checkpoints import checkpoint_file, checkpoint_files
 from .input_pipeline import TrainingBatches, make_input_dataset
 from .losses import LOSS_NAMES
 from .parallel import make_distributed_input
@@ -218,8 +219,7 @@ def _checkpoint_write_error(mrcnn_model, path, epoch, error):
     except OSError:
         free = f"free space on {folder} unknown"
     needed = sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in mrcnn_model.keras_model.weights)
-    kept = sorted(f for f in os.listdir(folder) if f.startswith("mask_rcnn") and f.endswith(".h5")) \
-        if os.path.isdir(folder) else []
+    kept = checkpoint_files(folder)
     detail = (f"epoch {epoch}: {free}, the checkpoint needs about {_megabytes(needed)}; "
               f"earlier checkpoints kept: {', '.join(kept) if kept else 'none'}")
     return CheckpointWriteError(error.errno, error.strerror or str(error), str(path), detail=detail)
@@ -227,13 +227,6 @@ def _checkpoint_write_error(mrcnn_model, path, epoch, error):
 
 def _megabytes(size):
     return f"{size / 1e6:.1f} MB"
-
-
-def checkpoint_file(pattern, epoch):
-    """``pattern`` (``{epoch:04d}`` or matterport's ``*epoch*`` placeholder) for ``epoch``."""
-    if "*epoch*" in pattern:
-        return pattern.replace("*epoch*", f"{epoch:04d}")
-    return pattern.format(epoch=epoch)
 
 
 class NonFiniteLossStop(keras.callbacks.Callback):

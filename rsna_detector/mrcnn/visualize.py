@@ -24,6 +24,7 @@ import random
 import numpy as np
 
 from ..data.images import grey_to_rgb
+from ..errors import InvalidArgumentError
 from .boxes import as_boxes
 from .masks import unmold_mask
 from .metrics import compute_matches
@@ -86,7 +87,7 @@ def _as_rgb(image):
     e.g. alpha, dropped); ValueError naming the shape otherwise."""
     image = np.asarray(image)
     if image.ndim > 3:  # grey_to_rgb also takes batches; a drawing takes one image
-        raise ValueError(f"image: expected one image [H, W], [H, W, 1] or [H, W, C], got shape {image.shape}")
+        raise InvalidArgumentError(f"image: expected one image [H, W], [H, W, 1] or [H, W, C], got shape {image.shape}")
     return grey_to_rgb(image[..., :3] if image.ndim == 3 else image)
 
 
@@ -99,7 +100,7 @@ def _masks_or_empty(masks, image, count):
 
 def _check_count(name, values, count):
     if values is not None and len(values) != count:
-        raise ValueError(f"{name}: expected {count} entries (one per instance), got {len(values)}")
+        raise InvalidArgumentError(f"{name}: expected {count} entries (one per instance), got {len(values)}")
 
 
 def _frame(ax, height, width, title):
@@ -226,7 +227,7 @@ def display_instances(image, boxes, masks, class_ids, class_names, scores=None, 
     if masks is not None:
         masks = np.asarray(masks)
         if masks.ndim != 3 or masks.shape[-1] != count:
-            raise ValueError(f"masks: expected [H, W, {count}], got shape {masks.shape}")
+            raise InvalidArgumentError(f"masks: expected [H, W, {count}], got shape {masks.shape}")
     if not count:
         print("\n*** No instances to display *** \n")
     colors = colors or random_colors(count)
@@ -352,7 +353,7 @@ def draw_boxes(image, boxes=None, refined_boxes=None, masks=None, captions=None,
     _check_count("captions", captions, count)
     _check_count("visibilities", visibilities, count)
     if masks is not None and np.asarray(masks).shape[-1] != count:
-        raise ValueError(f"masks: expected [H, W, {count}], got shape {np.asarray(masks).shape}")
+        raise InvalidArgumentError(f"masks: expected [H, W, {count}], got shape {np.asarray(masks).shape}")
     _, ax, created = _new_axes(ax, (12, 12))
     _frame(ax, image.shape[0], image.shape[1], title)
     colors = random_colors(count)

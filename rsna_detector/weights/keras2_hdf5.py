@@ -41,7 +41,7 @@ import h5py
 import numpy as np
 
 from .._io import atomic_path
-from ..errors import RsnaDetectorError
+from ..errors import InputFileNotFoundError, RsnaDetectorError
 
 __all__ = ["WeightsFileError", "Keras2WeightsFile", "KERAS1_VERSION", "normalise_layer_name", "dataset_problem",
            "weights_file_problem", "is_keras2_weights_file", "read_weight_file_layers", "read_hdf5_weights",
@@ -158,7 +158,7 @@ class Keras2WeightsFile:
     def __init__(self, filepath, normalise_names=False):
         self.filepath = str(filepath)
         if not os.path.isfile(self.filepath):
-            raise FileNotFoundError(f"{self.filepath}: weights file not found")
+            raise InputFileNotFoundError(f"{self.filepath}: weights file not found")
         try:
             self._handle = h5py.File(self.filepath, "r")
         except OSError as error:
@@ -282,7 +282,7 @@ def is_keras2_weights_file(filepath):
         When ``filepath`` does not exist.
     """
     if not os.path.isfile(filepath):
-        raise FileNotFoundError(f"{filepath}: weights file not found")
+        raise InputFileNotFoundError(f"{filepath}: weights file not found")
     try:
         with h5py.File(filepath, "r") as handle:
             return _weights_root(handle) is not None

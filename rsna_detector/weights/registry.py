@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Optional
 
 from .._io import atomic_path, atomic_write, rename_over
-from ..errors import RsnaDetectorError
+from ..errors import InputFileNotFoundError, RsnaDetectorError
 
 __all__ = [
     "WeightsEntry",
@@ -204,7 +204,7 @@ def verify_file(path, md5=None, sha256=None, size=None):
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise InputFileNotFoundError(f"{path}: no such file")
     got = _digests(path)
     expected = {"size": size, "md5": md5 and md5.lower(), "sha256": sha256 and sha256.lower()}
     wrong = [f"{key}: expected {value}, got {got[key]}" for key, value in expected.items()

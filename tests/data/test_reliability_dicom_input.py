@@ -92,7 +92,7 @@ def test_convert_goes_on_past_such_files(clean_jpeg, tmp_path):
 def test_the_eda_sample_grid_leaves_out_the_unreadable_file_and_keeps_the_others(clean_jpeg, tmp_path):
     import pandas as pd
 
-    from rsna_detector.eda.images import _load_samples
+    from rsna_detector.eda.images import load_samples
 
     shutil.copy(clean_jpeg, tmp_path / "good.dcm")
     _set_raw(shutil.copy(clean_jpeg, tmp_path / "comma.dcm"), 0x00280030, "DS", ["0,139", "0,139"])
@@ -102,7 +102,7 @@ def test_the_eda_sample_grid_leaves_out_the_unreadable_file_and_keeps_the_others
     notes = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        samples = _load_samples(chosen, boxes, tmp_path, notes)
+        samples = load_samples(chosen, boxes, tmp_path, notes)
     assert [s["patientId"] for s in samples] == ["good", "comma"]
     assert len(notes) == 1 and "bad.dcm" in notes[0]
 

@@ -15,8 +15,11 @@ def demo_run(tmp_path_factory):
     config = CPUDemoConfig()
     config.STEPS_PER_EPOCH, config.VALIDATION_STEPS, config.IMAGES_PER_GPU = 3, 1, 2
     config.validate()
+    before = config.to_dict()
     out = tmp_path_factory.mktemp("demo")
-    summary = run_demo(out, n_train=24, n_test=5, epochs=2, config=config, seed=1, progress=False)
+    summary = run_demo(out, n_train=24, n_test=5, epochs=2, config=config, seed=1, progress=False,
+                       steps_per_epoch=3)
+    assert config.to_dict() == before  # the demo (seed, steps_per_epoch) and train() changed copies only
     return out, summary
 
 

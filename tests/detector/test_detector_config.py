@@ -1,5 +1,6 @@
 """DetectorConfig: the brief's values, and what four anchor scales on five levels mean."""
 import numpy as np
+import pytest
 
 from rsna_detector.detector.config import CPUDemoConfig, DetectorConfig
 from rsna_detector.mrcnn import utils
@@ -30,3 +31,28 @@ def test_cpu_preset_is_small_and_valid():
     c = CPUDemoConfig()
     assert c.BACKBONE == "tiny" and c.IMAGE_MAX_DIM == 128 and c.RPN_PYRAMID_LEVELS == 4
     assert c.to_dict()["NAME"] == "pneumonia_cpu"
+
+
+def test_config_for_preset_gives_a_new_config_of_each_preset():
+    from rsna_detector.detector.config import PRESETS, config_for_preset
+    from rsna_detector.mrcnn.config import ConfigError
+
+    assert PRESETS == ("full", "cpu")
+    assert type(config_for_preset("full")) is DetectorConfig
+    assert type(config_for_preset()) is DetectorConfig
+    assert type(config_for_preset("cpu")) is CPUDemoConfig
+    assert config_for_preset("cpu") is not config_for_preset("cpu")
+    with pytest.raises(ConfigError, match=r"preset: expected one of \['full', 'cpu'\], got 'gpu'"):
+        config_for_preset("gpu")
+
+
+def test_load_config_reads_a_json_file_before_the_preset(tmp_path):
+    from rsna_detector.detector.config import load_config
+
+    stored = CPUDemoConfig()
+    stored.DETECTION_MIN_CONFIDENCE = 0.77
+    path = tmp_path / "config.json"
+    stored.to_json(path)
+    loaded = load_config(path, "full")
+    assert loaded.DETECTION_MIN_CONFIDENCE == 0.77 and loaded.BACKBONE == "tiny"
+    assert type(load_config(None, "cpu")) is CPUDemoConfig

@@ -37,6 +37,16 @@ def _train(model_dir, epochs=1, resume=False, **kwargs):
                  **kwargs)
 
 
+def test_train_leaves_the_callers_config_unchanged(tmp_path):
+    dataset = BlobDataset(2, 1)
+    config = tiny_config(STEPS_PER_EPOCH=1, VALIDATION_STEPS=0)
+    before = config.to_dict()
+    model, _ = train((dataset, dataset), config, weights=None, model_dir=tmp_path, epochs=1, seed=5,
+                     schedule=[Stage("heads", 1.0, 1, False)], augmentation=None)
+    assert config.to_dict() == before and before["SEED"] != 5
+    assert model.config.SEED == 5 and model.config is not config  # the seed went into the run's own copy
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """A run of two epochs made by ``train()``: run.json, training_log.csv and two checkpoints."""

@@ -32,6 +32,47 @@ def test_checkpoint_path_in_is_a_template_for_the_epoch():
     assert checkpoints.run_of_checkpoint(template.format(epoch=3)) == ("rsna20240305T091011", 3)
 
 
+@pytest.mark.parametrize(("name", "epoch", "file_name"), [
+    ("rsna", 7, "mask_rcnn_rsna_0007.h5"),
+    ("pneumonia.v2", 12, "mask_rcnn_pneumonia.v2_0012.h5"),
+    ("shapes_small", 1234, "mask_rcnn_shapes_small_1234.h5"),
+])
+def test_checkpoint_name_is_written_and_parsed_by_one_rule(name, epoch, file_name):
+    assert checkpoints.checkpoint_name(name, epoch) == file_name
+    assert checkpoints.parse_checkpoint_name(file_name) == (name, epoch)
+    assert checkpoints.is_checkpoint_file(file_name)
+
+
+@pytest.mark.parametrize("file_name", ["mask_rcnn_coco.h5", "mask_rcnn_rsna_12.h5", "mask_rcnn_rsna_0001.keras",
+                                       "model_rsna_0001.h5", "logs/mask_rcnn_rsna_0001.h5"])
+def test_other_file_names_do_not_parse_as_checkpoints(file_name):
+    assert checkpoints.parse_checkpoint_name(file_name) is None
+
+
+def test_checkpoint_files_lists_matterports_pattern_in_epoch_order(tmp_path):
+    for file_name in ("mask_rcnn_rsna_0010.h5", "mask_rcnn_rsna_0002.h5", "mask_rcnn_coco.h5", "notes.txt",
+                      "mask_rcnn_rsna_0003.h5.tmp"):
+        (tmp_path / file_name).write_bytes(b"")
+    assert checkpoints.checkpoint_files(tmp_path) == ["mask_rcnn_coco.h5", "mask_rcnn_rsna_0002.h5",
+                                                     "mask_rcnn_rsna_0010.h5"]
+    assert checkpoints.checkpoint_files(tmp_path / "missing") == []
+
+
+def test_checkpoint_file_fills_either_placeholder():
+    assert checkpoints.checkpoint_file("/logs/run/mask_rcnn_rsna_{epoch:04d}.h5", 5) == "/logs/run/mask_rcnn_rsna_0005.h5"
+    assert checkpoints.checkpoint_file("/logs/run/mask_rcnn_rsna_*epoch*.h5", 5) == "/logs/run/mask_rcnn_rsna_0005.h5"
+    assert checkpoints.checkpoint_file(checkpoints.checkpoint_path_in("/logs/a{b}", "x{y}"), 2) == \
+        os.path.join("/logs/a{b}", "mask_rcnn_x{y}_0002.h5")
+
+
+def test_find_last_without_runs_is_a_library_error_and_a_file_not_found_error(tmp_path):
+    from rsna_detector.errors import RsnaDetectorError
+
+    with pytest.raises(checkpoints.CheckpointNotFoundError, match="no run folder 'rsna\\*'") as caught:
+        checkpoints.find_last_checkpoint(str(tmp_path), "rsna")
+    assert isinstance(caught.value, RsnaDetectorError) and isinstance(caught.value, FileNotFoundError)
+
+
 def test_claim_run_folder_takes_the_next_free_suffix(tmp_path):
     model_dir = tmp_path / "logs"  # created on the first claim
     base = str(model_dir / "rsna20240305T091011")

@@ -314,6 +314,12 @@ def test_resnet_blocks_have_matterports_defaults_and_names():
     image = keras.Input((64, 64, 3))
     c1, c2, c3, c4, c5 = modellib.resnet_graph(image, "resnet50")
     assert c5 is None  # matterport's default stage5=False
+    from rsna_detector.mrcnn import backbone
+
+    assert modellib.resnet_graph is backbone.resnet_graph  # one implementation, matterport's signature
+    defaults = {name: p.default for name, p in inspect.signature(modellib.resnet_graph).parameters.items()}
+    assert defaults == {"input_image": inspect.Parameter.empty, "architecture": inspect.Parameter.empty,
+                        "stage5": False, "train_bn": True}
     assert tuple(c4.shape) == (None, 4, 4, 1024)
     x = keras.Input((16, 16, 8))
     y = modellib.conv_block(x, 3, (4, 4, 16), stage=9, block="a")

@@ -39,7 +39,7 @@ Modules
 :mod:`.metrics`. Importing the package is cheap: each name is imported from its
 module (Keras with it) when first used.
 """
-from ..._lazy import lazy_exports
+from ..._lazy import lazy_exports as _lazy_exports
 
 # module -> the public names it defines (each imported from its module when first used)
 _EXPORTS = {
@@ -56,4 +56,4 @@ _EXPORTS = {
 }
 
 __all__ = [name for names in _EXPORTS.values() for name in names]
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)

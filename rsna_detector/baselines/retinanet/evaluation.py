@@ -1,9 +1,10 @@
-"""The RetinaNet evaluated exactly as the Mask R-CNN: ``evaluate.detection_metrics`` by box IoU."""
+"""The RetinaNet evaluated exactly as the Mask R-CNN: ``scoring.detection_metrics`` by box IoU."""
 from __future__ import annotations
 
 from ...data.splits import DEFAULT_SPLIT_SEED
-from ...detector import evaluate
-from ...detector.evaluate import records_from_predictions
+from ...detector import scoring
+from ...detector.eval_records import records_from_predictions
+from ...detector.report import write_detection_report
 from ...detector.submission import write_submission
 from .prediction import predict_retinanet
 from .settings import RetinaNetError
@@ -13,7 +14,7 @@ __all__ = ["detection_metrics", "evaluate_retinanet"]
 
 
 def _eval_records(records, predictions):
-    """``evaluate.EvalRecord`` s of the ground truth and detections (one class, no masks), original pixels."""
+    """``eval_records.EvalRecord`` s of the ground truth and detections (one class, no masks), original pixels."""
     return records_from_predictions({p.patient_id: records[p.patient_id].boxes for p in predictions}, predictions)
 
 
@@ -23,7 +24,7 @@ def _decoder_threshold(model):
 
 
 def detection_metrics(records, predictions, *, model_threshold=None):
-    """``evaluate.detection_metrics`` of ``predictions`` against ``records``' boxes, by box IoU (no masks).
+    """``scoring.detection_metrics`` of ``predictions`` against ``records``' boxes, by box IoU (no masks).
 
     Parameters
     ----------
@@ -39,7 +40,7 @@ def detection_metrics(records, predictions, *, model_threshold=None):
     dict
         The Mask R-CNN's metrics dictionary, ``iou`` 'box' (see :func:`evaluate_retinanet`).
     """
-    return evaluate.detection_metrics(_eval_records(records, predictions), "box", model_threshold=model_threshold)
+    return scoring.detection_metrics(_eval_records(records, predictions), "box", model_threshold=model_threshold)
 
 
 def evaluate_retinanet(model, data, image_dir=None, *, split="validation", val_fraction=0.1, seed=DEFAULT_SPLIT_SEED,
@@ -60,14 +61,14 @@ def evaluate_retinanet(model, data, image_dir=None, *, split="validation", val_f
     batch_size : int
     out_dir : path, optional
         ``metrics.json``, ``precision_recall.png`` and ``threshold_sweep.png``
-        written there (``evaluate.write_detection_report``, as for the Mask R-CNN).
+        written there (``report.write_detection_report``, as for the Mask R-CNN).
     submission : path, optional
         The evaluated images' predictions written as a Kaggle CSV (``write_submission``).
 
     Returns
     -------
     dict
-        ``evaluate.detection_metrics``' dict by box IoU (``iou`` 'box': a
+        ``scoring.detection_metrics``' dict by box IoU (``iou`` 'box': a
         RetinaNet has no masks; the Mask R-CNN reports box IoU too, so the
         numbers compare): ``map50`` (mean over images of ``compute_ap_boxes``
         at IoU 0.5; an image with neither ground truth nor detection counts 1,
@@ -88,9 +89,9 @@ def evaluate_retinanet(model, data, image_dir=None, *, split="validation", val_f
         raise RetinaNetError("no image to evaluate (empty validation split)")
     predictions = predict_retinanet(model, [paths[i] for i in ids], batch_size=batch_size)
     eval_records = _eval_records(records, predictions)
-    metrics = evaluate.detection_metrics(eval_records, "box", model_threshold=_decoder_threshold(model))
+    metrics = scoring.detection_metrics(eval_records, "box", model_threshold=_decoder_threshold(model))
     if out_dir is not None:
-        evaluate.write_detection_report(eval_records, metrics, out_dir)
+        write_detection_report(eval_records, metrics, out_dir)
     if submission is not None:
         metrics["submission"] = str(write_submission(predictions, submission))
     metrics["predictions"] = predictions
