@@ -18,7 +18,7 @@ from .anchors import pyramid_anchors
 from .data import DataPipelineError, has_objects, load_image_gt, subsample_instances
 from .head_targets import build_detection_targets, generate_random_rois
 from .molding import mold_image
-from .targets import build_rpn_targets
+from .rpn_targets import build_rpn_targets
 
 __all__ = ["data_generator"]
 

@@ -27,7 +27,7 @@ from .anchors import pyramid_anchors
 from .data import DataPipelineError, describe_image, has_objects, load_image_gt, subsample_instances
 from .molding import mold_image
 from .parallel import EXIT_GUARD, guarded_batch, process_input_dataset
-from .targets import build_rpn_targets
+from .rpn_targets import build_rpn_targets
 
 __all__ = ["INPUT_NAMES", "TrainingBatches", "make_input_dataset"]
 

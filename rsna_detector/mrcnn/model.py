@@ -76,7 +76,8 @@ from .molding import mold_image, unmold_image
 from .proposals import ProposalLayer
 from .roi_align import PyramidROIAlign
 from .rpn import build_rpn_model, rpn_graph
-from .targets import DetectionTargetLayer, build_rpn_targets, detection_targets_graph
+from .rpn_targets import build_rpn_targets
+from .targets import DetectionTargetLayer, detection_targets_graph
 from .weights import load_hdf5_weights, save_hdf5_weights
 
 __all__ = [

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import rsna_detector.mrcnn.model as modellib
-from rsna_detector.mrcnn import data, head_targets, input_pipeline, targets, utils
+from rsna_detector.mrcnn import data, head_targets, input_pipeline, rpn_targets, utils
 from rsna_detector.mrcnn import generator as generator_module
 from rsna_detector.mrcnn.anchors import pyramid_anchors
 from rsna_detector.mrcnn.config import Config
@@ -173,7 +173,7 @@ def test_build_rpn_targets(mpm, case):
 def test_build_rpn_targets_without_ground_truth():
     # Extension: matterport cannot take an image without boxes (its generator skips them)
     config, _ = configs(RPN_TRAIN_ANCHORS_PER_IMAGE=32)
-    match, deltas = targets.build_rpn_targets((128, 128, 3), _anchors(config), np.zeros(0, np.int32),
+    match, deltas = rpn_targets.build_rpn_targets((128, 128, 3), _anchors(config), np.zeros(0, np.int32),
                                               np.zeros((0, 4), np.int32), config)
     assert np.sum(match == -1) == 32 and np.sum(match == 1) == 0 and not deltas.any()
 
@@ -515,7 +515,7 @@ def test_unmold_detections(mpm):
 def test_modellib_exports_the_numpy_names_notebooks_use():
     for name, home in (("compute_backbone_shapes", utils), ("unmold_image", utils), ("mold_image", utils),
                        ("compose_image_meta", utils), ("parse_image_meta", utils),
-                       ("build_rpn_targets", targets), ("build_detection_targets", head_targets),
+                       ("build_rpn_targets", rpn_targets), ("build_detection_targets", head_targets),
                        ("generate_random_rois", head_targets), ("data_generator", generator_module),
                        ("load_image_gt", data)):
         assert getattr(modellib, name) is getattr(home, name), name

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from rsna_detector.detector.config import DetectorConfig
-from rsna_detector.mrcnn import targets, trainer, training, utils
+from rsna_detector.mrcnn import rpn_targets, targets, trainer, training, utils
 from rsna_detector.mrcnn.anchors import pyramid_anchors
 from rsna_detector.mrcnn.config import Config
 from rsna_detector.mrcnn.model import MaskRCNN
@@ -241,7 +241,7 @@ def training_inputs(name):
     arrays = [[] for _ in range(7)]
     for index, (image, image_masks, ids) in enumerate(zip(images, masks, class_ids)):
         boxes = utils.extract_bboxes(image_masks) if len(ids) else np.zeros((0, 4), np.int32)
-        rpn_match, rpn_bbox = targets.build_rpn_targets(image.shape, anchors, ids, boxes, cfg,
+        rpn_match, rpn_bbox = rpn_targets.build_rpn_targets(image.shape, anchors, ids, boxes, cfg,
                                                         rng=np.random.default_rng(index))
         if cfg.USE_MINI_MASK and len(ids):
             image_masks = utils.minimize_mask(boxes, image_masks, cfg.MINI_MASK_SHAPE)
