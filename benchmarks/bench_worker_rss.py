@@ -12,7 +12,7 @@ process's resident set size (``VmRSS`` of ``/proc/self/status``), median of
 * ``before``: ``import tensorflow`` and the worker's modules: what a worker imported
   while the RPN targets lived beside ``DetectionTargetLayer`` (the old ``mrcnn/targets.py``
   imported TensorFlow and Keras at module level);
-* ``after, imports``: the worker entry point's module (``rsna_detector.mrcnn.parallel``),
+* ``after, imports``: the worker entry point's module (``rsna_detector.mrcnn.input.workers``),
   the input pipeline and the RSNA detector's builder modules (``detector.config``,
   ``detector.dataset``, ``detector.augment``): what a worker imports now;
 * ``one batch``: each of the two once it has unpickled a ``TrainingBatches``
@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 WORKER_MODULES = """
 import json, sys
-import rsna_detector.mrcnn.parallel
-import rsna_detector.mrcnn.input_pipeline
+import rsna_detector.mrcnn.input.workers
+import rsna_detector.mrcnn.input.pipeline
 import rsna_detector.detector.config, rsna_detector.detector.dataset, rsna_detector.detector.augment
 """
 
@@ -46,7 +46,7 @@ print(json.dumps({"rss_mb": rss / 1024, "tensorflow": "tensorflow" in sys.module
 """
 
 ONE_BATCH = """
-import rsna_detector.mrcnn.parallel as workers
+import rsna_detector.mrcnn.input.workers as workers
 workers._start_worker(open(sys.argv[1], "rb").read())
 workers._worker_batch(0, None)
 """
@@ -64,7 +64,7 @@ def _payload(folder):
     """A pickled TrainingBatches of the RSNA detector's settings over synthetic images."""
     from rsna_detector.detector.augment import rsna_notebook_augmentation
     from rsna_detector.detector.config import DetectorConfig
-    from rsna_detector.mrcnn.input_pipeline import TrainingBatches
+    from rsna_detector.mrcnn.input.pipeline import TrainingBatches
     from tests.helpers import BlobDataset
 
     config = DetectorConfig()

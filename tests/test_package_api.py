@@ -53,7 +53,7 @@ def test_the_schedule_module_is_a_module_and_train_a_function():
 MOVED_IN_0_2 = {
     "rsna_detector.config": "rsna_detector.detector.config",
     "rsna_detector.augment": "rsna_detector.detector.augment",
-    "rsna_detector.augmenters": "rsna_detector.detector.augmenters",
+    "rsna_detector.augmenters": "rsna_detector.detector.piecewise_affine",
     "rsna_detector.train": "rsna_detector.detector.schedule",
     "rsna_detector.predict": "rsna_detector.detector.inference",
     "rsna_detector.evaluate": "rsna_detector.detector.evaluate",

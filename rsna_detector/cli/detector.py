@@ -58,7 +58,7 @@ def _cmd_demo(args):
 
 def _cmd_train(args):
     from ..detector.schedule import train
-    from ..mrcnn.training import training_strategy
+    from ..mrcnn.layers.training_graph import training_strategy
 
     config = _load_config(args)
     training_strategy(config)  # with TF_CONFIG, the multi-worker strategy must exist before any TF operation

@@ -7,7 +7,7 @@ Detections are collected once (one :class:`EvalRecord` per image: ground truth
 and prediction) and every metric is a function of those records, so the
 detector runs once per image whatever is measured. Every pairing of detections
 with ground truth goes through the engine's one matcher,
-``mrcnn.matching.greedy_match`` (the one behind ``utils.compute_matches``).
+``mrcnn.eval.matching.greedy_match`` (the one behind ``utils.compute_matches``).
 
 Boxes are engine boxes ``(y1, x1, y2, x2)`` in pixels. Records hold them in the
 frame of the image the detector saw (``load_image_gt``'s resized image); IoU
@@ -186,7 +186,7 @@ def collect_detections(model, dataset, image_ids, config=None, verbose=False, po
     """
     from tqdm.auto import tqdm
 
-    from ..mrcnn.data import load_image_gt
+    from ..mrcnn.input.ground_truth import load_image_gt
     from .postprocess import detect
 
     config = _full_mask_config(config or model.config)

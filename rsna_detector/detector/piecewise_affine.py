@@ -152,7 +152,7 @@ class PiecewiseAffine(iaa.PiecewiseAffine):
     interpolation order 0 or 1 take the fast path, everything else (heatmaps,
     segmentation maps, keypoints, orders above 1) imgaug's code. It keeps
     imgaug's class name, so that code choosing augmenters by name (matterport's
-    mask hook, ``mrcnn.data.MASK_AUGMENTERS``) treats it as imgaug's.
+    mask hook, ``mrcnn.input.ground_truth.MASK_AUGMENTERS``) treats it as imgaug's.
     """
 
     def _augment_images_by_samples(self, images, samples):

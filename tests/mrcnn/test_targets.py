@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rsna_detector.mrcnn import rpn_targets, targets, utils
+from rsna_detector.mrcnn import utils
+from rsna_detector.mrcnn.input import rpn_targets
+from rsna_detector.mrcnn.layers import detection_targets
 
 STD = np.array([0.1, 0.1, 0.2, 0.2])
 
@@ -101,7 +103,7 @@ PROPOSALS = np.array([
 
 
 def run_targets(config, gt_boxes, gt_class_ids, gt_masks, proposals=PROPOSALS, keys=None):
-    out = targets.detection_targets_graph(
+    out = detection_targets.detection_targets_graph(
         tf.constant(proposals[np.newaxis]), tf.constant(np.array(gt_class_ids, np.int32)[np.newaxis]),
         tf.constant(np.array(gt_boxes, np.float32).reshape(1, -1, 4)), tf.constant(gt_masks[np.newaxis]), config,
         random_keys=None if keys is None else tf.constant(np.array(keys, np.float32)[np.newaxis]))
@@ -198,7 +200,7 @@ class TestDetectionTargets:
 
     def test_layer_batches_images_with_and_without_objects(self):
         config = detection_config(total=6)
-        layer = targets.DetectionTargetLayer(config)
+        layer = detection_targets.DetectionTargetLayer(config)
         gt_boxes = np.array([[GT_NORM, [0, 0, 0, 0]], [[0, 0, 0, 0], [0, 0, 0, 0]]], np.float32)
         rois, class_ids, bbox, masks = layer([tf.constant(np.stack([PROPOSALS, PROPOSALS])),
                                               tf.constant([[1, 0], [0, 0]]), tf.constant(gt_boxes),

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import RsnaDetectorError
-from .boxes import box_array, compute_overlaps, compute_overlaps_masks, trim_zeros
+from ...errors import RsnaDetectorError
+from ..ops.boxes import box_array, compute_overlaps, compute_overlaps_masks, trim_zeros
 from .matching import greedy_match
 
 __all__ = [

@@ -30,17 +30,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..errors import RsnaDetectorError, RsnaDetectorWarning
-from .backbone import build_backbone
-from .boxes import denorm_boxes, norm_boxes
-from .detection import DetectionLayer
-from .fpn import build_fpn
-from .heads import build_fpn_mask_graph, fpn_classifier_graph
-from .image_meta import compose_image_meta
-from .masks import unmold_mask
-from .molding import mold_image, resize_image
-from .proposals import ProposalLayer
-from .rpn import apply_rpn, build_rpn_model
+from ...errors import RsnaDetectorError, RsnaDetectorWarning
+from ..layers.backbone import build_backbone
+from ..layers.detection import DetectionLayer
+from ..layers.fpn import build_fpn
+from ..layers.heads import build_fpn_mask_graph, fpn_classifier_graph
+from ..layers.proposals import ProposalLayer
+from ..layers.rpn import apply_rpn, build_rpn_model
+from ..ops.boxes import denorm_boxes, norm_boxes
+from ..ops.image_meta import compose_image_meta
+from ..ops.masks import unmold_mask
+from ..ops.molding import mold_image, resize_image
 
 __all__ = ["ModelError", "build_inference_model", "mold_one", "make_detect_function", "check_molded_shape",
            "unmold_detections", "native_bfloat16"]

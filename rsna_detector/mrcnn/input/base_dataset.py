@@ -8,7 +8,7 @@ import logging
 
 import numpy as np
 
-from ..errors import RsnaDetectorError
+from ...errors import RsnaDetectorError
 
 __all__ = ["Dataset", "DatasetError", "DatasetKeyError", "DatasetAssertionError"]
 

@@ -14,10 +14,10 @@ import logging
 
 import numpy as np
 
-from .anchors import pyramid_anchors
-from .data import DataPipelineError, has_objects, load_image_gt, subsample_instances
+from ..ops.anchors import pyramid_anchors
+from ..ops.molding import mold_image
+from .ground_truth import DataPipelineError, has_objects, load_image_gt, subsample_instances
 from .head_targets import build_detection_targets, generate_random_rois
-from .molding import mold_image
 from .rpn_targets import build_rpn_targets
 
 __all__ = ["data_generator"]

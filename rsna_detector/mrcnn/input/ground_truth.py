@@ -25,11 +25,11 @@ import random
 
 import numpy as np
 
-from ..errors import RsnaDetectorError
-from .boxes import extract_bboxes
-from .image_meta import compose_image_meta
-from .masks import minimize_mask, resize_mask
-from .molding import resize_image
+from ...errors import RsnaDetectorError
+from ..ops.boxes import extract_bboxes
+from ..ops.image_meta import compose_image_meta
+from ..ops.masks import minimize_mask, resize_mask
+from ..ops.molding import resize_image
 
 __all__ = [
     "MASK_AUGMENTERS",

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import RsnaDetectorError
-from .boxes import box_refinement, compute_overlaps
-from .molding import resize
+from ...errors import RsnaDetectorError
+from ..ops.boxes import box_refinement, compute_overlaps
+from ..ops.molding import resize
 
 __all__ = ["HeadTargetError", "generate_random_rois", "build_detection_targets"]
 

@@ -23,11 +23,11 @@ import threading
 
 import numpy as np
 
-from .anchors import pyramid_anchors
-from .data import DataPipelineError, describe_image, has_objects, load_image_gt, subsample_instances
-from .molding import mold_image
-from .parallel import EXIT_GUARD, guarded_batch, process_input_dataset
+from ..ops.anchors import pyramid_anchors
+from ..ops.molding import mold_image
+from .ground_truth import DataPipelineError, describe_image, has_objects, load_image_gt, subsample_instances
 from .rpn_targets import build_rpn_targets
+from .workers import EXIT_GUARD, guarded_batch, process_input_dataset
 
 __all__ = ["INPUT_NAMES", "TrainingBatches", "make_input_dataset"]
 
@@ -207,7 +207,7 @@ class TrainingBatches:
             arrays[6][row, :, :, :count] = masks
         return tuple(arrays)
 
-    def __getstate__(self):  # worker processes get a copy (parallel.process_input_dataset)
+    def __getstate__(self):  # worker processes get a copy (workers.process_input_dataset)
         state = dict(self.__dict__)
         state.pop("_lock")
         state["_permutations"] = {}

@@ -7,14 +7,14 @@ anchors are all sampled as negatives.
 
 This module imports no TensorFlow: the input worker processes import it
 (``tests/mrcnn/input/test_worker_imports.py``). The graph's ROI-head targets are
-``layers/detection_targets.py``.
+``mrcnn/layers/detection_targets.py``.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import RsnaDetectorError
-from .boxes import compute_overlaps
+from ...errors import RsnaDetectorError
+from ..ops.boxes import compute_overlaps
 
 __all__ = [
     "TargetError",

@@ -33,8 +33,8 @@ import time
 
 import numpy as np
 
-from .._processes import START_METHOD, main_reruns_in_workers
-from ..errors import RsnaDetectorError
+from ..._processes import START_METHOD, main_reruns_in_workers
+from ...errors import RsnaDetectorError
 
 __all__ = ["EXIT_GUARD", "ExitGuard", "guarded_batch", "process_input_dataset", "make_distributed_input",
            "WorkerError"]
@@ -131,7 +131,7 @@ def _worker_batch(index, slots):
     again gives the very same float32 values, and the training process molds them
     (:func:`_received_batch`).
     """
-    from .molding import mold_image, unmold_image
+    from ..ops.molding import mold_image, unmold_image
 
     if "error" in _WORKER:
         raise WorkerError(f"a worker process could not rebuild the training batches ({_WORKER['error']}); "
@@ -146,7 +146,7 @@ def _worker_batch(index, slots):
 
 def _received_batch(arrays, config):
     """A worker's batch with its images molded again (float32), as ``TrainingBatches.batch`` returns them."""
-    from .molding import mold_image
+    from ..ops.molding import mold_image
 
     if arrays[0].dtype == np.uint8:
         return (mold_image(arrays[0], config),) + tuple(arrays[1:])

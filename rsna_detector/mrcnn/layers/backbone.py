@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import keras
 
-from ..errors import RsnaDetectorError
+from ...errors import RsnaDetectorError
 
 __all__ = [
     "BatchNorm",

@@ -6,7 +6,7 @@ the coordinate system say so. Every function broadcasts over leading axes, so th
 same op serves ``[N, 4]`` and ``[batch, N, 4]`` tensors.
 
 The numpy twins in ``boxes`` (``apply_box_deltas``, ``box_refinement``,
-``compute_overlaps``) use the same formulas; ``tests/mrcnn/test_box_ops.py`` holds
+``compute_overlaps``) use the same formulas; ``tests/mrcnn/layers/test_box_ops.py`` holds
 them equal. :func:`parse_image_meta_graph` is defined in ``image_meta`` (with the
 layout it parses) and reachable here too.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from .image_meta import parse_image_meta_graph
+from ..ops.image_meta import parse_image_meta_graph
 
 __all__ = [
     "apply_box_deltas_graph",

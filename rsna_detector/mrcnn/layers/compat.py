@@ -48,13 +48,13 @@ def resnet_graph(input_image, architecture, stage5=False, train_bn=True):
     """matterport's ``resnet_graph`` with its defaults (``backbone.resnet_graph`` defaults to ``stage5=True``).
 
     Returns ``[C1, C2, C3, C4, C5]`` (``C5`` is None unless ``stage5``); see
-    :func:`rsna_detector.mrcnn.backbone.resnet_graph`.
+    :func:`rsna_detector.mrcnn.layers.backbone.resnet_graph`.
     """
     return backbone.resnet_graph(input_image, architecture, stage5=stage5, train_bn=train_bn)
 
 
 def smooth_l1_loss(y_true, y_pred):
-    """matterport's name for :func:`rsna_detector.mrcnn.losses.smooth_l1` (elementwise, same shape)."""
+    """matterport's name for :func:`rsna_detector.mrcnn.layers.losses.smooth_l1` (elementwise, same shape)."""
     return losses.smooth_l1(y_true, y_pred)
 
 
@@ -65,7 +65,7 @@ def log2_graph(x):
 
 @keras.saving.register_keras_serializable(package="rsna_detector")
 class ProposalStage(keras.layers.Layer):
-    """One named tensor from inside a :class:`~rsna_detector.mrcnn.proposals.ProposalLayer`.
+    """One named tensor from inside a :class:`~rsna_detector.mrcnn.layers.proposals.ProposalLayer`.
 
     Call it on the ``ROI`` layer's inputs ``[rpn_probs, rpn_bbox, anchors]``.
 

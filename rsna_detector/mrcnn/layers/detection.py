@@ -5,8 +5,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ..ops.image_meta import parse_image_meta_graph
 from .box_ops import apply_box_deltas_graph, clip_boxes_graph, norm_boxes_graph
-from .image_meta import parse_image_meta_graph
 
 __all__ = ["DetectionLayer", "refine_detections_graph", "detection_settings"]
 

@@ -4,7 +4,7 @@
 convention, ``utils.norm_boxes``): proposals come from ``ProposalLayer`` and the
 ground-truth boxes are normalized by the training graph before they get here.
 The RPN's anchor targets (numpy, built by the input pipeline) are
-``input/rpn_targets.py``.
+``mrcnn/input/rpn_targets.py``.
 
 Images without ground truth: their ROIs follow matterport's rule by default
 (negatives are kept in proportion to the positives, so such an image gets none:
@@ -18,9 +18,9 @@ from collections.abc import Mapping
 import keras
 import tensorflow as tf
 
+from ..config import Config
+from ..input.rpn_targets import CROWD_IOU, TargetError
 from . import box_ops
-from .config import Config
-from .rpn_targets import CROWD_IOU, TargetError
 
 __all__ = [
     "ROI_POSITIVE_IOU",

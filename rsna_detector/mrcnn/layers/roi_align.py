@@ -4,7 +4,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from .image_meta import parse_image_meta_graph
+from ..ops.image_meta import parse_image_meta_graph
 
 __all__ = ["PyramidROIAlign", "roi_pyramid_levels", "pyramid_roi_align_graph"]
 

@@ -5,7 +5,7 @@
 losses. Layer names are those of the inference graph, so weights move between
 the two modes by name.
 
-Inputs (in order, as :class:`~rsna_detector.mrcnn.input_pipeline.TrainingBatches` makes them)::
+Inputs (in order, as :class:`~rsna_detector.mrcnn.input.pipeline.TrainingBatches` makes them)::
 
     input_image         float32 [B, H, W, C]   molded (mean pixel subtracted)
     input_image_meta    float32 [B, IMAGE_META_SIZE]
@@ -56,18 +56,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..errors import RsnaDetectorError
+from ...errors import RsnaDetectorError
+from ..input.pipeline import INPUT_NAMES
+from ..ops.anchors import pyramid_anchors
+from ..ops.boxes import norm_boxes
+from ..ops.image_meta import FIXED_META_SIZE, parse_image_meta_graph
 from . import box_ops, losses
-from .anchors import pyramid_anchors
 from .backbone import build_backbone
-from .boxes import norm_boxes
+from .detection_targets import DetectionTargetLayer
 from .fpn import build_fpn
 from .heads import build_fpn_mask_graph, fpn_classifier_graph
-from .image_meta import FIXED_META_SIZE, parse_image_meta_graph
-from .input_pipeline import INPUT_NAMES
 from .proposals import ProposalLayer
 from .rpn import apply_rpn, build_rpn_model
-from .targets import DetectionTargetLayer
 
 __all__ = [
     "build_training_model",

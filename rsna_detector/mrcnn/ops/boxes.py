@@ -4,7 +4,7 @@ Box convention: pixel boxes are ``(y1, x1, y2, x2)`` with ``y2``/``x2`` *exclusi
 (a box covering rows 2..4 is ``y1=2, y2=5``). Inside the graph boxes are
 normalized by :func:`norm_boxes`: ``(y1, x1, y2 - 1, x2 - 1) / (H - 1, W - 1)``.
 The TF graph twins (``apply_box_deltas_graph``, ``box_refinement_graph``,
-``overlaps_graph``, ...) live in ``box_ops``; ``tests/mrcnn/test_box_ops.py`` holds
+``overlaps_graph``, ...) live in ``box_ops``; ``tests/mrcnn/layers/test_box_ops.py`` holds
 them equal.
 
 Every function returns what matterport v2.1's function of the same name in

@@ -13,7 +13,7 @@ import os
 import re
 import warnings
 
-from ..errors import RsnaDetectorWarning
+from ...errors import RsnaDetectorWarning
 
 __all__ = [
     "CHECKPOINT_PATTERN",
@@ -177,6 +177,6 @@ def checkpoint_problem(path):
     not numeric or was never written (``weights.keras2_hdf5.weights_file_problem``) is
     a problem too.
     """
-    from ..weights.keras2_hdf5 import weights_file_problem
+    from ...weights.keras2_hdf5 import weights_file_problem
 
     return weights_file_problem(path)

@@ -37,13 +37,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..errors import RsnaDetectorError
-from .input_pipeline import TrainingBatches, make_input_dataset
-from .losses import LOSS_NAMES
-from .parallel import make_distributed_input
+from ...errors import RsnaDetectorError
+from ..input.pipeline import TrainingBatches, make_input_dataset
+from ..input.workers import make_distributed_input
+from ..layers.losses import LOSS_NAMES
+from ..layers.training_graph import is_chief
+from .hdf5_weights import save_hdf5_weights
 from .progress import TrainingProgress
-from .training import is_chief
-from .weights import save_hdf5_weights
 
 __all__ = [
     "LAYER_PRESETS",
@@ -363,7 +363,7 @@ def train(model, train_dataset, val_dataset, learning_rate, epochs, layers, augm
     no_augmentation_sources : list of str, optional
     verbose : 'auto', 0, 1 or 2
         'auto': a progress bar per epoch and one line per epoch with the losses
-        (:class:`~rsna_detector.mrcnn.progress.TrainingProgress`); 0 silent; 1 or 2
+        (:class:`~rsna_detector.mrcnn.train.progress.TrainingProgress`); 0 silent; 1 or 2
         Keras' own progress display.
     divergence_factor : float or None
         Stop with :class:`LossDivergenceError` when the loss exceeds this many

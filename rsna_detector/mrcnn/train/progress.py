@@ -1,7 +1,7 @@
 """Training display: a progress bar per epoch and one line per epoch with the losses.
 
 :class:`TrainingProgress` replaces Keras' own progress bar when
-``trainer.train`` runs with ``verbose='auto'`` (the default): a tqdm bar over the
+``loop.train`` runs with ``verbose='auto'`` (the default): a tqdm bar over the
 epoch's training and validation steps (rate and ETA, removed when the epoch
 ends) on stderr, then one line on stdout::
 
@@ -19,7 +19,7 @@ import time
 
 import keras
 
-from .losses import LOSS_NAMES
+from ..layers.losses import LOSS_NAMES
 
 __all__ = ["TrainingProgress", "format_epoch_line"]
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from rsna_detector.mrcnn.matching import greedy_match
+from rsna_detector.mrcnn.eval.matching import greedy_match
 
 
 def test_a_prediction_takes_the_unmatched_ground_truth_with_the_highest_iou():

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rsna_detector.mrcnn.anchors import pyramid_anchors
-from rsna_detector.mrcnn.boxes import norm_boxes
 from rsna_detector.mrcnn.export.postprocess import unmold_batch
 from rsna_detector.mrcnn.export.preprocess import ExportError, check_exportable, mold_batch, molding_plan
 from rsna_detector.mrcnn.export.resample import paste_masks, resize_bilinear
 from rsna_detector.mrcnn.export.roi_align_gather import pyramid_roi_align_gather
-from rsna_detector.mrcnn.inference import mold_one, unmold_detections
-from rsna_detector.mrcnn.masks import unmold_mask
-from rsna_detector.mrcnn.molding import resize, resize_image
-from rsna_detector.mrcnn.roi_align import pyramid_roi_align_graph
+from rsna_detector.mrcnn.inference.detect import mold_one, unmold_detections
+from rsna_detector.mrcnn.layers.roi_align import pyramid_roi_align_graph
+from rsna_detector.mrcnn.ops.anchors import pyramid_anchors
+from rsna_detector.mrcnn.ops.boxes import norm_boxes
+from rsna_detector.mrcnn.ops.masks import unmold_mask
+from rsna_detector.mrcnn.ops.molding import resize, resize_image
 from tests.helpers import tiny_config
 
 

@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from rsna_detector.errors import RsnaDetectorWarning
-from rsna_detector.mrcnn import inference
 from rsna_detector.mrcnn import model as modellib
+from rsna_detector.mrcnn.inference import detect
 from tests.helpers import tiny_config
 
 FLOAT32_LAYERS = ("ROI", "roi_align_classifier", "mrcnn_detection", "roi_align_mask")
@@ -64,21 +64,21 @@ def test_native_bfloat16_reads_the_cpu_flags(tmp_path, monkeypatch):
     with_flag, without = tmp_path / "with", tmp_path / "without"
     with_flag.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 fma\n")
     without.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f fma\n")
-    assert inference.native_bfloat16(with_flag) is True
-    assert inference.native_bfloat16(without) is False
-    assert inference.native_bfloat16(tmp_path / "missing") is False
+    assert detect.native_bfloat16(with_flag) is True
+    assert detect.native_bfloat16(without) is False
+    assert detect.native_bfloat16(tmp_path / "missing") is False
 
 
 def test_emulated_bfloat16_warns_and_float32_does_not(monkeypatch):
-    monkeypatch.setattr(inference, "native_bfloat16", lambda: False)
+    monkeypatch.setattr(detect, "native_bfloat16", lambda: False)
     previous = keras.config.dtype_policy()
     try:
         keras.config.set_dtype_policy("mixed_bfloat16")
         with pytest.warns(RsnaDetectorWarning, match="emulated"):
-            inference._check_bfloat16()
+            detect._check_bfloat16()
         keras.config.set_dtype_policy("float32")
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            inference._check_bfloat16()
+            detect._check_bfloat16()
     finally:
         keras.config.set_dtype_policy(previous)

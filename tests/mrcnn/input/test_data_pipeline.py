@@ -3,10 +3,11 @@ import imgaug.augmenters as iaa
 import numpy as np
 import pytest
 
-from rsna_detector.mrcnn import data, input_pipeline, utils
-from rsna_detector.mrcnn.anchors import pyramid_anchors
+from rsna_detector.mrcnn import utils
 from rsna_detector.mrcnn.config import Config
-from rsna_detector.mrcnn.generator import data_generator
+from rsna_detector.mrcnn.input import ground_truth, pipeline
+from rsna_detector.mrcnn.input.generator import data_generator
+from rsna_detector.mrcnn.ops.anchors import pyramid_anchors
 
 
 class SmallConfig(Config):
@@ -59,7 +60,7 @@ def bright_box(image):
 class TestLoadImageGt:
     def test_plain(self):
         dataset = RectDataset([[BOX]])
-        image, meta, class_ids, bbox, mask = data.load_image_gt(dataset, SmallConfig(), 0)
+        image, meta, class_ids, bbox, mask = ground_truth.load_image_gt(dataset, SmallConfig(), 0)
         assert image.shape == (64, 64, 3) and mask.shape == (64, 64, 1)
         np.testing.assert_array_equal(bbox, [BOX])
         np.testing.assert_array_equal(class_ids, [1])
@@ -67,13 +68,13 @@ class TestLoadImageGt:
 
     def test_image_without_objects_is_kept(self):
         dataset = RectDataset([[]])
-        image, meta, class_ids, bbox, mask = data.load_image_gt(dataset, SmallConfig(), 0)
+        image, meta, class_ids, bbox, mask = ground_truth.load_image_gt(dataset, SmallConfig(), 0)
         assert image.shape == (64, 64, 3)
         assert class_ids.shape == (0,) and bbox.shape == (0, 4) and mask.shape == (64, 64, 0)
 
     def test_mini_mask(self):
         config = SmallConfig()
-        _, _, _, bbox, mask = data.load_image_gt(RectDataset([[BOX]]), config, 0, use_mini_mask=True)
+        _, _, _, bbox, mask = ground_truth.load_image_gt(RectDataset([[BOX]]), config, 0, use_mini_mask=True)
         assert mask.shape == (16, 16, 1) and mask.all()
         np.testing.assert_array_equal(bbox, [BOX])
 
@@ -81,15 +82,15 @@ class TestLoadImageGt:
         config = SmallConfig()
         config.USE_MINI_MASK = True
         config.validate()
-        _, _, _, bbox, mask = data.load_image_gt(RectDataset([[BOX]]), config, 0, use_mini_mask=False)
+        _, _, _, bbox, mask = ground_truth.load_image_gt(RectDataset([[BOX]]), config, 0, use_mini_mask=False)
         assert mask.shape == (64, 64, 1)  # the keyword overrides the config, as in matterport
-        flipped = {tuple(data.load_image_gt(RectDataset([[BOX]]), SmallConfig(), 0, seed=s, augment=True)[3][0])
+        flipped = {tuple(ground_truth.load_image_gt(RectDataset([[BOX]]), SmallConfig(), 0, seed=s, augment=True)[3][0])
                    for s in range(12)}
         # x 8..20 in a 64-wide image mirrors to 44..56; both outcomes occur over 12 seeds
         assert flipped == {BOX, (10, 44, 30, 56)}
 
     def test_fliplr_moves_image_mask_and_box_together(self):
-        image, _, _, bbox, mask = data.load_image_gt(RectDataset([[BOX]]), SmallConfig(), 0,
+        image, _, _, bbox, mask = ground_truth.load_image_gt(RectDataset([[BOX]]), SmallConfig(), 0,
                                                      augmentation=iaa.Fliplr(1.0), seed=0)
         flipped = [10, 64 - 20, 30, 64 - 8]
         np.testing.assert_array_equal(bbox, [flipped])
@@ -98,7 +99,7 @@ class TestLoadImageGt:
 
     def test_affine_shift_moves_all_three(self):
         shift = iaa.Affine(translate_px={"x": 5, "y": -3})
-        image, _, _, bbox, mask = data.load_image_gt(RectDataset([[BOX]]), SmallConfig(), 0,
+        image, _, _, bbox, mask = ground_truth.load_image_gt(RectDataset([[BOX]]), SmallConfig(), 0,
                                                      augmentation=shift, seed=0)
         moved = [7, 13, 27, 25]
         np.testing.assert_array_equal(bbox, [moved])
@@ -110,12 +111,12 @@ class TestLoadImageGt:
                                        iaa.Multiply((0.8, 1.2))])
         dataset = RectDataset([[BOX]])
         for seed in range(6):
-            image, _, _, bbox, _ = data.load_image_gt(dataset, SmallConfig(), 0, augmentation=augmentation, seed=seed)
+            image, _, _, bbox, _ = ground_truth.load_image_gt(dataset, SmallConfig(), 0, augmentation=augmentation, seed=seed)
             assert bright_box(image) == list(bbox[0])
 
     def test_multiply_changes_image_only(self):
-        plain, _, _, plain_bbox, plain_mask = data.load_image_gt(RectDataset([[BOX]]), SmallConfig(), 0)
-        image, _, _, bbox, mask = data.load_image_gt(RectDataset([[BOX]]), SmallConfig(), 0,
+        plain, _, _, plain_bbox, plain_mask = ground_truth.load_image_gt(RectDataset([[BOX]]), SmallConfig(), 0)
+        image, _, _, bbox, mask = ground_truth.load_image_gt(RectDataset([[BOX]]), SmallConfig(), 0,
                                                      augmentation=iaa.Multiply(0.5), seed=0)
         assert image[0, 0, 0] == 15 and image[15, 10, 0] == 100
         np.testing.assert_array_equal(bbox, plain_bbox)
@@ -124,13 +125,13 @@ class TestLoadImageGt:
     def test_box_pushed_out_of_the_image_drops_its_instance(self):
         dataset = RectDataset([[BOX, (40, 40, 50, 50)]])
         shift = iaa.Affine(translate_px={"x": -25})
-        _, _, class_ids, bbox, mask = data.load_image_gt(dataset, SmallConfig(), 0, augmentation=shift, seed=0)
+        _, _, class_ids, bbox, mask = ground_truth.load_image_gt(dataset, SmallConfig(), 0, augmentation=shift, seed=0)
         np.testing.assert_array_equal(bbox, [[40, 15, 50, 25]])
         assert len(class_ids) == 1 and mask.shape[-1] == 1
 
     def test_size_changing_augmentation_is_refused(self):
         with pytest.raises(ValueError, match="changed the image shape"):
-            data.load_image_gt(RectDataset([[BOX]]), SmallConfig(), 0,
+            ground_truth.load_image_gt(RectDataset([[BOX]]), SmallConfig(), 0,
                                augmentation=iaa.Resize(0.5), seed=0)
 
     def test_mask_count_mismatch_names_the_image(self):
@@ -140,7 +141,7 @@ class TestLoadImageGt:
                 return mask, np.ones(3, np.int32)
 
         with pytest.raises(ValueError, match="image 0 .*1 masks but 3 class ids"):
-            data.load_image_gt(Broken([[BOX]]), SmallConfig(), 0)
+            ground_truth.load_image_gt(Broken([[BOX]]), SmallConfig(), 0)
 
 
 def stream_dataset():
@@ -157,7 +158,7 @@ def keeping_empty_images():
 class TestTrainingBatches:
     def test_shapes_dtypes_and_padding(self):
         config = keeping_empty_images()
-        batches = input_pipeline.TrainingBatches(stream_dataset(), config, shuffle=False)
+        batches = pipeline.TrainingBatches(stream_dataset(), config, shuffle=False)
         images, meta, rpn_match, rpn_bbox, class_ids, boxes, masks = batches.batch(0)
         anchors = len(pyramid_anchors(config))
         assert anchors == 3 * (16 * 16 + 8 * 8 + 4 * 4)  # 3 ratios on P2..P4 (3 scales)
@@ -173,7 +174,7 @@ class TestTrainingBatches:
         np.testing.assert_allclose(images[0, 0, 0], 30 - config.MEAN_PIXEL, rtol=1e-6)
 
     def test_every_image_once_per_data_epoch(self):
-        batches = input_pipeline.TrainingBatches(stream_dataset(), SmallConfig(), shuffle=True, seed=3)
+        batches = pipeline.TrainingBatches(stream_dataset(), SmallConfig(), shuffle=True, seed=3)
         first = [batches.image_id_at(p) for p in range(5)]
         second = [batches.image_id_at(p) for p in range(5, 10)]
         assert sorted(first) == sorted(second) == [0, 1, 2, 3, 4]
@@ -181,24 +182,24 @@ class TestTrainingBatches:
 
     def test_same_seed_same_batches_in_any_order(self):
         augmentation = iaa.Affine(translate_px={"x": (-5, 5)})
-        one = input_pipeline.TrainingBatches(stream_dataset(), SmallConfig(), augmentation=augmentation)
-        two = input_pipeline.TrainingBatches(stream_dataset(), SmallConfig(), augmentation=augmentation)
+        one = pipeline.TrainingBatches(stream_dataset(), SmallConfig(), augmentation=augmentation)
+        two = pipeline.TrainingBatches(stream_dataset(), SmallConfig(), augmentation=augmentation)
         late = two.batch(4)
         for a, b in zip(one.batch(4), late):
             np.testing.assert_array_equal(a, b)
-        other = input_pipeline.TrainingBatches(stream_dataset(), SmallConfig(), augmentation=augmentation, seed=99)
+        other = pipeline.TrainingBatches(stream_dataset(), SmallConfig(), augmentation=augmentation, seed=99)
         assert any(not np.array_equal(a, b) for a, b in zip(one.batch(4), other.batch(4)))
 
     def test_no_augmentation_sources(self):
         flip = iaa.Fliplr(1.0)
-        batches = input_pipeline.TrainingBatches(stream_dataset(), SmallConfig(), shuffle=False, augmentation=flip,
+        batches = pipeline.TrainingBatches(stream_dataset(), SmallConfig(), shuffle=False, augmentation=flip,
                                        no_augmentation_sources=["shapes"])
         np.testing.assert_array_equal(batches.batch(0)[5][0, 0], BOX)
 
     def test_more_instances_than_max_are_subsampled(self):
         config = keeping_empty_images()
         config.MAX_GT_INSTANCES = 1
-        batches = input_pipeline.TrainingBatches(stream_dataset(), config.validate(), shuffle=False, batch_size=5)
+        batches = pipeline.TrainingBatches(stream_dataset(), config.validate(), shuffle=False, batch_size=5)
         class_ids = batches.batch(0)[4]
         np.testing.assert_array_equal(class_ids[:, 0], [1, 1, 0, 1, 1])
 
@@ -206,13 +207,13 @@ class TestTrainingBatches:
         config = SmallConfig()
         config.NUM_CLASSES = 3
         with pytest.raises(ValueError, match="NUM_CLASSES"):
-            input_pipeline.TrainingBatches(stream_dataset(), config.validate())
+            pipeline.TrainingBatches(stream_dataset(), config.validate())
 
 
 def test_tf_dataset_yields_the_stream_in_order():
     config = SmallConfig()
-    batches = input_pipeline.TrainingBatches(stream_dataset(), config)
-    dataset = input_pipeline.make_input_dataset(batches, start_batch=2, workers=2)
+    batches = pipeline.TrainingBatches(stream_dataset(), config)
+    dataset = pipeline.make_input_dataset(batches, start_batch=2, workers=2)
     for index, (element,) in zip(range(2, 5), dataset.take(3)):
         expected = batches.batch(index)
         assert len(element) == 7
@@ -225,7 +226,7 @@ def test_pipeline_error_names_the_image():
         def load_image(self, image_id):
             raise OSError("unreadable file")
 
-    batches = input_pipeline.TrainingBatches(Broken([[BOX]]), SmallConfig(), batch_size=1)
+    batches = pipeline.TrainingBatches(Broken([[BOX]]), SmallConfig(), batch_size=1)
     with pytest.raises(ValueError, match="image 0 .*unreadable file"):
         batches.batch(0)
 
@@ -242,9 +243,9 @@ def test_worker_error_surfaces_through_tf_data_instead_of_hanging():
                 raise OSError("unreadable file")
             return super().load_image(image_id)
 
-    batches = input_pipeline.TrainingBatches(Broken([[BOX], [], [BOX]]), keeping_empty_images(), shuffle=False,
+    batches = pipeline.TrainingBatches(Broken([[BOX], [], [BOX]]), keeping_empty_images(), shuffle=False,
                                              batch_size=1)
-    iterator = iter(input_pipeline.make_input_dataset(batches, workers=2))
+    iterator = iter(pipeline.make_input_dataset(batches, workers=2))
     next(iterator), next(iterator)  # images 0 and 1 are fine
     with pytest.raises(Exception, match="image 2 .*unreadable file"):
         next(iterator)

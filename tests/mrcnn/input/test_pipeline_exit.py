@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 SCRIPT = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, sys.argv[1])
     from tests.helpers import BlobDataset, tiny_config
-    from rsna_detector.mrcnn import input_pipeline
+    from rsna_detector.mrcnn.input import pipeline
 
     class SlowBlobs(BlobDataset):  # slow enough that batch calls are always in flight
         def load_image(self, image_id):
@@ -25,8 +25,8 @@ SCRIPT = textwrap.dedent("""
         config = tiny_config()
         processes = int(sys.argv[3])
         dataset = BlobDataset(2, 2) if processes else SlowBlobs(2, 2)  # processes need an importable class
-        batches = input_pipeline.TrainingBatches(dataset, config)
-        stream = iter(input_pipeline.make_input_dataset(batches, workers=2, processes=processes))
+        batches = pipeline.TrainingBatches(dataset, config)
+        stream = iter(pipeline.make_input_dataset(batches, workers=2, processes=processes))
         next(stream)
         print("first batch", flush=True)
         if sys.argv[2] == "raise":

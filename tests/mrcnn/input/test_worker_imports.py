@@ -15,22 +15,22 @@ from pathlib import Path
 
 from rsna_detector.detector.augment import rsna_notebook_augmentation
 from rsna_detector.detector.config import DetectorConfig
-from rsna_detector.mrcnn import input_pipeline
+from rsna_detector.mrcnn.input import pipeline
 from tests.helpers import BlobDataset
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 HEAVY = ("tensorflow", "keras", "keras_hub")
 
 IMPORT_ONLY = """
 import json, sys
-import rsna_detector.mrcnn.parallel as workers
+import rsna_detector.mrcnn.input.workers as workers
 assert callable(workers._start_worker) and callable(workers._worker_batch)
 print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
 """
 
 BUILD_A_BATCH = """
 import json, sys
-import rsna_detector.mrcnn.parallel as workers
+import rsna_detector.mrcnn.input.workers as workers
 workers._start_worker(open(sys.argv[1], "rb").read())
 arrays = workers._worker_batch(1, None)
 print(json.dumps({"modules": sorted({m.split(".")[0] for m in sys.modules}),
@@ -63,7 +63,7 @@ class _SmallDetectorConfig(DetectorConfig):
 def test_a_worker_builds_a_detector_batch_without_tensorflow(tmp_path):
     """The RSNA detector's own builder (DetectorConfig, the notebook's imgaug augmentation) in a worker."""
     config = _SmallDetectorConfig().validate()
-    batches = input_pipeline.TrainingBatches(BlobDataset(3, 1), config, shuffle=True,
+    batches = pipeline.TrainingBatches(BlobDataset(3, 1), config, shuffle=True,
                                              augmentation=rsna_notebook_augmentation(), seed=3)
     payload = tmp_path / "payload.pickle"
     payload.write_bytes(pickle.dumps(batches, protocol=pickle.HIGHEST_PROTOCOL))

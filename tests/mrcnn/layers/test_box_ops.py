@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rsna_detector.mrcnn import box_ops, utils
+from rsna_detector.mrcnn import utils
+from rsna_detector.mrcnn.layers import box_ops
 
 
 def _random_boxes(rng, n, low=0.0, high=100.0):

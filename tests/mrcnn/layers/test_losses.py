@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rsna_detector.mrcnn import losses
+from rsna_detector.mrcnn.layers import losses
 
 LN2 = math.log(2.0)
 LN4_3 = -math.log(0.75)  # cross-entropy of a 3:1 softmax on its likely class

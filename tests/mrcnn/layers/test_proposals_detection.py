@@ -7,8 +7,8 @@ import tensorflow as tf
 
 from rsna_detector.mrcnn import utils
 from rsna_detector.mrcnn.config import Config
-from rsna_detector.mrcnn.detection import DetectionLayer
-from rsna_detector.mrcnn.proposals import ProposalLayer
+from rsna_detector.mrcnn.layers.detection import DetectionLayer
+from rsna_detector.mrcnn.layers.proposals import ProposalLayer
 
 STD = [0.1, 0.1, 0.2, 0.2]
 

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from rsna_detector.mrcnn import utils
-from rsna_detector.mrcnn.roi_align import PyramidROIAlign, pyramid_roi_align_graph, roi_pyramid_levels
+from rsna_detector.mrcnn.layers.roi_align import PyramidROIAlign, pyramid_roi_align_graph, roi_pyramid_levels
 
 
 def bilinear_crop(feature_map, box, pool_shape):

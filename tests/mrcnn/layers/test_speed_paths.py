@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rsna_detector.mrcnn import training
-from rsna_detector.mrcnn.heads import GatherRealRois, ScatterRealRois, build_fpn_mask_graph
-from rsna_detector.mrcnn.sparse_conv import SPARSE_GRADIENT_MAX_DENSITY, SparseGradientConv2D
-from rsna_detector.mrcnn.training import KeepPositiveRois
+from rsna_detector.mrcnn.layers import training_graph
+from rsna_detector.mrcnn.layers.heads import GatherRealRois, ScatterRealRois, build_fpn_mask_graph
+from rsna_detector.mrcnn.layers.sparse_conv import SPARSE_GRADIENT_MAX_DENSITY, SparseGradientConv2D
+from rsna_detector.mrcnn.layers.training_graph import KeepPositiveRois
 from tests.mrcnn.pinned import scenario
 
 ROIS_WITH_PADDING = np.array([[[0.1, 0.1, 0.5, 0.5], [0, 0, 0, 0], [0.2, 0.3, 0.4, 0.9]],
@@ -86,7 +86,7 @@ def test_training_mask_head_runs_on_positive_rois_only():
     config = scenario.config("five_scales")
     inputs = [tf.constant(a) for a in scenario.training_inputs("five_scales")]
     with scenario.fixed_roi_sampling():
-        model = training.build_training_model(config)
+        model = training_graph.build_training_model(config)
         scenario.set_fixed_weights(model)
         probe = keras.Model(model.inputs, [model.get_layer("proposal_targets").output[1],
                                            model.get_layer("positive_rois").output, model.outputs[6]])
@@ -172,7 +172,7 @@ def test_sparse_gradient_conv_is_a_plain_conv_where_it_does_not_apply():
 
 def test_the_training_graph_takes_the_sparse_gradient_of_the_rpn_and_fpn_convolutions(monkeypatch):
     """The training step's gradient builds the sparse path for rpn_conv_shared (each level) and fpn_p2-p5."""
-    from rsna_detector.mrcnn import sparse_conv
+    from rsna_detector.mrcnn.layers import sparse_conv
 
     built = []
     original = sparse_conv._sparse_conv_gradients
@@ -180,7 +180,7 @@ def test_the_training_graph_takes_the_sparse_gradient_of_the_rpn_and_fpn_convolu
                         lambda x, kernel, *args: built.append(tuple(kernel.shape)) or original(x, kernel, *args))
     config = scenario.config("four_scales")
     inputs = [tf.constant(a) for a in scenario.training_inputs("four_scales")]
-    model = training.build_training_model(config)
+    model = training_graph.build_training_model(config)
 
     @tf.function
     def gradients():

@@ -7,8 +7,8 @@ import numpy as np
 
 import rsna_detector.mrcnn.model as modellib
 from rsna_detector.mrcnn import utils
-from rsna_detector.mrcnn.anchors import pyramid_anchors
 from rsna_detector.mrcnn.config import Config
+from rsna_detector.mrcnn.ops.anchors import pyramid_anchors
 
 S = math.sqrt(2)
 

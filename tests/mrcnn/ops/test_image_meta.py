@@ -10,8 +10,10 @@ import pytest
 import tensorflow as tf
 
 import rsna_detector.mrcnn.model as modellib
-from rsna_detector.mrcnn import box_ops, image_meta, utils
+from rsna_detector.mrcnn import utils
 from rsna_detector.mrcnn.config import Config
+from rsna_detector.mrcnn.layers import box_ops
+from rsna_detector.mrcnn.ops import image_meta
 
 
 def test_the_table_is_matterports_layout():

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from rsna_detector.mrcnn import checkpoints
+from rsna_detector.mrcnn.train import checkpoints
 
 
 @pytest.mark.parametrize("path, expected", [

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rsna_detector.mrcnn import training
+from rsna_detector.mrcnn.layers import training_graph
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 # One role per process: "single" (no TF_CONFIG, 4 images per step) or "worker" (TF_CONFIG, 2 images per
 # worker and step). Each trains epoch 1 (3 steps), then a new model resumes from find_last() and trains
@@ -23,8 +23,8 @@ WORKER_SCRIPT = textwrap.dedent("""
     import json, os, sys
     root, out, role = sys.argv[1:4]
     sys.path.insert(0, root)
-    from rsna_detector.mrcnn import training
-    strategy = training.training_strategy(None) if role == "worker" else None  # before any TF operation
+    from rsna_detector.mrcnn.layers import training_graph
+    strategy = training_graph.training_strategy(None) if role == "worker" else None  # before any TF operation
     import numpy as np
     import tensorflow as tf
     from tests.helpers import BlobDataset, tiny_config
@@ -55,7 +55,7 @@ WORKER_SCRIPT = textwrap.dedent("""
     np.savez(os.path.join(out, name + "_final.npz"), *[w.numpy() for w in resumed.keras_model.weights])
     print("RESULT " + json.dumps({
         "replicas": resumed.keras_model.distribute_strategy.num_replicas_in_sync,
-        "chief": training.is_chief(resumed.keras_model.distribute_strategy), "epoch_after_load": epoch_after_load, "epoch": resumed.epoch,
+        "chief": training_graph.is_chief(resumed.keras_model.distribute_strategy), "epoch_after_load": epoch_after_load, "epoch": resumed.epoch,
         "losses": [{k: v[-1] for k, v in h.items()} for h in (first, second)]}))
 """)
 
@@ -154,11 +154,11 @@ def test_tf_config_with_several_tasks_selects_multi_worker_training():
         cluster = {"worker": [f"h:{k}" for k in range(workers)]} | ({"chief": ["h:9"]} if chief else {})
         return {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}})}
 
-    assert training.multi_worker_task({}) is None and training.multi_worker_task({"TF_CONFIG": " "}) is None
-    assert training.multi_worker_task(environ(1)) is None  # a one-task cluster is a single process
-    assert training.multi_worker_task(environ(2, index=1)) == ("worker", 1, {"worker": ["h:0", "h:1"]})
-    assert training.multi_worker_task(environ(1, "chief", 0, chief=True))[:2] == ("chief", 0)
-    assert training.is_chief() and not training.is_multi_worker(training.tf.distribute.get_strategy())
+    assert training_graph.multi_worker_task({}) is None and training_graph.multi_worker_task({"TF_CONFIG": " "}) is None
+    assert training_graph.multi_worker_task(environ(1)) is None  # a one-task cluster is a single process
+    assert training_graph.multi_worker_task(environ(2, index=1)) == ("worker", 1, {"worker": ["h:0", "h:1"]})
+    assert training_graph.multi_worker_task(environ(1, "chief", 0, chief=True))[:2] == ("chief", 0)
+    assert training_graph.is_chief() and not training_graph.is_multi_worker(training_graph.tf.distribute.get_strategy())
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -170,5 +170,5 @@ def test_tf_config_with_several_tasks_selects_multi_worker_training():
      "only 'chief' and 'worker' tasks"),
 ])
 def test_a_bad_tf_config_is_named(text, expected):
-    with pytest.raises(training.TrainingGraphError, match=expected):
-        training.multi_worker_task({"TF_CONFIG": text})
+    with pytest.raises(training_graph.TrainingGraphError, match=expected):
+        training_graph.multi_worker_task({"TF_CONFIG": text})

@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rsna_detector.mrcnn import input_pipeline, trainer, training, utils
 from rsna_detector.mrcnn import model as modellib
-from rsna_detector.mrcnn.anchors import pyramid_anchors
+from rsna_detector.mrcnn import utils
+from rsna_detector.mrcnn.input import pipeline
+from rsna_detector.mrcnn.layers import training_graph
+from rsna_detector.mrcnn.ops.anchors import pyramid_anchors
+from rsna_detector.mrcnn.train import loop
 from tests.helpers import BlobDataset, tiny_config
 
 # ----------------------------------------------------------------------------
@@ -67,8 +70,8 @@ def test_seeded_runs_repeat_exactly(tmp_path):
     for run in range(2):
         config = tiny_config(VALIDATION_STEPS=0, STEPS_PER_EPOCH=2)
         model = modellib.MaskRCNN("training", config, str(tmp_path / str(run)))
-        histories.append(trainer.train(model, dataset, None, 0.02, 1, "all", verbose=0).history)
-    assert set(histories[0]) == {"loss", *training.LOSS_NAMES}
+        histories.append(loop.train(model, dataset, None, 0.02, 1, "all", verbose=0).history)
+    assert set(histories[0]) == {"loss", *training_graph.LOSS_NAMES}
     assert histories[0] == histories[1]
 
 
@@ -76,14 +79,14 @@ def test_mixed_precision_builds_float16_trunk_and_float32_losses():
     import keras
 
     config = tiny_config(MIXED_PRECISION=True)
-    keras_model = training.build_training_model(config)
+    keras_model = training_graph.build_training_model(config)
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
     assert keras_model.get_layer("fpn_p2").compute_dtype == "float16"
     assert keras_model.get_layer("mrcnn_class_logits").compute_dtype == "float32"
-    trainer.set_trainable(keras_model, "all")
-    trainer.compile_training_model(keras_model, 0.01, config)
+    loop.set_trainable(keras_model, "all")
+    loop.compile_training_model(keras_model, 0.01, config)
     assert isinstance(keras_model.optimizer, keras.optimizers.LossScaleOptimizer)
-    batch = input_pipeline.TrainingBatches(BlobDataset(3, 1), config, shuffle=False).batch(0)
+    batch = pipeline.TrainingBatches(BlobDataset(3, 1), config, shuffle=False).batch(0)
     dataset = tf.data.Dataset.from_tensors((batch,)).repeat()
     history = keras_model.fit(dataset, epochs=2, steps_per_epoch=1, verbose=0, shuffle=False).history
     assert all(np.isfinite(values).all() for values in history.values())
@@ -96,12 +99,12 @@ def test_mixed_precision_builds_float16_trunk_and_float32_losses():
 
 def test_training_graph_outputs_and_names():
     config = tiny_config()
-    keras_model = training.build_training_model(config)
+    keras_model = training_graph.build_training_model(config)
     names = {layer.name for layer in keras_model.layers}
-    assert set(training.LOSS_NAMES) <= names
+    assert set(training_graph.LOSS_NAMES) <= names
     assert {"rpn_model", "ROI", "proposal_targets", "mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_mask",
             "fpn_p2", "fpn_c5p5"} <= names
-    batch = input_pipeline.TrainingBatches(BlobDataset(1, 1), config, shuffle=False, batch_size=2).batch(0)
+    batch = pipeline.TrainingBatches(BlobDataset(1, 1), config, shuffle=False, batch_size=2).batch(0)
     outputs = keras_model(list(batch), training=False)
     anchors = len(pyramid_anchors(config))
     assert tuple(outputs[0].shape) == (2, anchors, 2)  # rpn_class_logits on P2..P4 only
@@ -115,27 +118,27 @@ def test_training_graph_outputs_and_names():
 def test_layer_presets_select_batch_norm_layers_as_matterport():
     # matterport: BN layers follow the regex like any layer (TRAIN_BN only fixes their statistics)
     config = tiny_config(TRAIN_BN=False)
-    keras_model = training.build_training_model(config)
-    heads = set(trainer.set_trainable(keras_model, "heads", train_bn=False))
+    keras_model = training_graph.build_training_model(config)
+    heads = set(loop.set_trainable(keras_model, "heads", train_bn=False))
     assert "rpn_conv_shared" in heads and "fpn_p2" in heads and "mrcnn_mask" in heads
     assert "tiny_c2" not in heads and "tiny_bn2" not in heads
     assert {"mrcnn_mask_bn1", "mrcnn_class_bn1"} <= heads
-    everything = set(trainer.set_trainable(keras_model, "all", train_bn=False))
+    everything = set(loop.set_trainable(keras_model, "all", train_bn=False))
     assert "tiny_c2" in everything and "tiny_bn2" in everything
-    custom = trainer.set_trainable(keras_model, r"mrcnn\_mask.*", train_bn=False)
+    custom = loop.set_trainable(keras_model, r"mrcnn\_mask.*", train_bn=False)
     assert "mrcnn_mask" in custom and "mrcnn_class_logits" not in custom
 
 
 def test_layer_presets_with_freeze_bn_affine():
     # FREEZE_BN_AFFINE with TRAIN_BN False: every BN layer frozen whatever the regex
     config = tiny_config(TRAIN_BN=False, FREEZE_BN_AFFINE=True)
-    keras_model = training.build_training_model(config)
-    heads = set(trainer.set_trainable(keras_model, "heads", train_bn=False))  # the switch read from the model
+    keras_model = training_graph.build_training_model(config)
+    heads = set(loop.set_trainable(keras_model, "heads", train_bn=False))  # the switch read from the model
     assert "mrcnn_mask" in heads
     assert not any(name.startswith("mrcnn_mask_bn") or name.startswith("mrcnn_class_bn") for name in heads)
-    everything = set(trainer.set_trainable(keras_model, "all", train_bn=False))
+    everything = set(loop.set_trainable(keras_model, "all", train_bn=False))
     assert "tiny_c2" in everything and "tiny_bn2" not in everything
-    with_bn = set(trainer.set_trainable(keras_model, "all", train_bn=True))
+    with_bn = set(loop.set_trainable(keras_model, "all", train_bn=True))
     assert "tiny_bn2" in with_bn
 
 
@@ -148,8 +151,8 @@ def test_model_set_trainable_is_matterports_method(tmp_path):
 
 def test_weight_decay_term_matches_matterport_formula():
     config = tiny_config(WEIGHT_DECAY=0.01)
-    keras_model = training.build_training_model(config)
-    trainer.set_trainable(keras_model, "heads", train_bn=False)
+    keras_model = training_graph.build_training_model(config)
+    loop.set_trainable(keras_model, "heads", train_bn=False)
     expected = sum(0.01 * np.mean(np.square(w.numpy())) for w in keras_model.trainable_weights
                    if w.name not in ("gamma", "beta"))
     assert float(keras_model.weight_decay_loss()) == pytest.approx(expected, rel=1e-5)
@@ -162,7 +165,7 @@ def test_weight_decay_term_matches_matterport_formula():
 def test_epochs_continue_and_resume_from_last_checkpoint(tmp_path):
     dataset = BlobDataset(3, 1)
     model = modellib.MaskRCNN("training", tiny_config(), str(tmp_path))
-    history = trainer.train(model, dataset, dataset, 0.01, 1, "heads", verbose=0)
+    history = loop.train(model, dataset, dataset, 0.01, 1, "heads", verbose=0)
     assert model.epoch == 1 and len(history.history["loss"]) == 1 and "val_loss" in history.history
     first = Path(model.find_last())
     assert first.name == "mask_rcnn_blobs_0001.h5"
@@ -173,19 +176,19 @@ def test_epochs_continue_and_resume_from_last_checkpoint(tmp_path):
     resumed.train(dataset, dataset, 0.01, 2, "all", verbose=0)
     assert resumed.epoch == 2
     assert sorted(p.name for p in first.parent.glob("*.h5")) == ["mask_rcnn_blobs_0001.h5", "mask_rcnn_blobs_0002.h5"]
-    with open(first.parent / trainer.LOG_CSV_NAME) as handle:
+    with open(first.parent / loop.LOG_CSV_NAME) as handle:
         rows = list(csv.DictReader(handle))
     assert [row["epoch"] for row in rows] == ["0", "1"]
     with h5py.File(first.parent / "mask_rcnn_blobs_0002.h5") as handle:
         assert int(handle.attrs["epoch"]) == 2
-    assert trainer.train(resumed, dataset, None, 0.01, 2, "all", verbose=0) is None  # nothing left to do
+    assert loop.train(resumed, dataset, None, 0.01, 2, "all", verbose=0) is None  # nothing left to do
 
 
 def test_interrupted_checkpoint_write_keeps_previous_loadable(tmp_path, monkeypatch):
     dataset = BlobDataset(2, 1)
     config = tiny_config(VALIDATION_STEPS=0, STEPS_PER_EPOCH=1)
     model = modellib.MaskRCNN("training", config, str(tmp_path))
-    trainer.train(model, dataset, None, 0.01, 1, "heads", verbose=0)
+    loop.train(model, dataset, None, 0.01, 1, "heads", verbose=0)
 
     class CrashingFile(h5py.File):
         """Opens the temporary file, then fails while writing (a full disk, a kill)."""
@@ -194,7 +197,7 @@ def test_interrupted_checkpoint_write_keeps_previous_loadable(tmp_path, monkeypa
             raise OSError("simulated crash during checkpoint write")
 
     monkeypatch.setattr(h5py, "File", CrashingFile)
-    saver = trainer.CheckpointSaver(model)  # the callback train() uses, at the end of epoch 2
+    saver = loop.CheckpointSaver(model)  # the callback train() uses, at the end of epoch 2
     with pytest.raises(OSError, match="simulated crash"):
         saver.on_epoch_end(1)
     monkeypatch.undo()
@@ -212,7 +215,7 @@ def test_interrupted_checkpoint_write_keeps_previous_loadable(tmp_path, monkeypa
 # ----------------------------------------------------------------------------
 
 def test_nan_loss_stops_naming_epoch_step_and_loss(tmp_path, monkeypatch):
-    original = input_pipeline.TrainingBatches.batch
+    original = pipeline.TrainingBatches.batch
 
     def poisoned(self, index):
         arrays = list(original(self, index))
@@ -220,11 +223,11 @@ def test_nan_loss_stops_naming_epoch_step_and_loss(tmp_path, monkeypatch):
             arrays[3] = np.full_like(arrays[3], np.nan)  # RPN box targets of the second batch
         return tuple(arrays)
 
-    monkeypatch.setattr(input_pipeline.TrainingBatches, "batch", poisoned)
+    monkeypatch.setattr(pipeline.TrainingBatches, "batch", poisoned)
     config = tiny_config(VALIDATION_STEPS=0, STEPS_PER_EPOCH=3)
     model = modellib.MaskRCNN("training", config, str(tmp_path))
-    with pytest.raises(trainer.NonFiniteLossError, match=r"epoch 1, step 2: rpn_bbox_loss became NaN"):
-        trainer.train(model, BlobDataset(2, 1), None, 0.01, 1, "all", verbose=0)
+    with pytest.raises(loop.NonFiniteLossError, match=r"epoch 1, step 2: rpn_bbox_loss became NaN"):
+        loop.train(model, BlobDataset(2, 1), None, 0.01, 1, "all", verbose=0)
     assert not list(Path(model.log_dir).glob("*.h5"))  # no checkpoint of a broken epoch
 
 
@@ -232,8 +235,8 @@ def test_nan_loss_stops_naming_epoch_step_and_loss(tmp_path, monkeypatch):
 def test_huge_learning_rate_stops_with_a_named_loss(tmp_path):
     config = tiny_config(VALIDATION_STEPS=0, STEPS_PER_EPOCH=20, GRADIENT_CLIP_NORM=1e30)
     model = modellib.MaskRCNN("training", config, str(tmp_path))
-    with pytest.raises(trainer.NonFiniteLossError, match=r"epoch 1, step \d+: .*_loss"):
-        trainer.train(model, BlobDataset(2, 1), None, 1e12, 1, "all", verbose=0)
+    with pytest.raises(loop.NonFiniteLossError, match=r"epoch 1, step \d+: .*_loss"):
+        loop.train(model, BlobDataset(2, 1), None, 1e12, 1, "all", verbose=0)
 
 
 # ----------------------------------------------------------------------------
@@ -249,7 +252,9 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     import numpy as np
     sys.path.insert(0, sys.argv[1])
     from tests.helpers import BlobDataset, tiny_config
-    from rsna_detector.mrcnn import input_pipeline, trainer, training, weights
+    from rsna_detector.mrcnn.input import pipeline
+    from rsna_detector.mrcnn.layers import training_graph
+    from rsna_detector.mrcnn.train import hdf5_weights, loop
 
     # Every proposal kept (16 proposals, 16 ROIs, ratio 1) so the ROI sampling is not random,
     # and clipping off: per-replica clipping of partial gradients would differ by design.
@@ -257,7 +262,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
                     GRADIENT_CLIP_NORM=1e9, WEIGHT_DECAY=0.001)
     single = tiny_config(GPU_COUNT=1, IMAGES_PER_GPU=4, **settings)
     mirrored = tiny_config(GPU_COUNT=2, IMAGES_PER_GPU=2, **settings)
-    pair = input_pipeline.TrainingBatches(BlobDataset(1, 1), single, shuffle=False, batch_size=2).batch(0)
+    pair = pipeline.TrainingBatches(BlobDataset(1, 1), single, shuffle=False, batch_size=2).batch(0)
     # global batch [a, b, a, b]: each replica gets [a, b]
     batch = tuple(np.concatenate([x, x]) for x in pair)
     dataset = tf.data.Dataset.from_tensors((batch,)).repeat()
@@ -265,13 +270,13 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     results = {}
     path = os.path.join(sys.argv[2], "init.h5")
     for name, config in (("single", single), ("mirrored", mirrored)):
-        model = training.build_training_model(config)
+        model = training_graph.build_training_model(config)
         if name == "single":
-            weights.save_hdf5_weights(model, path)
+            hdf5_weights.save_hdf5_weights(model, path)
         else:
-            weights.load_hdf5_weights(model, path, by_name=True)
-        trainer.set_trainable(model, "all")
-        trainer.compile_training_model(model, 0.01, config)
+            hdf5_weights.load_hdf5_weights(model, path, by_name=True)
+        loop.set_trainable(model, "all")
+        loop.compile_training_model(model, 0.01, config)
         kernels = [model.get_layer("mrcnn_class_logits").kernel,
                    model.get_layer("rpn_model").get_layer("rpn_conv_shared").kernel,
                    model.get_layer("tiny_c2").kernel]
@@ -288,7 +293,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_mirrored_strategy_two_cpus_matches_one_device(tmp_path):
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     # Deterministic kernels, as in test_multi_worker: the comparison is to float tolerance.
     env = dict(os.environ, PYTHONPATH=str(root), TF_DETERMINISTIC_OPS="1")
     completed = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(root), str(tmp_path)],
@@ -310,4 +315,4 @@ def test_mirrored_strategy_two_cpus_matches_one_device(tmp_path):
 
 def test_more_replicas_than_devices_is_refused():
     with pytest.raises(ValueError, match="GPU_COUNT is 64"):
-        training.training_strategy(tiny_config(GPU_COUNT=64))
+        training_graph.training_strategy(tiny_config(GPU_COUNT=64))

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from rsna_detector.mrcnn import model as modellib
-from rsna_detector.mrcnn import weights as weights_io
 from rsna_detector.mrcnn.config import Config
-from rsna_detector.mrcnn.weights import WeightsFileError, WeightsMismatchError
+from rsna_detector.mrcnn.train import hdf5_weights as weights_io
+from rsna_detector.mrcnn.train.hdf5_weights import WeightsFileError, WeightsMismatchError
 
 HEADS = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_mask"]
 COCO_CLASSES = 81

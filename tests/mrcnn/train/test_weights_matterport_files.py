@@ -32,9 +32,9 @@ import pytest
 import rsna_detector.weights.registry as weights_registry
 from rsna_detector.detector.schedule import Stage, build_model, train
 from rsna_detector.mrcnn import model as modellib
-from rsna_detector.mrcnn import weights as weights_io
 from rsna_detector.mrcnn.config import Config
-from rsna_detector.mrcnn.weights import WeightsLoadResult, WeightsLoadWarning, WeightsMismatchError
+from rsna_detector.mrcnn.train import hdf5_weights as weights_io
+from rsna_detector.mrcnn.train.hdf5_weights import WeightsLoadResult, WeightsLoadWarning, WeightsMismatchError
 
 IMAGENET_FILENAME = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 COCO_HEADS = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]
