@@ -51,8 +51,12 @@ def target_layer(parts, root=PACKAGE_ROOT):
     return parts[0] if (root / parts[0]).is_dir() else "infrastructure"
 
 
-def imported_layers(path, root=PACKAGE_ROOT):
-    """``(line, layer)`` of each import of an ``rsna_detector`` module in the file at ``path`` below ``root``."""
+def imported_modules(path, root=PACKAGE_ROOT):
+    """``(line, dotted parts below rsna_detector)`` of each import of an ``rsna_detector`` module in a file.
+
+    ``from <package> import a, b`` names modules ``a`` and ``b`` of the package (``from .. import errors``,
+    ``from . import boxes``); from a module it names the module itself.
+    """
     package_parts = path.relative_to(root).with_suffix("").parts[:-1]
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom):
@@ -63,14 +67,25 @@ def imported_layers(path, root=PACKAGE_ROOT):
                 target = node.module.split(".")[1:]
             else:
                 continue
-            # ``from . import errors`` (in the package itself) names modules, not attributes
-            targets = [[name.name] for name in node.names] if not target else [target]
-            yield from ((node.lineno, target_layer(parts, root)) for parts in targets)
+            package = not target or root.joinpath(*target).is_dir()
+            yield from ((node.lineno, target + [name.name] if package else target) for name in node.names)
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")
                 if parts[0] == "rsna_detector":
-                    yield node.lineno, target_layer(parts[1:], root)
+                    yield node.lineno, parts[1:]
+
+
+def imported_layers(path, root=PACKAGE_ROOT):
+    """``(line, layer)`` of each import of an ``rsna_detector`` module in the file at ``path`` below ``root``."""
+    for line, parts in imported_modules(path, root):
+        yield line, target_layer(parts, root)
+
+
+def _imports_outside(paths, imports, allowed):
+    """``'file:line imports target'`` of each import (``imports(path)``: ``(line, target)``) not in ``allowed``."""
+    return [f"{path.relative_to(PACKAGE_ROOT)}:{line} imports {target}"
+            for path in paths for line, target in imports(path) if target not in allowed]
 
 
 def _modules():
@@ -84,14 +99,8 @@ def test_every_module_has_a_known_layer():
 
 @pytest.mark.parametrize("layer", sorted(ALLOWED))
 def test_a_layer_imports_only_the_layers_below_it(layer):
-    allowed = ALLOWED[layer] | {layer, "infrastructure"}
-    found = []
-    for path in _modules():
-        if layer_of(path.relative_to(PACKAGE_ROOT).parts) != layer:
-            continue
-        found += [f"{path.relative_to(PACKAGE_ROOT)}:{line} imports {target}"
-                  for line, target in imported_layers(path) if target not in allowed]
-    assert found == []
+    paths = [path for path in _modules() if layer_of(path.relative_to(PACKAGE_ROOT).parts) == layer]
+    assert _imports_outside(paths, imported_layers, ALLOWED[layer] | {layer, "infrastructure"}) == []
 
 
 def test_the_checker_sees_relative_and_absolute_imports(tmp_path):
@@ -158,23 +167,9 @@ def engine_part(parts):
 
 def engine_imports(path, root=PACKAGE_ROOT):
     """``(line, part)`` of each import of an engine module in the file at ``path`` below ``root``."""
-    package_parts = path.relative_to(root).with_suffix("").parts[:-1]
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = list(package_parts[: len(package_parts) - (node.level - 1)])
-                target = base + (node.module.split(".") if node.module else [])
-            elif node.module and node.module.split(".")[0] == "rsna_detector":
-                target = node.module.split(".")[1:]
-            else:
-                continue
-            # ``from . import boxes`` (in the engine itself) names modules, not attributes
-            targets = [target + [name.name] for name in node.names] if target == ["mrcnn"] else [target]
-        elif isinstance(node, ast.Import):
-            targets = [alias.name.split(".")[1:] for alias in node.names if alias.name.split(".")[0] == "rsna_detector"]
-        else:
-            continue
-        yield from ((node.lineno, engine_part(parts[1:])) for parts in targets if parts[:1] == ["mrcnn"] and parts[1:])
+    for line, parts in imported_modules(path, root):
+        if parts[:1] == ["mrcnn"] and parts[1:]:
+            yield line, engine_part(parts[1:])
 
 
 def _engine_modules():
@@ -188,14 +183,8 @@ def test_every_engine_module_has_a_known_part():
 
 @pytest.mark.parametrize("part", sorted(ENGINE_ALLOWED))
 def test_an_engine_part_imports_only_the_parts_below_it(part):
-    allowed = ENGINE_ALLOWED[part] | {part}
-    found = []
-    for path in _engine_modules():
-        if engine_part(path.relative_to(PACKAGE_ROOT / "mrcnn").parts) != part:
-            continue
-        found += [f"{path.relative_to(PACKAGE_ROOT)}:{line} imports {target}"
-                  for line, target in engine_imports(path) if target not in allowed]
-    assert found == []
+    paths = [path for path in _engine_modules() if engine_part(path.relative_to(PACKAGE_ROOT / "mrcnn").parts) == part]
+    assert _imports_outside(paths, engine_imports, ENGINE_ALLOWED[part] | {part}) == []
 
 
 def test_the_engine_checker_sees_relative_and_absolute_imports(tmp_path):
