@@ -27,6 +27,9 @@ from collections import OrderedDict
 import keras
 import numpy as np
 
+# Besides what MaskRCNN uses, these imports re-export matterport's module-level names for notebooks
+# (``modellib.resnet_graph``, ...; the second part of __all__). Where the engine's function takes
+# other arguments, ``compat`` gives matterport's signature.
 from .inference.detect import (
     ModelError,
     build_inference_model,
@@ -63,10 +66,6 @@ from .layers.losses import (
 from .layers.proposals import ProposalLayer
 from .layers.roi_align import PyramidROIAlign
 from .layers.rpn import build_rpn_model, rpn_graph
-
-# Besides what MaskRCNN uses, these imports re-export matterport's module-level names for notebooks
-# (``modellib.resnet_graph``, ...; the second part of __all__). Where the engine's function takes
-# other arguments, ``compat`` gives matterport's signature.
 from .ops.anchors import compute_backbone_shapes, pyramid_anchors
 from .ops.boxes import norm_boxes
 from .ops.image_meta import compose_image_meta, parse_image_meta, parse_image_meta_graph
