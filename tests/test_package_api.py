@@ -88,7 +88,6 @@ MOVED_IN_ISSUE_25 = {
     "rsna_detector.mrcnn.metrics": "rsna_detector.mrcnn.eval.metrics",
     "rsna_detector.mrcnn.base_dataset": "rsna_detector.mrcnn.input.base_dataset",
     "rsna_detector.mrcnn.data": "rsna_detector.mrcnn.input.ground_truth",
-    "rsna_detector.mrcnn.rpn_targets": "rsna_detector.mrcnn.input.rpn_targets",
     "rsna_detector.mrcnn.head_targets": "rsna_detector.mrcnn.input.head_targets",
     "rsna_detector.mrcnn.generator": "rsna_detector.mrcnn.input.generator",
     "rsna_detector.mrcnn.input_pipeline": "rsna_detector.mrcnn.input.pipeline",
