@@ -180,22 +180,22 @@ def train(args):
     images, boxes = peer_common.synthetic_samples(args.batch)
     models, batch = {}, None
     for tag, package in packages(args).items():
-        training = importlib.import_module(package + ".mrcnn.training")
-        trainer = importlib.import_module(package + ".mrcnn.trainer")
+        training = importlib.import_module(package + ".mrcnn.layers.training_graph")
+        trainer = importlib.import_module(package + ".mrcnn.train.loop")
         config = config_for(package, args.batch, args.detector_config)
         model = training.build_training_model(config)
         trainer.set_trainable(model, "all", train_bn=config.TRAIN_BN)
         trainer.compile_training_model(model, peer_common.LEARNING_RATE, config)
         models[tag] = model
         if batch is None:
-            input_pipeline = importlib.import_module("rsna_detector.mrcnn.input_pipeline")
+            input_pipeline = importlib.import_module("rsna_detector.mrcnn.input.pipeline")
             dataset = peer_ours.samples_dataset(images, boxes)
             batch = input_pipeline.TrainingBatches(dataset, config, shuffle=False).batch(0)
     copy_weights(models["A"], models["B"])
     inputs = [tf.constant(a) for a in batch]
     results = {}
     for tag, package in packages(args).items():
-        undo = fixed_keys_sampling(importlib.import_module(package + ".mrcnn.targets"))
+        undo = fixed_keys_sampling(importlib.import_module(package + ".mrcnn.layers.detection_targets"))
         model = models[tag]
 
         @tf.function

@@ -388,7 +388,7 @@ def child_pipeline(args):
     from rsna_detector.detector.augment import get_augmentation
     from rsna_detector.detector.config import DetectorConfig
     from rsna_detector.detector.dataset import DetectorDataset
-    from rsna_detector.mrcnn.input_pipeline import TrainingBatches, make_input_dataset
+    from rsna_detector.mrcnn.input.pipeline import TrainingBatches, make_input_dataset
 
     config = DetectorConfig()
     train, _ = DetectorDataset.split_from_data_dir(args.data, image_size=config.IMAGE_MAX_DIM)

@@ -105,7 +105,9 @@ def run(steps=6, warmup=2, layers="all", batch=8, threads=0):
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
     from rsna_detector.detector.config import DetectorConfig
-    from rsna_detector.mrcnn import input_pipeline, trainer, training
+    from rsna_detector.mrcnn.input import pipeline
+    from rsna_detector.mrcnn.layers import training_graph
+    from rsna_detector.mrcnn.train import loop
 
     class BenchConfig(DetectorConfig):
         IMAGES_PER_GPU = batch
@@ -113,14 +115,14 @@ def run(steps=6, warmup=2, layers="all", batch=8, threads=0):
 
     config = BenchConfig()
     started = time.perf_counter()
-    keras_model = training.build_training_model(config)
+    keras_model = training_graph.build_training_model(config)
     build_s = time.perf_counter() - started
-    trainer.set_trainable(keras_model, layers, train_bn=config.TRAIN_BN)
-    trainer.compile_training_model(keras_model, config.LEARNING_RATE, config)
-    batches = input_pipeline.TrainingBatches(_synthetic_dataset(4 * batch, int(config.IMAGE_SHAPE[0])), config)
+    loop.set_trainable(keras_model, layers, train_bn=config.TRAIN_BN)
+    loop.compile_training_model(keras_model, config.LEARNING_RATE, config)
+    batches = pipeline.TrainingBatches(_synthetic_dataset(4 * batch, int(config.IMAGE_SHAPE[0])), config)
     timer = _StepTimer()
     started = time.perf_counter()
-    keras_model.fit(input_pipeline.make_input_dataset(batches), epochs=1, steps_per_epoch=warmup + steps,
+    keras_model.fit(pipeline.make_input_dataset(batches), epochs=1, steps_per_epoch=warmup + steps,
                     callbacks=[timer], verbose=0, shuffle=False)
     total_s = time.perf_counter() - started
     timed = timer.times[warmup:]

@@ -116,7 +116,7 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import peer_ours
 
-    from rsna_detector.mrcnn.inference import native_bfloat16
+    from rsna_detector.mrcnn.inference.detect import native_bfloat16
 
     peer_ours.set_threads(os.cpu_count())
     machine = pc.cpu_info()

@@ -105,14 +105,16 @@ class OurTraining:
     def __init__(self, peer_settings, images, boxes, layers="all"):
         import tensorflow as tf
 
-        from rsna_detector.mrcnn import input_pipeline, trainer, training
+        from rsna_detector.mrcnn.input import pipeline
+        from rsna_detector.mrcnn.layers import training_graph
+        from rsna_detector.mrcnn.train import loop
 
         config = our_config(len(images), peer_settings)
         self.config = config
-        self.keras_model = training.build_training_model(config)
-        trainer.set_trainable(self.keras_model, layers, train_bn=config.TRAIN_BN)
-        trainer.compile_training_model(self.keras_model, pc.LEARNING_RATE, config)
-        batch = input_pipeline.TrainingBatches(samples_dataset(images, boxes), config, shuffle=False).batch(0)
+        self.keras_model = training_graph.build_training_model(config)
+        loop.set_trainable(self.keras_model, layers, train_bn=config.TRAIN_BN)
+        loop.compile_training_model(self.keras_model, pc.LEARNING_RATE, config)
+        batch = pipeline.TrainingBatches(samples_dataset(images, boxes), config, shuffle=False).batch(0)
         self.iterator = iter(tf.data.Dataset.from_tensors((tuple(batch),)).repeat())
         self.keras_model.make_train_function()
 
@@ -141,7 +143,7 @@ def _layer_macs(layer, in_shape):
     """Multiply-adds of one weight layer on an input of concrete shape ``in_shape`` (0 if none)."""
     import keras
 
-    from rsna_detector.mrcnn.heads import WindowDense
+    from rsna_detector.mrcnn.layers.heads import WindowDense
 
     if isinstance(layer, WindowDense):
         kh, kw = layer.kernel_size

@@ -24,8 +24,6 @@ DELIBERATE = {
         "never the caller's input",
     ("data/synthetic_image.py", "_sample_box", "RuntimeError"):
         "an internal invariant (a box always fits a sane lung geometry), not reached by any input",
-    ("mrcnn/parallel.py", "make_distributed_input", "ValueError"):
-        "issue 25 part A moves and splits this module in parallel; convert it after that merge",
 }
 
 

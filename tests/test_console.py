@@ -94,7 +94,7 @@ def test_format_table_aligns_text_left_and_numbers_right():
 
 
 def test_epoch_line_names_every_loss_once():
-    from rsna_detector.mrcnn.progress import format_epoch_line
+    from rsna_detector.mrcnn.train.progress import format_epoch_line
 
     logs = {"loss": 1.98351, "rpn_class_loss": 0.0712, "rpn_bbox_loss": 0.5, "mrcnn_class_loss": 0.2,
             "mrcnn_bbox_loss": 0.3, "mrcnn_mask_loss": 0.1, "val_loss": 2.0, "val_rpn_class_loss": 9.0}

@@ -54,7 +54,7 @@ def test_every_error_and_warning_derives_from_the_library_bases(cls):
 def test_the_built_in_bases_are_kept():
     from rsna_detector.data.labels import LabelError
     from rsna_detector.data.layout import LayoutError
-    from rsna_detector.mrcnn.trainer import CheckpointWriteError, NonFiniteLossError
+    from rsna_detector.mrcnn.train.loop import CheckpointWriteError, NonFiniteLossError
     from rsna_detector.mrcnn.utils import DatasetKeyError, NoGroundTruthError
     from rsna_detector.weights import UnknownWeightsError, WeightsError
 

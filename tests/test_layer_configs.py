@@ -21,7 +21,7 @@ from tests.helpers import tiny_config
 NOT_SERIALISABLE = {
     # holds a Python function (often a closure over the Config): the training graph is rebuilt
     # from its Config, never loaded from a saved graph
-    "rsna_detector.mrcnn.training.LossLayer",
+    "rsna_detector.mrcnn.layers.training_graph.LossLayer",
 }
 
 
@@ -32,31 +32,31 @@ def _config():
 #: class -> keyword arguments (none of them a default)
 CONSTRUCTORS = {
     "rsna_detector.baselines.classifier.models.BinaryF1Score": lambda: dict(threshold=0.3, name="f1_at_03"),
-    "rsna_detector.mrcnn.backbone.BatchNorm": lambda: dict(train_bn=False, momentum=0.9, epsilon=1e-3),
-    "rsna_detector.mrcnn.compat.ProposalStage": lambda: dict(
+    "rsna_detector.mrcnn.layers.backbone.BatchNorm": lambda: dict(train_bn=False, momentum=0.9, epsilon=1e-3),
+    "rsna_detector.mrcnn.layers.compat.ProposalStage": lambda: dict(
         stage="refined_anchors", proposal_count=17, nms_threshold=0.6, pre_nms_limit=123, rpn_bbox_std_dev=[0.2, 0.2, 0.1, 0.1]),
-    "rsna_detector.mrcnn.detection.DetectionLayer": lambda: dict(
+    "rsna_detector.mrcnn.layers.detection.DetectionLayer": lambda: dict(
         max_instances=5, min_confidence=0.6, nms_threshold=0.2, bbox_std_dev=[0.1, 0.1, 0.3, 0.3]),
-    "rsna_detector.mrcnn.heads.FoldRois": lambda: dict(name="fold"),
-    "rsna_detector.mrcnn.heads.GatherRealRois": lambda: dict(keep_zero_row=True),
-    "rsna_detector.mrcnn.heads.RoiConv2D": lambda: dict(filters=3, kernel_size=[2, 2], skip_padding=True),
-    "rsna_detector.mrcnn.heads.RoiDense": lambda: dict(units=5, skip_padding=True),
-    "rsna_detector.mrcnn.heads.ScatterRealRois": lambda: dict(target_shape=[2, 4]),
-    "rsna_detector.mrcnn.heads.UnfoldRois": lambda: dict(target_shape=[3, 4]),
-    "rsna_detector.mrcnn.heads.WindowDense": lambda: dict(filters=6, kernel_size=[7, 7]),
-    "rsna_detector.mrcnn.heads._RowsToRois": lambda: dict(target_shape=[4]),
-    "rsna_detector.mrcnn.proposals.ProposalLayer": lambda: dict(
+    "rsna_detector.mrcnn.layers.heads.FoldRois": lambda: dict(name="fold"),
+    "rsna_detector.mrcnn.layers.heads.GatherRealRois": lambda: dict(keep_zero_row=True),
+    "rsna_detector.mrcnn.layers.heads.RoiConv2D": lambda: dict(filters=3, kernel_size=[2, 2], skip_padding=True),
+    "rsna_detector.mrcnn.layers.heads.RoiDense": lambda: dict(units=5, skip_padding=True),
+    "rsna_detector.mrcnn.layers.heads.ScatterRealRois": lambda: dict(target_shape=[2, 4]),
+    "rsna_detector.mrcnn.layers.heads.UnfoldRois": lambda: dict(target_shape=[3, 4]),
+    "rsna_detector.mrcnn.layers.heads.WindowDense": lambda: dict(filters=6, kernel_size=[7, 7]),
+    "rsna_detector.mrcnn.layers.heads._RowsToRois": lambda: dict(target_shape=[4]),
+    "rsna_detector.mrcnn.layers.proposals.ProposalLayer": lambda: dict(
         proposal_count=21, nms_threshold=0.5, pre_nms_limit=99, rpn_bbox_std_dev=[0.1, 0.1, 0.2, 0.2]),
-    "rsna_detector.mrcnn.roi_align.PyramidROIAlign": lambda: dict(pool_shape=[5, 3]),
-    "rsna_detector.mrcnn.sparse_conv.SparseGradientConv2D": lambda: dict(filters=4, kernel_size=[3, 1], padding="same"),
-    "rsna_detector.mrcnn.targets.DetectionTargetLayer": lambda: dict(config=_config()),
-    "rsna_detector.mrcnn.training.ActiveClassIds": lambda: dict(name="active"),
-    "rsna_detector.mrcnn.training.AnchorsLayer": lambda: dict(anchors=[[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]]),
-    "rsna_detector.mrcnn.training.FiniteBoxes": lambda: dict(name="finite"),
-    "rsna_detector.mrcnn.training.KeepPositiveRois": lambda: dict(name="keep"),
-    "rsna_detector.mrcnn.training.NormBoxesLayer": lambda: dict(image_shape=[64, 32, 3]),
-    "rsna_detector.mrcnn.training.RoiValid": lambda: dict(name="valid"),
-    "rsna_detector.mrcnn.training.SliceRois": lambda: dict(count=3),
+    "rsna_detector.mrcnn.layers.roi_align.PyramidROIAlign": lambda: dict(pool_shape=[5, 3]),
+    "rsna_detector.mrcnn.layers.sparse_conv.SparseGradientConv2D": lambda: dict(filters=4, kernel_size=[3, 1], padding="same"),
+    "rsna_detector.mrcnn.layers.detection_targets.DetectionTargetLayer": lambda: dict(config=_config()),
+    "rsna_detector.mrcnn.layers.training_graph.ActiveClassIds": lambda: dict(name="active"),
+    "rsna_detector.mrcnn.layers.training_graph.AnchorsLayer": lambda: dict(anchors=[[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]]),
+    "rsna_detector.mrcnn.layers.training_graph.FiniteBoxes": lambda: dict(name="finite"),
+    "rsna_detector.mrcnn.layers.training_graph.KeepPositiveRois": lambda: dict(name="keep"),
+    "rsna_detector.mrcnn.layers.training_graph.NormBoxesLayer": lambda: dict(image_shape=[64, 32, 3]),
+    "rsna_detector.mrcnn.layers.training_graph.RoiValid": lambda: dict(name="valid"),
+    "rsna_detector.mrcnn.layers.training_graph.SliceRois": lambda: dict(count=3),
 }
 
 
@@ -110,10 +110,10 @@ def test_get_config_round_trip(path):
 
 
 @pytest.mark.parametrize("path, inputs", [
-    ("rsna_detector.mrcnn.training.NormBoxesLayer", lambda: np.array([[[0, 0, 32, 16], [0, 0, 0, 0]]], np.float32)),
-    ("rsna_detector.mrcnn.training.SliceRois", lambda: np.arange(2 * 5 * 4, dtype=np.float32).reshape(2, 5, 4)),
-    ("rsna_detector.mrcnn.training.AnchorsLayer", lambda: np.zeros((1, 8, 8, 3), np.float32)),
-    ("rsna_detector.mrcnn.training.FiniteBoxes", lambda: np.array([[[np.nan, 0, 1, 1], [0, 0, 1, 1]]], np.float32)),
+    ("rsna_detector.mrcnn.layers.training_graph.NormBoxesLayer", lambda: np.array([[[0, 0, 32, 16], [0, 0, 0, 0]]], np.float32)),
+    ("rsna_detector.mrcnn.layers.training_graph.SliceRois", lambda: np.arange(2 * 5 * 4, dtype=np.float32).reshape(2, 5, 4)),
+    ("rsna_detector.mrcnn.layers.training_graph.AnchorsLayer", lambda: np.zeros((1, 8, 8, 3), np.float32)),
+    ("rsna_detector.mrcnn.layers.training_graph.FiniteBoxes", lambda: np.array([[[np.nan, 0, 1, 1], [0, 0, 1, 1]]], np.float32)),
 ])
 def test_a_rebuilt_layer_computes_what_the_original_does(path, inputs):
     cls = _class(path)

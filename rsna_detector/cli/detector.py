@@ -49,7 +49,7 @@ def _cmd_train(args):
     from ..detector.config import config_for_preset
     from ..detector.loading import inference_config
     from ..detector.schedule import train
-    from ..mrcnn.training import training_strategy
+    from ..mrcnn.layers.training_graph import training_strategy
 
     config = config_for_preset(args.preset)
     training_strategy(config)  # with TF_CONFIG, the multi-worker strategy must exist before any TF operation

@@ -4,7 +4,7 @@ One module per job, in the order a run uses them:
 
 * :mod:`.config`: ``DetectorConfig`` (the report's settings) and ``CPUDemoConfig``;
 * :mod:`.dataset`: ``DetectorDataset``, RSNA patients as an engine ``Dataset`` (boxes as masks);
-* :mod:`.augment` / :mod:`.augmenters`: the training augmentation (imgaug), and a fast
+* :mod:`.augment` / :mod:`.piecewise_affine`: the training augmentation (imgaug), and a fast
   ``PiecewiseAffine`` equal to imgaug's;
 * :mod:`.schedule`: ``train``, the staged fine-tuning schedule from COCO weights;
 * :mod:`.validation`: ``ValidationCallback``, metrics while training; the best checkpoint and

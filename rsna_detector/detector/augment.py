@@ -64,7 +64,7 @@ def rsna_notebook_augmentation():
     imgaug.augmenters.Sequential
     """
     iaa = _iaa()
-    from . import augmenters  # imgaug's PiecewiseAffine, same draws and results, ~20x faster
+    from . import piecewise_affine  # imgaug's PiecewiseAffine, same draws and results, ~20x faster
 
     geometric = iaa.OneOf(
         [
@@ -74,7 +74,7 @@ def rsna_notebook_augmentation():
                 rotate=(-2, 2),
                 shear=(-1, 1),
             ),
-            augmenters.PiecewiseAffine(scale=(0.001, 0.025)),
+            piecewise_affine.PiecewiseAffine(scale=(0.001, 0.025)),
         ]
     )
     intensity = iaa.OneOf([iaa.Multiply((0.9, 1.1)), iaa.LinearContrast((0.9, 1.1))])
@@ -130,7 +130,7 @@ def show_augmented_samples(dataset, config, image_ids, augmentation, n_variants=
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from ..mrcnn.data import load_image_gt
+    from ..mrcnn.input.ground_truth import load_image_gt
 
     augmentation = get_augmentation(augmentation)
     imgaug.seed(seed)

@@ -7,7 +7,7 @@ box IoU with a not-yet-matched ground-truth box is strictly greater than ``t``
 the matcher's order decides, in practice the later box). ``TP/(TP + FP + FN)``
 is the image's precision at ``t``. The image scores the mean over thresholds,
 the data set the mean over images. Class ids are ignored (one class). The
-matching is the engine's one matcher, ``mrcnn.matching.greedy_match`` with
+matching is the engine's one matcher, ``mrcnn.eval.matching.greedy_match`` with
 ``strict=True``; two zero-area boxes have IoU 0 here (not NaN).
 
 Boxes are engine boxes ``(y1, x1, y2, x2)`` in pixels, in any frame shared by
@@ -69,7 +69,7 @@ def box_overlaps(pred_boxes, gt_boxes):
 
 def match_columns(ious, threshold, strict, gt_class_ids=None, pred_class_ids=None):
     """Column matched to each row of ``ious`` (predictions in matching order), -1 for none: int64 [P]."""
-    from ..mrcnn.matching import greedy_match
+    from ..mrcnn.eval.matching import greedy_match
 
     pred_match = greedy_match(ious, threshold, strict=strict, gt_class_ids=gt_class_ids,
                               pred_class_ids=pred_class_ids)[1]

@@ -127,7 +127,7 @@ def _assignment(records, folds, seed, model_dir):
 
 
 def _has_checkpoint(folder, config):
-    from ..mrcnn.checkpoints import find_last_checkpoint
+    from ..mrcnn.train.checkpoints import find_last_checkpoint
 
     try:
         find_last_checkpoint(str(folder), str(config.NAME).lower())
@@ -138,7 +138,7 @@ def _has_checkpoint(folder, config):
 
 def _fold_checkpoint(folder, config):
     """The checkpoint of a fold: in its newest run, the validated best (``loading.resolve_checkpoint``)."""
-    from ..mrcnn.checkpoints import find_last_checkpoint
+    from ..mrcnn.train.checkpoints import find_last_checkpoint
     from .loading import resolve_checkpoint
 
     try:

@@ -210,7 +210,7 @@ def boxes_from_scaled_view(boxes, image_shape, scaled_shape):
 
 def _scaled_view(image, scaled, canvas):
     """uint8 canvas [h', w', C] with ``image`` resized to ``scaled`` at its top-left corner."""
-    from ..mrcnn.molding import resize
+    from ..mrcnn.ops.molding import resize
 
     image = np.asarray(image)
     if image.ndim == 2:
@@ -245,8 +245,8 @@ def detect_scaled(model, images, factor):
         ``[N, (y1, x1, y2, x2)]`` in the image's own pixels, ``scores`` float32 ``[N]``,
         ``class_ids`` int32 ``[N]``.
     """
-    from ..mrcnn.image_meta import compose_image_meta
-    from ..mrcnn.molding import mold_image
+    from ..mrcnn.ops.image_meta import compose_image_meta
+    from ..mrcnn.ops.molding import mold_image
 
     config = model.config
     out = [None] * len(images)

@@ -124,7 +124,7 @@ def collect_detections(model, dataset, image_ids, config=None, verbose=False, po
     """
     from tqdm.auto import tqdm
 
-    from ..mrcnn.data import load_image_gt
+    from ..mrcnn.input.ground_truth import load_image_gt
     from .postprocess import detect
 
     config = _full_mask_config(config or model.config)

@@ -27,7 +27,7 @@ def fuse_flip_detections(boxes_a, scores_a, boxes_b, scores_b, iou_threshold=0.5
     -------
     boxes : float32 [M, 4], scores : float32 [M], sorted by descending score.
     """
-    from ..mrcnn.matching import greedy_match
+    from ..mrcnn.eval.matching import greedy_match
     from .competition import box_overlaps
 
     boxes_a, boxes_b = np.asarray(boxes_a, np.float32).reshape(-1, 4), np.asarray(boxes_b, np.float32).reshape(-1, 4)

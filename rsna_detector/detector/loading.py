@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..mrcnn.checkpoints import CheckpointNotFoundError, checkpoint_files
+from ..mrcnn.train.checkpoints import CheckpointNotFoundError, checkpoint_files
 from .postprocess import PostProcessing, PostProcessingError, load_postprocessing
 
 __all__ = ["inference_config", "resolve_checkpoint", "resolve_postprocessing", "load_detector",

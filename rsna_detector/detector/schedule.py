@@ -129,7 +129,7 @@ def _load_imagenet_weights(model, path):
     expected (logged at info level); only other layers it lacks (a ResNet-101's
     res4g..res4w, another backbone's layers) are warned about.
     """
-    from ..mrcnn.weights import WeightsLoadWarning
+    from ..mrcnn.train.hdf5_weights import WeightsLoadWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", WeightsLoadWarning)
@@ -275,7 +275,7 @@ def _write_run_record(model, config, schedule, weights, resume):
     ``run.json.unreadable``. In a multi-worker run only the chief writes it.
     """
     from .._io import write_json
-    from ..mrcnn.training import is_chief
+    from ..mrcnn.layers.training_graph import is_chief
 
     if not getattr(model, "log_dir", None) or \
             not is_chief(getattr(getattr(model, "keras_model", None), "distribute_strategy", None)):

@@ -3,7 +3,7 @@
 Both detectors (Mask R-CNN: ``evaluate.evaluate_detector``; the RetinaNet baseline:
 ``retinanet.evaluate_retinanet``) report the one dictionary of :func:`detection_metrics`,
 computed from ``eval_records.EvalRecord`` lists. Every pairing of detections with ground
-truth goes through the engine's one matcher, ``mrcnn.matching.greedy_match`` (the one behind
+truth goes through the engine's one matcher, ``mrcnn.eval.matching.greedy_match`` (the one behind
 ``utils.compute_matches``), by way of ``competition.match_columns``.
 
 Box or mask IoU

@@ -247,7 +247,7 @@ class ValidationCallback(keras.callbacks.Callback):
         return number % self.every == 0 or number == last
 
     def _is_chief(self):
-        from ..mrcnn.training import is_chief
+        from ..mrcnn.layers.training_graph import is_chief
 
         return is_chief(getattr(self.mrcnn_model.keras_model, "distribute_strategy", None))
 
@@ -275,7 +275,7 @@ class ValidationCallback(keras.callbacks.Callback):
         if not math.isfinite(value) or (self.best is not None and not value > float(self.best["value"])):
             return
         from .._io import write_json
-        from ..mrcnn.checkpoints import checkpoint_file
+        from ..mrcnn.train.checkpoints import checkpoint_file
         from .postprocess import POSTPROCESSING_FILE, PostProcessing
         from .schedule import read_run_record
 

@@ -18,7 +18,7 @@ matterport does not have:
 * ``MIXED_PRECISION`` (bool): mixed float16 compute on a GPU.
 * ``DATA_LOADER_WORKERS`` (int >= 0): worker threads of the training input pipeline.
 * ``DATA_LOADER_PROCESSES`` (int >= 0): worker processes instead (0: threads); they scale with the
-  cores, threads do not (``mrcnn.parallel``).
+  cores, threads do not (``mrcnn.input.workers``).
 * ``EXTRA_SETTINGS`` (tuple of names): genuine extra UPPER_CASE settings a subclass
   declares. Any other unknown UPPER_CASE name (a typo, or a setting of another
   matterport version such as 2.0's ``IMAGE_PADDING``) gets a :class:`ConfigWarning`
@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RsnaDetectorError, RsnaDetectorWarning
-from .image_meta import image_meta_size
+from .ops.image_meta import image_meta_size
 
 __all__ = ["Config", "ConfigError", "ConfigWarning", "BACKBONE_NAMES", "RESIZE_MODES", "LOSS_NAMES",
            "MATTERPORT_DIFFERENCE_SWITCHES"]

@@ -11,7 +11,7 @@ Use it as matterport's module::
 
 :class:`MaskRCNN` holds matterport's methods; the work is done elsewhere: the
 inference graph and the detect machinery in ``inference``, the training graph in
-``training.build_training_model``, the training loop in ``trainer.train``, run
+``training_graph.build_training_model``, the training loop in ``loop.train``, run
 folders and checkpoint finding in ``checkpoints``, weights files in ``weights``.
 The rest of this module re-exports matterport's module-level names (graph
 functions, layers, losses, ``load_image_gt``, ``data_generator``, ...) that
@@ -30,9 +30,20 @@ import numpy as np
 # Besides what MaskRCNN uses, these imports re-export matterport's module-level names for notebooks
 # (``modellib.resnet_graph``, ...; the second part of __all__). Where the engine's function takes
 # other arguments, ``compat`` gives matterport's signature.
-from .anchors import compute_backbone_shapes, pyramid_anchors
-from .backbone import BatchNorm, conv_block, identity_block, resnet_graph
-from .box_ops import (
+from .inference.detect import (
+    ModelError,
+    build_inference_model,
+    check_molded_shape,
+    make_detect_function,
+    mold_one,
+    unmold_detections,
+)
+from .input.generator import data_generator
+from .input.ground_truth import load_image_gt
+from .input.head_targets import build_detection_targets, generate_random_rois
+from .input.rpn_targets import build_rpn_targets
+from .layers.backbone import BatchNorm, conv_block, identity_block, resnet_graph
+from .layers.box_ops import (
     apply_box_deltas_graph,
     batch_pack_graph,
     clip_boxes_graph,
@@ -41,8 +52,25 @@ from .box_ops import (
     overlaps_graph,
     trim_zeros_graph,
 )
-from .boxes import norm_boxes
-from .checkpoints import (
+from .layers.compat import find_ancestor, log2_graph, smooth_l1_loss
+from .layers.detection import DetectionLayer, refine_detections_graph
+from .layers.detection_targets import DetectionTargetLayer, detection_targets_graph
+from .layers.heads import build_fpn_mask_graph, fpn_classifier_graph
+from .layers.losses import (
+    mrcnn_bbox_loss_graph,
+    mrcnn_class_loss_graph,
+    mrcnn_mask_loss_graph,
+    rpn_bbox_loss_graph,
+    rpn_class_loss_graph,
+)
+from .layers.proposals import ProposalLayer
+from .layers.roi_align import PyramidROIAlign
+from .layers.rpn import build_rpn_model, rpn_graph
+from .ops.anchors import compute_backbone_shapes, pyramid_anchors
+from .ops.boxes import norm_boxes
+from .ops.image_meta import compose_image_meta, parse_image_meta, parse_image_meta_graph
+from .ops.molding import mold_image, unmold_image
+from .train.checkpoints import (
     CHECKPOINT_PATTERN,
     UnreadableCheckpointWarning,
     checkpoint_path_in,
@@ -50,34 +78,7 @@ from .checkpoints import (
     find_last_checkpoint,
     run_of_checkpoint,
 )
-from .compat import find_ancestor, log2_graph, smooth_l1_loss
-from .data import load_image_gt
-from .detection import DetectionLayer, refine_detections_graph
-from .generator import data_generator
-from .head_targets import build_detection_targets, generate_random_rois
-from .heads import build_fpn_mask_graph, fpn_classifier_graph
-from .image_meta import compose_image_meta, parse_image_meta, parse_image_meta_graph
-from .inference import (
-    ModelError,
-    build_inference_model,
-    check_molded_shape,
-    make_detect_function,
-    mold_one,
-    unmold_detections,
-)
-from .losses import (
-    mrcnn_bbox_loss_graph,
-    mrcnn_class_loss_graph,
-    mrcnn_mask_loss_graph,
-    rpn_bbox_loss_graph,
-    rpn_class_loss_graph,
-)
-from .molding import mold_image, unmold_image
-from .proposals import ProposalLayer
-from .roi_align import PyramidROIAlign
-from .rpn import build_rpn_model, rpn_graph
-from .targets import DetectionTargetLayer, build_rpn_targets, detection_targets_graph
-from .weights import load_hdf5_weights, save_hdf5_weights
+from .train.hdf5_weights import load_hdf5_weights, save_hdf5_weights
 
 __all__ = [
     "MaskRCNN",
@@ -164,9 +165,9 @@ class MaskRCNN:
     # building
     # ------------------------------------------------------------------
     def build(self, mode, config):
-        """The Keras model of ``mode`` (training graph from ``training.build_training_model``)."""
+        """The Keras model of ``mode`` (training graph from ``training_graph.build_training_model``)."""
         if mode == "training":
-            from .training import build_training_model
+            from .layers.training_graph import build_training_model
 
             return build_training_model(config)
         return build_inference_model(config)
@@ -233,12 +234,12 @@ class MaskRCNN:
 
         Returns ``(boxes, class_ids, scores, masks)``: int32 ``[N, (y1, x1, y2, x2)]``
         original-image pixels, int32 ``[N]``, ``[N]``, bool ``[H, W, N]`` (float64 when N is 0,
-        as matterport's); see ``inference.unmold_detections`` for the parameters and the details.
+        as matterport's); see ``detect.unmold_detections`` for the parameters and the details.
         """
         return unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape, window)
 
     def _detect_function(self, image_shape):
-        """The compiled detect graph for one molded shape (``inference.make_detect_function``), made once.
+        """The compiled detect graph for one molded shape (``detect.make_detect_function``), made once.
 
         ``(images, metas) -> (detections, masks)``, ``masks`` the ``[B, D, 28, 28]``
         probabilities of each detection's class.
@@ -532,10 +533,10 @@ class MaskRCNN:
     # ------------------------------------------------------------------
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
               custom_callbacks=None, no_augmentation_sources=None, **options):
-        """Train up to epoch ``epochs`` (see ``trainer.train``).
+        """Train up to epoch ``epochs`` (see ``loop.train``).
 
         ``layers`` is 'heads', '3+', '4+', '5+', 'all' or a regex; ``options`` (e.g.
-        ``verbose``) go to ``trainer.train``. Returns what it returns.
+        ``verbose``) go to ``loop.train``. Returns what it returns.
         """
         if self.mode != "training":
             raise ModelError("train: create the model with mode='training'")
@@ -546,7 +547,7 @@ class MaskRCNN:
                 "train() does not make; call compile(learning_rate, momentum) and then keras_model.fit("
                 "data_generator(dataset, config, random_rois=config.POST_NMS_ROIS_TRAINING, "
                 "batch_size=config.BATCH_SIZE), steps_per_epoch=...)")
-        from .trainer import train
+        from .train.loop import train
 
         return train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
                      augmentation=augmentation, custom_callbacks=custom_callbacks,
@@ -562,7 +563,7 @@ class MaskRCNN:
         """
         if self.mode != "training":
             raise ModelError("compile: create the model with mode='training'")
-        from .trainer import compile_training_model
+        from .train.loop import compile_training_model
 
         config = copy.copy(self.config)
         config.LEARNING_MOMENTUM = momentum
@@ -584,9 +585,9 @@ class MaskRCNN:
         ``layer_regex`` is a preset ('heads', '3+', '4+', '5+', 'all') or a regular
         expression; batch normalisation stays frozen unless ``config.TRAIN_BN``.
         ``indent`` is accepted for compatibility and ignored. Returns the names of the
-        trainable layers (see ``trainer.set_trainable``).
+        trainable layers (see ``loop.set_trainable``).
         """
-        from .trainer import set_trainable
+        from .train.loop import set_trainable
 
         return set_trainable(keras_model or self.keras_model, layer_regex, train_bn=self.config.TRAIN_BN,
                              verbose=verbose)

@@ -25,9 +25,17 @@ edge cases), which the differential tests against matterport's own code hold.
 """
 from __future__ import annotations
 
-from .anchors import compute_backbone_shapes, generate_anchors, generate_pyramid_anchors
-from .base_dataset import Dataset, DatasetAssertionError, DatasetError, DatasetKeyError
-from .boxes import (
+from .eval.metrics import (
+    NoGroundTruthError,
+    compute_ap,
+    compute_ap_boxes,
+    compute_ap_range,
+    compute_matches,
+    compute_recall,
+)
+from .input.base_dataset import Dataset, DatasetAssertionError, DatasetError, DatasetKeyError
+from .ops.anchors import compute_backbone_shapes, generate_anchors, generate_pyramid_anchors
+from .ops.boxes import (
     apply_box_deltas,
     box_refinement,
     compute_iou,
@@ -39,10 +47,9 @@ from .boxes import (
     norm_boxes,
     trim_zeros,
 )
-from .image_meta import compose_image_meta, parse_image_meta
-from .masks import expand_mask, minimize_mask, mold_mask, resize_mask, unmold_mask
-from .metrics import NoGroundTruthError, compute_ap, compute_ap_boxes, compute_ap_range, compute_matches, compute_recall
-from .molding import mold_image, resize, resize_image, unmold_image
+from .ops.image_meta import compose_image_meta, parse_image_meta
+from .ops.masks import expand_mask, minimize_mask, mold_mask, resize_mask, unmold_mask
+from .ops.molding import mold_image, resize, resize_image, unmold_image
 
 __all__ = [
     # dataset
@@ -79,7 +86,7 @@ def box_refinement_graph(box, gt_box):
     -------
     Tensor, float32, [N, (dy, dx, log(dh), log(dw))]
     """
-    from .box_ops import box_refinement_graph as graph_function
+    from .layers.box_ops import box_refinement_graph as graph_function
 
     return graph_function(box, gt_box)
 
@@ -89,7 +96,7 @@ def batch_slice(inputs, graph_fn, batch_size, names=None):
 
     matterport's helper, here ``box_ops.batch_slice`` (see there for the shapes).
     """
-    from .box_ops import batch_slice as slice_function
+    from .layers.box_ops import batch_slice as slice_function
 
     return slice_function(inputs, graph_fn, batch_size, names=names)
 

@@ -25,9 +25,9 @@ import numpy as np
 
 from ..data.images import grey_to_rgb
 from ..errors import InvalidArgumentError
-from .boxes import as_boxes
-from .masks import unmold_mask
-from .metrics import compute_matches
+from .eval.metrics import compute_matches
+from .ops.boxes import as_boxes
+from .ops.masks import unmold_mask
 from .tables import Markup, display_table, display_weight_stats, table_html, weight_stats
 
 __all__ = [

@@ -12,7 +12,7 @@ from pathlib import Path
 from rsna_detector import cli
 from rsna_detector.cli import detector as detector_cli
 from rsna_detector.detector.submission import ImagePrediction
-from rsna_detector.mrcnn import trainer
+from rsna_detector.mrcnn.train import loop
 from tests.detector.test_reliability_submission import _sample
 
 
@@ -53,7 +53,7 @@ def test_cli_demo_console_is_short_and_ends_with_the_results(tmp_path):
 
 def test_the_cli_reports_a_full_disk_in_one_line(tmp_path, monkeypatch, capsys):
     def full_disk(*args, **kwargs):
-        raise trainer.CheckpointWriteError(errno.ENOSPC, "No space left on device", str(tmp_path / "ckpt.h5"),
+        raise loop.CheckpointWriteError(errno.ENOSPC, "No space left on device", str(tmp_path / "ckpt.h5"),
                                            detail="12.0 MB free on /x")
 
     monkeypatch.setattr(importlib.import_module("rsna_detector.detector.schedule"), "train", full_disk)

@@ -1,12 +1,12 @@
-"""rsna_detector.detector.augmenters.PiecewiseAffine gives imgaug's PiecewiseAffine results (same draws, same warp up to
+"""rsna_detector.detector.piecewise_affine.PiecewiseAffine gives imgaug's PiecewiseAffine results (same draws, same warp up to
 rounding ties), and moves masks with the image in the training pipeline."""
 import numpy as np
 import pytest
 
 iaa = pytest.importorskip("imgaug.augmenters")
 
-from rsna_detector.detector.augmenters import PiecewiseAffine as FastPiecewiseAffine  # noqa: E402
-from rsna_detector.detector.augmenters import piecewise_affine_coordinates  # noqa: E402
+from rsna_detector.detector.piecewise_affine import PiecewiseAffine as FastPiecewiseAffine  # noqa: E402
+from rsna_detector.detector.piecewise_affine import piecewise_affine_coordinates  # noqa: E402
 
 RNG = np.random.default_rng(0)
 GREY = (RNG.random((96, 96)) * 255).astype(np.uint8)
@@ -73,7 +73,7 @@ def test_the_notebook_preset_uses_it():
 
 
 def test_masks_move_with_the_image_in_the_training_pipeline():
-    from rsna_detector.mrcnn.data import augment_image_and_masks
+    from rsna_detector.mrcnn.input.ground_truth import augment_image_and_masks
 
     image = np.zeros((96, 96, 3), np.uint8)
     image[20:60, 30:80] = 200

@@ -12,7 +12,7 @@ import pytest
 
 from rsna_detector.detector.schedule import Stage, train
 from rsna_detector.mrcnn import model as modellib
-from rsna_detector.mrcnn import trainer
+from rsna_detector.mrcnn.train import loop
 from tests.helpers import BlobDataset, tiny_config
 
 
@@ -159,8 +159,8 @@ def test_disk_full_while_saving_is_a_named_error_and_keeps_earlier_checkpoints(t
     model.load_weights(model.find_last(), by_name=True)
     kept = _snapshot(folder)
     monkeypatch.setattr(h5py, "File", _FullDisk)
-    saver = trainer.CheckpointSaver(model)  # the callback train() runs at the end of epoch 2
-    with pytest.raises(trainer.CheckpointWriteError) as caught:
+    saver = loop.CheckpointSaver(model)  # the callback train() runs at the end of epoch 2
+    with pytest.raises(loop.CheckpointWriteError) as caught:
         saver.on_epoch_end(1)
     message = str(caught.value)
     target = folder / "mask_rcnn_blobs_0002.h5"
@@ -175,13 +175,13 @@ def test_disk_full_while_saving_is_a_named_error_and_keeps_earlier_checkpoints(t
 
 # --------------------------------------------------------------------------- item 9: divergence
 def test_the_divergence_stop_compares_with_the_first_loss():
-    stop = trainer.LossDivergenceStop(factor=1e4)
+    stop = loop.LossDivergenceStop(factor=1e4)
     stop.on_epoch_begin(0)
     stop.on_train_batch_begin(0)
     stop.on_train_batch_end(0, {"loss": 2.5})
     stop.on_epoch_begin(1)
     stop.on_train_batch_end(0, {"loss": 2.4e4})  # below 1e4 x 2.5: trains on
-    with pytest.raises(trainer.LossDivergenceError) as caught:
+    with pytest.raises(loop.LossDivergenceError) as caught:
         stop.on_train_batch_end(1, {"loss": 1e34})
     assert str(caught.value) == ("training stopped at epoch 2, step 2: loss 1e+34 grew beyond 10000 x its first "
                                  "value 2.5 (the divergence factor); lower the learning rate")
@@ -189,11 +189,11 @@ def test_the_divergence_stop_compares_with_the_first_loss():
 
 
 def test_the_divergence_stop_can_be_turned_off():
-    assert trainer.divergence_callbacks(None) == []
-    (stop,) = trainer.divergence_callbacks(50.0)
+    assert loop.divergence_callbacks(None) == []
+    (stop,) = loop.divergence_callbacks(50.0)
     assert stop.factor == 50.0
     with pytest.raises(ValueError, match="divergence_factor: expected a number > 1"):
-        trainer.divergence_callbacks(0.5)
+        loop.divergence_callbacks(0.5)
 
 
 def test_a_learning_rate_that_diverges_without_reaching_inf_stops_before_any_checkpoint(tmp_path):
@@ -201,6 +201,6 @@ def test_a_learning_rate_that_diverges_without_reaching_inf_stops_before_any_che
     wrote three checkpoints before the divergence stop."""
     config = tiny_config(STEPS_PER_EPOCH=4, VALIDATION_STEPS=0)
     model = modellib.MaskRCNN("training", config, str(tmp_path))
-    with pytest.raises(trainer.LossDivergenceError, match=r"epoch 1, step \d: loss .* grew beyond 10000 x"):
-        trainer.train(model, BlobDataset(2, 1), None, 100.0, 3, "all", verbose=0)
+    with pytest.raises(loop.LossDivergenceError, match=r"epoch 1, step \d: loss .* grew beyond 10000 x"):
+        loop.train(model, BlobDataset(2, 1), None, 100.0, 3, "all", verbose=0)
     assert model.epoch == 0 and not list(Path(model.log_dir).glob("*.h5"))

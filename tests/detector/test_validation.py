@@ -26,7 +26,7 @@ EPOCHS = 4
 
 
 def _config(**settings):
-    # as tests/mrcnn/test_training.py's learning test: batch statistics in BN, empty images trained on
+    # as tests/mrcnn/train/test_training.py's learning test: batch statistics in BN, empty images trained on
     values = dict(STEPS_PER_EPOCH=15, VALIDATION_STEPS=0, TRAIN_BN=True, TRAIN_ON_EMPTY_IMAGES=True)
     values.update(settings)
     return tiny_config(**values)

@@ -314,7 +314,7 @@ def test_resnet_blocks_have_matterports_defaults_and_names():
     image = keras.Input((64, 64, 3))
     c1, c2, c3, c4, c5 = modellib.resnet_graph(image, "resnet50")
     assert c5 is None  # matterport's default stage5=False
-    from rsna_detector.mrcnn import backbone
+    from rsna_detector.mrcnn.layers import backbone
 
     assert modellib.resnet_graph is backbone.resnet_graph  # one implementation, matterport's signature
     defaults = {name: p.default for name, p in inspect.signature(modellib.resnet_graph).parameters.items()}

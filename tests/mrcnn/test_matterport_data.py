@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 import rsna_detector.mrcnn.model as modellib
-from rsna_detector.mrcnn import data, head_targets, input_pipeline, targets, utils
-from rsna_detector.mrcnn import generator as generator_module
-from rsna_detector.mrcnn.anchors import pyramid_anchors
+from rsna_detector.mrcnn import utils
 from rsna_detector.mrcnn.config import Config
+from rsna_detector.mrcnn.input import generator as generator_module
+from rsna_detector.mrcnn.input import ground_truth, head_targets, pipeline, rpn_targets
+from rsna_detector.mrcnn.ops.anchors import pyramid_anchors
 from tests import matterport_oracle as oracle
 
 
@@ -173,14 +174,14 @@ def test_build_rpn_targets(mpm, case):
 def test_build_rpn_targets_without_ground_truth():
     # Extension: matterport cannot take an image without boxes (its generator skips them)
     config, _ = configs(RPN_TRAIN_ANCHORS_PER_IMAGE=32)
-    match, deltas = targets.build_rpn_targets((128, 128, 3), _anchors(config), np.zeros(0, np.int32),
+    match, deltas = rpn_targets.build_rpn_targets((128, 128, 3), _anchors(config), np.zeros(0, np.int32),
                                               np.zeros((0, 4), np.int32), config)
     assert np.sum(match == -1) == 32 and np.sum(match == 1) == 0 and not deltas.any()
 
 
 # --------------------------------------------------------------------------- load_image_gt
 def test_load_image_gt_signature(mpm):
-    ours = inspect.signature(data.load_image_gt).parameters
+    ours = inspect.signature(ground_truth.load_image_gt).parameters
     theirs = inspect.signature(mpm.load_image_gt).parameters
     assert list(ours)[:len(theirs)] == list(theirs)
     for name, parameter in theirs.items():
@@ -192,13 +193,13 @@ def test_mask_augmenters_are_matterports(mpm):
     source = inspect.getsource(mpm.load_image_gt)
     assignments = [node for node in ast.walk(ast.parse(inspect.cleandoc("\n" + source)))
                    if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "MASK_AUGMENTERS"]
-    assert data.MASK_AUGMENTERS == frozenset(ast.literal_eval(assignments[0].value))
+    assert ground_truth.MASK_AUGMENTERS == frozenset(ast.literal_eval(assignments[0].value))
 
 
 def _compare_load_image_gt(mpm, datasets, config, mp_config, image_id, seed=0, augmentation_seed=None, **kwargs):
     ours_ds, theirs_ds = datasets
     results = []
-    for function, dataset, cfg in ((mpm.load_image_gt, theirs_ds, mp_config), (data.load_image_gt, ours_ds, config)):
+    for function, dataset, cfg in ((mpm.load_image_gt, theirs_ds, mp_config), (ground_truth.load_image_gt, ours_ds, config)):
         random.seed(seed)  # 'crop' and augment=True draw from Python's random in both
         extra = {} if augmentation_seed is None else {"augmentation": make_augmentation(augmentation_seed)}
         results.append(function(dataset, cfg, image_id, **kwargs, **extra))
@@ -225,7 +226,7 @@ def test_load_image_gt_positional_augment_and_flip(mpm, datasets):
         random.seed(seed)
         theirs = mpm.load_image_gt(theirs_ds, mp_config, 0, True)  # the 4th positional argument is augment
         random.seed(seed)
-        ours = data.load_image_gt(ours_ds, config, 0, True)
+        ours = ground_truth.load_image_gt(ours_ds, config, 0, True)
         for a, b in zip(ours, theirs):
             same(a, b)
         flipped.add(tuple(ours[3][0]))
@@ -255,7 +256,7 @@ def test_mask_augmenters_apply_as_in_matterport(mpm, datasets, augmenter):
     theirs.seed_(5)
     for image_id in (0, 2, 4):
         expected = mpm.load_image_gt(theirs_ds, mp_config, image_id, augmentation=theirs)
-        got = data.load_image_gt(ours_ds, config, image_id, augmentation=mine)
+        got = ground_truth.load_image_gt(ours_ds, config, image_id, augmentation=mine)
         for a, b in zip(got, expected):
             same(a, b)
 
@@ -265,7 +266,7 @@ def test_load_image_gt_of_the_default_load_mask(mpm, mpu):
     # as the image's (everything else is the same)
     config, mp_config = configs()
     results = []
-    for base, function, cfg in ((utils.Dataset, data.load_image_gt, config), (mpu.Dataset, mpm.load_image_gt, mp_config)):
+    for base, function, cfg in ((utils.Dataset, ground_truth.load_image_gt, config), (mpu.Dataset, mpm.load_image_gt, mp_config)):
         dataset = type("Plain", (base,), {"load_image": lambda self, i: np.full((100, 80, 3), 9, np.uint8)})()
         dataset.add_class("s", 1, "a")
         dataset.add_image("s", 0, None)
@@ -306,7 +307,7 @@ def test_build_detection_targets(mpm, datasets, use_mini_mask, count):
     config, mp_config = configs(USE_MINI_MASK=use_mini_mask)
     ours_ds, _ = datasets
     for image_id in (0, 2, 4):
-        image, _, class_ids, boxes, masks = data.load_image_gt(ours_ds, config, image_id, use_mini_mask=use_mini_mask)
+        image, _, class_ids, boxes, masks = ground_truth.load_image_gt(ours_ds, config, image_id, use_mini_mask=use_mini_mask)
         for seed in range(3):
             np.random.seed(seed)
             rois = mpm.generate_random_rois(image.shape, count, class_ids, boxes)
@@ -383,7 +384,7 @@ def test_data_generator_trains_on_empty_images_when_asked():
 # --------------------------------------------------------------------------- the tf.data pipeline
 def _batches_of(config, scenes=SCENES, seed=None, count=6, batch_size=2):
     dataset = type("OurShapes", (_Shapes, utils.Dataset), {})().fill(scenes)
-    batches = input_pipeline.TrainingBatches(dataset, config, seed=seed, batch_size=batch_size)
+    batches = pipeline.TrainingBatches(dataset, config, seed=seed, batch_size=batch_size)
     return [batches.batch(i) for i in range(count)]
 
 
@@ -402,10 +403,10 @@ def test_training_batches_rpn_targets_see_every_box_before_the_instance_cap():
     config, _ = configs(TRAIN_ON_EMPTY_IMAGES=True, IMAGE_RESIZE_MODE="none", IMAGE_MAX_DIM=128)
     dataset = type("OurShapes", (_Shapes, utils.Dataset), {})().fill([((128, 128), [
         (5, 5, 30, 40, 2), (50, 10, 110, 80, 1), (60, 90, 100, 125, 1), (0, 100, 12, 112, 2)])])
-    batches = input_pipeline.TrainingBatches(dataset, config, seed=0, batch_size=1)
+    batches = pipeline.TrainingBatches(dataset, config, seed=0, batch_size=1)
     rpn_match, boxes = batches.batch(0)[2][0, :, 0], batches.batch(0)[5][0]
     assert np.count_nonzero(np.any(boxes, axis=1)) == 3
-    full_gt = data.load_image_gt(dataset, config, 0)[3]
+    full_gt = ground_truth.load_image_gt(dataset, config, 0)[3]
     positives = batches.anchors[rpn_match == 1]
     best = utils.compute_overlaps(positives, full_gt).argmax(axis=1)
     assert set(best.tolist()) == {0, 1, 2, 3}
@@ -414,8 +415,8 @@ def test_training_batches_rpn_targets_see_every_box_before_the_instance_cap():
 def test_tf_data_pipeline_skips_images_without_objects():
     config, _ = configs()
     dataset = type("OurShapes", (_Shapes, utils.Dataset), {})().fill()
-    batches = input_pipeline.TrainingBatches(dataset, config, seed=5, batch_size=2)
-    for element, index in zip(input_pipeline.make_input_dataset(batches, workers=2).take(4), range(4)):
+    batches = pipeline.TrainingBatches(dataset, config, seed=5, batch_size=2)
+    for element, index in zip(pipeline.make_input_dataset(batches, workers=2).take(4), range(4)):
         class_ids = element[0][4].numpy()
         assert np.all(np.any(class_ids > 0, axis=1))
         np.testing.assert_array_equal(class_ids, batches.batch(index)[4])
@@ -424,10 +425,10 @@ def test_tf_data_pipeline_skips_images_without_objects():
 def test_training_batches_refuse_a_dataset_without_objects():
     config, _ = configs()
     empty = [((64, 64), []), ((70, 70), [])]
-    with pytest.raises(data.DataPipelineError, match="TRAIN_ON_EMPTY_IMAGES"):
+    with pytest.raises(ground_truth.DataPipelineError, match="TRAIN_ON_EMPTY_IMAGES"):
         _batches_of(config, empty, seed=0, count=1)
     dataset = type("OurShapes", (_Shapes, utils.Dataset), {})().fill(empty)
-    with pytest.raises(data.DataPipelineError, match="TRAIN_ON_EMPTY_IMAGES"):
+    with pytest.raises(ground_truth.DataPipelineError, match="TRAIN_ON_EMPTY_IMAGES"):
         next(modellib.data_generator(dataset, config))
 
 
@@ -515,8 +516,8 @@ def test_unmold_detections(mpm):
 def test_modellib_exports_the_numpy_names_notebooks_use():
     for name, home in (("compute_backbone_shapes", utils), ("unmold_image", utils), ("mold_image", utils),
                        ("compose_image_meta", utils), ("parse_image_meta", utils),
-                       ("build_rpn_targets", targets), ("build_detection_targets", head_targets),
+                       ("build_rpn_targets", rpn_targets), ("build_detection_targets", head_targets),
                        ("generate_random_rois", head_targets), ("data_generator", generator_module),
-                       ("load_image_gt", data)):
+                       ("load_image_gt", ground_truth)):
         assert getattr(modellib, name) is getattr(home, name), name
         assert name in modellib.__all__

@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 
 import rsna_detector.mrcnn.model as modellib
-from rsna_detector.mrcnn import data, utils
+from rsna_detector.mrcnn import utils
 from rsna_detector.mrcnn.config import Config
+from rsna_detector.mrcnn.input import ground_truth
 from tests import matterport_oracle as oracle
 from tests.helpers import tiny_config
 from tests.mrcnn.test_matterport_data import _Shapes, configs, same
@@ -69,7 +70,7 @@ def test_settings_that_turn_a_limit_off_work_as_in_matterport(mpm, mpu, case):
         for a, b in zip(*mold_both(mpm, config, mp_config, [image], seed=image_id)):
             same(a, b)
         random.seed(image_id)
-        ours = data.load_image_gt(ours_ds, config, image_id)
+        ours = ground_truth.load_image_gt(ours_ds, config, image_id)
         random.seed(image_id)
         theirs = mpm.load_image_gt(theirs_ds, mp_config, image_id)
         for a, b in zip(ours, theirs):

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rsna_detector.mrcnn import box_ops, targets
 from rsna_detector.mrcnn.config import Config
-from rsna_detector.mrcnn.detection import DetectionLayer, refine_detections_graph
-from rsna_detector.mrcnn.proposals import ProposalLayer
-from rsna_detector.mrcnn.roi_align import PyramidROIAlign, roi_pyramid_levels
+from rsna_detector.mrcnn.layers import box_ops, detection_targets
+from rsna_detector.mrcnn.layers.detection import DetectionLayer, refine_detections_graph
+from rsna_detector.mrcnn.layers.proposals import ProposalLayer
+from rsna_detector.mrcnn.layers.roi_align import PyramidROIAlign, roi_pyramid_levels
 from tests import matterport_oracle as oracle
 
 
@@ -366,7 +366,7 @@ def _theirs_targets(mp, image, mini, settings):
 def _ours_targets(images, mini, settings, keys_seed=0):
     proposals, class_ids, boxes, full, mini_masks = (np.stack(parts) for parts in zip(*images))
     keys = np.random.default_rng(keys_seed).random(proposals.shape[:2]).astype(np.float32)
-    outputs = targets.detection_targets_graph(
+    outputs = detection_targets.detection_targets_graph(
         tf.constant(proposals), tf.constant(class_ids), tf.constant(boxes),
         tf.constant(mini_masks if mini else full), ours_config(**_target_settings(mini, **settings)),
         random_keys=tf.constant(keys))

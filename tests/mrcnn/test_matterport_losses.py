@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rsna_detector.mrcnn import input_pipeline, losses, training
+from rsna_detector.mrcnn.input import pipeline
+from rsna_detector.mrcnn.layers import losses, training_graph
 from tests import matterport_oracle as oracle
 from tests.helpers import BlobDataset, tiny_config
 
@@ -163,12 +164,12 @@ def test_training_graph_class_loss_wiring(mp, switches):
     config = tiny_config(TRAIN_ROIS_PER_IMAGE=32, ROI_POSITIVE_RATIO=0.33, CLASS_LOSS_SKIPS_PADDING=switches,
                          ACTIVE_CLASS_PER_IMAGE=switches, ROI_FILL_NEGATIVES=switches,
                          TRAIN_ON_EMPTY_IMAGES=True)  # the batch must hold an image without objects
-    model = training.build_training_model(config)
+    model = training_graph.build_training_model(config)
     loss_layer = model.get_layer("mrcnn_class_loss")
     loss_inputs = loss_layer.input
     assert len(loss_inputs) == (4 if switches else 3)
     probe = keras.Model(model.inputs, list(loss_inputs) + [loss_layer.output, model.get_layer("output_rois").output])
-    batch = input_pipeline.TrainingBatches(BlobDataset(1, 1), config, shuffle=False, batch_size=2).batch(0)
+    batch = pipeline.TrainingBatches(BlobDataset(1, 1), config, shuffle=False, batch_size=2).batch(0)
     outputs = probe(list(batch), training=False)
     target, logits, active = (np.asarray(t) for t in outputs[:3])
     got, rois = value(outputs[-2]), np.asarray(outputs[-1])

@@ -8,7 +8,7 @@
   included, so gamma and beta train. ``FREEZE_BN_AFFINE`` freezes them too.
 * Keras 2's ``trainable`` flag never changed how BN normalises: a frozen BN layer
   called in training mode uses the batch's statistics (Keras 3's switches to the
-  moving ones); :class:`~rsna_detector.mrcnn.backbone.BatchNorm` keeps Keras 2's.
+  moving ones); :class:`~rsna_detector.mrcnn.layers.backbone.BatchNorm` keeps Keras 2's.
 * the trainable weights of the presets are those matterport's ``set_trainable``
   selects: its own ``layer_regex`` (read from its ``MaskRCNN.train``) applied to
   our layer names, BN layers included.
@@ -20,8 +20,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rsna_detector.mrcnn import input_pipeline, trainer, training
-from rsna_detector.mrcnn.backbone import BatchNorm
+from rsna_detector.mrcnn.input import pipeline
+from rsna_detector.mrcnn.layers import training_graph
+from rsna_detector.mrcnn.layers.backbone import BatchNorm
+from rsna_detector.mrcnn.train import loop
 from tests import matterport_oracle as oracle
 from tests.helpers import BlobDataset, tiny_config
 
@@ -47,7 +49,7 @@ def test_gradient_clipping_is_keras2_global_norm(momentum):
     # Keras 2 clipnorm (global): every gradient times 1/5 -> (0.6, 0), (0.8,).
     # Per-weight clipping would give (1, 0), (1,): a different step.
     model = _toy_model()
-    trainer.compile_training_model(model, 0.1, tiny_config(GRADIENT_CLIP_NORM=1.0, LEARNING_MOMENTUM=momentum))
+    loop.compile_training_model(model, 0.1, tiny_config(GRADIENT_CLIP_NORM=1.0, LEARNING_MOMENTUM=momentum))
     assert model.optimizer.global_clipnorm == 1.0 and model.optimizer.clipnorm is None
     kernel, bias = model.get_layer("toy").kernel, model.get_layer("toy").bias
     gradients = [tf.constant([[3.0], [0.0]]), tf.constant([4.0])]
@@ -61,7 +63,7 @@ def test_gradient_clipping_is_keras2_global_norm(momentum):
 
 def test_gradients_below_the_clip_norm_are_unchanged():
     model = _toy_model()
-    trainer.compile_training_model(model, 0.1, tiny_config(GRADIENT_CLIP_NORM=5.0, LEARNING_MOMENTUM=0.0))
+    loop.compile_training_model(model, 0.1, tiny_config(GRADIENT_CLIP_NORM=5.0, LEARNING_MOMENTUM=0.0))
     kernel, bias = model.get_layer("toy").kernel, model.get_layer("toy").bias
     model.optimizer.apply([tf.constant([[3.0], [0.0]]), tf.constant([3.9])], [kernel, bias])
     np.testing.assert_allclose(kernel.numpy()[:, 0], [-0.3, 0.0], rtol=1e-6)
@@ -89,10 +91,10 @@ def _all_layers(model):
 
 
 def _one_training_step(config):
-    model = training.build_training_model(config)
-    trainer.set_trainable(model, "all", train_bn=config.TRAIN_BN)
-    trainer.compile_training_model(model, 0.05, config)
-    batch = input_pipeline.TrainingBatches(BlobDataset(2, 0), config, shuffle=False, batch_size=2).batch(0)
+    model = training_graph.build_training_model(config)
+    loop.set_trainable(model, "all", train_bn=config.TRAIN_BN)
+    loop.compile_training_model(model, 0.05, config)
+    batch = pipeline.TrainingBatches(BlobDataset(2, 0), config, shuffle=False, batch_size=2).batch(0)
     before = _bn_values(model)
     kernel_before = model.get_layer("mrcnn_class_logits").kernel.numpy().copy()
     model.train_step((tuple(batch),))
@@ -207,22 +209,22 @@ def matterport_selection(model, regex, freeze_bn=False):
 @pytest.fixture(scope="module")
 def resnet_model():
     config = tiny_config(BACKBONE="resnet50", IMAGES_PER_GPU=1, TRAIN_BN=False)
-    return training.build_training_model(config)
+    return training_graph.build_training_model(config)
 
 
 def test_layer_presets_are_matterports():
-    assert trainer.LAYER_PRESETS == matterport_layer_regex()
+    assert loop.LAYER_PRESETS == matterport_layer_regex()
 
 
 @pytest.mark.parametrize("preset", ["heads", "3+", "4+", "5+", "all"])
 def test_preset_trainable_weights_as_matterport(resnet_model, preset):
     regex = matterport_layer_regex()[preset]
-    names = trainer.set_trainable(resnet_model, preset, train_bn=False)
+    names = loop.set_trainable(resnet_model, preset, train_bn=False)
     got = {w.path for w in resnet_model.trainable_weights}
     expected = matterport_selection(resnet_model, regex)
     assert got == expected
     assert any(name.startswith("bn") for name in names) == (preset != "heads")
     assert {"mrcnn_class_bn1", "mrcnn_mask_bn4"} <= set(names)
     # FREEZE_BN_AFFINE: the same selection without the BN layers
-    trainer.set_trainable(resnet_model, preset, train_bn=False, freeze_bn_affine=True)
+    loop.set_trainable(resnet_model, preset, train_bn=False, freeze_bn_affine=True)
     assert {w.path for w in resnet_model.trainable_weights} == matterport_selection(resnet_model, regex, True)

@@ -215,9 +215,9 @@ def test_reexports_for_notebooks():
     assert modellib.mold_image is utils.mold_image
     assert modellib.compose_image_meta is utils.compose_image_meta
     assert modellib.parse_image_meta is utils.parse_image_meta
-    from rsna_detector.mrcnn import data
+    from rsna_detector.mrcnn.input import ground_truth
 
-    assert modellib.load_image_gt is data.load_image_gt
+    assert modellib.load_image_gt is ground_truth.load_image_gt
 
 
 class RsnaConfig(Config):
@@ -282,7 +282,7 @@ def test_callable_backbone(tmp_path):
 
 
 def test_callable_backbone_must_return_five_maps(tmp_path):
-    from rsna_detector.mrcnn.backbone import BackboneError
+    from rsna_detector.mrcnn.layers.backbone import BackboneError
 
     class Broken(TinyConfig):
         BACKBONE = staticmethod(lambda image, stage5=True, train_bn=False: [image])
@@ -298,7 +298,7 @@ def test_callable_backbone_must_return_five_maps(tmp_path):
     (None, False, False),
 ])
 def test_batchnorm_training_mode_is_fixed_by_train_bn(train_bn, training, uses_batch_statistics):
-    from rsna_detector.mrcnn.backbone import BatchNorm
+    from rsna_detector.mrcnn.layers.backbone import BatchNorm
 
     layer = BatchNorm(train_bn=train_bn)
     x = np.array([[1.0], [3.0]], np.float32)  # batch mean 2, variance 1
@@ -311,7 +311,7 @@ def test_batchnorm_training_mode_is_fixed_by_train_bn(train_bn, training, uses_b
 
 
 def test_resnet_stage4_depth(tmp_path):
-    from rsna_detector.mrcnn.backbone import resnet_graph
+    from rsna_detector.mrcnn.layers.backbone import resnet_graph
 
     image = keras.Input((64, 64, 3))
     c1, c2, c3, c4, c5 = resnet_graph(image, "resnet101", stage5=False)
@@ -321,14 +321,14 @@ def test_resnet_stage4_depth(tmp_path):
 
 
 def test_training_mode_builds_the_training_graph_and_delegates_train(tmp_path, monkeypatch):
-    from rsna_detector.mrcnn import trainer
+    from rsna_detector.mrcnn.train import loop
 
     trainer_model = modellib.MaskRCNN("training", TinyConfig(), tmp_path)
     trainer_model.keras_model.get_layer("input_gt_boxes")  # the training graph's input
     with pytest.raises(modellib.ModelError, match="mode='inference'"):
         trainer_model.detect([_images()[0]])
     calls = []
-    monkeypatch.setattr(trainer, "train", lambda *args, **kwargs: calls.append((args, kwargs)) or "history")
+    monkeypatch.setattr(loop, "train", lambda *args, **kwargs: calls.append((args, kwargs)) or "history")
     assert trainer_model.train("train_ds", "val_ds", 0.01, 3, "heads", verbose=0) == "history"
     (args, kwargs), = calls
     assert args == (trainer_model, "train_ds", "val_ds", 0.01, 3, "heads")

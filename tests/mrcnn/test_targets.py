@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rsna_detector.mrcnn import targets, utils
+from rsna_detector.mrcnn import utils
+from rsna_detector.mrcnn.input import rpn_targets
+from rsna_detector.mrcnn.layers import detection_targets
 
 STD = np.array([0.1, 0.1, 0.2, 0.2])
 
@@ -28,7 +30,7 @@ GT_BOX = np.array([[0, 0, 10, 11]])
 
 class TestRpnTargets:
     def test_labels_and_deltas_of_a_hand_made_box(self):
-        match, deltas = targets.build_rpn_targets((64, 64, 3), ANCHORS, np.array([1]), GT_BOX, rpn_config(),
+        match, deltas = rpn_targets.build_rpn_targets((64, 64, 3), ANCHORS, np.array([1]), GT_BOX, rpn_config(),
                                                   rng=np.random.default_rng(0))
         assert match.dtype == np.int32 and deltas.dtype == np.float64  # matterport's types
         np.testing.assert_array_equal(match, [1, 1, -1, 0, -1])
@@ -43,18 +45,18 @@ class TestRpnTargets:
 
     def test_best_anchor_is_positive_below_threshold(self):
         box = np.array([[20, 20, 30, 36]])  # best anchor 2: IoU 100/160 = 0.625 < 0.7
-        match, deltas = targets.build_rpn_targets((64, 64, 3), ANCHORS, np.array([1]), box, rpn_config())
+        match, deltas = rpn_targets.build_rpn_targets((64, 64, 3), ANCHORS, np.array([1]), box, rpn_config())
         np.testing.assert_array_equal(match, [-1, -1, 1, -1, -1])
         np.testing.assert_allclose(deltas[0], np.array([0, 3 / 10, 0, math.log(1.6)]) / STD, rtol=1e-5)
 
     def test_box_no_anchor_touches_adds_no_positive(self):
         box = np.array([[55, 55, 60, 60]])
-        match, _ = targets.build_rpn_targets((64, 64, 3), ANCHORS, np.array([1]), box, rpn_config())
+        match, _ = rpn_targets.build_rpn_targets((64, 64, 3), ANCHORS, np.array([1]), box, rpn_config())
         np.testing.assert_array_equal(match, [-1, -1, -1, -1, -1])
 
     def test_zero_ground_truth_all_sampled_anchors_negative(self):
         anchors = np.array([[y, x, y + 8, x + 8] for y in range(0, 40, 8) for x in range(0, 32, 8)], np.float32)
-        match, deltas = targets.build_rpn_targets((64, 64, 3), anchors, np.zeros(0, np.int32),
+        match, deltas = rpn_targets.build_rpn_targets((64, 64, 3), anchors, np.zeros(0, np.int32),
                                                   np.zeros((0, 4)), rpn_config(total=8),
                                                   rng=np.random.default_rng(1))
         assert np.sum(match == -1) == 8 and np.sum(match == 1) == 0 and np.sum(match == 0) == 12
@@ -63,7 +65,7 @@ class TestRpnTargets:
     def test_positives_capped_at_half_and_negatives_fill(self):
         # 6 anchors equal to the box (positive), 10 far away (negative)
         anchors = np.array([[0, 0, 10, 10]] * 6 + [[30, 30, 40, 40]] * 10, np.float32)
-        match, deltas = targets.build_rpn_targets((64, 64, 3), anchors, np.array([1]), np.array([[0, 0, 10, 10]]),
+        match, deltas = rpn_targets.build_rpn_targets((64, 64, 3), anchors, np.array([1]), np.array([[0, 0, 10, 10]]),
                                                   rpn_config(total=8), rng=np.random.default_rng(2))
         assert np.sum(match == 1) == 4 and np.sum(match == -1) == 4
         assert set(np.flatnonzero(match == 1)) <= set(range(6))
@@ -71,13 +73,13 @@ class TestRpnTargets:
 
     def test_crowd_box_anchors_are_not_negative(self):
         crowd = np.array([[20, 20, 30, 30]])
-        match, _ = targets.build_rpn_targets((64, 64, 3), ANCHORS, np.array([1, -1]),
+        match, _ = rpn_targets.build_rpn_targets((64, 64, 3), ANCHORS, np.array([1, -1]),
                                              np.concatenate([GT_BOX, crowd]), rpn_config())
         np.testing.assert_array_equal(match, [1, 1, 0, 0, -1])
 
     def test_mismatched_inputs_raise(self):
         with pytest.raises(ValueError, match="gt_class_ids has 2 entries"):
-            targets.build_rpn_targets((64, 64, 3), ANCHORS, np.array([1, 1]), GT_BOX, rpn_config())
+            rpn_targets.build_rpn_targets((64, 64, 3), ANCHORS, np.array([1, 1]), GT_BOX, rpn_config())
 
 
 def detection_config(total=6, ratio=0.5, mini=False, mask_shape=(4, 4), fill=False):
@@ -101,7 +103,7 @@ PROPOSALS = np.array([
 
 
 def run_targets(config, gt_boxes, gt_class_ids, gt_masks, proposals=PROPOSALS, keys=None):
-    out = targets.detection_targets_graph(
+    out = detection_targets.detection_targets_graph(
         tf.constant(proposals[np.newaxis]), tf.constant(np.array(gt_class_ids, np.int32)[np.newaxis]),
         tf.constant(np.array(gt_boxes, np.float32).reshape(1, -1, 4)), tf.constant(gt_masks[np.newaxis]), config,
         random_keys=None if keys is None else tf.constant(np.array(keys, np.float32)[np.newaxis]))
@@ -198,7 +200,7 @@ class TestDetectionTargets:
 
     def test_layer_batches_images_with_and_without_objects(self):
         config = detection_config(total=6)
-        layer = targets.DetectionTargetLayer(config)
+        layer = detection_targets.DetectionTargetLayer(config)
         gt_boxes = np.array([[GT_NORM, [0, 0, 0, 0]], [[0, 0, 0, 0], [0, 0, 0, 0]]], np.float32)
         rois, class_ids, bbox, masks = layer([tf.constant(np.stack([PROPOSALS, PROPOSALS])),
                                               tf.constant([[1, 0], [0, 0]]), tf.constant(gt_boxes),

@@ -282,7 +282,7 @@ class TestDataset:
 
     def test_default_load_mask_is_empty_and_logs_once(self, caplog):
         ds = self.make()
-        with caplog.at_level(logging.WARNING, logger="rsna_detector.mrcnn.base_dataset"):
+        with caplog.at_level(logging.WARNING, logger="rsna_detector.mrcnn.input.base_dataset"):
             mask, class_ids = ds.load_mask(0)
             ds.load_mask(0)
         assert mask.shape == (0, 0, 0)  # matterport's "no instance" arrays

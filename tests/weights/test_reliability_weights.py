@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from rsna_detector.mrcnn.checkpoints import UnreadableCheckpointWarning, find_last_checkpoint
+from rsna_detector.mrcnn.train.checkpoints import UnreadableCheckpointWarning, find_last_checkpoint
 from rsna_detector.weights.keras2_model import WeightsMismatchError, load_hdf5_weights, save_hdf5_weights
 
 

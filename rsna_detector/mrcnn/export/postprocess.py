@@ -1,6 +1,6 @@
 """What ``MaskRCNN.detect`` does after the network, as graph ops: detections back in the input's pixels.
 
-:func:`unmold_batch` is ``inference.unmold_detections`` for a batch whose images
+:func:`unmold_batch` is ``inference.detect.unmold_detections`` for a batch whose images
 share one molded geometry, with fixed-size outputs: the first ``num_detections``
 rows of each image are its detections, in ``detect``'s order; the rest are zeros.
 The arithmetic is numpy's (float32 window transform, float64 denormalisation

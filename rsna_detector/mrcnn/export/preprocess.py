@@ -1,7 +1,7 @@
 """What ``MaskRCNN.detect`` does before the network, as graph ops: checks, resize, pad, mean pixel, meta, anchors.
 
 The exported model takes a batch of uint8 images of one size and molds them
-exactly as ``inference.mold_one`` does (``molding.resize_image``, ``mold_image``,
+exactly as ``inference.detect.mold_one`` does (``molding.resize_image``, ``mold_image``,
 ``image_meta.compose_image_meta``) and adds the anchors ``MaskRCNN.get_anchors``
 would give:
 
@@ -9,7 +9,7 @@ would give:
   empty batch, channels, sizes the resize mode cannot take);
 * :func:`molding_plan` -- ``resize_image``'s scale, resized size, window and molded
   size for an input size (the graph twin of ``molding._scale_for`` and its padding,
-  held equal by ``tests/mrcnn/test_export_graph.py``);
+  held equal by ``tests/mrcnn/export/test_export_graph.py``);
 * :func:`mold_batch` -- molded images, metas and anchors, ready for the network.
 
 Resize modes: 'square' (molded shape fixed, anchors a constant), 'none' and
@@ -23,8 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from ...errors import RsnaDetectorError
-from ..anchors import generate_anchors, pyramid_anchors
-from ..boxes import norm_boxes
+from ..ops.anchors import generate_anchors, pyramid_anchors
+from ..ops.boxes import norm_boxes
 from .resample import resize_bilinear
 
 __all__ = ["ExportError", "EXPORTABLE_RESIZE_MODES", "check_exportable", "check_images", "molding_plan",

@@ -11,7 +11,7 @@ the input's value range. For an output pixel ``k`` of an axis resized from ``n``
 (float64), takes 0 for an index outside ``[0, n)``, and sums ``value * wy * wx``
 over the four neighbours in the order ``(i0, j0), (i0, j1), (i1, j0), (i1, j1)``.
 The functions here do exactly those float64 operations in that order, so the
-results are identical to scikit-image's (``tests/mrcnn/test_export_graph.py``
+results are identical to scikit-image's (``tests/mrcnn/export/test_export_graph.py``
 holds them equal on images and on detection masks), which plain
 ``tf.image.resize`` (float32, edges clamped instead of blended with 0) is not.
 

@@ -12,7 +12,7 @@ order of operations (``crop_and_resize_op.cc``)::
     crop = top + (bottom - top) * y_lerp
 
 so its crops equal ``crop_and_resize``'s when run eagerly, and up to float rounding in a
-graph, where Grappler may regroup the arithmetic (``tests/mrcnn/test_export_graph.py``).
+graph, where Grappler may regroup the arithmetic (``tests/mrcnn/export/test_export_graph.py``).
 All levels are read from one flattened pyramid, so the crops come out in box order
 without ``crop_and_resize``'s per-level split and ``InvertPermutation``.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from ..roi_align import MIN_LEVEL, roi_pyramid_levels
+from ..layers.roi_align import MIN_LEVEL, roi_pyramid_levels
 
 __all__ = ["pyramid_roi_align_gather"]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from ..._io import atomic_folder, write_json
-from ..inference import ModelError
+from ..inference.detect import ModelError
 from .preprocess import ExportError
 from .serving import (
     OUTPUT_NAMES,

@@ -26,8 +26,8 @@ import copy
 import numpy as np
 import tensorflow as tf
 
-from ..inference import build_inference_model
-from ..roi_align import PyramidROIAlign
+from ..inference.detect import build_inference_model
+from ..layers.roi_align import PyramidROIAlign
 from .postprocess import unmold_batch
 from .preprocess import ExportError, check_exportable, check_images, mold_batch
 from .roi_align_gather import pyramid_roi_align_gather

@@ -29,10 +29,13 @@ import numpy as np
 import tensorflow as tf
 
 from rsna_detector.detector.config import DetectorConfig
-from rsna_detector.mrcnn import targets, trainer, training, utils
-from rsna_detector.mrcnn.anchors import pyramid_anchors
+from rsna_detector.mrcnn import utils
 from rsna_detector.mrcnn.config import Config
+from rsna_detector.mrcnn.input import rpn_targets
+from rsna_detector.mrcnn.layers import detection_targets, training_graph
 from rsna_detector.mrcnn.model import MaskRCNN
+from rsna_detector.mrcnn.ops.anchors import pyramid_anchors
+from rsna_detector.mrcnn.train import loop
 
 IMAGE_SIZE = 128
 LEARNING_RATE = 0.01
@@ -241,7 +244,7 @@ def training_inputs(name):
     arrays = [[] for _ in range(7)]
     for index, (image, image_masks, ids) in enumerate(zip(images, masks, class_ids)):
         boxes = utils.extract_bboxes(image_masks) if len(ids) else np.zeros((0, 4), np.int32)
-        rpn_match, rpn_bbox = targets.build_rpn_targets(image.shape, anchors, ids, boxes, cfg,
+        rpn_match, rpn_bbox = rpn_targets.build_rpn_targets(image.shape, anchors, ids, boxes, cfg,
                                                         rng=np.random.default_rng(index))
         if cfg.USE_MINI_MASK and len(ids):
             image_masks = utils.minimize_mask(boxes, image_masks, cfg.MINI_MASK_SHAPE)
@@ -269,7 +272,7 @@ def fixed_roi_sampling():
     positives and negatives are kept does not depend on TensorFlow's random state (which any
     change to the graph's op order would move).
     """
-    original = targets.detection_targets_graph
+    original = detection_targets.detection_targets_graph
 
     def with_fixed_keys(proposals, gt_class_ids, gt_boxes, gt_masks, cfg, random_keys=None):
         shape = tf.shape(proposals)[:2]
@@ -277,11 +280,11 @@ def fixed_roi_sampling():
         keys = tf.reshape(tf.math.floormod(index * 0.618034 + 0.123, 1.0), shape)
         return original(proposals, gt_class_ids, gt_boxes, gt_masks, cfg, random_keys=keys)
 
-    targets.detection_targets_graph = with_fixed_keys
+    detection_targets.detection_targets_graph = with_fixed_keys
     try:
         yield
     finally:
-        targets.detection_targets_graph = original
+        detection_targets.detection_targets_graph = original
 
 
 def _losses(total, named):
@@ -304,9 +307,9 @@ def training_outputs(name):
     cfg = config(name)
     inputs = training_inputs(name)
     with fixed_roi_sampling():
-        model = training.build_training_model(cfg)
-        trainer.set_trainable(model, "all", train_bn=cfg.TRAIN_BN)
-        trainer.compile_training_model(model, LEARNING_RATE, cfg)
+        model = training_graph.build_training_model(cfg)
+        loop.set_trainable(model, "all", train_bn=cfg.TRAIN_BN)
+        loop.compile_training_model(model, LEARNING_RATE, cfg)
         set_fixed_weights(model)
         objective = tf.function(lambda x: model._objective(x, training=True))
         tensors = [tf.constant(a) for a in inputs]

@@ -1,0 +1,2 @@
+"""The engine's numpy evaluation: ``matching.greedy_match`` (the one matcher) and AP / recall (``metrics``).
+"""

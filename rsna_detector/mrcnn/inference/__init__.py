@@ -1,0 +1,2 @@
+"""The inference model and the steps of ``MaskRCNN.detect`` (``detect``).
+"""
