@@ -85,8 +85,8 @@ def list_dicom_files(source):
 
     Raises
     ------
-    FileNotFoundError
-        ``source`` is a path that does not exist.
+    InputFileNotFoundError
+        (a ``FileNotFoundError``) ``source`` is a path that does not exist.
     """
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)

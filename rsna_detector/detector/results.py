@@ -303,11 +303,12 @@ def expand_results_paths(paths):
     Returns
     -------
     list of Path
+        In the order given; each pattern's matches sorted.
 
     Raises
     ------
-    FileNotFoundError
-        Naming a pattern that matches no file.
+    InputFileNotFoundError
+        (a ``FileNotFoundError``) Naming a pattern that matches no file.
     """
     import glob
 

@@ -67,6 +67,7 @@ def convert_to_tflite(saved_model_dir, quantization="float32"):
     Returns
     -------
     bytes
+        The ``.tflite`` flat buffer.
 
     Raises
     ------
