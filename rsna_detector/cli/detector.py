@@ -100,6 +100,10 @@ def _cmd_evaluate(args):
                                                     val_fraction=args.val_fraction, val_count=args.val_count,
                                                     seed=args.seed)
     metrics = evaluate_detector(model, val_ds, val_ds.image_ids, config=model.config, out_dir=args.out)
+    if metrics["skipped_images"]:
+        first = metrics["skipped_images"][0]
+        print(f"evaluate: {len(metrics['skipped_images'])} unreadable images skipped (listed in metrics.json; "
+              f"first: {first['image']}: {first['error']})")
     print(json_text({k: v for k, v in metrics.items() if not isinstance(v, (list, dict))}))  # NaN: null
     return 0
 

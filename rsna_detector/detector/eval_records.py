@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
 from .competition import EvaluationError, score_array
+
+log = logging.getLogger(__name__)
 
 __all__ = ["EvalRecord", "collect_detections", "records_from_predictions"]
 
@@ -96,7 +99,7 @@ def _record(dataset, image_id, gt, detections):
     )
 
 
-def collect_detections(model, dataset, image_ids, config=None, verbose=False, postprocessing=None):
+def collect_detections(model, dataset, image_ids, config=None, verbose=False, postprocessing=None, skipped=None):
     """Run the detector once per image and keep ground truth and detections together.
 
     Parameters
@@ -114,17 +117,20 @@ def collect_detections(model, dataset, image_ids, config=None, verbose=False, po
     postprocessing : postprocess.PostProcessing, optional
         The pipeline the detections go through (``postprocess.detect``); default: one view,
         every detection the model returns. With flip TTA the records have no predicted masks.
+    skipped : list, optional
+        When given, an image whose file cannot be read (``DicomReadError``: a corrupt or
+        truncated DICOM) is logged, left out and appended here as ``{"image": patient id or
+        index, "error": message}``; without it, that error stops the evaluation.
 
     Returns
     -------
     list of EvalRecord
-        In ``image_ids`` order. Images are detected in batches of the model's
+        In ``image_ids`` order (skipped images left out). Images are detected in batches of the model's
         ``BATCH_SIZE`` (the last batch padded with repeats). Records keep
         full-size boolean masks: about H x W bytes per instance (64 KB at 256x256).
     """
     from tqdm.auto import tqdm
 
-    from ..mrcnn.input.ground_truth import load_image_gt
     from .postprocess import detect
 
     config = _full_mask_config(config or model.config)
@@ -134,11 +140,29 @@ def collect_detections(model, dataset, image_ids, config=None, verbose=False, po
     with tqdm(total=len(image_ids), desc="detect", unit="img", disable=not verbose) as bar:
         for start in range(0, len(image_ids), batch_size):
             chunk = image_ids[start:start + batch_size]
-            ground_truths = [load_image_gt(dataset, config, image_id) for image_id in chunk]
-            detections = detect(model, [gt[0] for gt in ground_truths], postprocessing)
-            records += [_record(dataset, i, gt, d) for i, gt, d in zip(chunk, ground_truths, detections, strict=True)]
+            loaded = [(i, _ground_truth(dataset, config, i, skipped)) for i in chunk]
+            loaded = [(i, gt) for i, gt in loaded if gt is not None]
+            if loaded:
+                detections = detect(model, [gt[0] for _, gt in loaded], postprocessing)
+                records += [_record(dataset, i, gt, d) for (i, gt), d in zip(loaded, detections, strict=True)]
             bar.update(len(chunk))
     return records
+
+
+def _ground_truth(dataset, config, image_id, skipped):
+    """``load_image_gt`` of one image; None (logged, appended to ``skipped``) for an unreadable file."""
+    from ..data.dicom import DicomReadError
+    from ..mrcnn.input.ground_truth import load_image_gt
+
+    try:
+        return load_image_gt(dataset, config, image_id)
+    except DicomReadError as error:
+        if skipped is None:
+            raise
+        name = dataset.image_info[image_id].get("id", image_id) if hasattr(dataset, "image_info") else image_id
+        log.warning("evaluation: image %s skipped: %s", name, error)
+        skipped.append({"image": name, "error": str(error)})
+        return None
 
 
 

@@ -102,7 +102,9 @@ def evaluate_detector(model, dataset, image_ids, config=None, out_dir=None, verb
     dict
         :func:`detection_metrics`' dict, ``model_threshold`` being the post-processing's
         threshold or the model's ``DETECTION_MIN_CONFIDENCE``, and ``postprocessing`` (its
-        description); with ``out_dir`` also ``metrics_json`` and ``figures`` (name -> path).
+        description) and ``skipped_images`` (the images whose
+        file could not be read, each ``{"image", "error"}``: reported and left out, not fatal);
+        with ``out_dir`` also ``metrics_json`` and ``figures`` (name -> path).
     """
     from .postprocess import PostProcessing, check_model
 
@@ -110,11 +112,16 @@ def evaluate_detector(model, dataset, image_ids, config=None, out_dir=None, verb
         postprocessing = getattr(model, "postprocessing", None)
     postprocessing = postprocessing or PostProcessing()
     check_model(model, postprocessing)
+    skipped = []
     records = collect_detections(model, dataset, image_ids, config, verbose,
-                                 postprocessing=postprocessing.replace(min_confidence=None))
+                                 postprocessing=postprocessing.replace(min_confidence=None), skipped=skipped)
+    if skipped and not records:
+        raise EvaluationError(f"evaluation: none of the {len(skipped)} images could be read "
+                              f"(first: {skipped[0]['image']}: {skipped[0]['error']})")
     threshold = postprocessing.min_confidence
     if threshold is None:
         threshold = getattr(model.config, "DETECTION_MIN_CONFIDENCE", None)
     metrics = detection_metrics(records, iou, model_threshold=threshold)
     metrics["postprocessing"] = postprocessing.to_dict()
+    metrics["skipped_images"] = skipped
     return metrics if out_dir is None else write_detection_report(records, metrics, out_dir)

@@ -224,7 +224,8 @@ class ValidationCallback(keras.callbacks.Callback):
             model = self._inference_model()
             copy_weights(self._pairs)
             records = collect_detections(model, self.dataset, self.image_ids, config=model.config,
-                                         postprocessing=PostProcessing(flip_tta=self.flip_tta))
+                                         postprocessing=PostProcessing(flip_tta=self.flip_tta),
+                                         skipped=[])  # an unreadable file is logged, not fatal to training
         metrics = detection_metrics(records, "box", model_threshold="best", thresholds=self.thresholds)
         seconds = time.perf_counter() - started
         self.history.append({"epoch": epoch, "seconds": seconds, **{name: metrics[name] for name in LOGGED}})

@@ -5,6 +5,7 @@ weights file that leaves layers random is refused, and stdout is JSON."""
 import json
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -152,3 +153,24 @@ def test_evaluate_prints_json_with_null_for_undefined_metrics(files, cli, tmp_pa
 
 def _refuse(token):
     raise AssertionError(f"{token} is not JSON")
+
+
+def test_evaluate_reports_and_skips_an_unreadable_validation_file(files, cli, tmp_path, capsys):
+    """Issue 22's remaining case: a broken DICOM among the validation images is named, left out, not fatal."""
+    from rsna_detector.detector.dataset import DetectorDataset
+
+    data = tmp_path / "data"
+    shutil.copytree(files / "data", data)
+    _, validation = DetectorDataset.split_from_data_dir(data, image_size=128, val_count=3)
+    broken = validation.image_info[validation.image_ids[0]]
+    path = Path(broken["path"])
+    path.write_bytes(path.read_bytes()[:300])  # cut inside the header
+    code = cli(["evaluate", "--model", str(files / "weights.h5"), "--config", str(files / "config.json"),
+                "--data", str(data), "--val-count", "3",
+                "--out", str(tmp_path / "evaluation")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    written = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
+    assert [entry["image"] for entry in written["skipped_images"]] == [broken["id"]]
+    assert path.name in written["skipped_images"][0]["error"] and written["counts"]["images"] == 2
+    assert "1 unreadable images skipped" in out
