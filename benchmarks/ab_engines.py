@@ -69,7 +69,7 @@ def export_base(revision, folder):
 def config_for(package, batch, detector_config):
     import peer_common
 
-    base = importlib.import_module(package + ".config").DetectorConfig
+    base = importlib.import_module(package + ".detector.config").DetectorConfig
 
     class Settings(base):
         IMAGES_PER_GPU = batch

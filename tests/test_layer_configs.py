@@ -48,6 +48,7 @@ CONSTRUCTORS = {
     "rsna_detector.mrcnn.layers.proposals.ProposalLayer": lambda: dict(
         proposal_count=21, nms_threshold=0.5, pre_nms_limit=99, rpn_bbox_std_dev=[0.1, 0.1, 0.2, 0.2]),
     "rsna_detector.mrcnn.layers.roi_align.PyramidROIAlign": lambda: dict(pool_shape=[5, 3]),
+    "rsna_detector.mrcnn.layers.bn_folding.BatchNormFoldingConv2D": lambda: dict(filters=4, kernel_size=[1, 3], strides=[2, 1]),
     "rsna_detector.mrcnn.layers.sparse_conv.SparseGradientConv2D": lambda: dict(filters=4, kernel_size=[3, 1], padding="same"),
     "rsna_detector.mrcnn.layers.detection_targets.DetectionTargetLayer": lambda: dict(config=_config()),
     "rsna_detector.mrcnn.layers.training_graph.ActiveClassIds": lambda: dict(name="active"),

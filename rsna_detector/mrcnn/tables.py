@@ -86,7 +86,9 @@ def weight_stats(model):
     """
     table = [["WEIGHT NAME", "SHAPE", "MIN", "MAX", "STD"]]
     for layer in model.get_trainable_layers():
-        convolution = type(layer).__name__ in ("Conv2D", "WindowDense", "RoiConv2D")
+        # matterport tests the class name "Conv2D"; its subclasses here (RoiConv2D, the sparse-gradient
+        # and BN-folding convolutions) and WindowDense are convolutions too
+        convolution = any(cls.__name__ in ("Conv2D", "WindowDense") for cls in type(layer).__mro__)
         for index, (variable, values) in enumerate(zip(layer.weights, layer.get_weights(), strict=True)):
             name = getattr(variable, "path", None) or variable.name
             alerts = ""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import keras
 
 from ...errors import RsnaDetectorError
+from .bn_folding import BatchNormFoldingConv2D, is_folded_output
 
 __all__ = [
     "BatchNorm",
@@ -77,6 +78,8 @@ class BatchNorm(keras.layers.BatchNormalization):
         self.train_bn = train_bn
 
     def call(self, inputs, training=None, mask=None):
+        if mask is None and is_folded_output(inputs, self):
+            return inputs  # the convolution before applied this layer (bn_folding)
         if self.train_bn is not None:
             training = bool(self.train_bn)
         if training and not self.trainable and mask is None:
@@ -104,9 +107,11 @@ class BatchNorm(keras.layers.BatchNormalization):
 
 def _conv_bn(x, filters, kernel_size, conv_name, bn_name, train_bn, strides=1, padding="valid", relu=True,
              use_bias=True):
-    x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias,
-                            name=conv_name)(x)
-    x = BatchNorm(train_bn=train_bn, name=bn_name)(x)
+    conv = BatchNormFoldingConv2D(filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias,
+                                  name=conv_name)
+    batch_norm = BatchNorm(train_bn=train_bn, name=bn_name)
+    conv.fold(batch_norm)
+    x = batch_norm(conv(x))
     if relu:
         x = keras.layers.Activation("relu")(x)
     return x

@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from ...errors import InvalidArgumentError
 from .backbone import BatchNorm
+from .bn_folding import BatchNormFoldingConv2D
 from .roi_align import PyramidROIAlign
 
 __all__ = ["fpn_classifier_graph", "build_fpn_mask_graph", "FoldRois", "UnfoldRois", "GatherRealRois",
@@ -293,9 +294,10 @@ def _dense_bn_relu(x, filters, kernel_size, name, bn_name, train_bn):
 
 
 def _conv_bn_relu(x, filters, kernel_size, conv_name, bn_name, train_bn, padding="valid"):
-    x = keras.layers.Conv2D(filters, kernel_size, padding=padding, name=conv_name)(x)
-    x = BatchNorm(train_bn=train_bn, name=bn_name)(x)
-    return keras.layers.Activation("relu")(x)
+    conv = BatchNormFoldingConv2D(filters, kernel_size, padding=padding, name=conv_name)
+    batch_norm = BatchNorm(train_bn=train_bn, name=bn_name)
+    conv.fold(batch_norm)
+    return keras.layers.Activation("relu")(batch_norm(conv(x)))
 
 
 def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes, train_bn=True,

@@ -68,16 +68,6 @@ class TestProposalLayer:
         np.testing.assert_allclose(got[1], [[0.1, 0.6, 0.3, 0.9], [0.6, 0.6, 1.0, 1.0], [0.5, 0.5, 1.0, 1.0]],
                                    atol=1e-6)
 
-    def test_confident_padding_roi_is_refined_like_any_roi(self):
-        # matterport's rule: a padding ROI that the classifier scores confidently becomes a
-        # zero-size detection at the window's top-left corner (no filtering of padding).
-        rois, probs, deltas, meta = _detection_inputs()
-        probs[5] = [0.0, 1.0, 0.0]
-        layer = DetectionLayer(max_instances=5, min_confidence=0.7, nms_threshold=0.3, bbox_std_dev=STD)
-        got = layer([tf.constant(a[np.newaxis], tf.float32) for a in (rois, probs, deltas, meta)]).numpy()
-        np.testing.assert_allclose(got[0, 0], [WINDOW[0], 0.0, WINDOW[0], 0.0, 1, 1.0], atol=1e-6)
-        np.testing.assert_allclose(got[0, 1:4, 5], [0.9, 0.8, 0.75], atol=1e-6)
-
     def test_settings_from_config(self):
         class C(Config):
             NAME = "p"

@@ -105,7 +105,8 @@ def test_training_mask_head_runs_on_positive_rois_only():
     for layer in full.layers:
         if layer.weights:
             layer.set_weights(model.get_layer(layer.name).get_weights())
-    every_row = full([tf.constant(rois), inputs[1]] + list(features)).numpy()
+    # training=True like the training graph's call (both fold the frozen BN into the convolutions)
+    every_row = full([tf.constant(rois), inputs[1]] + list(features), training=True).numpy()
     np.testing.assert_allclose(masks[positive], every_row[positive], rtol=0, atol=1e-6)
 
 
