@@ -65,6 +65,8 @@ def kernel_events(log_dir):
                 op_name, op_type = name.rsplit(":", 1)
                 if op_type in WRAPPER_TYPES or op_type.startswith("__inference"):
                     continue
+                if event.duration_ps <= 0:
+                    continue  # markers (StartRegion, Record), not kernels
                 start = line.timestamp_ns + event.offset_ps / 1000
                 events.append((start, start + event.duration_ps / 1000, op_type, op_name))
     return events
