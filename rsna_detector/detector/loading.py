@@ -22,9 +22,7 @@ from ..mrcnn.train.checkpoints import CheckpointNotFoundError, checkpoint_files
 from .postprocess import PostProcessing, PostProcessingError, load_postprocessing
 
 __all__ = ["inference_config", "resolve_checkpoint", "resolve_postprocessing", "load_detector",
-           "inference_model_from", "parse_threshold",
-    "in_graph_settings",
-]
+           "inference_model_from", "parse_threshold", "in_graph_settings"]
 
 log = logging.getLogger(__name__)
 

@@ -27,6 +27,7 @@ from .bn_folding import BatchNormFoldingConv2D, is_folded_output
 
 __all__ = [
     "BatchNorm",
+    "conv_bn",
     "build_backbone",
     "resnet_graph",
     "identity_block",
@@ -105,8 +106,14 @@ class BatchNorm(keras.layers.BatchNormalization):
         return config
 
 
-def _conv_bn(x, filters, kernel_size, conv_name, bn_name, train_bn, strides=1, padding="valid", relu=True,
-             use_bias=True):
+def conv_bn(x, filters, kernel_size, conv_name, bn_name, train_bn, strides=1, padding="valid", relu=True,
+            use_bias=True):
+    """A convolution ``conv_name``, its :class:`BatchNorm` ``bn_name`` and (``relu``) a ReLU.
+
+    The convolution is a :class:`~.bn_folding.BatchNormFoldingConv2D` linked to its BN, so a
+    frozen BN is folded into it in training calls. ``x``: KerasTensor ``[batch, h, w, c]``;
+    returns ``[batch, h', w', filters]``.
+    """
     conv = BatchNormFoldingConv2D(filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias,
                                   name=conv_name)
     batch_norm = BatchNorm(train_bn=train_bn, name=bn_name)
@@ -126,11 +133,11 @@ def _bottleneck(x, kernel_size, filters, stage, block, use_bias, train_bn, strid
     filters_a, filters_b, filters_c = filters
     conv = f"res{stage}{block}_branch"
     bn = f"bn{stage}{block}_branch"
-    y = _conv_bn(x, filters_a, 1, conv + "2a", bn + "2a", train_bn, strides=strides, use_bias=use_bias)
-    y = _conv_bn(y, filters_b, kernel_size, conv + "2b", bn + "2b", train_bn, padding="same", use_bias=use_bias)
-    y = _conv_bn(y, filters_c, 1, conv + "2c", bn + "2c", train_bn, relu=False, use_bias=use_bias)
+    y = conv_bn(x, filters_a, 1, conv + "2a", bn + "2a", train_bn, strides=strides, use_bias=use_bias)
+    y = conv_bn(y, filters_b, kernel_size, conv + "2b", bn + "2b", train_bn, padding="same", use_bias=use_bias)
+    y = conv_bn(y, filters_c, 1, conv + "2c", bn + "2c", train_bn, relu=False, use_bias=use_bias)
     if shortcut_conv:
-        x = _conv_bn(x, filters_c, 1, conv + "1", bn + "1", train_bn, strides=strides, relu=False, use_bias=use_bias)
+        x = conv_bn(x, filters_c, 1, conv + "1", bn + "1", train_bn, strides=strides, relu=False, use_bias=use_bias)
     y = keras.layers.Add(name=f"res{stage}{block}_add")([y, x])
     return keras.layers.Activation("relu", name=f"res{stage}{block}_out")(y)
 
@@ -198,7 +205,7 @@ def resnet_graph(input_image, architecture, stage5=False, train_bn=True):
     if architecture not in RESNET_STAGE4_BLOCKS:
         raise BackboneError(f"BACKBONE: expected one of {sorted(RESNET_STAGE4_BLOCKS)}, got {architecture!r}")
     x = keras.layers.ZeroPadding2D((3, 3), name="conv1_pad")(input_image)
-    x = _conv_bn(x, 64, 7, "conv1", "bn_conv1", train_bn, strides=2)
+    x = conv_bn(x, 64, 7, "conv1", "bn_conv1", train_bn, strides=2)
     c1 = x = keras.layers.MaxPooling2D((3, 3), strides=(2, 2), padding="same", name="pool1")(x)
     c2 = x = _resnet_stage(x, (64, 64, 256), 2, 2, train_bn, strides=1)
     c3 = x = _resnet_stage(x, (128, 128, 512), 3, 3, train_bn, strides=2)
@@ -222,10 +229,10 @@ def tiny_backbone_graph(input_image, train_bn=False):
     # Molded pixels span about +-128; scaled to about +-1 the network trains from scratch
     # even with frozen BN (TRAIN_BN False keeps BN an identity at initialisation).
     x = keras.layers.Rescaling(1.0 / TINY_INPUT_SCALE, name="tiny_input_scale")(input_image)
-    x = _conv_bn(x, 16, 3, "tiny_stem", "tiny_bn_stem", train_bn, strides=2, padding="same")
+    x = conv_bn(x, 16, 3, "tiny_stem", "tiny_bn_stem", train_bn, strides=2, padding="same")
     features = []
     for level, channels in zip(range(2, 6), TINY_CHANNELS, strict=True):
-        x = _conv_bn(x, channels, 3, f"tiny_c{level}", f"tiny_bn{level}", train_bn, strides=2, padding="same")
+        x = conv_bn(x, channels, 3, f"tiny_c{level}", f"tiny_bn{level}", train_bn, strides=2, padding="same")
         features.append(x)
     return features
 

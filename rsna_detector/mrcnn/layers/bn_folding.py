@@ -64,6 +64,8 @@ class BatchNormFoldingConv2D(keras.layers.Conv2D):
     model runs the two layers one after the other, with the same results).
     """
 
+    _folded_batch_norm = None  # set by fold()
+
     def fold(self, batch_norm):
         """Fold ``batch_norm`` (the layer applied to this layer's output) into training calls."""
         # Not an attribute Keras tracks: the BN layer's weights stay its own, in weight
@@ -71,7 +73,7 @@ class BatchNormFoldingConv2D(keras.layers.Conv2D):
         object.__setattr__(self, "_folded_batch_norm", batch_norm)
 
     def _folding_applies(self):
-        batch_norm = getattr(self, "_folded_batch_norm", None)
+        batch_norm = self._folded_batch_norm
         return (batch_norm is not None and batch_norm.train_bn is False
                 and batch_norm.axis in (-1, self.rank + 1) and self.data_format == "channels_last"
                 and self.activation is keras.activations.linear

@@ -33,8 +33,7 @@ import keras
 import tensorflow as tf
 
 from ...errors import InvalidArgumentError
-from .backbone import BatchNorm
-from .bn_folding import BatchNormFoldingConv2D
+from .backbone import BatchNorm, conv_bn
 from .roi_align import PyramidROIAlign
 
 __all__ = ["fpn_classifier_graph", "build_fpn_mask_graph", "FoldRois", "UnfoldRois", "GatherRealRois",
@@ -293,13 +292,6 @@ def _dense_bn_relu(x, filters, kernel_size, name, bn_name, train_bn):
     return keras.layers.Activation("relu")(x)
 
 
-def _conv_bn_relu(x, filters, kernel_size, conv_name, bn_name, train_bn, padding="valid"):
-    conv = BatchNormFoldingConv2D(filters, kernel_size, padding=padding, name=conv_name)
-    batch_norm = BatchNorm(train_bn=train_bn, name=bn_name)
-    conv.fold(batch_norm)
-    return keras.layers.Activation("relu")(batch_norm(conv(x)))
-
-
 def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes, train_bn=True,
                          fc_layers_size=1024, *, skip_padding=False):
     """Class scores and class-specific box deltas for every ROI.
@@ -377,7 +369,7 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
         [rois, image_meta] + list(feature_maps))
     x = _fold(x, rois, skip_padding, "mrcnn_mask", train_bn)
     for i in range(1, 5):
-        x = _conv_bn_relu(x, 256, (3, 3), f"mrcnn_mask_conv{i}", f"mrcnn_mask_bn{i}", train_bn, padding="same")
+        x = conv_bn(x, 256, (3, 3), f"mrcnn_mask_conv{i}", f"mrcnn_mask_bn{i}", train_bn, padding="same")
     x = keras.layers.Conv2DTranspose(256, (2, 2), strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
     return RoiConv2D(num_classes, (1, 1), strides=1, activation="sigmoid", skip_padding=skip_padding,
                      name="mrcnn_mask")([x, rois])
